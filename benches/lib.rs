@@ -1,0 +1,1 @@
+//! Shared fixtures for the benchmarks (the messages every parser is fed).

@@ -1,0 +1,349 @@
+//! [`Editor`]: what a proxy changes in a message it forwards (RFC 3261 §16.6), expressed as span edits
+//! over the original buffer — insert before, remove, replace — never a re-render. The output is a list
+//! of segments (original slices and a small arena of new bytes), handed to vectored I/O as `IoSlice`s
+//! or copied into one buffer. The body is never touched, so Content-Length stays right.
+//!
+//! Overlapping edits resolve in order of position: a later edit never re-emits bytes an earlier one
+//! removed.
+
+use std::io::IoSlice;
+use std::ops::Range;
+
+use crate::header::HeaderName;
+use crate::message::Message;
+use crate::scan;
+
+#[derive(Debug, Clone)]
+struct Edit {
+    /// Original bytes `start..end` are replaced by `arena[data]`.
+    start: usize,
+    end: usize,
+    data: Range<usize>,
+}
+
+/// A set of edits against one parsed message.
+#[derive(Debug)]
+pub struct Editor<'m, 'a> {
+    msg: &'m Message<'a>,
+    edits: Vec<Edit>,
+    arena: Vec<u8>,
+}
+
+/// What `decrement_max_forwards` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxForwards {
+    /// The value now written.
+    Forward(u8),
+    /// It was already 0: the proxy must answer 483 (Too Many Hops) instead of forwarding.
+    Exhausted,
+}
+
+impl<'m, 'a> Editor<'m, 'a> {
+    pub fn new(msg: &'m Message<'a>) -> Self {
+        Editor {
+            msg,
+            edits: Vec::with_capacity(8),
+            arena: Vec::with_capacity(256),
+        }
+    }
+
+    /// Where new top-of-message headers go: the first header line (or the blank line if none).
+    fn first_header_pos(&self) -> usize {
+        self.msg
+            .headers
+            .first()
+            .map_or(self.msg.headers_end, |h| h.line_start as usize)
+    }
+
+    fn push(&mut self, start: usize, end: usize, parts: &[&[u8]]) {
+        let from = self.arena.len();
+        for p in parts {
+            self.arena.extend_from_slice(p);
+        }
+        self.edits.push(Edit {
+            start,
+            end,
+            data: from..self.arena.len(),
+        });
+    }
+
+    fn insert_line(&mut self, at: usize, name: &str, value: &str) {
+        self.push(at, at, &[name.as_bytes(), b": ", value.as_bytes(), b"\r\n"]);
+    }
+
+    /// Inserts `Via: <value>` above every other header (the proxy's own Via, RFC 3261 §16.6 step 8).
+    pub fn prepend_via(&mut self, value: &str) -> &mut Self {
+        let at = self.first_header_pos();
+        self.insert_line(at, "Via", value);
+        self
+    }
+
+    /// Inserts `Record-Route: <value>` above the existing Record-Route values (§16.6 step 4).
+    pub fn add_record_route(&mut self, value: &str) -> &mut Self {
+        let at = self
+            .msg
+            .header(HeaderName::RecordRoute)
+            .map_or_else(|| self.first_header_pos(), |h| h.line_start as usize);
+        self.insert_line(at, "Record-Route", value);
+        self
+    }
+
+    /// Removes the first value of a list header (the top Via of a response, our own Route):
+    /// the whole line when it holds one value, else just that value and its comma.
+    pub fn remove_first_value(&mut self, name: HeaderName) -> &mut Self {
+        let Some(h) = self.msg.header(name) else {
+            return self;
+        };
+        let v = h.raw_value;
+        match scan::find_unquoted(v, b',') {
+            Some(comma) if name.is_list() => {
+                let after = v.get(comma + 1..).unwrap_or(&[]);
+                let skip = after.iter().take_while(|&&b| scan::is_lws(b)).count();
+                let start = h.value_start as usize;
+                self.push(start, start + comma + 1 + skip, &[]);
+            }
+            _ => self.push(h.line_start as usize, h.line_end as usize, &[]),
+        }
+        self
+    }
+
+    pub fn remove_top_via(&mut self) -> &mut Self {
+        self.remove_first_value(HeaderName::Via)
+    }
+
+    /// §16.6 step 3: decrement, or add `Max-Forwards: 70` when absent; 0 means do not forward.
+    pub fn decrement_max_forwards(&mut self) -> MaxForwards {
+        match (self.msg.max_forwards(), self.msg.header(HeaderName::MaxForwards)) {
+            (Some(0), _) => MaxForwards::Exhausted,
+            (Some(n), Some(h)) => {
+                let new = n - 1;
+                let start = h.value_start as usize;
+                let mut digits = [0u8; 3];
+                let text = u8_decimal(new, &mut digits);
+                self.push(start, start + h.raw_value.len(), &[text]);
+                MaxForwards::Forward(new)
+            }
+            _ => {
+                let at = self.first_header_pos();
+                self.insert_line(at, "Max-Forwards", "70");
+                MaxForwards::Forward(70)
+            }
+        }
+    }
+
+    /// Removes every line of `name`.
+    pub fn remove_header(&mut self, name: HeaderName) -> &mut Self {
+        let lines: Vec<Range<usize>> = self
+            .msg
+            .headers
+            .iter()
+            .filter(|h| h.name == name)
+            .map(|h| h.line_range())
+            .collect();
+        for r in lines {
+            self.push(r.start, r.end, &[]);
+        }
+        self
+    }
+
+    /// Appends `name: value` after the last header.
+    pub fn append_header(&mut self, name: &str, value: &str) -> &mut Self {
+        let at = self.msg.headers_end;
+        self.insert_line(at, name, value);
+        self
+    }
+
+    /// Replaces every line of `name` with one `name: value` line (where the first one stood), or
+    /// appends it when absent.
+    pub fn set_header(&mut self, name: HeaderName, value: &str) -> &mut Self {
+        let text = name.as_str().unwrap_or("X-Unknown");
+        let lines: Vec<Range<usize>> = self
+            .msg
+            .headers
+            .iter()
+            .filter(|h| h.name == name)
+            .map(|h| h.line_range())
+            .collect();
+        let Some((first, rest)) = lines.split_first() else {
+            return self.append_header(text, value);
+        };
+        self.push(
+            first.start,
+            first.end,
+            &[text.as_bytes(), b": ", value.as_bytes(), b"\r\n"],
+        );
+        for r in rest {
+            self.push(r.start, r.end, &[]);
+        }
+        self
+    }
+
+    /// The edited message as ordered slices, ready for `write_vectored`.
+    pub fn io_slices(&self) -> Vec<IoSlice<'_>> {
+        self.segments().map(IoSlice::new).collect()
+    }
+
+    /// The edited message's length in octets.
+    pub fn len(&self) -> usize {
+        self.segments().map(<[u8]>::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends the edited message to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.reserve(self.len());
+        for s in self.segments() {
+            out.extend_from_slice(s);
+        }
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        self.write_to(&mut v);
+        v
+    }
+
+    fn segments(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut order: Vec<usize> = (0..self.edits.len()).collect();
+        order.sort_by_key(|&i| self.edits.get(i).map_or(0, |e| e.start));
+        let mut cursor = self.msg.start_offset;
+        let mut out: Vec<&[u8]> = Vec::with_capacity(order.len() * 2 + 1);
+        for i in order {
+            let Some(e) = self.edits.get(i) else { continue };
+            let start = e.start.max(cursor);
+            if start > cursor {
+                out.push(self.msg.span(cursor..start));
+            }
+            out.push(self.arena.get(e.data.clone()).unwrap_or(&[]));
+            cursor = cursor.max(e.end);
+        }
+        out.push(self.msg.span(cursor..self.msg.end));
+        out.into_iter().filter(|s| !s.is_empty())
+    }
+}
+
+fn u8_decimal(n: u8, buf: &mut [u8; 3]) -> &[u8] {
+    let digits = [n / 100, (n / 10) % 10, n % 10];
+    let skip = if n >= 100 {
+        0
+    } else if n >= 10 {
+        1
+    } else {
+        2
+    };
+    for (d, slot) in digits.iter().zip(buf.iter_mut()) {
+        *slot = b'0' + d;
+    }
+    buf.get(skip..).unwrap_or(&[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse;
+
+    const REQ: &[u8] = b"MESSAGE sip:bob@partner.example SIP/2.0\r\n\
+Via: SIP/2.0/TLS fe1.corp.example:5061;branch=z9hG4bKfe1, SIP/2.0/TLS app.corp.example;branch=z9hG4bKapp\r\n\
+Route: <sip:edge.corp.example;lr>\r\n\
+Max-Forwards: 10\r\n\
+From: <sip:alice@corp.example>;tag=a1\r\n\
+To: <sip:bob@partner.example>\r\n\
+Call-ID: c1\r\n\
+CSeq: 1 MESSAGE\r\n\
+Content-Length: 2\r\n\
+\r\n\
+hi";
+
+    #[test]
+    fn proxy_edits_keep_everything_else_byte_identical() {
+        let msg = parse(REQ).unwrap();
+        let mut ed = Editor::new(&msg);
+        ed.prepend_via("SIP/2.0/TLS edge.corp.example:5061;branch=z9hG4bKedge1");
+        ed.add_record_route("<sip:edge.corp.example:5061;transport=tls;lr>");
+        ed.remove_first_value(HeaderName::Route);
+        assert_eq!(ed.decrement_max_forwards(), MaxForwards::Forward(9));
+        let out = ed.to_vec();
+        assert_eq!(out.len(), ed.len());
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(text.starts_with(
+            "MESSAGE sip:bob@partner.example SIP/2.0\r\n\
+Via: SIP/2.0/TLS edge.corp.example:5061;branch=z9hG4bKedge1\r\n\
+Record-Route: <sip:edge.corp.example:5061;transport=tls;lr>\r\n\
+Via: SIP/2.0/TLS fe1"
+        ));
+        assert!(!text.contains("Route: <sip:edge.corp.example;lr>"));
+        assert!(text.contains("\r\nMax-Forwards: 9\r\n"));
+        let again = parse(&out).unwrap();
+        assert_eq!(again.vias().count(), 3);
+        assert_eq!(again.max_forwards(), Some(9));
+        assert_eq!(again.body(), b"hi");
+        let slices = ed.io_slices();
+        assert_eq!(slices.iter().map(|s| s.len()).sum::<usize>(), out.len());
+    }
+
+    #[test]
+    fn remove_top_via_from_a_comma_list_and_a_single_line() {
+        let msg = parse(REQ).unwrap();
+        let out = Editor::new(&msg).remove_top_via().to_vec();
+        let again = parse(&out).unwrap();
+        let vias: Vec<_> = again.vias().map(|v| v.unwrap().host).collect();
+        assert_eq!(vias, ["app.corp.example"]);
+        let out2 = Editor::new(&again).remove_top_via().to_vec();
+        let third = parse(&out2).unwrap();
+        assert_eq!(third.vias().count(), 0);
+        assert_eq!(third.headers().len(), again.headers().len() - 1);
+    }
+
+    #[test]
+    fn max_forwards_zero_and_absent() {
+        let zero = String::from_utf8(REQ.to_vec())
+            .unwrap()
+            .replace("Max-Forwards: 10", "Max-Forwards: 0");
+        let msg = parse(zero.as_bytes()).unwrap();
+        assert_eq!(Editor::new(&msg).decrement_max_forwards(), MaxForwards::Exhausted);
+        let none = String::from_utf8(REQ.to_vec())
+            .unwrap()
+            .replace("Max-Forwards: 10\r\n", "");
+        let msg = parse(none.as_bytes()).unwrap();
+        let mut ed = Editor::new(&msg);
+        assert_eq!(ed.decrement_max_forwards(), MaxForwards::Forward(70));
+        assert_eq!(parse(&ed.to_vec()).unwrap().max_forwards(), Some(70));
+        let mut buf = [0; 3];
+        assert_eq!(u8_decimal(0, &mut buf), b"0");
+        assert_eq!(u8_decimal(9, &mut buf), b"9");
+        assert_eq!(u8_decimal(69, &mut buf), b"69");
+        assert_eq!(u8_decimal(254, &mut buf), b"254");
+    }
+
+    #[test]
+    fn set_append_and_remove_headers() {
+        let msg = parse(REQ).unwrap();
+        let out = Editor::new(&msg)
+            .set_header(HeaderName::CallId, "replaced")
+            .append_header("ms-diagnostics", "1008;reason=\"x\"")
+            .remove_header(HeaderName::Route)
+            .set_header(HeaderName::Subject, "new")
+            .to_vec();
+        let m = parse(&out).unwrap();
+        assert_eq!(m.call_id().unwrap(), "replaced");
+        assert_eq!(m.ms_diagnostics().unwrap().id, 1008);
+        assert!(m.header(HeaderName::Route).is_none());
+        assert_eq!(m.header(HeaderName::Subject).unwrap().raw_value, b"new");
+        assert_eq!(m.body(), b"hi");
+    }
+
+    #[test]
+    fn overlapping_edits_do_not_duplicate_bytes() {
+        let msg = parse(REQ).unwrap();
+        let out = Editor::new(&msg)
+            .remove_top_via()
+            .remove_header(HeaderName::Via)
+            .to_vec();
+        let m = parse(&out).unwrap();
+        assert_eq!(m.vias().count(), 0);
+        assert_eq!(m.headers().len(), msg.headers().len() - 1);
+    }
+}

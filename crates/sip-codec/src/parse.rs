@@ -1,0 +1,290 @@
+//! The message parser: bytes → [`Message`]. One pass over the header section, line by line (memchr for
+//! line ends and colons), classifying each name once; scalars the framing depends on (Content-Length,
+//! CSeq, Max-Forwards) are checked here, every other value is parsed lazily by its accessor.
+//!
+//! Input is one message as a datagram carries it: leading CRLFs are skipped (RFC 3261 §7.5); without
+//! Content-Length the body is the rest of the input; bytes after a Content-Length body are not part of
+//! the message. Bare LF line ends are tolerated. Stream framing is `framer.rs`'s job.
+
+use crate::error::{ErrorKind, ParseError};
+use crate::header::{Header, HeaderName};
+use crate::message::{Message, StartLine, Version};
+use crate::scan;
+
+/// Caps that bound the work and memory spent on one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Start line + headers + blank line, in octets.
+    pub max_head_bytes: usize,
+    /// Header lines (after unfolding).
+    pub max_headers: usize,
+    /// Declared body size.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head_bytes: 16 * 1024,
+            max_headers: 256,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Parses one message with the default [`Limits`].
+pub fn parse(buf: &[u8]) -> Result<Message<'_>, ParseError<'_>> {
+    parse_with(buf, &Limits::default())
+}
+
+/// Parses one message with explicit limits.
+pub fn parse_with<'a>(buf: &'a [u8], limits: &Limits) -> Result<Message<'a>, ParseError<'a>> {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    if start == buf.len() {
+        return Err(ParseError::at(ErrorKind::Empty, 0));
+    }
+    let (start_line, mut pos) = match next_line(buf, start) {
+        Some((content, next)) => (parse_start_line(content, start)?, next),
+        None => return Err(ParseError::at(ErrorKind::Incomplete, start)),
+    };
+
+    let mut headers: Vec<Header<'a>> = Vec::with_capacity(24);
+    let head_end;
+    let headers_end;
+    loop {
+        if pos - start > limits.max_head_bytes {
+            return Err(ParseError::at(ErrorKind::HeadTooLarge, pos));
+        }
+        let Some((line, next)) = next_line(buf, pos) else {
+            let kind = if buf.len() - start > limits.max_head_bytes {
+                ErrorKind::HeadTooLarge
+            } else {
+                ErrorKind::Incomplete
+            };
+            return Err(ParseError::at(kind, pos));
+        };
+        if line.is_empty() {
+            headers_end = pos;
+            head_end = next;
+            break;
+        }
+        match line.first() {
+            Some(b' ' | b'\t') => {
+                let Some(prev) = headers.last_mut() else {
+                    return Err(ParseError::at(ErrorKind::LeadingContinuation, pos));
+                };
+                // Extend the previous header over this continuation line.
+                let trimmed = scan::trim_bytes(line);
+                if !trimmed.is_empty() {
+                    let end = pos + line.len() - trailing_lws(line);
+                    let spanned = buf.get(prev.value_start as usize..end).unwrap_or(prev.raw_value);
+                    let value = scan::trim_bytes(spanned);
+                    prev.value_start = (end - value.len()) as u32;
+                    prev.folded = prev.folded || !prev.raw_value.is_empty();
+                    prev.raw_value = value;
+                }
+                prev.line_end = next as u32;
+            }
+            _ => {
+                if headers.len() >= limits.max_headers {
+                    return Err(ParseError::at(ErrorKind::TooManyHeaders, pos));
+                }
+                headers.push(parse_header_line(buf, line, pos, next)?);
+            }
+        }
+        pos = next;
+    }
+    if head_end - start > limits.max_head_bytes {
+        return Err(ParseError::at(ErrorKind::HeadTooLarge, head_end));
+    }
+
+    let mut msg = Message {
+        buf,
+        start_offset: start,
+        start: start_line,
+        headers,
+        headers_end,
+        head_end,
+        end: buf.len(),
+        content_length: None,
+        max_forwards: None,
+        cseq: None,
+    };
+    if let Err(kind) = check_scalars(&mut msg, limits) {
+        let offset = msg.head_end;
+        return Err(ParseError {
+            kind,
+            offset,
+            partial: Some(Box::new(msg)),
+        });
+    }
+    Ok(msg)
+}
+
+/// Reads the line starting at `pos`: its content without the line break, and the offset after it.
+#[inline]
+fn next_line(buf: &[u8], pos: usize) -> Option<(&[u8], usize)> {
+    let rest = buf.get(pos..)?;
+    let nl = memchr::memchr(b'\n', rest)?;
+    let line = rest.get(..nl)?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    Some((line, pos + nl + 1))
+}
+
+fn trailing_lws(line: &[u8]) -> usize {
+    line.iter()
+        .rev()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count()
+}
+
+fn parse_header_line<'a>(
+    buf: &'a [u8],
+    line: &'a [u8],
+    pos: usize,
+    next: usize,
+) -> Result<Header<'a>, ParseError<'a>> {
+    let Some(colon) = memchr::memchr(b':', line) else {
+        return Err(ParseError::at(ErrorKind::MissingColon, pos));
+    };
+    let (name_part, rest) = line.split_at(colon);
+    let raw_name = scan::trim_bytes(name_part);
+    if raw_name.is_empty() || !raw_name.iter().all(|&b| scan::is_token(b)) {
+        return Err(ParseError::at(ErrorKind::BadHeaderName, pos));
+    }
+    let value_part = rest.get(1..).unwrap_or(&[]);
+    let lead = value_part
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    let raw_value = scan::trim_bytes(value_part);
+    let value_start = pos + colon + 1 + lead;
+    Ok(Header {
+        name: HeaderName::classify(raw_name),
+        raw_name,
+        raw_value,
+        line_start: pos as u32,
+        line_end: next as u32,
+        value_start: value_start.min(buf.len()) as u32,
+        folded: false,
+    })
+}
+
+fn parse_start_line(line: &[u8], offset: usize) -> Result<StartLine<'_>, ParseError<'_>> {
+    let err = |kind| ParseError::at(kind, offset);
+    if line.len() >= 4 && line.get(..4).is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/")) {
+        // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+        let mut parts = line.splitn(3, |&b| b == b' ');
+        let version = parts
+            .next()
+            .and_then(parse_version)
+            .ok_or(err(ErrorKind::BadVersion))?;
+        let code = parts.next().ok_or(err(ErrorKind::BadStatusLine))?;
+        if code.len() != 3 {
+            return Err(err(ErrorKind::BadStatusCode));
+        }
+        let status = scan::parse_decimal(code, 3)
+            .filter(|c| (100..=699).contains(c))
+            .ok_or(err(ErrorKind::BadStatusCode))? as u16;
+        let reason = parts.next().unwrap_or(&[]);
+        return Ok(StartLine::Response {
+            version,
+            status,
+            reason,
+        });
+    }
+    // Request-Line = Method SP Request-URI SP SIP-Version
+    let sp1 = memchr::memchr(b' ', line).ok_or(err(ErrorKind::BadRequestLine))?;
+    let sp2 = memchr::memrchr(b' ', line).ok_or(err(ErrorKind::BadRequestLine))?;
+    if sp2 <= sp1 {
+        return Err(err(ErrorKind::BadRequestLine));
+    }
+    let method = line.get(..sp1).unwrap_or(&[]);
+    let uri = line.get(sp1 + 1..sp2).unwrap_or(&[]);
+    let version = line.get(sp2 + 1..).unwrap_or(&[]);
+    if method.is_empty() || !method.iter().all(|&b| scan::is_token(b)) {
+        return Err(err(ErrorKind::BadMethod));
+    }
+    if uri.is_empty() || uri.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        return Err(err(ErrorKind::BadRequestUri));
+    }
+    let version = parse_version(version).ok_or(err(ErrorKind::BadVersion))?;
+    let method = std::str::from_utf8(method).map_err(|_| err(ErrorKind::BadMethod))?;
+    let uri = std::str::from_utf8(uri).map_err(|_| err(ErrorKind::BadRequestUri))?;
+    Ok(StartLine::Request { method, uri, version })
+}
+
+fn parse_version(v: &[u8]) -> Option<Version> {
+    let rest = v
+        .get(..4)
+        .filter(|p| p.eq_ignore_ascii_case(b"SIP/"))
+        .and(v.get(4..))?;
+    let dot = memchr::memchr(b'.', rest)?;
+    let major = scan::parse_decimal(rest.get(..dot)?, 4)? as u16;
+    let minor = scan::parse_decimal(rest.get(dot + 1..)?, 4)? as u16;
+    Some(Version { major, minor })
+}
+
+/// Content-Length (framing), CSeq and Max-Forwards: the scalars a proxy cannot work without.
+fn check_scalars(msg: &mut Message<'_>, limits: &Limits) -> Result<(), ErrorKind> {
+    let mut content_length: Option<u64> = None;
+    for h in msg.headers.iter() {
+        match h.name {
+            HeaderName::ContentLength => {
+                let v = scan::trim_bytes(h.raw_value);
+                if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+                    return Err(ErrorKind::BadContentLength);
+                }
+                let n = scan::parse_decimal(v, 19).ok_or(ErrorKind::BodyTooLarge)?;
+                match content_length {
+                    Some(prev) if prev != n => return Err(ErrorKind::ConflictingContentLength),
+                    _ => content_length = Some(n),
+                }
+            }
+            // Duplicates (RFC 4475 multi01) parse; `Message::check_mandatory` reports them.
+            HeaderName::CSeq => {
+                let v = parse_cseq(h.raw_value).ok_or(ErrorKind::BadCSeq)?;
+                msg.cseq.get_or_insert(v);
+            }
+            HeaderName::MaxForwards => {
+                let v = scan::trim_bytes(h.raw_value);
+                let n = scan::parse_decimal(v, 3)
+                    .filter(|&n| n <= 255)
+                    .ok_or(ErrorKind::BadMaxForwards)?;
+                msg.max_forwards.get_or_insert(n as u8);
+            }
+            _ => {}
+        }
+    }
+    if let Some(n) = content_length {
+        if n > limits.max_body_bytes as u64 {
+            return Err(ErrorKind::BodyTooLarge);
+        }
+        let n = n as usize;
+        let available = msg.buf.len() - msg.head_end;
+        if n > available {
+            return Err(ErrorKind::BodyTruncated);
+        }
+        msg.content_length = Some(n);
+        msg.end = msg.head_end + n;
+    } else if msg.buf.len() - msg.head_end > limits.max_body_bytes {
+        return Err(ErrorKind::BodyTooLarge);
+    }
+    Ok(())
+}
+
+/// `CSeq: 1*DIGIT LWS Method`, the number below 2^31 (RFC 3261 §8.1.1.5).
+pub(crate) fn parse_cseq(value: &[u8]) -> Option<(u32, &str)> {
+    let v = scan::trim_bytes(value);
+    let digits = v.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (num, rest) = v.split_at(digits);
+    let n = scan::parse_decimal(num, 10).filter(|&n| n < (1u64 << 31))?;
+    let method = scan::trim_bytes(rest);
+    if method.len() == rest.len() || method.is_empty() || !method.iter().all(|&b| scan::is_token(b)) {
+        return None;
+    }
+    Some((n as u32, std::str::from_utf8(method).ok()?))
+}

@@ -1,0 +1,350 @@
+//! URIs (RFC 3261 §19.1, §25.1): SIP/SIPS parsed into borrowed parts; any other scheme kept opaque
+//! (`tel:`, `urn:`, `http:` appear in real headers and must pass through a proxy untouched).
+
+use std::borrow::Cow;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::error::ValueError;
+use crate::params::Params;
+use crate::scan;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Sip,
+    Sips,
+}
+
+/// A URI: SIP/SIPS in parts, anything else as `scheme:rest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uri<'a> {
+    Sip(SipUri<'a>),
+    Other { scheme: &'a str, rest: &'a str },
+}
+
+/// The host part of a SIP URI or Via sent-by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host<'a> {
+    Domain(&'a str),
+    Ipv4(Ipv4Addr),
+    Ipv6(Ipv6Addr),
+}
+
+/// `sip:user:password@host:port;params?headers`, every part borrowed from the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipUri<'a> {
+    pub scheme: Scheme,
+    pub user: Option<&'a str>,
+    pub password: Option<&'a str>,
+    pub host: Host<'a>,
+    /// The host exactly as written (IPv6 with its brackets).
+    pub host_raw: &'a str,
+    pub port: Option<u16>,
+    pub params: Params<'a>,
+    pub headers: Option<&'a str>,
+}
+
+impl<'a> Uri<'a> {
+    pub fn parse(s: &'a str) -> Result<Uri<'a>, ValueError> {
+        let colon = s.find(':').ok_or(ValueError::Malformed("URI scheme"))?;
+        let scheme = s.get(..colon).unwrap_or("");
+        let rest = s.get(colon + 1..).unwrap_or("");
+        let mut chars = scheme.bytes();
+        let valid_scheme = chars.next().is_some_and(|b| b.is_ascii_alphabetic())
+            && chars.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if !valid_scheme {
+            return Err(ValueError::Malformed("URI scheme"));
+        }
+        if scheme.eq_ignore_ascii_case("sip") {
+            SipUri::parse_rest(Scheme::Sip, rest).map(Uri::Sip)
+        } else if scheme.eq_ignore_ascii_case("sips") {
+            SipUri::parse_rest(Scheme::Sips, rest).map(Uri::Sip)
+        } else if rest.is_empty() || rest.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            Err(ValueError::Malformed("URI"))
+        } else {
+            Ok(Uri::Other { scheme, rest })
+        }
+    }
+
+    pub fn as_sip(&self) -> Option<&SipUri<'a>> {
+        match self {
+            Uri::Sip(u) => Some(u),
+            Uri::Other { .. } => None,
+        }
+    }
+}
+
+impl<'a> SipUri<'a> {
+    pub fn parse(s: &'a str) -> Result<SipUri<'a>, ValueError> {
+        match Uri::parse(s)? {
+            Uri::Sip(u) => Ok(u),
+            Uri::Other { .. } => Err(ValueError::Malformed("not a sip: or sips: URI")),
+        }
+    }
+
+    fn parse_rest(scheme: Scheme, rest: &'a str) -> Result<SipUri<'a>, ValueError> {
+        // The user part may hold `?` and `;` (RFC 4475 intmeth, semiuri) but never an unescaped `@`,
+        // which no later part may hold either: the first `@` ends the userinfo.
+        let (userinfo, after_user) = match rest.find('@') {
+            Some(i) => (rest.get(..i), rest.get(i + 1..).unwrap_or("")),
+            None => (None, rest),
+        };
+        let (hostpart, headers) = scan::split_at_byte(after_user, b'?');
+        let (user, password) = match userinfo {
+            Some(ui) => {
+                let (u, p) = scan::split_at_byte(ui, b':');
+                if u.is_empty() || !valid_escaped(u, is_user_char) {
+                    return Err(ValueError::Malformed("URI user"));
+                }
+                if let Some(p) = p {
+                    if !valid_escaped(p, is_password_char) {
+                        return Err(ValueError::Malformed("URI password"));
+                    }
+                }
+                (Some(u), p)
+            }
+            None => (None, None),
+        };
+        let (hostport, params) = scan::split_at_byte(hostpart, b';');
+        let (host_raw, port) = split_host_port(hostport)?;
+        let host = parse_host(host_raw)?;
+        let params = Params::from_tail(params);
+        if let Some(h) = headers {
+            if h.is_empty() || !valid_escaped(h, |b| is_unreserved(b) || b"[]/?:+$=&".contains(&b)) {
+                return Err(ValueError::Malformed("URI headers"));
+            }
+        }
+        for p in params.iter() {
+            let ok = !p.name.is_empty()
+                && valid_escaped(p.name, is_param_char)
+                && p.value
+                    .is_none_or(|v| !v.is_empty() && valid_escaped(v, is_param_char));
+            if !ok {
+                return Err(ValueError::Malformed("URI parameter"));
+            }
+        }
+        Ok(SipUri {
+            scheme,
+            user,
+            password,
+            host,
+            host_raw,
+            port,
+            params,
+            headers,
+        })
+    }
+
+    /// The user part with `%HH` escapes decoded (RFC 4475 `escnull`: `%00` decodes to a NUL octet).
+    pub fn user_unescaped(&self) -> Option<Cow<'a, [u8]>> {
+        self.user.map(unescape)
+    }
+
+    pub fn transport(&self) -> Option<&'a str> {
+        self.params.get("transport").flatten()
+    }
+
+    pub fn maddr(&self) -> Option<&'a str> {
+        self.params.get("maddr").flatten()
+    }
+
+    /// Loose routing flag (RFC 3261 §16.12).
+    pub fn lr(&self) -> bool {
+        self.params.contains("lr")
+    }
+
+    /// The host as text for DNS or comparison (IPv6 without brackets).
+    pub fn host_str(&self) -> &'a str {
+        self.host_raw.trim_start_matches('[').trim_end_matches(']')
+    }
+}
+
+impl Host<'_> {
+    /// Whether this host is the domain `name` (case-insensitive; no subdomain matching here).
+    pub fn is_domain(&self, name: &str) -> bool {
+        matches!(self, Host::Domain(d) if d.trim_end_matches('.').eq_ignore_ascii_case(name.trim_end_matches('.')))
+    }
+}
+
+/// `host[:port]` with `[v6]` references; a port must be 1–5 digits within u16.
+pub(crate) fn split_host_port(s: &str) -> Result<(&str, Option<u16>), ValueError> {
+    let (host, port) = if s.starts_with('[') {
+        let close = s.find(']').ok_or(ValueError::Malformed("IPv6 reference"))?;
+        let host = s.get(..=close).unwrap_or("");
+        match s.get(close + 1..).unwrap_or("") {
+            "" => (host, None),
+            tail => (
+                host,
+                Some(tail.strip_prefix(':').ok_or(ValueError::Malformed("host:port"))?),
+            ),
+        }
+    } else {
+        let (h, p) = scan::split_at_byte(s, b':');
+        (h, p)
+    };
+    let port = match port {
+        None => None,
+        Some(p) => Some(
+            scan::parse_decimal(p.as_bytes(), 5)
+                .and_then(|n| u16::try_from(n).ok())
+                .ok_or(ValueError::Malformed("port"))?,
+        ),
+    };
+    Ok((host, port))
+}
+
+pub(crate) fn parse_host(h: &str) -> Result<Host<'_>, ValueError> {
+    if let Some(inner) = h.strip_prefix('[') {
+        let inner = inner
+            .strip_suffix(']')
+            .ok_or(ValueError::Malformed("IPv6 reference"))?;
+        return inner
+            .parse()
+            .map(Host::Ipv6)
+            .map_err(|_| ValueError::Malformed("IPv6 address"));
+    }
+    if h.is_empty() {
+        return Err(ValueError::Malformed("host"));
+    }
+    if h.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return h
+            .parse()
+            .map(Host::Ipv4)
+            .map_err(|_| ValueError::Malformed("IPv4 address"));
+    }
+    let labels_ok = h.trim_end_matches('.').split('.').all(|l| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    if labels_ok {
+        Ok(Host::Domain(h))
+    } else {
+        Err(ValueError::Malformed("host name"))
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b)
+}
+
+fn is_user_char(b: u8) -> bool {
+    is_unreserved(b) || b"&=+$,;?/".contains(&b)
+}
+
+fn is_password_char(b: u8) -> bool {
+    is_unreserved(b) || b"&=+$,".contains(&b)
+}
+
+fn is_param_char(b: u8) -> bool {
+    is_unreserved(b) || b"[]/:&+$".contains(&b)
+}
+
+/// Every octet allowed by `ok`, or a `%HH` escape.
+fn valid_escaped(s: &str, ok: impl Fn(u8) -> bool) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        if c == b'%' {
+            let hex = |j: usize| b.get(j).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(i + 1) && hex(i + 2)) {
+                return false;
+            }
+            i += 3;
+        } else if ok(c) {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+fn unescape(s: &str) -> Cow<'_, [u8]> {
+    if !s.contains('%') {
+        return Cow::Borrowed(s.as_bytes());
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        let decoded = (c == b'%')
+            .then(|| b.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match decoded {
+            Some(v) => {
+                out.push(v);
+                i += 3;
+            }
+            None => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_sip_uri() {
+        let u = SipUri::parse("sips:alice:secret@[2001:db8::1]:5061;transport=tls;lr?subject=hi").unwrap();
+        assert_eq!(u.scheme, Scheme::Sips);
+        assert_eq!(u.user, Some("alice"));
+        assert_eq!(u.password, Some("secret"));
+        assert_eq!(u.host, Host::Ipv6("2001:db8::1".parse().unwrap()));
+        assert_eq!(u.host_str(), "2001:db8::1");
+        assert_eq!(u.port, Some(5061));
+        assert_eq!(u.transport(), Some("tls"));
+        assert!(u.lr());
+        assert_eq!(u.headers, Some("subject=hi"));
+    }
+
+    #[test]
+    fn user_with_semicolons_and_escapes() {
+        // RFC 4475 semiuri / escnull shapes.
+        let u = SipUri::parse("sip:user;par=u%40example.net@example.com").unwrap();
+        assert_eq!(u.user, Some("user;par=u%40example.net"));
+        assert!(u.params.is_empty());
+        let u = SipUri::parse("sip:null-%00-null@example.com").unwrap();
+        assert_eq!(u.user_unescaped().unwrap().as_ref(), b"null-\0-null");
+        assert!(SipUri::parse("sip:bad%zz@example.com").is_err());
+    }
+
+    #[test]
+    fn hosts_and_ports() {
+        assert_eq!(
+            SipUri::parse("sip:192.0.2.1").unwrap().host,
+            Host::Ipv4(Ipv4Addr::new(192, 0, 2, 1))
+        );
+        assert!(SipUri::parse("sip:example.com:70000").is_err());
+        assert!(SipUri::parse("sip:example.com:").is_err());
+        assert!(SipUri::parse("sip:").is_err());
+        assert!(SipUri::parse("sip:exa mple.com").is_err());
+        assert!(SipUri::parse("sip:[::1").is_err());
+        assert!(SipUri::parse("sip:999.1.1.1").is_err());
+        assert!(SipUri::parse("sip:host;=x").is_err());
+        assert!(SipUri::parse("sip:host;lr;").is_err());
+        let u = SipUri::parse("SIP:Example.COM.").unwrap();
+        assert!(u.host.is_domain("example.com"));
+    }
+
+    #[test]
+    fn other_schemes_are_opaque() {
+        assert_eq!(
+            Uri::parse("tel:+1-201-555-0123").unwrap(),
+            Uri::Other {
+                scheme: "tel",
+                rest: "+1-201-555-0123"
+            }
+        );
+        assert!(Uri::parse("soap.beep://192.0.2.103:3002").is_ok());
+        assert!(Uri::parse("<sip:user@example.com>").is_err());
+        assert!(Uri::parse("1abc:x").is_err());
+        assert!(Uri::parse("noscheme").is_err());
+    }
+}

@@ -1,0 +1,31 @@
+//! Helpers for the black-box tests: where the built `sipedge` binary is, where `../shared` is.
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root (this crate lives in `<root>/tests`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// `../shared` beside the checkout, if present (CI has it; a bare clone may not).
+pub fn shared_dir() -> Option<PathBuf> {
+    let dir = workspace_root().parent()?.join("shared");
+    dir.is_dir().then_some(dir)
+}
+
+/// The `sipedge` binary cargo built for this test run.
+pub fn sipedge_bin() -> PathBuf {
+    let root = workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    target.join(profile).join("sipedge")
+}
