@@ -6,7 +6,12 @@
 //! `../shared` is absent.
 
 // Test code: a panic is how a test fails.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::collections::HashMap;
 
@@ -27,8 +32,17 @@ impl Manifest {
         let dir = shared.join("corpus");
         let text = std::fs::read_to_string(dir.join("manifest.tsv")).unwrap();
         let mut lines = text.lines();
-        let columns = lines.next().unwrap().split('\t').enumerate().map(|(i, c)| (c.to_owned(), i)).collect();
-        let rows = lines.filter(|l| !l.is_empty()).map(|l| l.split('\t').map(str::to_owned).collect()).collect();
+        let columns = lines
+            .next()
+            .unwrap()
+            .split('\t')
+            .enumerate()
+            .map(|(i, c)| (c.to_owned(), i))
+            .collect();
+        let rows = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| l.split('\t').map(str::to_owned).collect())
+            .collect();
         Some(Manifest { dir, columns, rows })
     }
 
@@ -73,16 +87,28 @@ fn check_accept(m: &Manifest, row: &[String], msg: &Message<'_>) -> Result<(), S
     };
     expect("header_count", msg.headers().len().to_string())?;
     expect("via_fields", msg.values(HeaderName::Via).count().to_string())?;
-    expect("contact_fields", msg.values(HeaderName::Contact).count().to_string())?;
-    expect("content_length", msg.content_length().map(|c| c.to_string()).unwrap_or_default())?;
+    expect(
+        "contact_fields",
+        msg.values(HeaderName::Contact).count().to_string(),
+    )?;
+    expect(
+        "content_length",
+        msg.content_length().map(|c| c.to_string()).unwrap_or_default(),
+    )?;
     expect("body_len", msg.body().len().to_string())?;
     expect("call_id", msg.call_id().map(str::to_owned).unwrap_or_default())?;
-    let cseq = msg.cseq().map(|c| format!("{} {}", c.number, c.method)).unwrap_or_default();
+    let cseq = msg
+        .cseq()
+        .map(|c| format!("{} {}", c.number, c.method))
+        .unwrap_or_default();
     let want: Vec<&str> = m.get(row, "cseq").split_whitespace().collect();
     if let [n, method] = want[..] {
         let normal = format!("{} {method}", n.parse::<u32>().unwrap_or(u32::MAX));
         if normal != cseq {
-            return Err(format!("{file}: CSeq {cseq:?}, manifest {:?}", m.get(row, "cseq")));
+            return Err(format!(
+                "{file}: CSeq {cseq:?}, manifest {:?}",
+                m.get(row, "cseq")
+            ));
         }
     }
     Ok(())
@@ -111,7 +137,13 @@ fn every_manifest_row_gets_its_expected_outcome() {
             failures.push(e);
         }
     }
-    assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), m.rows.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        m.rows.len(),
+        failures.join("\n")
+    );
     assert_eq!(m.rows.len(), 755, "the manifest changed size");
     assert_eq!(counts.get("accept"), Some(&722));
     eprintln!("corpus: {} rows checked ({counts:?})", m.rows.len());
@@ -130,7 +162,14 @@ fn stream_carried_messages_frame_as_exactly_one_message() {
         let frame = Framer::default().poll(&bytes);
         let file = m.get(row, "file");
         let head = bytes.len() - m.get(row, "body_len").parse::<usize>().unwrap();
-        assert_eq!(frame, Ok(Frame::Message { len: bytes.len(), head_len: head }), "{file}");
+        assert_eq!(
+            frame,
+            Ok(Frame::Message {
+                len: bytes.len(),
+                head_len: head
+            }),
+            "{file}"
+        );
         framed += 1;
     }
     assert!(framed > 300, "only {framed} stream messages framed");

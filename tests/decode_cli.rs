@@ -2,7 +2,12 @@
 //! design brief §6 — on hand-made messages and on every message of the shared corpus.
 
 // Test code: a panic is how a test fails.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -17,12 +22,20 @@ fn decode(input: &[u8]) -> (Value, i32) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {} ({e}); build it first: cargo build -p sipedge", bin.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({e}); build it first: cargo build -p sipedge",
+                bin.display()
+            )
+        });
     child.stdin.take().unwrap().write_all(input).unwrap();
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.lines().count(), 1, "one JSON line expected: {text:?}");
-    (serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")), out.status.code().unwrap())
+    (
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")),
+        out.status.code().unwrap(),
+    )
 }
 
 #[test]
@@ -52,7 +65,8 @@ l: 4\r\n\r\nbodyTRAILING-BYTES",
 
 #[test]
 fn response_contract_and_body_without_length() {
-    let (v, code) = decode("SIP/2.0 480 Temporärement indisponible\r\nCall-ID: x\r\n\r\nrest of the datagram".as_bytes());
+    let (v, code) =
+        decode("SIP/2.0 480 Temporärement indisponible\r\nCall-ID: x\r\n\r\nrest of the datagram".as_bytes());
     assert_eq!(code, 0);
     assert_eq!(v["kind"], "response");
     assert_eq!(v["status"], 480);
@@ -64,7 +78,13 @@ fn response_contract_and_body_without_length() {
 
 #[test]
 fn invalid_input_is_an_error_object_and_exit_1() {
-    for bad in [&b""[..], b"\0\0\0\0", b"INVITE sip:x SIP/2.0\r\nl: -1\r\n\r\n", b"SIP/2.0 2000 OK\r\n\r\n", b"garbage"] {
+    for bad in [
+        &b""[..],
+        b"\0\0\0\0",
+        b"INVITE sip:x SIP/2.0\r\nl: -1\r\n\r\n",
+        b"SIP/2.0 2000 OK\r\n\r\n",
+        b"garbage",
+    ] {
         let (v, code) = decode(bad);
         assert_eq!(code, 1, "{bad:?}");
         let obj = v.as_object().unwrap();
@@ -85,7 +105,8 @@ fn every_corpus_message_decodes_as_the_manifest_says() {
     let cols: Vec<&str> = lines.next().unwrap().split('\t').collect();
     let idx = |name: &str| cols.iter().position(|c| *c == name).unwrap();
     let (file, expect, kind) = (idx("file"), idx("parser_expect"), idx("kind"));
-    let (method, status, headers, body) = (idx("method"), idx("status"), idx("header_count"), idx("body_len"));
+    let (method, status, headers, body) =
+        (idx("method"), idx("status"), idx("header_count"), idx("body_len"));
     let mut checked = 0;
     for line in lines.filter(|l| !l.is_empty()) {
         let row: Vec<&str> = line.split('\t').collect();
@@ -99,7 +120,12 @@ fn every_corpus_message_decodes_as_the_manifest_says() {
                 } else {
                     assert_eq!(v["status"].to_string(), row[status], "{}", row[file]);
                 }
-                assert_eq!(v["headers"].as_array().unwrap().len().to_string(), row[headers], "{}", row[file]);
+                assert_eq!(
+                    v["headers"].as_array().unwrap().len().to_string(),
+                    row[headers],
+                    "{}",
+                    row[file]
+                );
                 assert_eq!(v["body_len"].to_string(), row[body], "{}", row[file]);
             }
             "reject" => assert_eq!((code, v.get("error").is_some()), (1, true), "{}", row[file]),

@@ -1,5 +1,32 @@
-//! `federation-policy`: the edge's routing and admission decisions as a pure, sans-IO crate —
-//! a policy snapshot built from configuration and `decide_*` functions returning verdicts with reasons.
+//! `federation-policy`: the edge's routing and admission decisions, as a pure crate (design brief §2,
+//! §5). No sockets, no clock, no threads, no logging: a [`PolicyBuilder`] turns configuration into an
+//! immutable [`Policy`] snapshot (rejecting contradictions, every one listed), and the decision
+//! functions return verdicts that carry their reason — status, MS-OCER-style diagnostic, log event.
 //!
-//! Empty until issue 3 lands the policy; the crate exists now so the workspace has its final shape.
+//! - `names.rs`: [`DomainName`], [`Fqdn`].
+//! - `policy.rs`: builder, snapshot, configuration errors.
+//! - `outbound.rs`: [`Policy::decide_outbound`] (internal → partner), SRV target acceptance and order.
+//! - `inbound.rs`: [`Policy::decide_inbound`] (partner → internal), certificate identity.
+//! - `verdict.rs`: [`Refusal`] and the diagnostic ids.
+//! - `limits.rs`: discovered-partner rate and distinct-contact limits, time passed in.
+//! - `im_filter.rs`: the IM URL filter.
 #![forbid(unsafe_code)]
+
+mod im_filter;
+mod inbound;
+mod limits;
+mod names;
+mod outbound;
+mod policy;
+mod verdict;
+
+pub use im_filter::{FilterAction, FilterVerdict, ImFilter, LYNC_DEFAULT_PREFIXES};
+pub use inbound::InboundVerdict;
+pub use limits::{DiscoveryLimiter, DiscoveryLimits, LimitVerdict};
+pub use names::{DomainName, Fqdn, NameError, SIP_TLS_PORT};
+pub use outbound::{order_srv, OutboundVerdict, SrvAnswer, SrvRecord, SrvTarget};
+pub use policy::{
+    AllowedDomain, HostedProvider, KnownServer, Policy, PolicyBuilder, PolicyError, Relationship,
+    VerificationLevel,
+};
+pub use verdict::{DiagnosticId, LogEvent, Refusal};

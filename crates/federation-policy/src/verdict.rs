@@ -1,0 +1,151 @@
+//! [`Refusal`]: everything an operator sees when the edge refuses — SIP status, an MS-OCER-style
+//! diagnostic (`ms-diagnostics` towards internal with `source`, `ms-diagnostics-public` towards
+//! partners without it), one structured log event, and a bounded metric reason label.
+//!
+//! Ids: the public MS-OCER ids where the condition is the same (../shared/diagnostics.md), and our own
+//! in 1900–1999 where none fits:
+//!
+//! | id | reason | status |
+//! |---|---|---|
+//! | 1901 | From domain is blocked | 403 |
+//! | 1902 | From domain is one of this edge's own domains | 403 |
+//! | 1903 | Peer certificate does not identify a server of the From domain | 403 |
+
+use std::fmt::Write;
+
+/// An MS-OCER diagnostic id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DiagnosticId(pub u32);
+
+impl DiagnosticId {
+    pub const NOT_AUTHORIZED: Self = Self(1002);
+    pub const CANNOT_ROUTE: Self = Self(1005);
+    pub const TEMPORARILY_CANNOT_ROUTE: Self = Self(1007);
+    pub const NO_SRV: Self = Self(1008);
+    pub const NO_SRV_MATCH: Self = Self(1009);
+    pub const CERT_TRUST: Self = Self(1010);
+    pub const NO_A_RECORD: Self = Self(1014);
+    pub const FROM_TO_COMBINATION: Self = Self(1017);
+    pub const METHOD_NOT_FEDERATED: Self = Self(1027);
+    pub const TLS_NEGOTIATION: Self = Self(1047);
+    pub const FROM_DOMAIN_BLOCKED: Self = Self(1901);
+    pub const FROM_DOMAIN_OURS: Self = Self(1902);
+    pub const PEER_NOT_OF_DOMAIN: Self = Self(1903);
+}
+
+/// One structured log event: a stable name to filter on and the text operators search for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    pub name: &'static str,
+    pub text: String,
+}
+
+/// A refusal with its reason, ready to be written as a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub reason_phrase: &'static str,
+    pub id: DiagnosticId,
+    /// The diagnostic's `reason="..."` text.
+    pub reason: String,
+    /// Extra `name="value"` facts (`domain`, `fqdn1`, `PeerServer`, ...), in order.
+    pub params: Vec<(&'static str, String)>,
+    pub event: LogEvent,
+    /// Bounded label for the refusals metric.
+    pub metric_reason: &'static str,
+}
+
+impl Refusal {
+    pub(crate) fn new(status: u16, id: DiagnosticId, reason: &str, metric_reason: &'static str) -> Self {
+        Refusal {
+            status,
+            reason_phrase: reason_phrase(status),
+            id,
+            reason: reason.to_owned(),
+            params: Vec::new(),
+            event: LogEvent {
+                name: metric_reason,
+                text: reason.to_owned(),
+            },
+            metric_reason,
+        }
+    }
+
+    pub(crate) fn param(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.params.push((name, value.into()));
+        self
+    }
+
+    pub(crate) fn event(mut self, name: &'static str, text: impl Into<String>) -> Self {
+        self.event = LogEvent {
+            name,
+            text: text.into(),
+        };
+        self
+    }
+
+    /// `ms-diagnostics` value towards the internal side: `<id>;reason="..";source="<edge>"[;k="v"]*`.
+    pub fn ms_diagnostics(&self, edge_fqdn: &str) -> String {
+        self.render(Some(edge_fqdn))
+    }
+
+    /// `ms-diagnostics-public` value towards partners: no `source`.
+    pub fn ms_diagnostics_public(&self) -> String {
+        self.render(None)
+    }
+
+    fn render(&self, source: Option<&str>) -> String {
+        let mut s = format!("{};reason=\"{}\"", self.id.0, quote(&self.reason));
+        if let Some(src) = source {
+            let _ = write!(s, ";source=\"{}\"", quote(src));
+        }
+        for (k, v) in &self.params {
+            let _ = write!(s, ";{k}=\"{}\"", quote(v));
+        }
+        s
+    }
+}
+
+/// Escapes `"` and `\` for a quoted-string.
+fn quote(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+pub(crate) fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        480 => "Temporarily Unavailable",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        _ => "Refused",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_documented_form() {
+        let r = Refusal::new(
+            504,
+            DiagnosticId::NO_SRV,
+            "Unable to resolve DNS SRV record",
+            "no_srv",
+        )
+        .param("domain", "partner.example")
+        .param("note", "a \"quoted\" word");
+        assert_eq!(
+            r.ms_diagnostics("edge.corp.example"),
+            r#"1008;reason="Unable to resolve DNS SRV record";source="edge.corp.example";domain="partner.example";note="a \"quoted\" word""#
+        );
+        assert_eq!(
+            r.ms_diagnostics_public(),
+            r#"1008;reason="Unable to resolve DNS SRV record";domain="partner.example";note="a \"quoted\" word""#
+        );
+        assert_eq!(r.reason_phrase, "Server Time-out");
+    }
+}
