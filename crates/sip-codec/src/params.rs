@@ -47,8 +47,10 @@ impl<'a> Params<'a> {
     }
 
     pub fn iter(&self) -> ParamIter<'a> {
+        let quoted = memchr::memchr(b'"', self.raw.as_bytes()).is_some();
         ParamIter {
             rest: self.present.then_some(self.raw),
+            quoted,
         }
     }
 
@@ -95,6 +97,8 @@ impl<'a> Params<'a> {
 #[derive(Debug, Clone)]
 pub struct ParamIter<'a> {
     rest: Option<&'a str>,
+    /// Whether a quoted value may hide a `;` (else the cuts are plain byte searches).
+    quoted: bool,
 }
 
 impl<'a> Iterator for ParamIter<'a> {
@@ -102,15 +106,57 @@ impl<'a> Iterator for ParamIter<'a> {
 
     fn next(&mut self) -> Option<Param<'a>> {
         let rest = self.rest?;
-        let (item, tail) = match scan::find_unquoted(rest.as_bytes(), b';') {
-            Some(i) => (rest.get(..i).unwrap_or(""), rest.get(i + 1..)),
-            None => (rest, None),
-        };
-        self.rest = tail;
-        let (name, value) = scan::split_at_byte(item, b'=');
-        Some(Param {
-            name: scan::trim(name),
-            value: value.map(scan::trim),
+        if !self.quoted {
+            let end = memchr::memchr(b';', rest.as_bytes());
+            self.rest = end.and_then(|e| rest.get(e + 1..));
+            let item = rest.get(..end.unwrap_or(rest.len())).unwrap_or("");
+            return Some(match memchr::memchr(b'=', item.as_bytes()) {
+                Some(e) => Param {
+                    name: scan::trim(item.get(..e).unwrap_or("")),
+                    value: Some(scan::trim(item.get(e + 1..).unwrap_or(""))),
+                },
+                None => Param {
+                    name: scan::trim(item),
+                    value: None,
+                },
+            });
+        }
+        // One pass: the first `=` and the `;` that ends this parameter, outside quotes.
+        let (mut eq, mut end) = (None, None);
+        let (mut in_quotes, mut escaped) = (false, false);
+        for (i, &b) in rest.as_bytes().iter().enumerate() {
+            if in_quotes {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_quotes = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_quotes = true,
+                b'=' if eq.is_none() => eq = Some(i),
+                b';' => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let item_end = end.unwrap_or(rest.len());
+        self.rest = end.and_then(|e| rest.get(e + 1..));
+        let item = rest.get(..item_end).unwrap_or("");
+        Some(match eq {
+            Some(e) => Param {
+                name: scan::trim(item.get(..e).unwrap_or("")),
+                value: Some(scan::trim(item.get(e + 1..).unwrap_or(""))),
+            },
+            None => Param {
+                name: scan::trim(item),
+                value: None,
+            },
         })
     }
 }

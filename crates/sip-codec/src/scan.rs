@@ -2,21 +2,51 @@
 //! Whitespace here includes CR and LF so that folded header values (RFC 3261 §7.3.1) can be read in
 //! place, without an unfolding copy: a fold is just linear whitespace to every tokenizer.
 
-/// `token` characters: alphanum and `-.!%*_+`'~`.
+const fn class_table(token: bool) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = if token {
+            matches!(b, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+                | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
+        } else {
+            matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+        };
+        i += 1;
+    }
+    t
+}
+
+static TOKEN: [bool; 256] = class_table(true);
+static LWS: [bool; 256] = class_table(false);
+
+/// `token` characters: alphanum and `-.!%*_+`'~` (a table lookup: this runs for every name octet).
 #[inline]
 pub(crate) fn is_token(b: u8) -> bool {
-    matches!(b, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
-        | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
+    TOKEN.get(usize::from(b)).copied().unwrap_or(false)
 }
 
 /// Linear whitespace inside a header value, folds included.
 #[inline]
 pub(crate) fn is_lws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+    LWS.get(usize::from(b)).copied().unwrap_or(false)
 }
 
 pub(crate) fn trim(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_ascii() && is_lws(c as u8))
+    // Byte-wise: whitespace is ASCII, so the cut points are always char boundaries.
+    let b = s.as_bytes();
+    let start = b.iter().position(|&c| !is_lws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|&c| !is_lws(c)).map_or(start, |i| i + 1);
+    s.get(start..end).unwrap_or("")
+}
+
+/// Case-insensitive equality of a wire name with a known lower-case name made of letters, digits
+/// and `-`: one OR per octet instead of two case conversions (`b | 0x20` maps only `A-Z` onto `a-z`
+/// among the octets a token may hold).
+#[inline]
+pub(crate) fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.iter().zip(lower).all(|(&a, &b)| (a | 0x20) == b)
 }
 
 pub(crate) fn trim_bytes(mut b: &[u8]) -> &[u8] {
@@ -63,7 +93,7 @@ pub(crate) fn parse_decimal(s: &[u8], max_digits: usize) -> Option<u64> {
 
 /// Splits `s` at the first byte for which `f` is true (outside nothing: a plain scan).
 pub(crate) fn split_at_byte(s: &str, b: u8) -> (&str, Option<&str>) {
-    match s.bytes().position(|c| c == b) {
+    match memchr::memchr(b, s.as_bytes()) {
         Some(i) => (s.get(..i).unwrap_or(""), s.get(i + 1..)),
         None => (s, None),
     }
@@ -72,10 +102,15 @@ pub(crate) fn split_at_byte(s: &str, b: u8) -> (&str, Option<&str>) {
 /// Index of the first `delim` in `s` that is outside double quotes (with `\` escapes) and outside
 /// `<...>`. This is how comma lists and parameter lists are cut without breaking quoted strings or URIs.
 pub(crate) fn find_unquoted(s: &[u8], delim: u8) -> Option<usize> {
+    // Fast path: no quote or angle bracket before the first delimiter (Via lists, most parameters).
+    let first = memchr::memchr3(delim, b'"', b'<', s)?;
+    if s.get(first) == Some(&delim) {
+        return Some(first);
+    }
     let mut in_quotes = false;
     let mut in_angle = false;
     let mut escaped = false;
-    for (i, &b) in s.iter().enumerate() {
+    for (i, &b) in s.iter().enumerate().skip(first) {
         if in_quotes {
             if escaped {
                 escaped = false;
@@ -120,6 +155,17 @@ mod tests {
         assert_eq!(find_unquoted(br#""a\",b", c"#, b','), Some(7));
         assert_eq!(find_unquoted(b"abc", b','), None);
         assert_eq!(find_unquoted(br#""unterminated, x"#, b','), None);
+    }
+
+    #[test]
+    fn lower_case_compare() {
+        assert!(eq_lower(b"Content-Length", b"content-length"));
+        assert!(eq_lower(b"CALL-ID", b"call-id"));
+        assert!(!eq_lower(b"Call-IDx", b"call-id"));
+        assert!(!eq_lower(b"Call_ID", b"call-id"));
+        assert_eq!(trim("  a b \r\n"), "a b");
+        assert_eq!(trim(" \t "), "");
+        assert_eq!(trim("é "), "é");
     }
 
     #[test]
