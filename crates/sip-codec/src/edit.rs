@@ -107,6 +107,53 @@ impl<'m, 'a> Editor<'m, 'a> {
         self
     }
 
+    /// Removes the first `n` values of a list header across its lines (our own double Route entries,
+    /// RFC 5658): whole lines when all their values go, else the leading values and their commas.
+    pub fn remove_values(&mut self, name: HeaderName, n: usize) -> &mut Self {
+        let mut left = n;
+        let lines: Vec<(usize, usize, usize, &'a [u8])> = self
+            .msg
+            .headers
+            .iter()
+            .filter(|h| h.name == name)
+            .map(|h| {
+                (
+                    h.line_start as usize,
+                    h.line_end as usize,
+                    h.value_start as usize,
+                    h.raw_value,
+                )
+            })
+            .collect();
+        for (line_start, line_end, value_start, value) in lines {
+            if left == 0 {
+                break;
+            }
+            // Offsets (within the value) where each value after the first starts.
+            let mut cut = 0;
+            let mut removed = 0;
+            while removed < left {
+                let Some(comma) = value.get(cut..).and_then(|v| scan::find_unquoted(v, b',')) else {
+                    break;
+                };
+                cut += comma + 1;
+                cut += value
+                    .get(cut..)
+                    .map_or(0, |v| v.iter().take_while(|&&b| scan::is_lws(b)).count());
+                removed += 1;
+            }
+            if removed < left {
+                // Every value of this line goes.
+                self.push(line_start, line_end, &[]);
+                left -= removed + 1;
+            } else {
+                self.push(value_start, value_start + cut, &[]);
+                left = 0;
+            }
+        }
+        self
+    }
+
     pub fn remove_top_via(&mut self) -> &mut Self {
         self.remove_first_value(HeaderName::Via)
     }
@@ -333,6 +380,23 @@ Via: SIP/2.0/TLS fe1"
         assert!(m.header(HeaderName::Route).is_none());
         assert_eq!(m.header(HeaderName::Subject).unwrap().raw_value, b"new");
         assert_eq!(m.body(), b"hi");
+    }
+
+    #[test]
+    fn remove_several_values_across_lines() {
+        let text = "OPTIONS sip:b@x SIP/2.0\r\nRoute: <sip:a;lr>, <sip:b;lr>\r\nRoute: <sip:c;lr>, <sip:d;lr>\r\nl: 0\r\n\r\n";
+        let msg = parse(text.as_bytes()).unwrap();
+        let routes = |n: usize| {
+            let out = Editor::new(&msg).remove_values(HeaderName::Route, n).to_vec();
+            let m = parse(&out).unwrap();
+            m.routes().map(|r| r.unwrap().uri.to_owned()).collect::<Vec<_>>()
+        };
+        assert_eq!(routes(0), ["sip:a;lr", "sip:b;lr", "sip:c;lr", "sip:d;lr"]);
+        assert_eq!(routes(1), ["sip:b;lr", "sip:c;lr", "sip:d;lr"]);
+        assert_eq!(routes(2), ["sip:c;lr", "sip:d;lr"]);
+        assert_eq!(routes(3), ["sip:d;lr"]);
+        assert_eq!(routes(4), Vec::<String>::new());
+        assert_eq!(routes(9), Vec::<String>::new());
     }
 
     #[test]

@@ -1,0 +1,173 @@
+//! The file layer: serde structs mirroring exactly the sections and keys of the configuration contract
+//! (design brief §6), every struct `deny_unknown_fields`, and the production defaults of the optional
+//! keys. Every leaf is an `Option` (and every list of tables defaults to empty) so that a missing
+//! required key is reported by validation with its key path, together with every other error, instead
+//! of by serde's first "missing field". Nothing here checks a value: `validate.rs` does.
+
+use serde::Deserialize;
+
+/// `edge.workers`: 0 = one worker per core.
+pub const DEFAULT_WORKERS: u64 = 0;
+/// `federation.discovery_messages_per_second` (Lync's discovered-partner default).
+pub const DEFAULT_DISCOVERY_MESSAGES_PER_SECOND: u64 = 20;
+/// `federation.discovery_contacts_per_hour` (Lync's discovered-partner default).
+pub const DEFAULT_DISCOVERY_CONTACTS_PER_HOUR: u64 = 1000;
+/// `push.proxy_uri`: the Lync push clearinghouse.
+pub const DEFAULT_PUSH_PROXY_URI: &str = "sip:push@push.lync.com";
+/// `push.timeout_ms`: well under Timer F (32 s), so the mobility service hears our answer first.
+pub const DEFAULT_PUSH_TIMEOUT_MS: u64 = 10_000;
+/// `im_filter.action`.
+pub const DEFAULT_IM_FILTER_ACTION: &str = "block";
+/// `metrics.listen`: loopback unless the operator opens it on purpose (never on the external side).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+/// `limits.max_message_bytes`: one SIP message, head and body.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 128 * 1024;
+/// `limits.max_connections`: both listeners together.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
+/// `limits.handshake_timeout_ms`: a TLS handshake that takes longer is dropped.
+pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+/// `limits.keepalive_interval_s`: RFC 5626 CRLF ping interval on idle connections.
+pub const DEFAULT_KEEPALIVE_INTERVAL_S: u64 = 30;
+
+/// The whole file. Every section may be omitted (its keys then take their defaults or are reported
+/// missing).
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub edge: EdgeFile,
+    pub internal: InternalFile,
+    pub external: ExternalFile,
+    pub federation: FederationFile,
+    pub push: PushFile,
+    pub im_filter: ImFilterFile,
+    pub dns: DnsFile,
+    pub metrics: MetricsFile,
+    pub limits: LimitsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeFile {
+    pub fqdn: Option<String>,
+    pub sip_domains: Option<Vec<String>>,
+    pub workers: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct InternalFile {
+    pub listen: Option<String>,
+    pub next_hop: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub ca_file: Option<String>,
+    pub known_servers: Vec<KnownServerFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct KnownServerFile {
+    pub fqdn: Option<String>,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct ExternalFile {
+    pub listen: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub ca_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationFile {
+    pub enable_partner_discovery: Option<bool>,
+    pub discovery_messages_per_second: Option<u64>,
+    pub discovery_contacts_per_hour: Option<u64>,
+    pub allowed: Vec<AllowedFile>,
+    pub blocked: Vec<BlockedFile>,
+    pub hosted_providers: Vec<ProviderFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct AllowedFile {
+    pub domain: Option<String>,
+    pub proxy_fqdn: Option<String>,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct BlockedFile {
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderFile {
+    pub name: Option<String>,
+    pub proxy_fqdn: Option<String>,
+    pub enabled: Option<bool>,
+    pub verification_level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct PushFile {
+    pub proxy_uri: Option<String>,
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct ImFilterFile {
+    pub blocked_prefixes: Option<Vec<String>>,
+    pub action: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsFile {
+    pub servers: Option<Vec<String>>,
+    pub hosts: Vec<HostFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct HostFile {
+    pub name: Option<String>,
+    pub ip: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsFile {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsFile {
+    pub max_message_bytes: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub handshake_timeout_ms: Option<u64>,
+    pub keepalive_interval_s: Option<u64>,
+}

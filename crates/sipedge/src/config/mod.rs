@@ -1,0 +1,85 @@
+//! The edge's configuration (design brief §6): a TOML file through the `config` crate, overridden by
+//! environment variables `SIPEDGE__SECTION__KEY`, checked whole into an immutable [`Config`]. Loading
+//! never stops at the first problem: every unknown key, wrong type, bad value, unreadable certificate
+//! and federation-policy contradiction comes back as one [`Issue`] naming its key path, and what is
+//! valid but likely to bite comes back as warnings on the [`Config`].
+//!
+//! - `file.rs`: the serde structs of the file and the defaults of optional keys.
+//! - `schema.rs`: the key schema; unknown keys and types, all at once; environment conversion.
+//! - `load.rs`: file + environment → tree → file structs → [`Config`]; the embedded default.
+//! - `validate.rs`: the validation driver and the shared value checks; `sections.rs`: the sections.
+//! - `federation.rs`: the `federation_policy::PolicyBuilder` and its errors as key paths.
+//! - `tls.rs`: certificate chains, keys and CA bundles (PEM, X.509 SANs and expiry).
+//! - `warnings.rs`: push routing, the IM filter and partner discovery checks.
+//! - `settings.rs`: the validated types.
+
+mod federation;
+mod file;
+mod load;
+mod schema;
+mod sections;
+mod settings;
+mod tls;
+mod validate;
+mod warnings;
+
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_warnings;
+
+use std::fmt;
+
+pub use load::{EMBEDDED_DEFAULT_TOML, EMBEDDED_DEFAULT_WARNING, ENV_PREFIX};
+pub use settings::{
+    CaBundle, CertSummary, Config, ConfigSource, DnsSettings, EdgeSettings, ExternalSettings,
+    InternalSettings, LimitSettings, MetricsSettings, PushSettings, PushUri, StaticHost, TlsFiles,
+    TlsIdentity,
+};
+
+/// One configuration error or warning: the key path it is about and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    /// `edge.fqdn`, `federation.allowed[2].domain`; the file's path for a file-level problem.
+    pub key: String,
+    pub problem: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.problem)
+    }
+}
+
+/// Collects issues while loading.
+#[derive(Debug, Default)]
+pub(crate) struct Issues(Vec<Issue>);
+
+impl Issues {
+    pub fn push(&mut self, key: impl Into<String>, problem: impl Into<String>) {
+        self.0.push(Issue {
+            key: key.into(),
+            problem: problem.into(),
+        });
+    }
+
+    /// Whether something was already reported at `key` or below it (so "missing" is not added twice).
+    pub fn covers(&self, key: &str) -> bool {
+        self.0.iter().any(|i| {
+            i.key == key
+                || i.key
+                    .strip_prefix(key)
+                    .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn into_vec(self) -> Vec<Issue> {
+        self.0
+    }
+}

@@ -1,0 +1,236 @@
+//! The sections validated value by value: `edge` (FQDN, SIP domains), listener addresses and their
+//! overlaps, `internal.known_servers`, `push` (the URI checked with `sip_codec::SipUri::parse`; its
+//! host is the push domain), `dns` and `limits`. Each function records its problems under their key
+//! paths and returns `None` for a section that did not validate.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use federation_policy::{DomainName, KnownServer};
+use sip_codec::{Host, Scheme, SipUri, Uri};
+
+use super::file::*;
+use super::settings::*;
+use super::validate::{domain_value, fqdn_value, number, required};
+use super::Issues;
+
+pub(super) fn edge_fqdn(edge: &EdgeFile, i: &mut Issues) -> Option<DomainName> {
+    let s = required(&edge.fqdn, "edge.fqdn", "this edge's FQDN", i)?;
+    DomainName::parse(s)
+        .map_err(|e| {
+            let hint = if s.contains(':') {
+                " (a host name, without a port)"
+            } else {
+                ""
+            };
+            i.push("edge.fqdn", format!("{e}{hint}"));
+        })
+        .ok()
+}
+
+pub(super) fn socket(v: &Option<String>, key: &str, i: &mut Issues) -> Option<SocketAddr> {
+    let s = required(v, key, "an address and port, e.g. 192.0.2.10:5061", i)?;
+    s.trim()
+        .parse::<SocketAddr>()
+        .map_err(|_| {
+            i.push(
+                key,
+                format!("{s:?} is not an address and port (e.g. 192.0.2.10:5061 or [2001:db8::1]:5061)"),
+            )
+        })
+        .ok()
+}
+
+pub(super) fn sip_domains(edge: &EdgeFile, i: &mut Issues) -> Option<Vec<DomainName>> {
+    let list = match &edge.sip_domains {
+        Some(l) if !l.is_empty() => l,
+        _ => {
+            if !i.covers("edge.sip_domains") {
+                i.push(
+                    "edge.sip_domains",
+                    "missing: the SIP domains this edge serves (at least one)",
+                );
+            }
+            return None;
+        }
+    };
+    let mut out: Vec<DomainName> = Vec::new();
+    let mut ok = true;
+    for (n, s) in list.iter().enumerate() {
+        let key = format!("edge.sip_domains[{n}]");
+        match domain_value(s, &key, i) {
+            Some(d) if out.contains(&d) => {
+                i.push(key, format!("{d} is listed twice"));
+                ok = false;
+            }
+            Some(d) => out.push(d),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+pub(super) fn known_servers(list: &[KnownServerFile], i: &mut Issues) -> Vec<(usize, KnownServer)> {
+    let mut out = Vec::new();
+    for (n, k) in list.iter().enumerate() {
+        let key = format!("internal.known_servers[{n}]");
+        let fqdn = required(&k.fqdn, &format!("{key}.fqdn"), "the server's FQDN", i)
+            .and_then(|s| fqdn_value(s, &format!("{key}.fqdn"), i));
+        let version =
+            required(&k.version, &format!("{key}.version"), "the server's version", i).and_then(|v| {
+                if v.trim().is_empty() {
+                    i.push(format!("{key}.version"), "is empty");
+                    None
+                } else {
+                    Some(v.trim().to_owned())
+                }
+            });
+        if let (Some(fqdn), Some(version)) = (fqdn, version) {
+            out.push((n, KnownServer { fqdn, version }));
+        }
+    }
+    out
+}
+
+/// Two listeners on one port where the addresses overlap (equal, or either a wildcard).
+pub(super) fn listener_conflicts(listeners: &[(&str, Option<SocketAddr>)], i: &mut Issues) {
+    for (n, (key, addr)) in listeners.iter().enumerate() {
+        let Some(a) = addr else { continue };
+        for (other, b) in listeners.iter().take(n).filter_map(|(k, b)| b.map(|b| (k, b))) {
+            let overlap = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
+            if a.port() != 0 && a.port() == b.port() && overlap {
+                i.push(
+                    *key,
+                    format!("{a} overlaps {other} ({b}): each listener needs its own address or port"),
+                );
+            }
+        }
+    }
+}
+
+pub(super) fn push(p: &PushFile, i: &mut Issues) -> Option<PushSettings> {
+    let text = p
+        .proxy_uri
+        .clone()
+        .unwrap_or_else(|| DEFAULT_PUSH_PROXY_URI.to_owned());
+    let uri = match SipUri::parse(text.trim()) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            let problem = match Uri::parse(text.trim()) {
+                Ok(Uri::Other { scheme, .. }) => {
+                    format!("{text:?} is a {scheme}: URI; expected a sip: or sips: URI such as {DEFAULT_PUSH_PROXY_URI}")
+                }
+                _ => format!("{text:?} is not a valid SIP URI ({e})"),
+            };
+            i.push("push.proxy_uri", problem);
+            None
+        }
+    };
+    let proxy_uri = uri.and_then(|u| {
+        let domain = match u.host {
+            Host::Domain(h) => domain_value(h, "push.proxy_uri", i),
+            Host::Ipv4(_) | Host::Ipv6(_) => {
+                i.push("push.proxy_uri", format!("{text:?}: the host must be the push domain (a name routed by federation), not an IP address"));
+                None
+            }
+        }?;
+        Some(PushUri {
+            text: text.trim().to_owned(),
+            sips: u.scheme == Scheme::Sips,
+            user: u.user.map(str::to_owned),
+            domain,
+            port: u.port,
+        })
+    });
+    let timeout = number(
+        p.timeout_ms,
+        DEFAULT_PUSH_TIMEOUT_MS,
+        "push.timeout_ms",
+        100,
+        32_000,
+        i,
+    );
+    Some(PushSettings {
+        proxy_uri: proxy_uri?,
+        timeout: Duration::from_millis(timeout?),
+    })
+}
+
+pub(super) fn dns(d: &DnsFile, i: &mut Issues) -> Option<DnsSettings> {
+    let mut ok = true;
+    let mut servers = Vec::new();
+    for (n, s) in d.servers.iter().flatten().enumerate() {
+        let t = s.trim();
+        match t
+            .parse::<SocketAddr>()
+            .or_else(|_| t.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        {
+            Ok(a) => servers.push(a),
+            Err(_) => {
+                i.push(
+                    format!("dns.servers[{n}]"),
+                    format!("{s:?} is not ip:port (e.g. 192.0.2.53:53)"),
+                );
+                ok = false;
+            }
+        }
+    }
+    let mut hosts = Vec::new();
+    for (n, h) in d.hosts.iter().enumerate() {
+        let key = format!("dns.hosts[{n}]");
+        let name = required(&h.name, &format!("{key}.name"), "the host name", i)
+            .and_then(|s| domain_value(s, &format!("{key}.name"), i));
+        let ip = required(&h.ip, &format!("{key}.ip"), "the IPv4 or IPv6 address", i).and_then(|s| {
+            s.trim()
+                .parse::<IpAddr>()
+                .map_err(|_| i.push(format!("{key}.ip"), format!("{s:?} is not an IP address")))
+                .ok()
+        });
+        match (name, ip) {
+            (Some(name), Some(ip)) => hosts.push(StaticHost { name, ip }),
+            _ => ok = false,
+        }
+    }
+    ok.then_some(DnsSettings { servers, hosts })
+}
+
+pub(super) fn limits(l: &LimitsFile, i: &mut Issues) -> Option<LimitSettings> {
+    let bytes = number(
+        l.max_message_bytes,
+        DEFAULT_MAX_MESSAGE_BYTES,
+        "limits.max_message_bytes",
+        4096,
+        16 << 20,
+        i,
+    );
+    let conns = number(
+        l.max_connections,
+        DEFAULT_MAX_CONNECTIONS,
+        "limits.max_connections",
+        1,
+        1_000_000,
+        i,
+    );
+    let handshake = number(
+        l.handshake_timeout_ms,
+        DEFAULT_HANDSHAKE_TIMEOUT_MS,
+        "limits.handshake_timeout_ms",
+        100,
+        120_000,
+        i,
+    );
+    let keepalive = number(
+        l.keepalive_interval_s,
+        DEFAULT_KEEPALIVE_INTERVAL_S,
+        "limits.keepalive_interval_s",
+        1,
+        3600,
+        i,
+    );
+    Some(LimitSettings {
+        max_message_bytes: usize::try_from(bytes?).ok()?,
+        max_connections: usize::try_from(conns?).ok()?,
+        handshake_timeout: Duration::from_millis(handshake?),
+        keepalive_interval: Duration::from_secs(keepalive?),
+    })
+}

@@ -1,0 +1,232 @@
+//! The validated layer: the immutable [`Config`] and its sections, built only by loading (`load.rs`)
+//! and read through `&` everywhere else. Every value is already a checked type — [`DomainName`],
+//! [`Fqdn`], [`SocketAddr`], [`Duration`], a parsed push URI, loaded TLS material, the federation
+//! [`Policy`] snapshot — so nothing downstream parses configuration text again.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use federation_policy::{DomainName, Fqdn, KnownServer, Policy};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::Issue;
+
+/// Where a configuration came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// The default compiled into the binary (local use only).
+    Embedded,
+    File(PathBuf),
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::Embedded => f.write_str("<embedded default>"),
+            ConfigSource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A validated configuration. Immutable: a reload builds a new one.
+#[derive(Debug)]
+pub struct Config {
+    pub(super) source: ConfigSource,
+    pub(super) edge: EdgeSettings,
+    pub(super) internal: InternalSettings,
+    pub(super) external: ExternalSettings,
+    pub(super) push: PushSettings,
+    pub(super) dns: DnsSettings,
+    pub(super) metrics: MetricsSettings,
+    pub(super) limits: LimitSettings,
+    pub(super) policy: Arc<Policy>,
+    pub(super) warnings: Vec<Issue>,
+}
+
+impl Config {
+    pub fn source(&self) -> &ConfigSource {
+        &self.source
+    }
+    pub fn edge(&self) -> &EdgeSettings {
+        &self.edge
+    }
+    pub fn internal(&self) -> &InternalSettings {
+        &self.internal
+    }
+    pub fn external(&self) -> &ExternalSettings {
+        &self.external
+    }
+    pub fn push(&self) -> &PushSettings {
+        &self.push
+    }
+    pub fn dns(&self) -> &DnsSettings {
+        &self.dns
+    }
+    pub fn metrics(&self) -> &MetricsSettings {
+        &self.metrics
+    }
+    pub fn limits(&self) -> &LimitSettings {
+        &self.limits
+    }
+    /// The federation policy snapshot (allowed, blocked, providers, discovery, known servers, IM filter).
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+    /// What is valid but likely to bite (printed by `check-config`, logged at start).
+    pub fn warnings(&self) -> &[Issue] {
+        &self.warnings
+    }
+}
+
+#[derive(Debug)]
+pub struct EdgeSettings {
+    pub fqdn: DomainName,
+    pub sip_domains: Vec<DomainName>,
+    /// `None`: one worker per core.
+    pub workers: Option<NonZeroUsize>,
+}
+
+impl EdgeSettings {
+    /// The number of workers to start.
+    pub fn worker_count(&self) -> usize {
+        self.workers
+            .or_else(|| std::thread::available_parallelism().ok())
+            .map_or(1, NonZeroUsize::get)
+    }
+}
+
+#[derive(Debug)]
+pub struct InternalSettings {
+    pub listen: SocketAddr,
+    /// The front-end pool requests from partners go to.
+    pub next_hop: Fqdn,
+    pub tls: TlsIdentity,
+    /// The CA(s) that issued the known servers' client certificates (mutual TLS).
+    pub client_ca: Option<CaBundle>,
+    pub known_servers: Vec<KnownServer>,
+}
+
+#[derive(Debug)]
+pub struct ExternalSettings {
+    pub listen: SocketAddr,
+    pub tls: TlsIdentity,
+    /// Extra roots for partner certificates, beyond the system's.
+    pub extra_roots: Option<CaBundle>,
+}
+
+/// The certificate a listener presents.
+#[derive(Debug)]
+pub enum TlsIdentity {
+    /// Loaded and checked from the configured PEM files.
+    Files(TlsFiles),
+    /// Only the embedded default: a self-signed certificate generated at start.
+    SelfSigned,
+}
+
+#[derive(Debug)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub leaf: CertSummary,
+}
+
+/// What the checks read from a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertSummary {
+    pub subject: String,
+    /// DNS subject alternative names, as written.
+    pub dns_names: Vec<String>,
+    /// Seconds since the Unix epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+#[derive(Debug)]
+pub struct CaBundle {
+    pub file: PathBuf,
+    pub certs: Vec<CertificateDer<'static>>,
+}
+
+#[derive(Debug)]
+pub struct PushSettings {
+    pub proxy_uri: PushUri,
+    pub timeout: Duration,
+}
+
+/// `push.proxy_uri`, checked with `sip_codec::SipUri::parse`; its host is the push domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushUri {
+    pub(super) text: String,
+    pub(super) sips: bool,
+    pub(super) user: Option<String>,
+    pub(super) domain: DomainName,
+    pub(super) port: Option<u16>,
+}
+
+impl PushUri {
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+    pub fn is_sips(&self) -> bool {
+        self.sips
+    }
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+    /// The push domain, routed like any federated domain (`push.lync.com`).
+    pub fn domain(&self) -> &DomainName {
+        &self.domain
+    }
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+}
+
+impl fmt::Display for PushUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+#[derive(Debug)]
+pub struct DnsSettings {
+    /// Empty: the resolvers of /etc/resolv.conf.
+    pub servers: Vec<SocketAddr>,
+    /// Static entries consulted before DNS.
+    pub hosts: Vec<StaticHost>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticHost {
+    pub name: DomainName,
+    pub ip: IpAddr,
+}
+
+#[derive(Debug)]
+pub struct MetricsSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug)]
+pub struct LimitSettings {
+    pub max_message_bytes: usize,
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    pub keepalive_interval: Duration,
+}
+
+/// Resolves a configured path: relative paths are taken from the config file's directory.
+pub(super) fn resolve_path(base: Option<&Path>, p: &str) -> PathBuf {
+    let path = PathBuf::from(p);
+    match base {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path,
+    }
+}

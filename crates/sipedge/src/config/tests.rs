@@ -1,0 +1,350 @@
+//! Unit tests of loading and validation: defaults, every error naming its key and all reported at
+//! once, environment overrides, unknown keys (file and environment), wrong types, TOML syntax, and
+//! policy contradictions as key paths (the known-server conflict naming both entries). Certificates,
+//! warnings, the embedded default and the schema drift check are in `tests_warnings.rs`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use federation_policy::{FilterAction, VerificationLevel};
+
+use super::file::*;
+use super::test_support::{at, keys, with, Pki, VALID_TOML};
+use super::*;
+
+#[test]
+fn a_valid_file_loads_with_defaults_and_no_warning() {
+    let pki = Pki::with_edge_cert();
+    let c = pki.load(VALID_TOML, &[]).unwrap();
+    assert_eq!(c.warnings(), &[] as &[Issue]);
+    assert_eq!(c.edge().fqdn.as_str(), "edge.corp.example");
+    assert_eq!(c.edge().workers, None);
+    assert!(c.edge().worker_count() >= 1);
+    assert_eq!(c.internal().listen.to_string(), "10.0.0.10:5061");
+    assert_eq!(
+        (
+            c.internal().next_hop.host().as_str(),
+            c.internal().next_hop.port()
+        ),
+        ("pool.corp.example", 5061)
+    );
+    assert_eq!(c.internal().known_servers.len(), 2);
+    assert!(c
+        .internal()
+        .client_ca
+        .as_ref()
+        .is_some_and(|ca| ca.certs.len() == 1));
+    assert!(c.external().extra_roots.is_none());
+    match &c.internal().tls {
+        TlsIdentity::Files(f) => {
+            assert_eq!(f.chain.len(), 2, "leaf and CA");
+            assert!(
+                f.cert_file.is_absolute(),
+                "relative paths are taken from the file's directory"
+            );
+            assert_eq!(f.leaf.dns_names, ["edge.corp.example", "sip.corp.example"]);
+        }
+        TlsIdentity::SelfSigned => panic!("files expected"),
+    }
+    assert_eq!(c.push().proxy_uri.as_str(), DEFAULT_PUSH_PROXY_URI);
+    assert_eq!(c.push().proxy_uri.domain().as_str(), "push.lync.com");
+    assert_eq!(c.push().proxy_uri.user(), Some("push"));
+    assert_eq!(c.push().timeout, Duration::from_millis(DEFAULT_PUSH_TIMEOUT_MS));
+    assert!(c.dns().servers.is_empty() && c.dns().hosts.is_empty());
+    assert_eq!(c.metrics().listen.to_string(), DEFAULT_METRICS_LISTEN);
+    assert_eq!(c.limits().max_message_bytes, 128 * 1024);
+    assert_eq!(c.limits().keepalive_interval, Duration::from_secs(30));
+    let p = c.policy();
+    assert!(p.discovery().is_none());
+    let partner = p
+        .allowed(&federation_policy::DomainName::parse("partner.example").unwrap())
+        .unwrap();
+    assert_eq!(partner.proxy_fqdn.as_ref().map(|f| f.port()), Some(5062));
+    assert_eq!(partner.comment.as_deref(), Some("pinned"));
+    assert_eq!(
+        p.providers()[0].verification_level,
+        VerificationLevel::AlwaysVerifiable
+    );
+    assert_eq!(p.im_filter().action(), FilterAction::Warn);
+    assert_eq!(
+        p.im_filter().prefixes().len(),
+        federation_policy::LYNC_DEFAULT_PREFIXES.len()
+    );
+    assert_eq!(p.edge_fqdn(), "edge.corp.example");
+    assert!(p.known_server("FE1.corp.example").is_some());
+}
+
+#[test]
+fn every_error_names_its_key_and_all_come_at_once() {
+    let pki = Pki::with_edge_cert();
+    let text = with(
+        "",
+        &[
+            ("fqdn = \"edge.corp.example\"", "fqdn = \"edge corp\"\nworkers = 5000"),
+            ("listen = \"10.0.0.10:5061\"", "listen = \"10.0.0.10\""),
+            ("next_hop = \"pool.corp.example\"", "next_hop = \"pool.corp.example:0\""),
+            ("{ fqdn = \"fe2.corp.example\", version = \"8.0\" }", "{ fqdn = \"fe2.corp.example\" }"),
+            ("{ domain = \"partner.example\", proxy_fqdn", "{ domain = \"exa mple.com\", proxy_fqdn"),
+            ("{ domain = \"evil.example\" }", "{ domain = \"evil.example\" }, { domain = \"*.bad.example\" }"),
+            ("enabled = true, verification_level = \"AlwaysVerifiable\"", "enabled = true, verification_level = \"Maybe\""),
+            ("action = \"warn\"", "action = \"drop\"\nblocked_prefixes = [\"http:\", \"\"]\n[push]\nproxy_uri = \"sip:push@192.0.2.1\"\ntimeout_ms = 0\n[dns]\nservers = [\"192.0.2.53:53\", \"resolver\"]\nhosts = [{ name = \"sip.partner.example\", ip = \"999.1.1.1\" }]\n[limits]\nmax_connections = 0\n[metrics]\nlisten = \"0.0.0.0:5061\""),
+        ],
+    );
+    let errors = pki.load(&text, &[]).unwrap_err();
+    let expected = [
+        "edge.fqdn",
+        "edge.workers",
+        "internal.listen",
+        "internal.next_hop",
+        "internal.known_servers[1].version",
+        "federation.allowed[1].domain",
+        "federation.blocked[1].domain",
+        "federation.hosted_providers[0].verification_level",
+        "im_filter.action",
+        "im_filter.blocked_prefixes[1]",
+        "push.proxy_uri",
+        "push.timeout_ms",
+        "dns.servers[1]",
+        "dns.hosts[0].ip",
+        "limits.max_connections",
+        "metrics.listen",
+    ];
+    let got: BTreeSet<&str> = keys(&errors).into_iter().collect();
+    assert_eq!(got, expected.into_iter().collect(), "{errors:#?}");
+    assert_eq!(
+        at(&errors, "federation.allowed[1].domain").to_string(),
+        "federation.allowed[1].domain: \"exa mple.com\" contains a character that is not a letter, digit, '-' or '.'"
+    );
+    assert!(at(&errors, "federation.blocked[1].domain")
+        .problem
+        .contains("wildcard"));
+    assert!(at(&errors, "internal.known_servers[1].version")
+        .problem
+        .starts_with("missing"));
+    assert!(
+        at(&errors, "metrics.listen").problem.contains("external.listen"),
+        "0.0.0.0:5061 overlaps external"
+    );
+    assert!(at(&errors, "push.timeout_ms").problem.contains("100..=32000"));
+}
+
+#[test]
+fn missing_required_keys_are_each_named() {
+    let pki = Pki::new();
+    let errors = pki.load("", &[]).unwrap_err();
+    for key in [
+        "edge.fqdn",
+        "edge.sip_domains",
+        "internal.listen",
+        "internal.next_hop",
+        "internal.cert_file",
+        "internal.key_file",
+        "internal.ca_file",
+        "external.listen",
+        "external.cert_file",
+        "external.key_file",
+    ] {
+        assert!(at(&errors, key).problem.starts_with("missing"), "{key}");
+    }
+    assert_eq!(errors.len(), 10, "{errors:#?}");
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let pki = Pki::with_edge_cert();
+    let env = [
+        ("SIPEDGE__EDGE__FQDN", "sip.corp.example"),
+        ("SIPEDGE__EDGE__SIP_DOMAINS", "corp.example, corp2.example"),
+        ("SIPEDGE__EDGE__WORKERS", "4"),
+        ("SIPEDGE__FEDERATION__ENABLE_PARTNER_DISCOVERY", "true"),
+        ("SIPEDGE__PUSH__TIMEOUT_MS", "2500"),
+        ("SIPEDGE__METRICS__LISTEN", "10.0.0.10:9464"),
+        ("UNRELATED", "x"),
+        ("SIPEDGE_SINGLE_UNDERSCORE", "ignored: not our prefix"),
+    ];
+    let c = pki.load(VALID_TOML, &env).unwrap();
+    assert_eq!(c.edge().fqdn.as_str(), "sip.corp.example");
+    let domains: Vec<&str> = c.edge().sip_domains.iter().map(|d| d.as_str()).collect();
+    assert_eq!(domains, ["corp.example", "corp2.example"]);
+    assert_eq!(c.edge().worker_count(), 4);
+    assert_eq!(c.policy().discovery().map(|d| d.messages_per_second), Some(20));
+    assert_eq!(c.push().timeout, Duration::from_millis(2500));
+    assert_eq!(c.metrics().listen.to_string(), "10.0.0.10:9464");
+    // The certificate covers sip.corp.example too: no warning.
+    assert_eq!(c.warnings(), &[] as &[Issue]);
+
+    let errors = pki
+        .load(
+            VALID_TOML,
+            &[
+                ("SIPEDGE__EDGE__WORKERS", "many"),
+                ("SIPEDGE__FEDERATION__ENABLE_PARTNER_DISCOVERY", "perhaps"),
+            ],
+        )
+        .unwrap_err();
+    assert_eq!(
+        keys(&errors),
+        ["edge.workers", "federation.enable_partner_discovery"]
+    );
+    assert!(
+        errors[0].problem.contains("SIPEDGE__EDGE__WORKERS=\"many\""),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn unknown_keys_in_the_file_and_the_environment() {
+    let pki = Pki::with_edge_cert();
+    let text = with(
+        "typo_section = 1\n",
+        &[
+            ("sip_domains = [", "fqnd = \"x\"\nsip_domains = ["),
+            (
+                "{ fqdn = \"fe2.corp.example\", version = \"8.0\" }",
+                "{ fqdn = \"fe2.corp.example\", version = \"8.0\", pool = \"x\" }",
+            ),
+            ("comment = \"pinned\"", "comment = \"pinned\", port = 5062"),
+        ],
+    );
+    let env = [
+        ("SIPEDGE__PUSH__PROXY", "sip:x@y"),
+        ("SIPEDGE__NOSUCH__KEY", "1"),
+        ("SIPEDGE____FQDN", "x"),
+    ];
+    let errors = pki.load(&text, &env).unwrap_err();
+    let got: BTreeSet<&str> = keys(&errors).into_iter().collect();
+    let expected: BTreeSet<&str> = [
+        "typo_section",
+        "edge.fqnd",
+        "internal.known_servers[1].pool",
+        "federation.allowed[1].port",
+        "push.proxy",
+        "nosuch",
+        "environment variable SIPEDGE____FQDN",
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(got, expected, "{errors:#?}");
+    assert!(at(&errors, "edge.fqnd").problem.contains("did you mean `fqdn`"));
+    assert!(at(&errors, "push.proxy").problem.contains("SIPEDGE__PUSH__PROXY"));
+    assert!(at(&errors, "nosuch").problem.starts_with("unknown key"));
+}
+
+#[test]
+fn wrong_types_are_reported_with_the_rest() {
+    let pki = Pki::with_edge_cert();
+    let text = with(
+        "",
+        &[
+            (
+                "sip_domains = [\"corp.example\"]",
+                "sip_domains = \"corp.example\"\nworkers = -2",
+            ),
+            ("enabled = true", "enabled = \"yes\""),
+            ("{ domain = \"evil.example\" }", "\"evil.example\""),
+            (
+                "action = \"warn\"",
+                "action = \"warn\"\nblocked_prefixes = [\"http:\", 7]",
+            ),
+        ],
+    );
+    let errors = pki.load(&text, &[]).unwrap_err();
+    assert_eq!(
+        keys(&errors),
+        [
+            "edge.sip_domains",
+            "edge.workers",
+            "federation.blocked[0]",
+            "federation.hosted_providers[0].enabled",
+            "im_filter.blocked_prefixes[1]",
+        ],
+        "{errors:#?}"
+    );
+    assert!(errors[0]
+        .problem
+        .contains("expected a list of strings, found string \"corp.example\""));
+}
+
+#[test]
+fn toml_syntax_errors_name_the_line() {
+    let pki = Pki::new();
+    let errors = pki
+        .load("[edge]\nfqdn = \"x\"\nsip_domains = [\n", &[])
+        .unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].key.ends_with("sipedge.toml"), "{errors:?}");
+    assert!(
+        errors[0].problem.starts_with("TOML syntax error at line"),
+        "{errors:?}"
+    );
+    assert!(!errors[0].problem.contains('\n'));
+}
+
+#[test]
+fn known_server_conflict_names_both_entries() {
+    let pki = Pki::with_edge_cert();
+    let text = with(
+        "",
+        &[(
+            "{ fqdn = \"fe2.corp.example\", version = \"8.0\" },",
+            "{ fqdn = \"fe2.corp.example\", version = \"8.0\" },\n  { fqdn = \"FE1.corp.example:5061\", version = \"7.0\" },\n  { fqdn = \"fe2.corp.example\", version = \"8.0\" },",
+        )],
+    );
+    let errors = pki.load(&text, &[]).unwrap_err();
+    assert_eq!(errors.len(), 1, "an identical repeat is harmless: {errors:#?}");
+    let e = at(&errors, "internal.known_servers[2]");
+    assert!(e.problem.contains("internal.known_servers[0]"), "{e}");
+    assert!(
+        e.problem.contains("\"8.0\"") && e.problem.contains("\"7.0\""),
+        "{e}"
+    );
+    assert!(
+        e.problem.contains("fe1.corp.example:5061") && e.problem.contains("fe1.corp.example,"),
+        "{e}"
+    );
+}
+
+#[test]
+fn policy_contradictions_become_key_paths() {
+    let pki = Pki::with_edge_cert();
+    let text = with(
+        "",
+        &[
+            ("{ domain = \"push.lync.com\" },", "{ domain = \"push.lync.com\" },\n  { domain = \"PUSH.lync.com.\" },\n  { domain = \"corp.example\" },"),
+            ("{ domain = \"evil.example\" }", "{ domain = \"evil.example\" }, { domain = \"partner.example\" }, { domain = \"evil.example\" }"),
+            (
+                "verification_level = \"AlwaysVerifiable\" },",
+                "verification_level = \"AlwaysVerifiable\" },\n  { name = \"Other\", proxy_fqdn = \"SIPFED.online.lync.com:5061\", enabled = false },",
+            ),
+        ],
+    );
+    let errors = pki.load(&text, &[]).unwrap_err();
+    let got: BTreeSet<&str> = keys(&errors).into_iter().collect();
+    let expected: BTreeSet<&str> = [
+        "federation.allowed[1].domain",
+        "federation.blocked[1].domain",
+        "federation.blocked[2].domain",
+        "edge.sip_domains[0]",
+        "federation.hosted_providers[1]",
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(got, expected, "{errors:#?}");
+    assert!(at(&errors, "federation.allowed[1].domain")
+        .problem
+        .contains("federation.allowed[0]"));
+    assert!(at(&errors, "federation.blocked[1].domain")
+        .problem
+        .contains("federation.allowed[3]"));
+    assert!(at(&errors, "federation.blocked[2].domain")
+        .problem
+        .contains("federation.blocked[0]"));
+    assert!(at(&errors, "edge.sip_domains[0]")
+        .problem
+        .contains("federation.allowed[2]"));
+    let p = at(&errors, "federation.hosted_providers[1]");
+    assert!(
+        p.problem.contains("federation.hosted_providers[0]") && p.problem.contains("\"LyncOnline\""),
+        "{p}"
+    );
+}

@@ -1,0 +1,246 @@
+//! Validation of the file structs into the [`Config`]: the driver that validates every section (the
+//! sections themselves are in `sections.rs`, federation in `federation.rs`, TLS in `tls.rs`), records
+//! each problem under its key path and goes on, so one run lists every error; then assembles the
+//! config and computes its warnings. Also the small value checks every section shares.
+
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use federation_policy::{DomainName, Fqdn, KnownServer, Policy};
+
+use super::file::*;
+use super::sections;
+use super::settings::*;
+use super::{federation, tls, warnings, Issue, Issues};
+
+/// Every section, validated or `None` (its problems recorded).
+struct Parts {
+    fqdn: Option<DomainName>,
+    sip_domains: Option<Vec<DomainName>>,
+    workers: Option<Option<NonZeroUsize>>,
+    internal_listen: Option<std::net::SocketAddr>,
+    next_hop: Option<Fqdn>,
+    internal_tls: Option<TlsIdentity>,
+    client_ca: Option<Option<CaBundle>>,
+    known: Vec<(usize, KnownServer)>,
+    external_listen: Option<std::net::SocketAddr>,
+    external_tls: Option<TlsIdentity>,
+    extra_roots: Option<Option<CaBundle>>,
+    metrics_listen: Option<std::net::SocketAddr>,
+    push: Option<PushSettings>,
+    dns: Option<DnsSettings>,
+    limits: Option<LimitSettings>,
+    policy: Option<Policy>,
+}
+
+impl Parts {
+    fn assemble(self, source: ConfigSource) -> Option<Config> {
+        Some(Config {
+            source,
+            edge: EdgeSettings {
+                fqdn: self.fqdn?,
+                sip_domains: self.sip_domains?,
+                workers: self.workers?,
+            },
+            internal: InternalSettings {
+                listen: self.internal_listen?,
+                next_hop: self.next_hop?,
+                tls: self.internal_tls?,
+                client_ca: self.client_ca?,
+                known_servers: self.known.into_iter().map(|(_, k)| k).collect(),
+            },
+            external: ExternalSettings {
+                listen: self.external_listen?,
+                tls: self.external_tls?,
+                extra_roots: self.extra_roots?,
+            },
+            push: self.push?,
+            dns: self.dns?,
+            metrics: MetricsSettings {
+                listen: self.metrics_listen?,
+            },
+            limits: self.limits?,
+            policy: Arc::new(self.policy?),
+            warnings: Vec::new(),
+        })
+    }
+}
+
+pub(super) fn build(
+    file: FileConfig,
+    source: ConfigSource,
+    base: Option<&Path>,
+    mut issues: Issues,
+) -> Result<Config, Vec<Issue>> {
+    let mut warns = Issues::default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let ctx = tls::Context {
+        base,
+        now,
+        embedded: source == ConfigSource::Embedded,
+    };
+    let i = &mut issues;
+
+    let fqdn = sections::edge_fqdn(&file.edge, i);
+    let sip_domains = sections::sip_domains(&file.edge, i);
+    let workers = number(file.edge.workers, DEFAULT_WORKERS, "edge.workers", 0, 1024, i)
+        .map(|n| usize::try_from(n).ok().and_then(NonZeroUsize::new));
+
+    let internal = &file.internal;
+    let internal_listen = sections::socket(&internal.listen, "internal.listen", i);
+    let next_hop = required(
+        &internal.next_hop,
+        "internal.next_hop",
+        "the front-end pool FQDN[:port]",
+        i,
+    )
+    .and_then(|s| fqdn_value(s, "internal.next_hop", i));
+    let internal_tls = tls::identity(
+        "internal",
+        &internal.cert_file,
+        &internal.key_file,
+        &ctx,
+        i,
+        &mut warns,
+    );
+    let client_ca = match &internal.ca_file {
+        Some(p) => tls::ca_bundle("internal.ca_file", p, &ctx, i, &mut warns).map(Some),
+        None if ctx.embedded => Some(None),
+        None => {
+            let what = "the PEM CA bundle that issued the known servers' client certificates (mutual TLS)";
+            i.push("internal.ca_file", format!("missing: {what}"));
+            None
+        }
+    };
+    let known = sections::known_servers(&internal.known_servers, i);
+
+    let external = &file.external;
+    let external_listen = sections::socket(&external.listen, "external.listen", i);
+    let external_tls = tls::identity(
+        "external",
+        &external.cert_file,
+        &external.key_file,
+        &ctx,
+        i,
+        &mut warns,
+    );
+    let extra_roots = match &external.ca_file {
+        Some(p) => tls::ca_bundle("external.ca_file", p, &ctx, i, &mut warns).map(Some),
+        None => Some(None),
+    };
+
+    let metrics = Some(
+        file.metrics
+            .listen
+            .clone()
+            .unwrap_or_else(|| DEFAULT_METRICS_LISTEN.to_owned()),
+    );
+    let metrics_listen = sections::socket(&metrics, "metrics.listen", i);
+    sections::listener_conflicts(
+        &[
+            ("internal.listen", internal_listen),
+            ("external.listen", external_listen),
+            ("metrics.listen", metrics_listen),
+        ],
+        i,
+    );
+    if let (Some(hop), Some(listen)) = (&next_hop, internal_listen) {
+        let own_ip = hop
+            .host()
+            .as_str()
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip == listen.ip());
+        if own_ip && hop.port() == listen.port() {
+            i.push(
+                "internal.next_hop",
+                format!("{hop} is this edge's own internal listener: requests would loop"),
+            );
+        }
+    }
+
+    let push = sections::push(&file.push, i);
+    let dns = sections::dns(&file.dns, i);
+    let limits = sections::limits(&file.limits, i);
+    let our = sip_domains.as_deref().unwrap_or_default();
+    let policy = federation::build(&file, fqdn.as_ref(), our, &known, i);
+
+    let parts = Parts {
+        fqdn,
+        sip_domains,
+        workers,
+        internal_listen,
+        next_hop,
+        internal_tls,
+        client_ca,
+        known,
+        external_listen,
+        external_tls,
+        extra_roots,
+        metrics_listen,
+        push,
+        dns,
+        limits,
+        policy,
+    };
+    match parts.assemble(source) {
+        Some(mut config) if issues.is_empty() => {
+            let mut all = warns.into_vec();
+            all.extend(warnings::compute(&config, file.federation.blocked.len()));
+            config.warnings = all;
+            Ok(config)
+        }
+        _ => {
+            if issues.is_empty() {
+                issues.push(
+                    "config",
+                    "internal error: a section failed to validate without saying why",
+                );
+            }
+            Err(issues.into_vec())
+        }
+    }
+}
+
+/// The value of a required key, or "missing" (unless something was already said about it).
+pub(super) fn required<'a>(v: &'a Option<String>, key: &str, what: &str, i: &mut Issues) -> Option<&'a str> {
+    match v {
+        Some(s) => Some(s.as_str()),
+        None => {
+            if !i.covers(key) {
+                i.push(key, format!("missing: {what}"));
+            }
+            None
+        }
+    }
+}
+
+pub(super) fn fqdn_value(s: &str, key: &str, i: &mut Issues) -> Option<Fqdn> {
+    Fqdn::parse(s).map_err(|e| i.push(key, e.to_string())).ok()
+}
+
+pub(super) fn domain_value(s: &str, key: &str, i: &mut Issues) -> Option<DomainName> {
+    DomainName::parse(s).map_err(|e| i.push(key, e.to_string())).ok()
+}
+
+/// An integer key with a default, within `min..=max`.
+pub(super) fn number(
+    v: Option<u64>,
+    default: u64,
+    key: &str,
+    min: u64,
+    max: u64,
+    i: &mut Issues,
+) -> Option<u64> {
+    let n = v.unwrap_or(default);
+    if (min..=max).contains(&n) {
+        Some(n)
+    } else {
+        i.push(key, format!("{n} is out of range: expected {min}..={max}"));
+        None
+    }
+}

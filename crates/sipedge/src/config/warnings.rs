@@ -1,0 +1,98 @@
+//! Warnings on a valid configuration: combinations that load fine but fail in the field, each said in
+//! the words of the symptom an operator will see. Push routing (the push domain not allowed, or no
+//! enabled hosted provider → 504), the IM URL filter blocking `http:`/`https:` (pushes rejected),
+//! partner discovery with nothing blocked, certificates whose SANs miss `edge.fqdn`, and a
+//! known-servers table that admits nobody. Certificate expiry warnings come from `tls.rs`.
+
+use super::settings::{Config, ConfigSource, TlsIdentity};
+use super::{tls, Issue, Issues};
+
+/// `blocked_entries`: the length of `federation.blocked` (the snapshot does not list it).
+pub(super) fn compute(config: &Config, blocked_entries: usize) -> Vec<Issue> {
+    let mut w = Issues::default();
+    push_routing(config, &mut w);
+    let filter = config.policy.im_filter();
+    let blocked: Vec<&str> = ["http:", "https:"]
+        .into_iter()
+        .filter(|s| filter.blocks_scheme(s))
+        .collect();
+    if !blocked.is_empty() {
+        w.push(
+            "im_filter.blocked_prefixes",
+            format!(
+                "the IM filter blocks {} with action block: push requests will be rejected \
+                 (Push Notification request was rejected); remove them from blocked_prefixes or set action = \"warn\"",
+                blocked.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(" and ")
+            ),
+        );
+    }
+    if config.policy.discovery().is_some() && blocked_entries == 0 {
+        w.push(
+            "federation.enable_partner_discovery",
+            "partner discovery is on and federation.blocked is empty: any domain with a \
+             _sipfederationtls._tcp SRV record can federate with you",
+        );
+    }
+    for (section, identity) in [
+        ("internal", &config.internal.tls),
+        ("external", &config.external.tls),
+    ] {
+        if let TlsIdentity::Files(files) = identity {
+            let fqdn = config.edge.fqdn.as_str();
+            if !tls::san_covers(&files.leaf, fqdn) {
+                let sans = if files.leaf.dns_names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    files.leaf.dns_names.join(", ")
+                };
+                let wildcard = if files.leaf.dns_names.iter().any(|n| n.starts_with("*.")) {
+                    " (wildcards are not accepted for federation)"
+                } else {
+                    ""
+                };
+                w.push(
+                    format!("{section}.cert_file"),
+                    format!(
+                        "the certificate in {} does not cover edge.fqdn {fqdn}: its DNS SANs are {sans}{wildcard}; \
+                         peers that check the edge's name will refuse the TLS handshake",
+                        files.cert_file.display()
+                    ),
+                );
+            }
+        }
+    }
+    if config.internal.known_servers.is_empty() && config.source != ConfigSource::Embedded {
+        w.push(
+            "internal.known_servers",
+            "is empty: the internal listener admits only known servers, so it will refuse every connection",
+        );
+    }
+    w.into_vec()
+}
+
+/// The push domain must be allowed, and (unless pinned to a proxy FQDN) reached through an enabled
+/// hosted provider (design brief §2, §3); otherwise every push ends in 504 Server time-out.
+fn push_routing(config: &Config, w: &mut Issues) {
+    let domain = config.push.proxy_uri.domain();
+    let policy = &config.policy;
+    let entry = policy.allowed(domain);
+    if entry.is_none() {
+        w.push(
+            "push.proxy_uri",
+            format!(
+                "the push domain {domain} is not on federation.allowed: pushes will fail with 504 Server time-out \
+                 (add [[federation.allowed]] domain = \"{domain}\")"
+            ),
+        );
+    }
+    let pinned = entry.is_some_and(|a| a.proxy_fqdn.is_some());
+    if !pinned && !policy.providers().iter().any(|p| p.enabled) {
+        w.push(
+            "federation.hosted_providers",
+            format!(
+                "no enabled hosted provider: pushes to {domain} are routed through one (e.g. LyncOnline, \
+                 sipfed.online.lync.com) and will fail with 504 Server time-out"
+            ),
+        );
+    }
+}
