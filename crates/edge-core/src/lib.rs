@@ -1,5 +1,10 @@
-//! `edge-core`: the I/O half of sipedge — TLS listeners on the internal and external sides, one
-//! `mio::Poll` per core, connection pools, the transaction and dialog state machines' shell.
-//! The message grammar lives in `sip-codec`, routing decisions in `federation-policy`.
+//! `edge-core`: the edge's data plane.
 //!
-//! Empty until issue 4 lands the proxy; the crate exists now so the workspace has its final shape.
+//! - `proxy/`: the sans-IO SIP proxy core — transactions, routing, generated responses. Time in,
+//!   effects out; the seam with the shell is `proxy/io.rs`.
+//! - `shell/`: the I/O half — TLS listeners on the internal and external sides, one `mio::Poll` per
+//!   worker thread, connections, the outbound pool. Every byte is written in `shell/conn.rs`.
+//!
+//! The message grammar lives in `sip-codec`, routing decisions in `federation-policy`.
+
+pub mod proxy;

@@ -1,0 +1,309 @@
+//! Forwarding: the request edits of RFC 3261 §16.6 (strip our Route entries, Max-Forwards, our Via,
+//! double Record-Route per RFC 5658 so in-dialog requests cross both listeners), the client
+//! transaction, and the way back — responses matched by our branch, our Via removed, forwarded to the
+//! requester; CANCEL and ACK towards the next hop built from the forwarded request.
+
+use std::time::Instant;
+
+use federation_policy::DiagnosticId;
+use sip_codec::{parse, Editor, HeaderName, MaxForwards, Message};
+
+use super::io::{ConnId, Destination, Effect, Level, NextHop, PeerInfo, Side, Token};
+use super::respond::Extra;
+use super::route;
+use super::txn::{ClientTxn, Pending};
+use super::Proxy;
+
+/// Every branch this edge writes starts with this (RFC 3261 cookie + "se").
+pub(crate) const BRANCH_PREFIX: &str = "z9hG4bKse";
+
+/// Requests whose Record-Route matters: they create dialogs (or may, for NOTIFY).
+fn creates_dialog(method: &str) -> bool {
+    matches!(method, "INVITE" | "SUBSCRIBE" | "REFER" | "NOTIFY")
+}
+
+impl Proxy {
+    fn new_branch(&mut self) -> String {
+        let id = self.next_id();
+        format!("{BRANCH_PREFIX}{:x}x{id:x}", self.worker)
+    }
+
+    /// The request of server transaction `sid`, edited for `hops[0]` (failover to the rest).
+    pub(crate) fn forward(&mut self, sid: u64, mut hops: Vec<NextHop>, now: Instant, out: &mut Vec<Effect>) {
+        let Some(s) = self.servers.get(&sid) else { return };
+        let (raw, in_side, is_invite) = (s.request.clone(), s.side, s.is_invite);
+        let Ok(msg) = parse(&raw) else { return };
+        if hops.is_empty() {
+            return;
+        }
+        let hop = hops.remove(0);
+        let branch = self.new_branch();
+        let Some(bytes) = self.edit_request(&msg, in_side, hop.side, &branch) else {
+            return self.respond(sid, 483, Extra::default(), now, out);
+        };
+        let cid = self.next_id();
+        self.clients.insert(
+            cid,
+            ClientTxn {
+                server: sid,
+                branch: branch.clone(),
+                is_invite,
+                bytes: bytes.clone(),
+                hop: hop.clone(),
+                spare_hops: hops,
+                conn: None,
+                provisional: false,
+                final_status: None,
+                cancel_pending: false,
+                cancelled: false,
+                timer: None,
+            },
+        );
+        self.client_branches.insert(branch, cid);
+        if let Some(s) = self.servers.get_mut(&sid) {
+            s.client = Some(cid);
+        }
+        let token = Token(self.next_id());
+        self.pending.insert(token, Pending::Delivery { client: cid });
+        out.push(Effect::Send {
+            dest: Destination::Hop(hop),
+            bytes,
+            token: Some(token),
+        });
+        let after = if is_invite {
+            self.settings.timer_b
+        } else {
+            self.settings.timer_f
+        };
+        self.arm_client(cid, now, after);
+    }
+
+    /// ACK for a 2xx and the like: edited and sent, no transaction.
+    pub(crate) fn forward_stateless(&mut self, msg: &Message<'_>, hop: NextHop, out: &mut Vec<Effect>) {
+        let in_side = match hop.side {
+            Side::Internal => Side::External,
+            Side::External => Side::Internal,
+        };
+        let branch = self.new_branch();
+        if let Some(bytes) = self.edit_request(msg, in_side, hop.side, &branch) {
+            let token = Token(self.next_id());
+            self.pending.insert(token, Pending::Stateless);
+            out.push(Effect::Send {
+                dest: Destination::Hop(hop),
+                bytes,
+                token: Some(token),
+            });
+        }
+    }
+
+    /// `None` when Max-Forwards is exhausted.
+    fn edit_request(
+        &self,
+        msg: &Message<'_>,
+        in_side: Side,
+        out_side: Side,
+        branch: &str,
+    ) -> Option<Vec<u8>> {
+        let mut ed = Editor::new(msg);
+        let ours = route::our_leading_routes(&self.settings, msg);
+        ed.remove_values(HeaderName::Route, ours);
+        if ed.decrement_max_forwards() == MaxForwards::Exhausted {
+            return None;
+        }
+        ed.prepend_via(&format!(
+            "SIP/2.0/TLS {};branch={branch}",
+            self.settings.host(out_side)
+        ));
+        let no_to_tag = msg.to().ok().and_then(|t| t.tag()).is_none();
+        if msg.method().is_some_and(creates_dialog) && no_to_tag {
+            // Outgoing side first, then incoming: the callee's route set starts at our outer face,
+            // the caller's (reversed) at our inner one.
+            ed.add_record_route(&format!(
+                "<sip:{};transport=tls;lr>",
+                self.settings.host(out_side)
+            ));
+            ed.add_record_route(&format!("<sip:{};transport=tls;lr>", self.settings.host(in_side)));
+        }
+        Some(ed.to_vec())
+    }
+
+    pub(crate) fn on_response(
+        &mut self,
+        _conn: ConnId,
+        peer: &PeerInfo,
+        msg: &Message<'_>,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(branch) = msg.top_via().ok().and_then(|v| v.branch()) else {
+            return;
+        };
+        let Some(&cid) = self.client_branches.get(branch) else {
+            // Not ours, or for a transaction already forgotten: a proxy drops stray responses.
+            self.log(
+                out,
+                Level::Debug,
+                "stray_response",
+                format!("response with unknown branch {branch} dropped"),
+                vec![],
+            );
+            return;
+        };
+        let status = msg.status().unwrap_or(0);
+        let Some(c) = self.clients.get_mut(&cid) else {
+            return;
+        };
+        let sid = c.server;
+        if status < 200 {
+            if c.is_invite && c.final_status.is_none() {
+                // Timer B stops, Timer C (re)starts: the callee is alerting and may take 60 s.
+                c.provisional = true;
+                let send_cancel = c.cancel_pending && !c.cancelled;
+                let timer_c = self.settings.timer_c;
+                self.arm_client(cid, now, timer_c);
+                if send_cancel {
+                    self.send_cancel(cid, out);
+                }
+            }
+            if status == 100 {
+                return; // hop by hop
+            }
+        } else {
+            let first_final = c.final_status.is_none();
+            let is_invite = c.is_invite;
+            if first_final {
+                c.final_status = Some(status);
+                let timer = c.timer.take();
+                self.disarm(timer);
+            }
+            if is_invite && status >= 300 {
+                self.send_ack(cid, msg, out);
+            }
+            // After a final, only further 2xx of a forked INVITE still go upstream.
+            let forward = first_final || (is_invite && (200..300).contains(&status));
+            if !forward {
+                return;
+            }
+        }
+        let Some(s) = self.servers.get(&sid) else { return };
+        if s.orphaned
+            || (status >= 200 && s.final_status.is_some() && !(s.is_invite && (200..300).contains(&status)))
+        {
+            return;
+        }
+        let (dest, to_side) = (s.conn, s.side);
+        let mut ed = Editor::new(msg);
+        ed.remove_top_via();
+        let needs_diag = status >= 400
+            && peer.side == Side::External
+            && to_side == Side::Internal
+            && msg.header(HeaderName::MsDiagnostics).is_none()
+            && msg.header(HeaderName::MsDiagnosticsPublic).is_none();
+        if needs_diag {
+            // The partner failed without saying why: name it for the operator (MS-OCER 1034).
+            let peer_server = peer
+                .identities
+                .first()
+                .cloned()
+                .unwrap_or_else(|| peer.remote.to_string());
+            let domain = route::target_domain_of_response(msg);
+            let r = route::simple_refusal(
+                status,
+                DiagnosticId(1034),
+                "Previous hop federated peer did not report diagnostic information",
+                "peer_no_diagnostic",
+                vec![("Domain", domain), ("PeerServer", peer_server)],
+            );
+            ed.append_header("ms-diagnostics", &r.ms_diagnostics(&self.settings.edge_fqdn));
+        }
+        let bytes = ed.to_vec();
+        if status >= 200 {
+            if let Some(s) = self.servers.get_mut(&sid) {
+                if s.final_status.is_none() {
+                    s.final_status = Some(status);
+                    s.last_response = Some(bytes.clone());
+                    self.finish(sid, now);
+                }
+            }
+        }
+        out.push(Effect::Send {
+            dest: Destination::Conn(dest),
+            bytes,
+            token: None,
+        });
+    }
+
+    /// CANCEL for client transaction `cid`, on the connection its INVITE went out on (§9.1, §16.10).
+    pub(crate) fn send_cancel(&mut self, cid: u64, out: &mut Vec<Effect>) {
+        let Some(c) = self.clients.get_mut(&cid) else {
+            return;
+        };
+        if c.cancelled {
+            return;
+        }
+        c.cancelled = true;
+        let Some(conn) = c.conn else { return };
+        let Ok(inv) = parse(&c.bytes) else { return };
+        let bytes = build_in_transaction(&inv, "CANCEL", None);
+        out.push(Effect::Send {
+            dest: Destination::Conn(conn),
+            bytes,
+            token: None,
+        });
+    }
+
+    /// ACK for a non-2xx final response to our INVITE: same branch, the response's To (§17.1.1.3).
+    fn send_ack(&mut self, cid: u64, resp: &Message<'_>, out: &mut Vec<Effect>) {
+        let Some(c) = self.clients.get(&cid) else { return };
+        let Some(conn) = c.conn else { return };
+        let Ok(inv) = parse(&c.bytes) else { return };
+        let to = resp
+            .header(HeaderName::To)
+            .map(|h| String::from_utf8_lossy(&h.unfolded()).into_owned());
+        let bytes = build_in_transaction(&inv, "ACK", to.as_deref());
+        out.push(Effect::Send {
+            dest: Destination::Conn(conn),
+            bytes,
+            token: None,
+        });
+    }
+}
+
+/// CANCEL or ACK for the INVITE we forwarded: its Request-URI, our top Via only, its Route set,
+/// From, Call-ID, CSeq number; To from the INVITE (CANCEL) or the response (ACK).
+fn build_in_transaction(inv: &Message<'_>, method: &str, to: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let line = |out: &mut Vec<u8>, name: &str, value: &[u8]| {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    };
+    out.extend_from_slice(format!("{method} {} SIP/2.0\r\n", inv.request_uri().unwrap_or("")).as_bytes());
+    if let Some(via) = inv.header(HeaderName::Via) {
+        let first = sip_codec::split_values(std::str::from_utf8(via.raw_value).unwrap_or(""))
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        line(&mut out, "Via", first.as_bytes());
+    }
+    for h in inv.headers().iter().filter(|h| h.name == HeaderName::Route) {
+        line(&mut out, "Route", &h.unfolded());
+    }
+    line(&mut out, "Max-Forwards", b"70");
+    for name in [HeaderName::From, HeaderName::CallId] {
+        if let Some(h) = inv.header(name) {
+            line(&mut out, name.as_str().unwrap_or(""), &h.unfolded());
+        }
+    }
+    match (to, inv.header(HeaderName::To)) {
+        (Some(t), _) => line(&mut out, "To", t.as_bytes()),
+        (None, Some(h)) => line(&mut out, "To", &h.unfolded()),
+        (None, None) => {}
+    }
+    let cseq = inv.cseq().map_or(1, |c| c.number);
+    line(&mut out, "CSeq", format!("{cseq} {method}").as_bytes());
+    line(&mut out, "Content-Length", b"0");
+    out.extend_from_slice(b"\r\n");
+    out
+}

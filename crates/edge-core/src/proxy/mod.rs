@@ -1,0 +1,231 @@
+//! The sans-IO proxy core: a transaction-stateful SIP proxy (RFC 3261 §16/§17) for the edge.
+//! Inputs and effects are in [`io`]; time is passed in. One `Proxy` per worker; nothing is shared.
+//!
+//! Lifecycle of a request (not ACK/CANCEL) that enters on connection C:
+//! parse and check → a *server transaction* keyed by its Via branch (INVITE: 100 Trying at once) →
+//! route decision (`route.rs`: external → the internal next hop after the inbound policy; internal →
+//! the federation decision, possibly after an SRV lookup) → the edited request goes out as a *client
+//! transaction* with our branch (Timer F for non-INVITE, Timer B then Timer C for INVITE) → responses
+//! come back by that branch, lose our Via and go to C. A request that cannot be forwarded gets the
+//! core's own final response with a diagnostic. Each server transaction sends exactly one final
+//! response (an INVITE may add further 2xx from forks), then lingers to absorb retransmissions.
+//!
+//! Files: `txn.rs` (transaction tables, timers, final responses), `request.rs` (requests, ACK,
+//! CANCEL), `route.rs` (where a request goes), `forward.rs` (edit and send, responses back),
+//! `respond.rs` (generated responses).
+
+mod forward;
+pub mod io;
+mod request;
+mod respond;
+mod route;
+mod txn;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use federation_policy::{DiscoveryLimiter, DiscoveryLimits, Fqdn, Policy};
+
+use io::{ConnId, Effect, Input, Level, LogRecord, PeerInfo, Side, Token};
+use txn::{ClientTxn, Pending, ServerTxn, TimerKind};
+
+/// What the core needs to know about this edge.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// Written as `source` in diagnostics and as the warn-agent.
+    pub edge_fqdn: String,
+    /// `host:port` of the internal listener, as peers reach it: Via sent-by and Record-Route there.
+    pub internal_host: String,
+    /// `host:port` of the external listener.
+    pub external_host: String,
+    /// Where requests from partners go (the front-end pool).
+    pub internal_next_hop: Fqdn,
+    /// Non-INVITE client transaction timeout (RFC 3261 Timer F, 32 s).
+    pub timer_f: Duration,
+    /// INVITE: time allowed until a provisional response (Timer B, 32 s).
+    pub timer_b: Duration,
+    /// INVITE after a provisional response (Timer C, > 3 min: mobile endpoints take 60 s to answer).
+    pub timer_c: Duration,
+    /// How long a finished transaction lingers to absorb retransmissions and further 2xx.
+    pub linger: Duration,
+}
+
+impl ProxySettings {
+    pub fn new(edge_fqdn: &str, internal_host: &str, external_host: &str, internal_next_hop: Fqdn) -> Self {
+        ProxySettings {
+            edge_fqdn: edge_fqdn.to_owned(),
+            internal_host: internal_host.to_owned(),
+            external_host: external_host.to_owned(),
+            internal_next_hop,
+            timer_f: Duration::from_secs(32),
+            timer_b: Duration::from_secs(32),
+            timer_c: Duration::from_secs(181),
+            linger: Duration::from_secs(32),
+        }
+    }
+
+    pub(crate) fn host(&self, side: Side) -> &str {
+        match side {
+            Side::Internal => &self.internal_host,
+            Side::External => &self.external_host,
+        }
+    }
+}
+
+/// The proxy state of one worker.
+#[derive(Debug)]
+pub struct Proxy {
+    settings: ProxySettings,
+    policy: Arc<Policy>,
+    worker: u16,
+    epoch: Option<Instant>,
+    next_id: u64,
+    rng: u64,
+    peers: HashMap<ConnId, PeerInfo>,
+    servers: HashMap<u64, ServerTxn>,
+    server_keys: HashMap<String, u64>,
+    clients: HashMap<u64, ClientTxn>,
+    client_branches: HashMap<String, u64>,
+    pending: HashMap<Token, Pending>,
+    timers: BTreeSet<(Instant, u64)>,
+    timer_kinds: HashMap<u64, TimerKind>,
+    limiter: DiscoveryLimiter,
+    shutting_down: bool,
+}
+
+impl Proxy {
+    pub fn new(settings: ProxySettings, policy: Arc<Policy>, worker: u16) -> Self {
+        let limits = policy
+            .discovery()
+            .copied()
+            .unwrap_or_else(DiscoveryLimits::default);
+        Proxy {
+            settings,
+            policy,
+            worker,
+            epoch: None,
+            next_id: 1,
+            rng: 0x9E37_79B9_7F4A_7C15 ^ u64::from(worker),
+            peers: HashMap::new(),
+            servers: HashMap::new(),
+            server_keys: HashMap::new(),
+            clients: HashMap::new(),
+            client_branches: HashMap::new(),
+            pending: HashMap::new(),
+            timers: BTreeSet::new(),
+            timer_kinds: HashMap::new(),
+            limiter: DiscoveryLimiter::new(limits, 10_000),
+            shutting_down: false,
+        }
+    }
+
+    /// A new policy snapshot (reload); transactions in flight keep their decisions.
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        self.policy = policy;
+    }
+
+    pub fn handle(&mut self, input: Input<'_>, now: Instant, out: &mut Vec<Effect>) {
+        self.epoch.get_or_insert(now);
+        match input {
+            Input::ConnUp { conn, peer } => self.on_conn_up(conn, peer, out),
+            Input::Message { conn, bytes } => self.on_message(conn, bytes, now, out),
+            Input::ConnClosed { conn } => self.on_conn_closed(conn, now, out),
+            Input::Delivered { token, conn } => self.on_delivered(token, conn),
+            Input::DeliveryFailed { token, failure } => self.on_delivery_failed(token, failure, now, out),
+            Input::Srv { token, result } => self.on_srv(token, result, now, out),
+        }
+    }
+
+    /// The next instant at which [`Proxy::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.first().map(|(at, _)| *at)
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        while let Some(&(at, seq)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.remove(&(at, seq));
+            if let Some(kind) = self.timer_kinds.remove(&seq) {
+                self.on_timer(seq, kind, now, out);
+            }
+        }
+    }
+
+    /// Server transactions still waiting for their final response (graceful drain waits for 0).
+    pub fn open_transactions(&self) -> usize {
+        self.servers
+            .values()
+            .filter(|s| s.final_status.is_none() && !s.orphaned)
+            .count()
+    }
+
+    /// From now on new requests are answered 503 with Retry-After; transactions in flight finish.
+    pub fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+    }
+
+    fn on_conn_up(&mut self, conn: ConnId, peer: PeerInfo, out: &mut Vec<Effect>) {
+        // Internal side, accepted: the client certificate must name a known server (design brief §1).
+        if peer.side == Side::Internal && peer.dialled.is_none() {
+            let known = peer.identities.iter().find_map(|id| self.policy.known_server(id));
+            if known.is_none() {
+                self.log(
+                    out,
+                    Level::Warn,
+                    "internal_peer_not_known_server",
+                    format!(
+                        "internal connection from {} refused: certificate {:?} names no known server",
+                        peer.remote, peer.identities
+                    ),
+                    vec![("peer", peer.remote.to_string())],
+                );
+                out.push(Effect::Close { conn });
+                return;
+            }
+        }
+        self.peers.insert(conn, peer);
+    }
+
+    fn millis(&self, now: Instant) -> u64 {
+        self.epoch.map_or(0, |e| {
+            u64::try_from(now.saturating_duration_since(e).as_millis()).unwrap_or(u64::MAX)
+        })
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// xorshift64*: SRV weight selection only (no security use).
+    fn random(&mut self, bound: u32) -> u32 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let v = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        u32::try_from((v >> 32) % (u64::from(bound) + 1)).unwrap_or(0)
+    }
+
+    fn log(
+        &self,
+        out: &mut Vec<Effect>,
+        level: Level,
+        event: &'static str,
+        text: String,
+        fields: Vec<(&'static str, String)>,
+    ) {
+        out.push(Effect::Log(LogRecord {
+            level,
+            event,
+            text,
+            fields,
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests;

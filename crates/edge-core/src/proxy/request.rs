@@ -1,0 +1,572 @@
+//! Requests entering the core: checks (syntax, version, hops, loops, method), the server transaction,
+//! then the route decision — inbound policy for partners, the federation decision for front ends —
+//! including the pause for an SRV answer. ACK and CANCEL follow RFC 3261 §16.
+
+use std::time::Instant;
+
+use federation_policy::{
+    DiagnosticId, DomainName, FilterVerdict, InboundVerdict, LimitVerdict, OutboundVerdict, Relationship,
+    SrvAnswer,
+};
+use sip_codec::{parse, HeaderName, Message, Version};
+
+use super::io::{ConnId, Effect, Level, NextHop, PeerInfo, Side, SrvResult, Token};
+use super::respond::{self, Extra};
+use super::route;
+use super::txn::Pending;
+use super::Proxy;
+
+impl Proxy {
+    pub(crate) fn on_message(&mut self, conn: ConnId, bytes: &[u8], now: Instant, out: &mut Vec<Effect>) {
+        let Some(peer) = self.peers.get(&conn).cloned() else {
+            self.log(
+                out,
+                Level::Warn,
+                "message_before_handshake",
+                "message on an unknown connection dropped".into(),
+                vec![],
+            );
+            return;
+        };
+        match parse(bytes) {
+            Ok(msg) if msg.is_request() => self.on_request(conn, &peer, &msg, bytes, now, out),
+            Ok(msg) => self.on_response(conn, &peer, &msg, now, out),
+            Err(e) => match e.partial.as_deref() {
+                // The header section was readable: answer 400 saying what is wrong (not to an ACK).
+                Some(req) if req.is_request() && req.method() != Some("ACK") => {
+                    let extra = Extra {
+                        warning: Some(e.kind.to_string()),
+                        ..Extra::default()
+                    };
+                    self.respond_stateless(conn, peer.side, req, 400, &extra, out);
+                }
+                _ => {
+                    self.log(
+                        out,
+                        Level::Warn,
+                        "unparseable_message",
+                        format!("closing {}: {e}", peer.remote),
+                        vec![("peer", peer.remote.to_string())],
+                    );
+                    out.push(Effect::Close { conn });
+                }
+            },
+        }
+    }
+
+    /// A response that needs no transaction (400 to a malformed request, 481, 503 while draining).
+    pub(crate) fn respond_stateless(
+        &mut self,
+        conn: ConnId,
+        side: Side,
+        req: &Message<'_>,
+        status: u16,
+        extra: &Extra,
+        out: &mut Vec<Effect>,
+    ) {
+        let id = self.next_id();
+        let tag = format!("se{:x}s{id:x}", self.worker);
+        let bytes = respond::build(req, status, &tag, &self.settings.edge_fqdn, side, extra);
+        out.push(Effect::Send {
+            dest: super::io::Destination::Conn(conn),
+            bytes,
+            token: None,
+        });
+    }
+
+    fn on_request(
+        &mut self,
+        conn: ConnId,
+        peer: &PeerInfo,
+        msg: &Message<'_>,
+        bytes: &[u8],
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let method = msg.method().unwrap_or("");
+        if method == "ACK" {
+            return self.on_ack(conn, peer, msg, out);
+        }
+        if let Err(d) = msg.check_mandatory().and_then(|()| msg.validate()) {
+            let extra = Extra {
+                warning: Some(d.to_string()),
+                ..Extra::default()
+            };
+            return self.respond_stateless(conn, peer.side, msg, 400, &extra, out);
+        }
+        if msg.version() != Version::SIP_2_0 {
+            return self.respond_stateless(conn, peer.side, msg, 505, &Extra::default(), out);
+        }
+        let key = txn_key(msg, method);
+        if let Some(&sid) = self.server_keys.get(&key) {
+            // A retransmission: repeat the final response if there is one (RFC 3261 §17.2).
+            if let Some(bytes) = self.servers.get(&sid).and_then(|s| s.last_response.clone()) {
+                out.push(Effect::Send {
+                    dest: super::io::Destination::Conn(conn),
+                    bytes,
+                    token: None,
+                });
+            }
+            return;
+        }
+        if method == "CANCEL" {
+            return self.on_cancel(conn, peer, msg, now, out);
+        }
+        if self.shutting_down {
+            let extra = Extra {
+                refusal: Some(route::simple_refusal(
+                    503,
+                    DiagnosticId::TEMPORARILY_CANNOT_ROUTE,
+                    "Temporarily cannot route",
+                    "shutting_down",
+                    vec![],
+                )),
+                retry_after: Some(5),
+                ..Extra::default()
+            };
+            return self.respond_stateless(conn, peer.side, msg, 503, &extra, out);
+        }
+        let is_invite = method == "INVITE";
+        let sid = self.new_server(conn, peer.side, key, is_invite, bytes);
+        if is_invite {
+            self.respond(sid, 100, Extra::default(), now, out);
+        }
+        if route::is_loop(&self.settings, msg) {
+            let r = route::simple_refusal(
+                482,
+                DiagnosticId(1906),
+                "Request already passed through this edge",
+                "loop",
+                vec![],
+            );
+            return self.respond(
+                sid,
+                482,
+                Extra {
+                    refusal: Some(r),
+                    ..Extra::default()
+                },
+                now,
+                out,
+            );
+        }
+        if msg.max_forwards() == Some(0) {
+            return self.respond(sid, 483, Extra::default(), now, out);
+        }
+        if !route::method_is_federated(method) {
+            let r = route::simple_refusal(
+                403,
+                DiagnosticId::METHOD_NOT_FEDERATED,
+                "Cannot route this type of SIP request to or from federated partners",
+                "method",
+                vec![("method", method.to_owned())],
+            );
+            return self.respond(
+                sid,
+                403,
+                Extra {
+                    refusal: Some(r),
+                    ..Extra::default()
+                },
+                now,
+                out,
+            );
+        }
+        if method == "MESSAGE"
+            && msg
+                .content_type()
+                .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/"))
+        {
+            match self
+                .policy
+                .im_filter()
+                .check(&String::from_utf8_lossy(msg.body()))
+            {
+                FilterVerdict::Block { prefix } => {
+                    let r = route::simple_refusal(
+                        403,
+                        DiagnosticId(1905),
+                        "Instant message contains a URL prefix blocked by the IM filter",
+                        "im_filter",
+                        vec![("prefix", prefix)],
+                    );
+                    return self.respond(
+                        sid,
+                        403,
+                        Extra {
+                            refusal: Some(r),
+                            ..Extra::default()
+                        },
+                        now,
+                        out,
+                    );
+                }
+                FilterVerdict::Warn { prefix } => {
+                    self.log(
+                        out,
+                        Level::Info,
+                        "im_filter_warn",
+                        format!("message with URL prefix {prefix} delivered (filter action warn)"),
+                        vec![],
+                    );
+                }
+                FilterVerdict::Pass => {}
+            }
+        }
+        match peer.side {
+            Side::External => self.route_inbound(sid, peer, msg, SrvAnswer::NotLookedUp, now, out),
+            Side::Internal => self.route_outbound(sid, msg, SrvAnswer::NotLookedUp, now, out),
+        }
+    }
+
+    /// Partner → front ends: the inbound policy, then the internal next hop.
+    fn route_inbound(
+        &mut self,
+        sid: u64,
+        peer: &PeerInfo,
+        msg: &Message<'_>,
+        srv: SrvAnswer<'_>,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(domain) = route::from_domain(msg) else {
+            let r = route::simple_refusal(
+                403,
+                DiagnosticId::NOT_AUTHORIZED,
+                "From URI not authorized to communicate with federated partners",
+                "from_uri",
+                vec![],
+            );
+            return self.respond(
+                sid,
+                403,
+                Extra {
+                    refusal: Some(r),
+                    ..Extra::default()
+                },
+                now,
+                out,
+            );
+        };
+        let ids: Vec<&str> = peer.identities.iter().map(String::as_str).collect();
+        match self.policy.decide_inbound(&ids, &domain, srv) {
+            InboundVerdict::Refuse(r) => {
+                let status = r.status;
+                self.respond(
+                    sid,
+                    status,
+                    Extra {
+                        refusal: Some(r),
+                        ..Extra::default()
+                    },
+                    now,
+                    out,
+                );
+            }
+            InboundVerdict::LookupSrv { name } => self.lookup(name, Pending::InboundSrv { server: sid }, out),
+            InboundVerdict::Accept { relationship } => {
+                if relationship == Relationship::DiscoveredPartner
+                    && !self.within_limits(sid, &domain, msg, HeaderName::To, now, out)
+                {
+                    return;
+                }
+                let hop = NextHop {
+                    fqdn: self.settings.internal_next_hop.clone(),
+                    side: Side::Internal,
+                };
+                self.forward(sid, vec![hop], now, out);
+            }
+        }
+    }
+
+    /// Front ends → partners: in-dialog requests follow their route set; others the federation decision.
+    fn route_outbound(
+        &mut self,
+        sid: u64,
+        msg: &Message<'_>,
+        srv: SrvAnswer<'_>,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let in_dialog = msg.to().ok().and_then(|t| t.tag()).is_some();
+        if in_dialog {
+            let to_domain = msg
+                .to()
+                .ok()
+                .and_then(|t| t.parsed_uri().ok())
+                .and_then(|u| u.as_sip().and_then(|s| DomainName::parse(s.host_str()).ok()));
+            if let Some(d) = to_domain.filter(|d| self.policy.is_blocked(d)) {
+                let r = route::simple_refusal(
+                    403,
+                    DiagnosticId::CANNOT_ROUTE,
+                    "Cannot route to destination domain",
+                    "blocked",
+                    vec![("domain", d.to_string())],
+                );
+                return self.respond(
+                    sid,
+                    403,
+                    Extra {
+                        refusal: Some(r),
+                        ..Extra::default()
+                    },
+                    now,
+                    out,
+                );
+            }
+            let Some(fqdn) = route::in_dialog_hop(&self.settings, msg) else {
+                let r = route::simple_refusal(
+                    404,
+                    DiagnosticId::CANNOT_ROUTE,
+                    "Cannot route to destination domain",
+                    "no_route",
+                    vec![],
+                );
+                return self.respond(
+                    sid,
+                    404,
+                    Extra {
+                        refusal: Some(r),
+                        ..Extra::default()
+                    },
+                    now,
+                    out,
+                );
+            };
+            return self.forward(
+                sid,
+                vec![NextHop {
+                    fqdn,
+                    side: Side::External,
+                }],
+                now,
+                out,
+            );
+        }
+        let Some(domain) = route::target_domain(msg) else {
+            let r = route::simple_refusal(
+                404,
+                DiagnosticId::CANNOT_ROUTE,
+                "Cannot route to destination domain",
+                "no_domain",
+                vec![],
+            );
+            return self.respond(
+                sid,
+                404,
+                Extra {
+                    refusal: Some(r),
+                    ..Extra::default()
+                },
+                now,
+                out,
+            );
+        };
+        match self.policy.decide_outbound(&domain, srv) {
+            OutboundVerdict::Refuse(r) => {
+                let status = r.status;
+                self.respond(
+                    sid,
+                    status,
+                    Extra {
+                        refusal: Some(r),
+                        ..Extra::default()
+                    },
+                    now,
+                    out,
+                );
+            }
+            OutboundVerdict::LookupSrv { name } => {
+                self.lookup(name, Pending::OutboundSrv { server: sid }, out)
+            }
+            OutboundVerdict::RoutePinned { fqdn } => self.forward(
+                sid,
+                vec![NextHop {
+                    fqdn,
+                    side: Side::External,
+                }],
+                now,
+                out,
+            ),
+            OutboundVerdict::RouteSrv { targets } => {
+                if targets
+                    .iter()
+                    .any(|t| t.relationship == Relationship::DiscoveredPartner)
+                    && !self.within_limits(sid, &domain, msg, HeaderName::From, now, out)
+                {
+                    return;
+                }
+                let ordered =
+                    federation_policy::order_srv(&targets, |t| (t.priority, t.weight), |n| self.random(n));
+                let hops = ordered
+                    .into_iter()
+                    .map(|t| NextHop {
+                        fqdn: t.fqdn,
+                        side: Side::External,
+                    })
+                    .collect();
+                self.forward(sid, hops, now, out);
+            }
+        }
+    }
+
+    /// Discovered-partner limits (Lync defaults: 20 msg/s, 1000 internal contacts per hour).
+    fn within_limits(
+        &mut self,
+        sid: u64,
+        domain: &DomainName,
+        msg: &Message<'_>,
+        internal: HeaderName,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) -> bool {
+        let contact = route::contact_key(msg, internal);
+        let now_ms = self.millis(now);
+        match self.limiter.check(domain, &contact, now_ms) {
+            LimitVerdict::Allow => true,
+            LimitVerdict::Throttle {
+                retry_after_secs,
+                rate,
+            } => {
+                let what = if rate {
+                    "message rate"
+                } else {
+                    "distinct internal contacts"
+                };
+                let r = route::simple_refusal(
+                    503,
+                    DiagnosticId::TEMPORARILY_CANNOT_ROUTE,
+                    "Temporarily cannot route",
+                    "discovery_limit",
+                    vec![("domain", domain.to_string()), ("limit", what.to_owned())],
+                );
+                self.respond(
+                    sid,
+                    503,
+                    Extra {
+                        refusal: Some(r),
+                        retry_after: Some(retry_after_secs),
+                        ..Extra::default()
+                    },
+                    now,
+                    out,
+                );
+                false
+            }
+        }
+    }
+
+    fn lookup(&mut self, name: String, pending: Pending, out: &mut Vec<Effect>) {
+        let token = Token(self.next_id());
+        self.pending.insert(token, pending);
+        out.push(Effect::LookupSrv { name, token });
+    }
+
+    pub(crate) fn on_srv(&mut self, token: Token, result: SrvResult, now: Instant, out: &mut Vec<Effect>) {
+        let Some(p) = self.pending.remove(&token) else {
+            return;
+        };
+        let answer = match &result {
+            SrvResult::Records(r) => SrvAnswer::Records(r),
+            SrvResult::NoRecord => SrvAnswer::NoRecord,
+            SrvResult::Failed(e) => SrvAnswer::Failed(e),
+        };
+        let (sid, inbound) = match p {
+            Pending::OutboundSrv { server } => (server, false),
+            Pending::InboundSrv { server } => (server, true),
+            _ => return,
+        };
+        let Some(s) = self.servers.get(&sid) else { return };
+        if s.final_status.is_some() || s.orphaned {
+            return; // cancelled or abandoned while the lookup ran
+        }
+        let (raw, conn) = (s.request.clone(), s.conn);
+        let Ok(msg) = parse(&raw) else { return };
+        if inbound {
+            let Some(peer) = self.peers.get(&conn).cloned() else {
+                return;
+            };
+            self.route_inbound(sid, &peer, &msg, answer, now, out);
+        } else {
+            self.route_outbound(sid, &msg, answer, now, out);
+        }
+    }
+
+    /// ACK for a non-2xx final is absorbed by its INVITE transaction; ACK for a 2xx is end-to-end and
+    /// forwarded statelessly along the route set.
+    fn on_ack(&mut self, _conn: ConnId, peer: &PeerInfo, msg: &Message<'_>, out: &mut Vec<Effect>) {
+        if self.server_keys.contains_key(&txn_key(msg, "INVITE")) {
+            return;
+        }
+        let hop = match peer.side {
+            Side::External => Some(NextHop {
+                fqdn: self.settings.internal_next_hop.clone(),
+                side: Side::Internal,
+            }),
+            Side::Internal => route::in_dialog_hop(&self.settings, msg).map(|fqdn| NextHop {
+                fqdn,
+                side: Side::External,
+            }),
+        };
+        let Some(hop) = hop else {
+            self.log(
+                out,
+                Level::Warn,
+                "ack_unroutable",
+                "ACK without a route dropped".into(),
+                vec![],
+            );
+            return;
+        };
+        self.forward_stateless(msg, hop, out);
+    }
+
+    fn on_cancel(
+        &mut self,
+        conn: ConnId,
+        peer: &PeerInfo,
+        msg: &Message<'_>,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(&sid) = self.server_keys.get(&txn_key(msg, "INVITE")) else {
+            return self.respond_stateless(conn, peer.side, msg, 481, &Extra::default(), out);
+        };
+        self.respond_stateless(conn, peer.side, msg, 200, &Extra::default(), out);
+        let Some(s) = self.servers.get(&sid) else { return };
+        if s.final_status.is_some() {
+            return;
+        }
+        match s.client {
+            Some(cid) => {
+                let provisional = self.clients.get(&cid).is_some_and(|c| c.provisional);
+                if provisional {
+                    self.send_cancel(cid, out);
+                } else if let Some(c) = self.clients.get_mut(&cid) {
+                    c.cancel_pending = true;
+                }
+            }
+            // Still deciding where to send it (SRV lookup): nothing went out, terminate here.
+            None => self.respond(sid, 487, Extra::default(), now, out),
+        }
+    }
+}
+
+/// Server transaction key (RFC 3261 §17.2.3): the branch with the magic cookie, plus the method
+/// class (ACK and CANCEL look up their INVITE); for RFC 2543 peers, Call-ID + CSeq number + sent-by.
+pub(crate) fn txn_key(msg: &Message<'_>, method: &str) -> String {
+    let via = msg.top_via().ok();
+    let class = if method == "ACK" { "INVITE" } else { method };
+    match via
+        .as_ref()
+        .and_then(|v| v.branch().filter(|_| v.is_rfc3261_branch()))
+    {
+        Some(b) => format!("{b}|{}|{class}", via.map_or("", |v| v.host)),
+        None => format!(
+            "2543|{}|{}|{}|{class}",
+            msg.call_id().unwrap_or(""),
+            msg.cseq().map_or(0, |c| c.number),
+            via.map_or("", |v| v.host)
+        ),
+    }
+}

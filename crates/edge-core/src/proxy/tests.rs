@@ -1,0 +1,560 @@
+//! The proxy core on a virtual clock: every input is synthetic, every effect inspected, no sockets.
+//! A front end (conn 1, internal, known server) and a partner (conn 2, external) talk through the
+//! core; outbound links get connection ids from 100 up when the test reports them delivered.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use federation_policy::{DomainName, Fqdn, PolicyBuilder, SrvRecord};
+use sip_codec::{parse, HeaderName};
+
+use super::io::*;
+use super::{Proxy, ProxySettings};
+
+const FE: ConnId = ConnId(1);
+const PARTNER_IN: ConnId = ConnId(2);
+
+struct H {
+    proxy: Proxy,
+    now: Instant,
+    out: Vec<Effect>,
+}
+
+fn d(s: &str) -> DomainName {
+    DomainName::parse(s).unwrap()
+}
+fn f(s: &str) -> Fqdn {
+    Fqdn::parse(s).unwrap()
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+impl H {
+    fn new() -> H {
+        let mut b = PolicyBuilder::new();
+        b.edge_fqdn("edge.corp.example")
+            .our_domain(d("corp.example"))
+            .allow(d("partner.example"), Some(f("edge.partner.example")), None)
+            .allow(d("srvpartner.example"), None, None)
+            .block(d("evil.example"))
+            .known_server(f("fe1.corp.example"), "7.0");
+        let policy = Arc::new(b.build().unwrap());
+        let mut settings = ProxySettings::new(
+            "edge.corp.example",
+            "edge-int.corp.example:5061",
+            "edge.corp.example:5061",
+            f("pool.corp.example"),
+        );
+        settings.timer_c = Duration::from_secs(181);
+        let mut h = H {
+            proxy: Proxy::new(settings, policy, 0),
+            now: Instant::now(),
+            out: Vec::new(),
+        };
+        h.input(Input::ConnUp {
+            conn: FE,
+            peer: peer(Side::Internal, "fe1.corp.example"),
+        });
+        h.input(Input::ConnUp {
+            conn: PARTNER_IN,
+            peer: peer(Side::External, "edge.partner.example"),
+        });
+        h
+    }
+
+    fn input(&mut self, i: Input<'_>) -> Vec<Effect> {
+        self.proxy.handle(i, self.now, &mut self.out);
+        std::mem::take(&mut self.out)
+    }
+
+    fn msg(&mut self, conn: ConnId, text: &str) -> Vec<Effect> {
+        let bytes = text.replace('\n', "\r\n");
+        self.input(Input::Message {
+            conn,
+            bytes: bytes.as_bytes(),
+        })
+    }
+
+    /// The shell dialled the partner (conn 100, announced once) and sent the bytes of `token`.
+    fn delivered(&mut self, token: Token) {
+        if !self.proxy.peers.contains_key(&ConnId(100)) {
+            let mut p = peer(Side::External, "edge.partner.example");
+            p.dialled = Some(f("edge.partner.example"));
+            self.input(Input::ConnUp {
+                conn: ConnId(100),
+                peer: p,
+            });
+        }
+        self.input(Input::Delivered {
+            token,
+            conn: ConnId(100),
+        });
+    }
+
+    fn advance(&mut self, by: Duration) -> Vec<Effect> {
+        self.now += by;
+        let mut out = Vec::new();
+        self.proxy.handle_timeout(self.now, &mut out);
+        out
+    }
+}
+
+fn peer(side: Side, name: &str) -> PeerInfo {
+    PeerInfo {
+        side,
+        remote: addr("127.0.0.1:40000"),
+        identities: vec![name.to_owned()],
+        dialled: None,
+    }
+}
+
+/// (destination, text) of every Send.
+fn sends(effects: &[Effect]) -> Vec<(Destination, String, Option<Token>)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { dest, bytes, token } => {
+                Some((dest.clone(), String::from_utf8_lossy(bytes).into_owned(), *token))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn status_of(text: &str) -> u16 {
+    parse(text.as_bytes()).unwrap().status().unwrap()
+}
+
+fn request(method: &str, uri: &str, branch: &str, extra: &str) -> String {
+    format!(
+        "{method} {uri} SIP/2.0\nVia: SIP/2.0/TLS fe1.corp.example:5061;branch={branch}\nMax-Forwards: 70\nFrom: <sip:alice@corp.example>;tag=a1\nTo: <{uri}>\nCall-ID: call-{branch}\nCSeq: 1 {method}\n{extra}Content-Length: 0\n\n"
+    )
+}
+
+/// The response `status` to a forwarded request `fwd` (which carries our Via on top), as the
+/// partner would send it.
+fn answer(fwd: &str, status: u16, reason: &str, to_tag: Option<&str>) -> String {
+    let m = parse(fwd.as_bytes()).unwrap();
+    let mut s = format!("SIP/2.0 {status} {reason}\n");
+    for h in m.headers() {
+        let v = String::from_utf8_lossy(h.raw_value);
+        match h.name {
+            HeaderName::Via
+            | HeaderName::From
+            | HeaderName::CallId
+            | HeaderName::CSeq
+            | HeaderName::RecordRoute => s.push_str(&format!("{}: {v}\n", h.name_str())),
+            HeaderName::To => match to_tag {
+                Some(t) => s.push_str(&format!("To: {v};tag={t}\n")),
+                None => s.push_str(&format!("To: {v}\n")),
+            },
+            _ => {}
+        }
+    }
+    s.push_str("Content-Length: 0\n\n");
+    s
+}
+
+#[test]
+fn message_out_and_its_200_back() {
+    let mut h = H::new();
+    let eff = h.msg(
+        FE,
+        &request("MESSAGE", "sip:bob@partner.example", "z9hG4bKm1", ""),
+    );
+    let out = sends(&eff);
+    assert_eq!(out.len(), 1, "{eff:?}");
+    let (dest, fwd, token) = &out[0];
+    assert_eq!(
+        *dest,
+        Destination::Hop(NextHop {
+            fqdn: f("edge.partner.example"),
+            side: Side::External
+        })
+    );
+    let m = parse(fwd.as_bytes()).unwrap();
+    let top = m.top_via().unwrap();
+    assert_eq!(top.host, "edge.corp.example");
+    assert!(top.branch().unwrap().starts_with("z9hG4bKse"));
+    assert_eq!(m.vias().count(), 2);
+    assert_eq!(m.max_forwards(), Some(69));
+    assert!(
+        m.header(HeaderName::RecordRoute).is_none(),
+        "MESSAGE creates no dialog"
+    );
+    h.delivered(token.unwrap());
+    let back = sends(&h.msg(ConnId(100), &answer(fwd, 200, "OK", Some("b1"))));
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].0, Destination::Conn(FE));
+    let r = parse(back[0].1.as_bytes()).unwrap();
+    assert_eq!(r.status(), Some(200));
+    assert_eq!(r.vias().count(), 1);
+    assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bKm1"));
+    // The transaction lingers, then is gone; nothing else fires.
+    assert!(sends(&h.advance(Duration::from_secs(40))).is_empty());
+    assert_eq!(h.proxy.servers.len(), 0);
+    assert_eq!(h.proxy.clients.len(), 0);
+}
+
+#[test]
+fn invite_dialog_with_record_route_forks_and_ack() {
+    let mut h = H::new();
+    let eff = h.msg(
+        FE,
+        &request(
+            "INVITE",
+            "sip:bob@partner.example",
+            "z9hG4bKi1",
+            "Contact: <sip:alice@fe1.corp.example;transport=tls>\n",
+        ),
+    );
+    let out = sends(&eff);
+    assert_eq!(out.len(), 2);
+    assert_eq!(status_of(&out[0].1), 100, "100 Trying at once");
+    let (_, fwd, token) = &out[1];
+    let m = parse(fwd.as_bytes()).unwrap();
+    let rr: Vec<String> = m.record_routes().map(|r| r.unwrap().uri.to_owned()).collect();
+    assert_eq!(
+        rr,
+        [
+            "sip:edge.corp.example:5061;transport=tls;lr",
+            "sip:edge-int.corp.example:5061;transport=tls;lr"
+        ]
+    );
+    h.delivered(token.unwrap());
+    let ringing = sends(&h.msg(ConnId(100), &answer(fwd, 180, "Ringing", Some("b1"))));
+    assert_eq!(status_of(&ringing[0].1), 180);
+    // A mobile endpoint answers after 60 s: Timer C (181 s) keeps the transaction alive.
+    assert!(sends(&h.advance(Duration::from_secs(60))).is_empty());
+    let ok1 = sends(&h.msg(ConnId(100), &answer(fwd, 200, "OK", Some("b1"))));
+    let ok2 = sends(&h.msg(ConnId(100), &answer(fwd, 200, "OK", Some("b2"))));
+    assert_eq!(
+        (status_of(&ok1[0].1), ok1[0].0.clone()),
+        (200, Destination::Conn(FE))
+    );
+    assert_eq!(
+        status_of(&ok2[0].1),
+        200,
+        "a second 2xx from a fork is forwarded too"
+    );
+    // The ACK for the 2xx comes with the route set (our two Record-Routes reversed) and goes out.
+    let ack = "ACK sip:bob@10.9.9.9;transport=tls SIP/2.0\nVia: SIP/2.0/TLS fe1.corp.example:5061;branch=z9hG4bKack1\nRoute: <sip:edge-int.corp.example:5061;transport=tls;lr>\nRoute: <sip:edge.corp.example:5061;transport=tls;lr>, <sip:edge.partner.example;lr>\nMax-Forwards: 70\nFrom: <sip:alice@corp.example>;tag=a1\nTo: <sip:bob@partner.example>;tag=b1\nCall-ID: call-z9hG4bKi1\nCSeq: 1 ACK\nContent-Length: 0\n\n";
+    let fwd_ack = sends(&h.msg(FE, ack));
+    assert_eq!(fwd_ack.len(), 1);
+    assert_eq!(
+        fwd_ack[0].0,
+        Destination::Hop(NextHop {
+            fqdn: f("edge.partner.example"),
+            side: Side::External
+        })
+    );
+    let a = parse(fwd_ack[0].1.as_bytes()).unwrap();
+    let routes: Vec<String> = a.routes().map(|r| r.unwrap().uri.to_owned()).collect();
+    assert_eq!(
+        routes,
+        ["sip:edge.partner.example;lr"],
+        "our own Route entries are removed"
+    );
+}
+
+#[test]
+fn timer_f_answers_408_exactly_once() {
+    let mut h = H::new();
+    let eff = h.msg(
+        FE,
+        &request("OPTIONS", "sip:bob@partner.example", "z9hG4bKo1", ""),
+    );
+    let token = sends(&eff)[0].2.unwrap();
+    h.delivered(token);
+    assert!(sends(&h.advance(Duration::from_secs(31))).is_empty());
+    let t = sends(&h.advance(Duration::from_secs(2)));
+    assert_eq!(t.len(), 1);
+    assert_eq!((status_of(&t[0].1), t[0].0.clone()), (408, Destination::Conn(FE)));
+    assert_eq!(h.proxy.open_transactions(), 0);
+    // A late 200 is not forwarded: the requester already has its final response.
+    let fwd = sends(&eff)[0].1.clone();
+    assert!(sends(&h.msg(ConnId(100), &answer(&fwd, 200, "OK", Some("x")))).is_empty());
+}
+
+#[test]
+fn timer_c_cancels_a_callee_that_never_answers() {
+    let mut h = H::new();
+    let eff = h.msg(FE, &request("INVITE", "sip:bob@partner.example", "z9hG4bKi2", ""));
+    let (_, fwd, token) = sends(&eff)[1].clone();
+    h.delivered(token.unwrap());
+    h.msg(ConnId(100), &answer(&fwd, 180, "Ringing", Some("b1")));
+    assert!(sends(&h.advance(Duration::from_secs(180))).is_empty());
+    let t = sends(&h.advance(Duration::from_secs(2)));
+    let kinds: Vec<String> = t
+        .iter()
+        .map(|(d, txt, _)| format!("{d:?} {}", txt.lines().next().unwrap()))
+        .collect();
+    assert_eq!(t.len(), 2, "{kinds:?}");
+    assert!(t[0].1.starts_with("CANCEL sip:bob@partner.example SIP/2.0"));
+    assert_eq!(t[0].0, Destination::Conn(ConnId(100)));
+    assert_eq!(status_of(&t[1].1), 408);
+}
+
+#[test]
+fn cancel_after_ringing_goes_downstream_and_487_comes_back() {
+    let mut h = H::new();
+    let inv = request("INVITE", "sip:bob@partner.example", "z9hG4bKi3", "");
+    let eff = h.msg(FE, &inv);
+    let (_, fwd, token) = sends(&eff)[1].clone();
+    h.delivered(token.unwrap());
+    h.msg(ConnId(100), &answer(&fwd, 180, "Ringing", Some("b1")));
+    let cancel = inv
+        .replacen("INVITE sip", "CANCEL sip", 1)
+        .replace("1 INVITE", "1 CANCEL");
+    let c = sends(&h.msg(FE, &cancel));
+    assert_eq!(c.len(), 2);
+    assert_eq!((status_of(&c[0].1), c[0].0.clone()), (200, Destination::Conn(FE)));
+    let down = parse(c[1].1.as_bytes()).unwrap();
+    assert_eq!(down.method(), Some("CANCEL"));
+    assert_eq!(
+        down.top_via().unwrap().branch(),
+        parse(fwd.as_bytes()).unwrap().top_via().unwrap().branch()
+    );
+    let r = sends(&h.msg(ConnId(100), &answer(&fwd, 487, "Request Terminated", Some("b1"))));
+    assert_eq!(r.len(), 2, "ACK downstream and 487 upstream");
+    assert!(r[0].1.starts_with("ACK sip:bob@partner.example"));
+    assert_eq!((status_of(&r[1].1), r[1].0.clone()), (487, Destination::Conn(FE)));
+}
+
+#[test]
+fn delivery_failures_become_diagnosed_responses() {
+    let mut h = H::new();
+    let eff = h.msg(
+        FE,
+        &request("MESSAGE", "sip:bob@partner.example", "z9hG4bKm2", ""),
+    );
+    let token = sends(&eff)[0].2.unwrap();
+    let r = sends(&h.input(Input::DeliveryFailed {
+        token,
+        failure: DeliveryFailure::CertificateMismatch {
+            presented: vec!["rogue.example".into()],
+        },
+    }));
+    let m = parse(r[0].1.as_bytes()).unwrap();
+    assert_eq!(m.status(), Some(504));
+    let diag = m.ms_diagnostics().unwrap();
+    assert_eq!(diag.id, 1010);
+    assert_eq!(diag.source(), Some("edge.corp.example"));
+    assert_eq!(
+        diag.param("ErrorType"),
+        Some("The peer certificate does not contain a matching FQDN")
+    );
+    assert_eq!(diag.param("PeerServer"), Some("rogue.example"));
+    // Towards a partner, the public form without source.
+    let inbound = "MESSAGE sip:alice@corp.example SIP/2.0\nVia: SIP/2.0/TLS edge.partner.example;branch=z9hG4bKp1\nMax-Forwards: 70\nFrom: <sip:bob@partner.example>;tag=b1\nTo: <sip:alice@corp.example>\nCall-ID: in-1\nCSeq: 1 MESSAGE\nContent-Length: 0\n\n";
+    let eff = h.msg(PARTNER_IN, inbound);
+    let s = sends(&eff);
+    assert_eq!(
+        s[0].0,
+        Destination::Hop(NextHop {
+            fqdn: f("pool.corp.example"),
+            side: Side::Internal
+        })
+    );
+    let r = sends(&h.input(Input::DeliveryFailed {
+        token: s[0].2.unwrap(),
+        failure: DeliveryFailure::Connect("connection refused".into()),
+    }));
+    let m = parse(r[0].1.as_bytes()).unwrap();
+    assert_eq!(
+        (m.status(), r[0].0.clone()),
+        (Some(504), Destination::Conn(PARTNER_IN))
+    );
+    assert!(m.ms_diagnostics().is_err());
+    assert_eq!(m.ms_diagnostics_public().unwrap().source(), None);
+}
+
+#[test]
+fn a_dead_link_answers_every_open_transaction() {
+    let mut h = H::new();
+    let mut tokens = Vec::new();
+    for i in 0..5 {
+        let eff = h.msg(
+            FE,
+            &request("MESSAGE", "sip:bob@partner.example", &format!("z9hG4bKd{i}"), ""),
+        );
+        tokens.push(sends(&eff)[0].2.unwrap());
+    }
+    for t in &tokens {
+        h.delivered(*t);
+    }
+    assert_eq!(h.proxy.open_transactions(), 5);
+    let r = sends(&h.input(Input::ConnClosed { conn: ConnId(100) }));
+    assert_eq!(r.len(), 5);
+    assert!(r
+        .iter()
+        .all(|(d, t, _)| *d == Destination::Conn(FE) && status_of(t) == 503));
+    assert_eq!(h.proxy.open_transactions(), 0);
+}
+
+#[test]
+fn refusals_checks_and_limits() {
+    let mut h = H::new();
+    let blocked = sends(&h.msg(FE, &request("MESSAGE", "sip:x@evil.example", "z9hG4bKb1", "")));
+    let m = parse(blocked[0].1.as_bytes()).unwrap();
+    assert_eq!(m.status(), Some(403));
+    assert_eq!(m.ms_diagnostics().unwrap().id, 1005);
+    let mf0 = request("MESSAGE", "sip:bob@partner.example", "z9hG4bKb2", "")
+        .replace("Max-Forwards: 70", "Max-Forwards: 0");
+    assert_eq!(status_of(&sends(&h.msg(FE, &mf0))[0].1), 483);
+    let looped = request(
+        "MESSAGE",
+        "sip:bob@partner.example",
+        "z9hG4bKb3",
+        "Via: SIP/2.0/TLS edge.corp.example:5061;branch=z9hG4bKse0x99\n",
+    );
+    assert_eq!(status_of(&sends(&h.msg(FE, &looped))[0].1), 482);
+    let no_callid = request("MESSAGE", "sip:bob@partner.example", "z9hG4bKb4", "")
+        .replace("Call-ID: call-z9hG4bKb4\n", "");
+    let bad = sends(&h.msg(FE, &no_callid));
+    let m = parse(bad[0].1.as_bytes()).unwrap();
+    assert_eq!(m.status(), Some(400));
+    let warning = String::from_utf8_lossy(m.header(HeaderName::Warning).unwrap().raw_value).into_owned();
+    assert!(warning.contains("Call-ID: missing"), "{warning}");
+    let register = sends(&h.msg(FE, &request("REGISTER", "sip:partner.example", "z9hG4bKb5", "")));
+    assert_eq!(
+        parse(register[0].1.as_bytes())
+            .unwrap()
+            .ms_diagnostics()
+            .unwrap()
+            .id,
+        1027
+    );
+    let spoof = "MESSAGE sip:alice@corp.example SIP/2.0\nVia: SIP/2.0/TLS edge.partner.example;branch=z9hG4bKp2\nMax-Forwards: 70\nFrom: <sip:ceo@corp.example>;tag=b1\nTo: <sip:alice@corp.example>\nCall-ID: in-2\nCSeq: 1 MESSAGE\nContent-Length: 0\n\n";
+    let r = sends(&h.msg(PARTNER_IN, spoof));
+    let m = parse(r[0].1.as_bytes()).unwrap();
+    assert_eq!(
+        (m.status(), m.ms_diagnostics_public().unwrap().id),
+        (Some(403), 1902)
+    );
+    // Unparseable start line: nothing to answer, the connection is closed.
+    let eff = h.input(Input::Message {
+        conn: FE,
+        bytes: b"\x00\x01garbage\r\n\r\n",
+    });
+    assert!(eff.contains(&Effect::Close { conn: FE }));
+}
+
+#[test]
+fn unknown_internal_peers_are_disconnected() {
+    let mut h = H::new();
+    let eff = h.input(Input::ConnUp {
+        conn: ConnId(7),
+        peer: peer(Side::Internal, "laptop.corp.example"),
+    });
+    assert!(eff.contains(&Effect::Close { conn: ConnId(7) }));
+}
+
+#[test]
+fn srv_routing_with_failover() {
+    let mut h = H::new();
+    let eff = h.msg(
+        FE,
+        &request("MESSAGE", "sip:bob@srvpartner.example", "z9hG4bKs1", ""),
+    );
+    let Some(Effect::LookupSrv { name, token }) = eff
+        .iter()
+        .find(|e| matches!(e, Effect::LookupSrv { .. }))
+        .cloned()
+    else {
+        panic!("{eff:?}")
+    };
+    assert_eq!(name, "_sipfederationtls._tcp.srvpartner.example");
+    let records = vec![
+        SrvRecord {
+            priority: 10,
+            weight: 1,
+            port: 5061,
+            target: "a.srvpartner.example".into(),
+        },
+        SrvRecord {
+            priority: 20,
+            weight: 1,
+            port: 5062,
+            target: "b.srvpartner.example".into(),
+        },
+    ];
+    let s = sends(&h.input(Input::Srv {
+        token,
+        result: SrvResult::Records(records),
+    }));
+    assert_eq!(
+        s[0].0,
+        Destination::Hop(NextHop {
+            fqdn: f("a.srvpartner.example:5061"),
+            side: Side::External
+        })
+    );
+    let s2 = sends(&h.input(Input::DeliveryFailed {
+        token: s[0].2.unwrap(),
+        failure: DeliveryFailure::Connect("refused".into()),
+    }));
+    assert_eq!(
+        s2[0].0,
+        Destination::Hop(NextHop {
+            fqdn: f("b.srvpartner.example:5062"),
+            side: Side::External
+        })
+    );
+    assert_eq!(s2[0].1, s[0].1, "the same request goes to the next target");
+    let eff = h.msg(
+        FE,
+        &request("MESSAGE", "sip:bob@srvpartner.example", "z9hG4bKs2", ""),
+    );
+    let Some(Effect::LookupSrv { token, .. }) =
+        eff.into_iter().find(|e| matches!(e, Effect::LookupSrv { .. }))
+    else {
+        panic!()
+    };
+    let r = sends(&h.input(Input::Srv {
+        token,
+        result: SrvResult::NoRecord,
+    }));
+    assert_eq!(
+        parse(r[0].1.as_bytes()).unwrap().ms_diagnostics().unwrap().id,
+        1008
+    );
+}
+
+#[test]
+fn retransmissions_and_partner_failures_without_diagnostics() {
+    let mut h = H::new();
+    let req = request("MESSAGE", "sip:bob@partner.example", "z9hG4bKr1", "");
+    let eff = h.msg(FE, &req);
+    let (_, fwd, token) = sends(&eff)[0].clone();
+    h.delivered(token.unwrap());
+    let r = sends(&h.msg(ConnId(100), &answer(&fwd, 486, "Busy Here", Some("b"))));
+    let m = parse(r[0].1.as_bytes()).unwrap();
+    let diag = m.ms_diagnostics().unwrap();
+    assert_eq!((m.status(), diag.id), (Some(486), 1034));
+    assert_eq!(
+        diag.param("PeerServer"),
+        Some("edge.partner.example"),
+        "the certificate name of the link the failure came on"
+    );
+    // The requester retransmits: the same final response again, nothing forwarded.
+    let again = sends(&h.msg(FE, &req));
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].1, r[0].1);
+}
+
+#[test]
+fn draining_refuses_new_requests() {
+    let mut h = H::new();
+    h.proxy.begin_shutdown();
+    let r = sends(&h.msg(
+        FE,
+        &request("MESSAGE", "sip:bob@partner.example", "z9hG4bKq1", ""),
+    ));
+    let m = parse(r[0].1.as_bytes()).unwrap();
+    assert_eq!(m.status(), Some(503));
+    assert!(m.header(HeaderName::RetryAfter).is_some());
+}
