@@ -139,16 +139,7 @@ impl Proxy {
                 "loop",
                 vec![],
             );
-            return self.respond(
-                sid,
-                482,
-                Extra {
-                    refusal: Some(r),
-                    ..Extra::default()
-                },
-                now,
-                out,
-            );
+            return self.refuse(sid, r, now, out);
         }
         if msg.max_forwards() == Some(0) {
             return self.respond(sid, 483, Extra::default(), now, out);
@@ -161,16 +152,7 @@ impl Proxy {
                 "method",
                 vec![("method", method.to_owned())],
             );
-            return self.respond(
-                sid,
-                403,
-                Extra {
-                    refusal: Some(r),
-                    ..Extra::default()
-                },
-                now,
-                out,
-            );
+            return self.refuse(sid, r, now, out);
         }
         if method == "MESSAGE"
             && msg
@@ -190,16 +172,7 @@ impl Proxy {
                         "im_filter",
                         vec![("prefix", prefix)],
                     );
-                    return self.respond(
-                        sid,
-                        403,
-                        Extra {
-                            refusal: Some(r),
-                            ..Extra::default()
-                        },
-                        now,
-                        out,
-                    );
+                    return self.refuse(sid, r, now, out);
                 }
                 FilterVerdict::Warn { prefix } => {
                     self.log(
@@ -237,31 +210,12 @@ impl Proxy {
                 "from_uri",
                 vec![],
             );
-            return self.respond(
-                sid,
-                403,
-                Extra {
-                    refusal: Some(r),
-                    ..Extra::default()
-                },
-                now,
-                out,
-            );
+            return self.refuse(sid, r, now, out);
         };
         let ids: Vec<&str> = peer.identities.iter().map(String::as_str).collect();
         match self.policy.decide_inbound(&ids, &domain, srv) {
             InboundVerdict::Refuse(r) => {
-                let status = r.status;
-                self.respond(
-                    sid,
-                    status,
-                    Extra {
-                        refusal: Some(r),
-                        ..Extra::default()
-                    },
-                    now,
-                    out,
-                );
+                self.refuse(sid, r, now, out);
             }
             InboundVerdict::LookupSrv { name } => self.lookup(name, Pending::InboundSrv { server: sid }, out),
             InboundVerdict::Accept { relationship } => {
@@ -303,16 +257,7 @@ impl Proxy {
                     "blocked",
                     vec![("domain", d.to_string())],
                 );
-                return self.respond(
-                    sid,
-                    403,
-                    Extra {
-                        refusal: Some(r),
-                        ..Extra::default()
-                    },
-                    now,
-                    out,
-                );
+                return self.refuse(sid, r, now, out);
             }
             let Some(fqdn) = route::in_dialog_hop(&self.settings, msg) else {
                 let r = route::simple_refusal(
@@ -322,16 +267,7 @@ impl Proxy {
                     "no_route",
                     vec![],
                 );
-                return self.respond(
-                    sid,
-                    404,
-                    Extra {
-                        refusal: Some(r),
-                        ..Extra::default()
-                    },
-                    now,
-                    out,
-                );
+                return self.refuse(sid, r, now, out);
             };
             return self.forward(
                 sid,
@@ -351,30 +287,11 @@ impl Proxy {
                 "no_domain",
                 vec![],
             );
-            return self.respond(
-                sid,
-                404,
-                Extra {
-                    refusal: Some(r),
-                    ..Extra::default()
-                },
-                now,
-                out,
-            );
+            return self.refuse(sid, r, now, out);
         };
         match self.policy.decide_outbound(&domain, srv) {
             OutboundVerdict::Refuse(r) => {
-                let status = r.status;
-                self.respond(
-                    sid,
-                    status,
-                    Extra {
-                        refusal: Some(r),
-                        ..Extra::default()
-                    },
-                    now,
-                    out,
-                );
+                self.refuse(sid, r, now, out);
             }
             OutboundVerdict::LookupSrv { name } => {
                 self.lookup(name, Pending::OutboundSrv { server: sid }, out)

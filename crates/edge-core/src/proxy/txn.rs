@@ -166,6 +166,27 @@ impl Proxy {
         }
     }
 
+    /// Answers server transaction `sid` with a policy or routing refusal (its own status).
+    pub(crate) fn refuse(
+        &mut self,
+        sid: u64,
+        refusal: federation_policy::Refusal,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let status = refusal.status;
+        self.respond(
+            sid,
+            status,
+            Extra {
+                refusal: Some(refusal),
+                ..Extra::default()
+            },
+            now,
+            out,
+        );
+    }
+
     /// A server transaction has its final response: linger, then forget it.
     pub(crate) fn finish(&mut self, sid: u64, now: Instant) {
         let at = now + self.settings.linger;

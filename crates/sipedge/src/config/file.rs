@@ -28,6 +28,20 @@ pub const DEFAULT_MAX_CONNECTIONS: u64 = 10_000;
 pub const DEFAULT_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// `limits.keepalive_interval_s`: RFC 5626 CRLF ping interval on idle connections.
 pub const DEFAULT_KEEPALIVE_INTERVAL_S: u64 = 30;
+/// `limits.max_connections_per_ip`: one source address (a partner's edge pool shares a few).
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u64 = 1_000;
+/// `limits.idle_timeout_s`: a connection with no traffic (keepalives included) is closed.
+pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 600;
+/// `limits.connect_timeout_ms`: TCP connect to a next hop; past it the request gets 504.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// `limits.outgoing_tls_per_partner`: connections the edge opens to one next hop.
+pub const DEFAULT_OUTGOING_TLS_PER_PARTNER: u64 = 4;
+/// `limits.transaction_timeout_ms`: RFC 3261 Timer F (non-INVITE) and Timer B (INVITE, until a
+/// provisional response).
+pub const DEFAULT_TRANSACTION_TIMEOUT_MS: u64 = 32_000;
+/// `limits.invite_timeout_ms`: Timer C, an INVITE after its provisional response (> 3 minutes; mobile
+/// endpoints may take 60 s to answer).
+pub const DEFAULT_INVITE_TIMEOUT_MS: u64 = 181_000;
 
 /// The whole file. Every section may be omitted (its keys then take their defaults or are reported
 /// missing).
@@ -59,6 +73,7 @@ pub struct EdgeFile {
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub struct InternalFile {
+    pub fqdn: Option<String>,
     pub listen: Option<String>,
     pub next_hop: Option<String>,
     pub cert_file: Option<String>,
@@ -170,4 +185,10 @@ pub struct LimitsFile {
     pub max_connections: Option<u64>,
     pub handshake_timeout_ms: Option<u64>,
     pub keepalive_interval_s: Option<u64>,
+    pub max_connections_per_ip: Option<u64>,
+    pub idle_timeout_s: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    pub outgoing_tls_per_partner: Option<u64>,
+    pub transaction_timeout_ms: Option<u64>,
+    pub invite_timeout_ms: Option<u64>,
 }

@@ -40,6 +40,7 @@ const EDGE: &[Field] = &[
 ];
 const KNOWN_SERVER: &[Field] = &[f("fqdn", Kind::Str), f("version", Kind::Str)];
 const INTERNAL: &[Field] = &[
+    f("fqdn", Kind::Str),
     f("listen", Kind::Str),
     f("next_hop", Kind::Str),
     f("cert_file", Kind::Str),
@@ -83,6 +84,12 @@ const LIMITS: &[Field] = &[
     f("max_connections", Kind::UInt),
     f("handshake_timeout_ms", Kind::UInt),
     f("keepalive_interval_s", Kind::UInt),
+    f("max_connections_per_ip", Kind::UInt),
+    f("idle_timeout_s", Kind::UInt),
+    f("connect_timeout_ms", Kind::UInt),
+    f("outgoing_tls_per_partner", Kind::UInt),
+    f("transaction_timeout_ms", Kind::UInt),
+    f("invite_timeout_ms", Kind::UInt),
 ];
 
 /// The root of the file.

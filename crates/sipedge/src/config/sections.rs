@@ -227,10 +227,64 @@ pub(super) fn limits(l: &LimitsFile, i: &mut Issues) -> Option<LimitSettings> {
         3600,
         i,
     );
+    let per_ip = number(
+        l.max_connections_per_ip,
+        DEFAULT_MAX_CONNECTIONS_PER_IP,
+        "limits.max_connections_per_ip",
+        1,
+        1_000_000,
+        i,
+    );
+    let idle = number(
+        l.idle_timeout_s,
+        DEFAULT_IDLE_TIMEOUT_S,
+        "limits.idle_timeout_s",
+        5,
+        86_400,
+        i,
+    );
+    let connect = number(
+        l.connect_timeout_ms,
+        DEFAULT_CONNECT_TIMEOUT_MS,
+        "limits.connect_timeout_ms",
+        100,
+        60_000,
+        i,
+    );
+    let per_hop = number(
+        l.outgoing_tls_per_partner,
+        DEFAULT_OUTGOING_TLS_PER_PARTNER,
+        "limits.outgoing_tls_per_partner",
+        1,
+        64,
+        i,
+    );
+    let timer_f = number(
+        l.transaction_timeout_ms,
+        DEFAULT_TRANSACTION_TIMEOUT_MS,
+        "limits.transaction_timeout_ms",
+        100,
+        300_000,
+        i,
+    );
+    let timer_c = number(
+        l.invite_timeout_ms,
+        DEFAULT_INVITE_TIMEOUT_MS,
+        "limits.invite_timeout_ms",
+        100,
+        3_600_000,
+        i,
+    );
     Some(LimitSettings {
         max_message_bytes: usize::try_from(bytes?).ok()?,
         max_connections: usize::try_from(conns?).ok()?,
         handshake_timeout: Duration::from_millis(handshake?),
         keepalive_interval: Duration::from_secs(keepalive?),
+        max_connections_per_ip: usize::try_from(per_ip?).ok()?,
+        idle_timeout: Duration::from_secs(idle?),
+        connect_timeout: Duration::from_millis(connect?),
+        outgoing_tls_per_partner: usize::try_from(per_hop?).ok()?,
+        transaction_timeout: Duration::from_millis(timer_f?),
+        invite_timeout: Duration::from_millis(timer_c?),
     })
 }

@@ -101,6 +101,8 @@ impl EdgeSettings {
 
 #[derive(Debug)]
 pub struct InternalSettings {
+    /// The name front ends reach the edge's internal listener by (Via, Record-Route, its certificate).
+    pub fqdn: DomainName,
     pub listen: SocketAddr,
     /// The front-end pool requests from partners go to.
     pub next_hop: Fqdn,
@@ -220,6 +222,14 @@ pub struct LimitSettings {
     pub max_connections: usize,
     pub handshake_timeout: Duration,
     pub keepalive_interval: Duration,
+    pub max_connections_per_ip: usize,
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub outgoing_tls_per_partner: usize,
+    /// Timer F / Timer B.
+    pub transaction_timeout: Duration,
+    /// Timer C.
+    pub invite_timeout: Duration,
 }
 
 /// Resolves a configured path: relative paths are taken from the config file's directory.

@@ -163,6 +163,7 @@ fn schema_matches_the_file_structs() {
             workers: Some(0),
         },
         internal: InternalFile {
+            fqdn: s(),
             listen: s(),
             next_hop: s(),
             cert_file: s(),
@@ -214,6 +215,12 @@ fn schema_matches_the_file_structs() {
             max_connections: Some(1),
             handshake_timeout_ms: Some(1),
             keepalive_interval_s: Some(1),
+            max_connections_per_ip: Some(1),
+            idle_timeout_s: Some(1),
+            connect_timeout_ms: Some(1),
+            outgoing_tls_per_partner: Some(1),
+            transaction_timeout_ms: Some(1),
+            invite_timeout_ms: Some(1),
         },
     };
     fn paths(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {

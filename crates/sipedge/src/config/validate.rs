@@ -21,6 +21,7 @@ struct Parts {
     fqdn: Option<DomainName>,
     sip_domains: Option<Vec<DomainName>>,
     workers: Option<Option<NonZeroUsize>>,
+    internal_fqdn: Option<DomainName>,
     internal_listen: Option<std::net::SocketAddr>,
     next_hop: Option<Fqdn>,
     internal_tls: Option<TlsIdentity>,
@@ -46,6 +47,7 @@ impl Parts {
                 workers: self.workers?,
             },
             internal: InternalSettings {
+                fqdn: self.internal_fqdn?,
                 listen: self.internal_listen?,
                 next_hop: self.next_hop?,
                 tls: self.internal_tls?,
@@ -92,6 +94,10 @@ pub(super) fn build(
         .map(|n| usize::try_from(n).ok().and_then(NonZeroUsize::new));
 
     let internal = &file.internal;
+    let internal_fqdn = match &internal.fqdn {
+        Some(s) => domain_value(s, "internal.fqdn", i),
+        None => fqdn.clone(),
+    };
     let internal_listen = sections::socket(&internal.listen, "internal.listen", i);
     let next_hop = required(
         &internal.next_hop,
@@ -173,6 +179,7 @@ pub(super) fn build(
         fqdn,
         sip_domains,
         workers,
+        internal_fqdn,
         internal_listen,
         next_hop,
         internal_tls,
