@@ -8,3 +8,4 @@
 //! The message grammar lives in `sip-codec`, routing decisions in `federation-policy`.
 
 pub mod proxy;
+pub mod shell;

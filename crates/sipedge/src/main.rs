@@ -2,11 +2,9 @@
 //! module; the edge itself is in `edge-core`, the decisions in `federation-policy`.
 
 mod check_config;
-// The validated configuration is read by `sipedge run` (issue 4); until then only check-config and the
-// tests use it, so some accessors are not yet called from the binary.
-#[allow(dead_code, unused_imports)]
 mod config;
 mod decode;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +20,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the edge: the internal and external SIP/TLS listeners. Without --config, an embedded
+    /// local-only default (loopback, self-signed certificates generated at start).
+    Run {
+        /// The TOML configuration file (SIPEDGE__SECTION__KEY environment overrides apply).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Read one SIP message on stdin (as one datagram carries it) and print it as JSON.
     Decode,
     /// Validate a configuration file (with SIPEDGE__SECTION__KEY environment overrides): print every
@@ -39,6 +44,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run { config } => run::run(config.as_deref()),
         Command::Decode => decode::run(),
         Command::CheckConfig { file, .. } => check_config::run(file.as_deref()),
     }

@@ -63,15 +63,6 @@ impl Config {
     ) -> Result<Config, Vec<Issue>> {
         load_text(EMBEDDED_DEFAULT_TOML, ConfigSource::Embedded, None, env)
     }
-
-    /// Loads TOML text as if read from a file in `base` (relative paths are taken from there).
-    pub fn from_toml_str(
-        text: &str,
-        base: &Path,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Config, Vec<Issue>> {
-        load_text(text, ConfigSource::File(base.join("<text>")), Some(base), env)
-    }
 }
 
 /// The process environment (names and values that are not UTF-8 are skipped or converted lossily; a

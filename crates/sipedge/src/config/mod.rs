@@ -18,6 +18,9 @@ mod file;
 mod load;
 mod schema;
 mod sections;
+// The whole contract of design brief §6 is validated now; the push relay, metrics and DNS client
+// (later issues) are the readers of the settings the proxy does not use yet.
+#[allow(dead_code)]
 mod settings;
 mod tls;
 mod validate;
@@ -32,12 +35,8 @@ mod tests_warnings;
 
 use std::fmt;
 
-pub use load::{EMBEDDED_DEFAULT_TOML, EMBEDDED_DEFAULT_WARNING, ENV_PREFIX};
-pub use settings::{
-    CaBundle, CertSummary, Config, ConfigSource, DnsSettings, EdgeSettings, ExternalSettings,
-    InternalSettings, LimitSettings, MetricsSettings, PushSettings, PushUri, StaticHost, TlsFiles,
-    TlsIdentity,
-};
+pub use load::EMBEDDED_DEFAULT_WARNING;
+pub use settings::{Config, TlsIdentity};
 
 /// One configuration error or warning: the key path it is about and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,6 +4,8 @@
 //! schema of `schema.rs` kept in step with the serde structs of `file.rs`.
 
 use super::file::*;
+use super::load::EMBEDDED_DEFAULT_TOML;
+use super::settings::ConfigSource;
 use super::test_support::{at, keys, with, Pki, VALID_TOML};
 use super::*;
 

@@ -1,0 +1,149 @@
+//! [`CloseReason`]: why a connection ended, and what follows from it — the counter it bumps, how loud
+//! its log line is, and for messages still waiting on an outbound connection that never came up the
+//! [`DeliveryFailure`] the core is told (each failure maps to one generated response, `proxy/io.rs`).
+//! Connections end in `conn.rs`; the worker (`worker.rs`) acts on the reason.
+
+use std::sync::atomic::AtomicU64;
+
+use sip_codec::FrameError;
+
+use super::shared::ShellCounters;
+use crate::proxy::io::{DeliveryFailure, Level};
+
+/// Why a connection ended. Each maps to one counter and, for an outbound connection that never came
+/// up, to the [`DeliveryFailure`] of what was queued on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    PeerClosed,
+    /// The core asked (`Effect::Close`).
+    Requested,
+    Shutdown,
+    Io(String),
+    Tls(String),
+    Connect(String),
+    ConnectTimeout,
+    HandshakeTimeout,
+    CertificateMismatch(Vec<String>),
+    Framing(FrameError),
+    IdleTimeout,
+    KeepaliveDead,
+    /// The peer does not read what we write.
+    WriteOverflow,
+}
+
+impl CloseReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CloseReason::PeerClosed => "peer_closed",
+            CloseReason::Requested => "requested",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Io(_) => "io_error",
+            CloseReason::Tls(_) => "tls_error",
+            CloseReason::Connect(_) => "connect_failed",
+            CloseReason::ConnectTimeout => "connect_timeout",
+            CloseReason::HandshakeTimeout => "handshake_timeout",
+            CloseReason::CertificateMismatch(_) => "certificate_mismatch",
+            CloseReason::Framing(_) => "framing_error",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::KeepaliveDead => "keepalive_failed",
+            CloseReason::WriteOverflow => "write_overflow",
+        }
+    }
+
+    /// What bytes still queued on a connection that never came up are reported as.
+    pub fn delivery_failure(&self) -> DeliveryFailure {
+        match self {
+            CloseReason::Connect(e) => DeliveryFailure::Connect(e.clone()),
+            CloseReason::ConnectTimeout => DeliveryFailure::Connect("connect timed out".to_owned()),
+            CloseReason::Tls(e) => DeliveryFailure::Tls(e.clone()),
+            CloseReason::HandshakeTimeout => DeliveryFailure::Tls("TLS handshake timed out".to_owned()),
+            CloseReason::CertificateMismatch(p) => {
+                DeliveryFailure::CertificateMismatch { presented: p.clone() }
+            }
+            CloseReason::Shutdown => DeliveryFailure::Overloaded("the edge is shutting down".to_owned()),
+            CloseReason::WriteOverflow => {
+                DeliveryFailure::Overloaded("too much queued for the hop".to_owned())
+            }
+            other => DeliveryFailure::Connect(format!("connection to the hop closed ({})", other.as_str())),
+        }
+    }
+
+    /// The counter this close bumps, if any (orderly closes bump none).
+    pub fn counter<'c>(&self, c: &'c ShellCounters) -> Option<&'c AtomicU64> {
+        match self {
+            CloseReason::Tls(_) | CloseReason::HandshakeTimeout => Some(&c.handshake_failures),
+            CloseReason::CertificateMismatch(_) => Some(&c.certificate_mismatches),
+            CloseReason::Connect(_) | CloseReason::ConnectTimeout => Some(&c.connect_failures),
+            CloseReason::Framing(_) => Some(&c.framing_errors),
+            CloseReason::WriteOverflow => Some(&c.write_overflows),
+            CloseReason::KeepaliveDead => Some(&c.keepalive_failures),
+            CloseReason::IdleTimeout => Some(&c.idle_closes),
+            CloseReason::PeerClosed | CloseReason::Requested | CloseReason::Shutdown | CloseReason::Io(_) => {
+                None
+            }
+        }
+    }
+
+    /// How loud the close is in the log, and the detail written with it.
+    pub fn log_level(&self) -> (Level, String) {
+        match self {
+            CloseReason::PeerClosed
+            | CloseReason::Requested
+            | CloseReason::Shutdown
+            | CloseReason::IdleTimeout => (Level::Debug, String::new()),
+            CloseReason::Io(e) | CloseReason::Tls(e) | CloseReason::Connect(e) => (Level::Info, e.clone()),
+            CloseReason::CertificateMismatch(p) => (Level::Warn, format!("certificate names {p:?}")),
+            CloseReason::Framing(e) => (Level::Info, e.to_string()),
+            other => (Level::Info, other.as_str().replace('_', " ")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_the_core_is_told() {
+        let mismatch = CloseReason::CertificateMismatch(vec!["a.example".to_owned()]);
+        assert_eq!(
+            mismatch.delivery_failure(),
+            DeliveryFailure::CertificateMismatch {
+                presented: vec!["a.example".to_owned()]
+            }
+        );
+        assert!(matches!(
+            CloseReason::HandshakeTimeout.delivery_failure(),
+            DeliveryFailure::Tls(_)
+        ));
+        assert!(matches!(
+            CloseReason::ConnectTimeout.delivery_failure(),
+            DeliveryFailure::Connect(_)
+        ));
+        assert!(matches!(
+            CloseReason::Shutdown.delivery_failure(),
+            DeliveryFailure::Overloaded(_)
+        ));
+        assert!(matches!(
+            CloseReason::PeerClosed.delivery_failure(),
+            DeliveryFailure::Connect(_)
+        ));
+    }
+
+    #[test]
+    fn counters_and_log_levels() {
+        let c = ShellCounters::default();
+        assert!(std::ptr::eq(
+            CloseReason::Framing(FrameError::MissingContentLength)
+                .counter(&c)
+                .unwrap(),
+            &c.framing_errors
+        ));
+        assert!(CloseReason::PeerClosed.counter(&c).is_none());
+        assert_eq!(CloseReason::Requested.log_level().0, Level::Debug);
+        assert_eq!(
+            CloseReason::CertificateMismatch(vec![]).log_level().0,
+            Level::Warn
+        );
+    }
+}

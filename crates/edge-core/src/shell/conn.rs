@@ -1,0 +1,606 @@
+//! [`Conn`]: one TLS connection, inbound (accepted) or outbound (dialled by the pool): the mio stream,
+//! the rustls session, the read buffer and its [`Framer`], the bounded write queue, and the deadlines
+//! (connect, handshake, idle, keepalive, close linger). It reports what the core must hear through a
+//! sink of [`ConnEvent`]s and ends with a [`CloseReason`] (`close.rs`); the worker (`worker.rs`) owns the slab of
+//! connections and turns both into `Input`s. Name resolution and hop bookkeeping are in `pool.rs`.
+//!
+//! Lifecycle: (outbound) `Connecting` — TCP connect, trying each resolved address in turn →
+//! `Handshaking` (TLS; outbound: the certificate must name the dialled host exactly) → `Up` (messages
+//! framed; bytes queued while connecting go out, each reported `Delivered`) → `Closing` (close_notify
+//! and what is queued are flushed, bounded by a linger time) → gone. Any error ends it at once.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry};
+use sip_codec::{Frame, Framer};
+
+pub(crate) use super::close::CloseReason;
+use super::listener;
+use super::settings::ShellLimits;
+use super::timers::{earliest, Keepalive, KeepaliveStep};
+use super::tls;
+use crate::proxy::io::{ConnId, NextHop, PeerInfo, Side, Token};
+
+/// How long a closing connection may take to flush.
+const LINGER: Duration = Duration::from_secs(2);
+/// Plaintext handed to rustls per step (one TLS record's worth).
+const CHUNK: usize = 16 * 1024;
+const PING: &[u8] = b"\r\n\r\n";
+const PONG: &[u8] = b"\r\n";
+
+/// What a connection tells the worker while it handles I/O.
+#[derive(Debug)]
+pub(crate) enum ConnEvent<'a> {
+    /// The handshake completed (and, outbound, the certificate named the host).
+    Up(PeerInfo),
+    /// Bytes queued while connecting went out on this connection.
+    Delivered(Token),
+    /// One framed SIP message.
+    Message(&'a [u8]),
+}
+
+/// The per-connection part of the limits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnLimits {
+    pub framing: sip_codec::Limits,
+    pub write_bound: usize,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub keepalive_interval: Duration,
+}
+
+impl From<&ShellLimits> for ConnLimits {
+    fn from(l: &ShellLimits) -> Self {
+        ConnLimits {
+            framing: l.framing(),
+            write_bound: l.write_queue_bound(),
+            handshake_timeout: l.handshake_timeout,
+            idle_timeout: l.idle_timeout,
+            connect_timeout: l.connect_timeout,
+            keepalive_interval: l.keepalive_interval,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Connecting,
+    Handshaking,
+    Up,
+    Closing,
+}
+
+/// An outbound connection's dial state.
+#[derive(Debug)]
+struct Dial {
+    hop: NextHop,
+    /// Addresses not tried yet.
+    untried: VecDeque<SocketAddr>,
+    /// Messages waiting for the connection to come up.
+    pending: Vec<(Option<Token>, Vec<u8>)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Conn {
+    id: ConnId,
+    side: Side,
+    remote: SocketAddr,
+    stream: TcpStream,
+    tls: rustls::Connection,
+    phase: Phase,
+    /// Connect, handshake or linger deadline, by phase.
+    phase_deadline: Instant,
+    closing: Option<CloseReason>,
+    close_notify_sent: bool,
+    dial: Option<Dial>,
+    rbuf: Vec<u8>,
+    framer: Framer,
+    wq: VecDeque<Vec<u8>>,
+    /// Octets of the front of `wq` already handed to rustls.
+    wq_head: usize,
+    wq_bytes: usize,
+    last_rx: Instant,
+    keepalive: Option<Keepalive>,
+    limits: ConnLimits,
+    /// The deadline armed in the worker's `Deadlines` (owned by the worker).
+    pub armed: Option<Instant>,
+}
+
+impl Conn {
+    /// An accepted connection; the TLS handshake starts with the client's first bytes.
+    pub fn accept(
+        id: ConnId,
+        side: Side,
+        stream: TcpStream,
+        remote: SocketAddr,
+        config: &std::sync::Arc<rustls::ServerConfig>,
+        limits: ConnLimits,
+        now: Instant,
+    ) -> Result<Conn, CloseReason> {
+        let tls = rustls::ServerConnection::new(std::sync::Arc::clone(config))
+            .map_err(|e| CloseReason::Tls(e.to_string()))?;
+        Ok(Conn::new(
+            id,
+            side,
+            stream,
+            remote,
+            tls.into(),
+            Phase::Handshaking,
+            None,
+            limits,
+            now,
+        ))
+    }
+
+    /// Starts a connection to `hop` at the first of `addrs` that a TCP connect can be started to.
+    pub fn dial(
+        id: ConnId,
+        hop: NextHop,
+        addrs: Vec<SocketAddr>,
+        config: &std::sync::Arc<rustls::ClientConfig>,
+        limits: ConnLimits,
+        now: Instant,
+    ) -> Result<Conn, CloseReason> {
+        let name = tls::server_name(hop.fqdn.host())
+            .ok_or_else(|| CloseReason::Tls(format!("{} is not a valid TLS server name", hop.fqdn)))?;
+        let tls = rustls::ClientConnection::new(std::sync::Arc::clone(config), name)
+            .map_err(|e| CloseReason::Tls(e.to_string()))?;
+        let mut untried: VecDeque<SocketAddr> = addrs.into();
+        let (stream, remote) = connect_next(&mut untried)?;
+        let side = hop.side;
+        let dial = Dial {
+            hop,
+            untried,
+            pending: Vec::new(),
+        };
+        let mut conn = Conn::new(
+            id,
+            side,
+            stream,
+            remote,
+            tls.into(),
+            Phase::Connecting,
+            Some(dial),
+            limits,
+            now,
+        );
+        conn.phase_deadline = now + limits.connect_timeout;
+        Ok(conn)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        id: ConnId,
+        side: Side,
+        stream: TcpStream,
+        remote: SocketAddr,
+        tls: rustls::Connection,
+        phase: Phase,
+        dial: Option<Dial>,
+        limits: ConnLimits,
+        now: Instant,
+    ) -> Conn {
+        Conn {
+            id,
+            side,
+            remote,
+            stream,
+            tls,
+            phase,
+            phase_deadline: now + limits.handshake_timeout,
+            closing: None,
+            close_notify_sent: false,
+            dial,
+            rbuf: Vec::new(),
+            framer: Framer::new(limits.framing),
+            wq: VecDeque::new(),
+            wq_head: 0,
+            wq_bytes: 0,
+            last_rx: now,
+            keepalive: None,
+            limits,
+            armed: None,
+        }
+    }
+
+    pub fn register(&mut self, registry: &Registry, token: mio::Token) -> io::Result<()> {
+        registry.register(&mut self.stream, token, Interest::READABLE | Interest::WRITABLE)
+    }
+
+    pub fn deregister(&mut self, registry: &Registry) {
+        // The socket is closed right after; an error here changes nothing.
+        let _ = registry.deregister(&mut self.stream);
+    }
+
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The hop of an outbound connection.
+    pub fn hop(&self) -> Option<&NextHop> {
+        self.dial.as_ref().map(|d| &d.hop)
+    }
+
+    /// Octets waiting to be written (or to go out once the connection is up).
+    pub fn queued_bytes(&self) -> usize {
+        self.wq_bytes
+    }
+
+    /// Something is still to be written (queued, waiting for the connection, or inside rustls).
+    pub fn has_output(&self) -> bool {
+        self.wq_bytes > 0 || self.tls.wants_write()
+    }
+
+    /// Tokens of messages that never went out; for `DeliveryFailed` when the connection failed.
+    pub fn take_pending_tokens(&mut self) -> Vec<Token> {
+        self.dial
+            .as_mut()
+            .map(|d| d.pending.drain(..).filter_map(|(t, _)| t).collect())
+            .unwrap_or_default()
+    }
+
+    /// When [`Conn::on_timer`] next has something to do.
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Connecting | Phase::Handshaking | Phase::Closing => Some(self.phase_deadline),
+            Phase::Up => earliest(
+                Some(self.last_rx + self.limits.idle_timeout),
+                self.keepalive.as_ref().map(Keepalive::deadline),
+            ),
+        }
+    }
+
+    /// Handles readiness: completes a connect, reads and frames, writes what is queued.
+    pub fn on_ready(
+        &mut self,
+        now: Instant,
+        registry: &Registry,
+        token: mio::Token,
+        sink: &mut dyn FnMut(ConnEvent<'_>),
+    ) -> Result<(), CloseReason> {
+        if self.phase == Phase::Connecting && !self.connect_finished(now, registry, token)? {
+            return Ok(());
+        }
+        if self.phase == Phase::Closing {
+            return self.flush_closing();
+        }
+        self.read(now, sink)?;
+        self.flush()?;
+        Ok(())
+    }
+
+    /// Queues one message. Before the connection is up it waits (outbound only) and `token` is
+    /// reported `Delivered` when it goes out; once up, `token` is the caller's to report.
+    pub fn send(&mut self, bytes: Vec<u8>, token: Option<Token>) -> Result<(), CloseReason> {
+        match self.phase {
+            Phase::Up => {
+                self.enqueue(bytes)?;
+                self.flush()
+            }
+            Phase::Connecting | Phase::Handshaking => {
+                let len = bytes.len();
+                if self.wq_bytes + len > self.limits.write_bound {
+                    return Err(CloseReason::WriteOverflow);
+                }
+                match self.dial.as_mut() {
+                    Some(dial) => {
+                        dial.pending.push((token, bytes));
+                        self.wq_bytes += len;
+                        Ok(())
+                    }
+                    None => Ok(()),
+                }
+            }
+            Phase::Closing => Ok(()),
+        }
+    }
+
+    /// Starts an orderly close: close_notify and the queue are flushed, bounded by a linger time.
+    /// `Err` carries the reason once the connection is done (at once when nothing is left to write).
+    pub fn close(&mut self, now: Instant, reason: CloseReason) -> Result<(), CloseReason> {
+        if self.phase != Phase::Up {
+            return Err(reason);
+        }
+        self.phase = Phase::Closing;
+        self.phase_deadline = now + LINGER;
+        self.closing = Some(reason);
+        self.flush_closing()
+    }
+
+    /// Deadlines: connect (next address), handshake, idle, keepalive, linger.
+    pub fn on_timer(
+        &mut self,
+        now: Instant,
+        registry: &Registry,
+        token: mio::Token,
+    ) -> Result<(), CloseReason> {
+        match self.phase {
+            Phase::Connecting if now >= self.phase_deadline => {
+                self.deregister(registry);
+                self.connect_next(now, registry, token, CloseReason::ConnectTimeout)
+            }
+            Phase::Handshaking if now >= self.phase_deadline => Err(CloseReason::HandshakeTimeout),
+            Phase::Closing if now >= self.phase_deadline => {
+                Err(self.closing.clone().unwrap_or(CloseReason::Requested))
+            }
+            Phase::Up => {
+                if now >= self.last_rx + self.limits.idle_timeout {
+                    return Err(CloseReason::IdleTimeout);
+                }
+                let step = self.keepalive.as_mut().map(|k| k.on_timer(now));
+                match step {
+                    Some(KeepaliveStep::Dead) => Err(CloseReason::KeepaliveDead),
+                    Some(KeepaliveStep::SendPing) => {
+                        self.enqueue(PING.to_vec())?;
+                        self.flush()
+                    }
+                    Some(KeepaliveStep::Wait) | None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A connect in progress: `Ok(true)` once connected, `Ok(false)` while still waiting.
+    fn connect_finished(
+        &mut self,
+        now: Instant,
+        registry: &Registry,
+        token: mio::Token,
+    ) -> Result<bool, CloseReason> {
+        let failed = match self.stream.take_error() {
+            Ok(Some(e)) | Err(e) => Some(e),
+            Ok(None) => match self.stream.peer_addr() {
+                Ok(_) => None,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(false),
+                Err(e) => Some(e),
+            },
+        };
+        if let Some(e) = failed {
+            self.deregister(registry);
+            let reason = CloseReason::Connect(format!("{}: {e}", self.remote));
+            self.connect_next(now, registry, token, reason)?;
+            return Ok(false);
+        }
+        // Best effort: a socket without these options still works.
+        let _ = listener::tune(&self.stream);
+        self.phase = Phase::Handshaking;
+        self.phase_deadline = now + self.limits.handshake_timeout;
+        Ok(true)
+    }
+
+    /// Tries the next resolved address after `failure`, or fails with it.
+    fn connect_next(
+        &mut self,
+        now: Instant,
+        registry: &Registry,
+        token: mio::Token,
+        failure: CloseReason,
+    ) -> Result<(), CloseReason> {
+        let Some(dial) = self.dial.as_mut() else {
+            return Err(failure);
+        };
+        if dial.untried.is_empty() {
+            return Err(failure);
+        }
+        let (stream, remote) = connect_next(&mut dial.untried)?;
+        self.stream = stream;
+        self.remote = remote;
+        self.phase_deadline = now + self.limits.connect_timeout;
+        self.register(registry, token)
+            .map_err(|e| CloseReason::Connect(e.to_string()))
+    }
+
+    /// Reads until the socket would block: TLS records in, handshake progress, plaintext framed.
+    fn read(&mut self, now: Instant, sink: &mut dyn FnMut(ConnEvent<'_>)) -> Result<(), CloseReason> {
+        loop {
+            let eof = match self.tls.read_tls(&mut self.stream) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(CloseReason::Io(e.to_string())),
+            };
+            if !eof {
+                self.last_rx = now;
+            }
+            let state = match self.tls.process_new_packets() {
+                Ok(state) => state,
+                Err(e) => {
+                    // Send the alert rustls queued; the connection is over either way.
+                    let _ = self.tls.write_tls(&mut self.stream);
+                    return Err(match tls::mismatch_names(&e) {
+                        Some(presented) if self.dial.is_some() => CloseReason::CertificateMismatch(presented),
+                        _ => CloseReason::Tls(e.to_string()),
+                    });
+                }
+            };
+            if self.phase == Phase::Handshaking && !self.tls.is_handshaking() {
+                self.handshake_done(now, sink)?;
+            }
+            if self.phase == Phase::Up {
+                self.read_plaintext(sink)?;
+            }
+            if eof || state.peer_has_closed() {
+                return Err(if self.phase == Phase::Handshaking {
+                    CloseReason::Tls("peer closed during the TLS handshake".to_owned())
+                } else {
+                    CloseReason::PeerClosed
+                });
+            }
+        }
+    }
+
+    fn handshake_done(
+        &mut self,
+        now: Instant,
+        sink: &mut dyn FnMut(ConnEvent<'_>),
+    ) -> Result<(), CloseReason> {
+        let leaf = self.tls.peer_certificates().and_then(|c| c.first());
+        let identities = leaf.map(tls::peer_identities).unwrap_or_default();
+        if let (Some(dial), Some(leaf)) = (self.dial.as_ref(), leaf) {
+            let host = dial.hop.fqdn.host();
+            let is_ip = host.as_str().parse::<std::net::IpAddr>().is_ok();
+            if !is_ip && !tls::names_host_exactly(&tls::san_dns_names(leaf), host) {
+                return Err(CloseReason::CertificateMismatch(identities));
+            }
+        }
+        self.phase = Phase::Up;
+        self.last_rx = now;
+        if self.dial.is_some() {
+            self.keepalive = Keepalive::new(now, self.limits.keepalive_interval);
+        }
+        sink(ConnEvent::Up(PeerInfo {
+            side: self.side,
+            remote: self.remote,
+            identities,
+            dialled: self.dial.as_ref().map(|d| d.hop.fqdn.clone()),
+        }));
+        let pending = self
+            .dial
+            .as_mut()
+            .map(|d| std::mem::take(&mut d.pending))
+            .unwrap_or_default();
+        self.wq_bytes = 0;
+        for (token, bytes) in pending {
+            self.enqueue(bytes)?;
+            if let Some(token) = token {
+                sink(ConnEvent::Delivered(token));
+            }
+        }
+        Ok(())
+    }
+
+    fn read_plaintext(&mut self, sink: &mut dyn FnMut(ConnEvent<'_>)) -> Result<(), CloseReason> {
+        let mut chunk = [0u8; CHUNK];
+        loop {
+            match self.tls.reader().read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => self.rbuf.extend_from_slice(chunk.get(..n).unwrap_or(&[])),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // Closed without close_notify: frame what arrived, the read loop sees the EOF.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(CloseReason::Io(e.to_string())),
+            }
+        }
+        let mut start = 0usize;
+        loop {
+            let rest = self.rbuf.get(start..).unwrap_or(&[]);
+            let frame = self.framer.poll(rest).map_err(CloseReason::Framing)?;
+            match frame {
+                Frame::NeedMore => break,
+                Frame::Ping => self.enqueue(PONG.to_vec())?,
+                Frame::Pong => {
+                    if let Some(k) = self.keepalive.as_mut() {
+                        k.on_pong();
+                    }
+                }
+                Frame::Message { len, .. } => sink(ConnEvent::Message(rest.get(..len).unwrap_or(&[]))),
+            }
+            start += frame.consumed();
+        }
+        self.rbuf.drain(..start.min(self.rbuf.len()));
+        Ok(())
+    }
+
+    fn enqueue(&mut self, bytes: Vec<u8>) -> Result<(), CloseReason> {
+        if self.wq_bytes + bytes.len() > self.limits.write_bound {
+            return Err(CloseReason::WriteOverflow);
+        }
+        self.wq_bytes += bytes.len();
+        self.wq.push_back(bytes);
+        Ok(())
+    }
+
+    /// Writes until the socket would block or nothing is left. Plaintext goes to rustls one chunk
+    /// at a time, only when its own output is drained, so what waits is counted in `wq_bytes`.
+    fn flush(&mut self) -> Result<(), CloseReason> {
+        self.flush_inner().map(|_| ())
+    }
+
+    /// `Ok(true)` when everything is written.
+    fn flush_inner(&mut self) -> Result<bool, CloseReason> {
+        if self.phase == Phase::Connecting {
+            return Ok(false);
+        }
+        loop {
+            while self.tls.wants_write() {
+                match self.tls.write_tls(&mut self.stream) {
+                    Ok(0) => return Err(CloseReason::Io("socket accepted no bytes".to_owned())),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(CloseReason::Io(e.to_string())),
+                }
+            }
+            if !matches!(self.phase, Phase::Up | Phase::Closing) {
+                return Ok(true);
+            }
+            let Some(front) = self.wq.front() else {
+                return Ok(true);
+            };
+            let rest = front.get(self.wq_head..).unwrap_or(&[]);
+            let take = rest.get(..rest.len().min(CHUNK)).unwrap_or(&[]);
+            let n = self
+                .tls
+                .writer()
+                .write(take)
+                .map_err(|e| CloseReason::Io(e.to_string()))?;
+            if n == 0 && !take.is_empty() {
+                return Ok(false);
+            }
+            self.wq_head += n;
+            self.wq_bytes = self.wq_bytes.saturating_sub(n);
+            if self.wq_head >= front.len() {
+                self.wq.pop_front();
+                self.wq_head = 0;
+            }
+        }
+    }
+
+    /// Closing: the queue, then close_notify, then a TCP half-close; `Err(reason)` when done.
+    fn flush_closing(&mut self) -> Result<(), CloseReason> {
+        let reason = self.closing.clone().unwrap_or(CloseReason::Requested);
+        if !self.flush_inner()? {
+            return Ok(());
+        }
+        if !self.close_notify_sent {
+            self.tls.send_close_notify();
+            self.close_notify_sent = true;
+            if !self.flush_inner()? {
+                return Ok(());
+            }
+        }
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        Err(reason)
+    }
+}
+
+/// Starts a TCP connect to the first address that accepts one.
+fn connect_next(untried: &mut VecDeque<SocketAddr>) -> Result<(TcpStream, SocketAddr), CloseReason> {
+    let mut last = CloseReason::Connect("no address to connect to".to_owned());
+    while let Some(addr) = untried.pop_front() {
+        match TcpStream::connect(addr) {
+            Ok(stream) => return Ok((stream, addr)),
+            Err(e) => last = CloseReason::Connect(format!("{addr}: {e}")),
+        }
+    }
+    Err(last)
+}

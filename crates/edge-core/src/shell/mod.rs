@@ -1,0 +1,252 @@
+//! The I/O shell around the sans-IO proxy core: [`start`] binds both listeners (one SO_REUSEPORT
+//! socket per worker per side), builds the TLS configs and runs one event-loop thread per worker, each
+//! with its own core; [`EdgeHandle`] reports the bound addresses and drains and stops the workers. The
+//! contract with the core is `proxy/io.rs` (`Input` in, `Effect` out), reached through [`Core`].
+//!
+//! Files: `settings.rs` (what the binary fills in), `tls.rs` (rustls configs, our certificate,
+//! peer identities), `listener.rs` (sockets), `conn.rs` (one TLS connection) and `close.rs` (why it
+//! ended), `pool.rs` (outbound connections per hop, name resolution), `timers.rs` (keepalive,
+//! deadlines), `worker.rs` (the loop) and `worker/effects.rs` (carrying out the core's effects),
+//! `log.rs` (JSON log lines), `shared.rs` (the connection count and counters, the only cross-thread
+//! state). Loopback tests of the whole shell are in `tests.rs`.
+
+mod close;
+mod conn;
+mod listener;
+mod log;
+mod pool;
+mod settings;
+mod shared;
+mod timers;
+mod tls;
+mod worker;
+
+#[cfg(test)]
+mod testpki;
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use mio::{Interest, Poll, Waker};
+
+pub use pool::{resolve_hop, Resolve, StaticHosts};
+pub use settings::{ShellLimits, ShellSettings, TlsIdentity};
+pub use shared::{CounterSnapshot, ShellCounters};
+pub use tls::{names_host_exactly, peer_identities, san_dns_names, OurCertificate, TlsSetupError};
+
+use crate::proxy::io::{Effect, Input, Level, Side};
+use crate::proxy::Proxy;
+use conn::ConnLimits;
+use shared::ConnCount;
+use tls::TlsConfigs;
+use worker::{listener_token, Control, Worker, WorkerParts, WAKER};
+
+/// What the shell drives: the proxy core's calls, as a trait so the shell is tested with small fakes.
+/// [`Proxy`] is the one real implementation.
+pub trait Core {
+    fn handle(&mut self, input: Input<'_>, now: Instant, out: &mut Vec<Effect>);
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Effect>);
+    fn open_transactions(&self) -> usize;
+    fn begin_shutdown(&mut self);
+}
+
+impl Core for Proxy {
+    fn handle(&mut self, input: Input<'_>, now: Instant, out: &mut Vec<Effect>) {
+        Proxy::handle(self, input, now, out);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Proxy::poll_timeout(self)
+    }
+
+    fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Effect>) {
+        Proxy::handle_timeout(self, now, out);
+    }
+
+    fn open_transactions(&self) -> usize {
+        Proxy::open_transactions(self)
+    }
+
+    fn begin_shutdown(&mut self) {
+        Proxy::begin_shutdown(self);
+    }
+}
+
+/// Builds the core of a worker, called on that worker's thread with its index and the internal and
+/// external addresses as bound (the real ports when port 0 was asked for: the core writes them into
+/// `Via` and `Record-Route`).
+pub type MakeCore<C> = Arc<dyn Fn(usize, SocketAddr, SocketAddr) -> C + Send + Sync>;
+/// Builds the name resolver of worker `i` (called on that worker's thread).
+pub type MakeResolver = Box<dyn Fn(usize) -> Box<dyn Resolve> + Send + Sync>;
+
+/// Starts the edge with the static hosts table of `settings` as its only name source.
+pub fn start<C: Core + 'static>(settings: ShellSettings, make_core: MakeCore<C>) -> io::Result<EdgeHandle> {
+    let hosts =
+        StaticHosts::new(&settings.hosts).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    start_with_resolver(settings, make_core, Box::new(move |_| Box::new(hosts.clone())))
+}
+
+/// Starts the edge with a resolver of the caller's (issue 5's DNS client plugs in here).
+pub fn start_with_resolver<C: Core + 'static>(
+    settings: ShellSettings,
+    make_core: MakeCore<C>,
+    make_resolver: MakeResolver,
+) -> io::Result<EdgeHandle> {
+    let workers = settings.worker_count();
+    let tls =
+        Arc::new(TlsConfigs::build(&settings).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?);
+    let (internal, internal_addr) = listener::bind_group(settings.internal_listen, workers)?;
+    let (external, external_addr) = listener::bind_group(settings.external_listen, workers)?;
+    let conn_count = ConnCount::new(settings.limits.max_connections);
+    let make_resolver = Arc::new(make_resolver);
+    let mut handle = EdgeHandle {
+        internal_addr,
+        external_addr,
+        workers: Vec::with_capacity(workers),
+        internal_cert: Arc::clone(&tls.internal.cert),
+        external_cert: Arc::clone(&tls.external.cert),
+        conn_count: Arc::clone(&conn_count),
+    };
+    for (index, (li, le)) in internal.into_iter().zip(external).enumerate() {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut listeners = vec![(li, Side::Internal), (le, Side::External)];
+        for (i, (l, _)) in listeners.iter_mut().enumerate() {
+            poll.registry()
+                .register(l, listener_token(i), Interest::READABLE)?;
+        }
+        let (control, control_rx) = crossbeam_channel::unbounded();
+        let counters = Arc::new(ShellCounters::default());
+        let parts = WorkerParts {
+            index,
+            poll,
+            listeners,
+            tls: Arc::clone(&tls),
+            limits: ConnLimits::from(&settings.limits),
+            per_ip_limit: settings.limits.max_connections_per_ip.div_ceil(workers).max(1),
+            per_hop_limit: settings.limits.outgoing_tls_per_hop,
+            conn_count: Arc::clone(&conn_count),
+            counters: Arc::clone(&counters),
+            control: control_rx,
+            log_debug: settings.limits.log_debug,
+        };
+        let (make_core, make_resolver) = (Arc::clone(&make_core), Arc::clone(&make_resolver));
+        let spawned = std::thread::Builder::new()
+            .name(format!("sipedge-worker-{index}"))
+            .spawn(move || {
+                let core = make_core(index, internal_addr, external_addr);
+                Worker::new(parts, core, make_resolver(index)).run()
+            });
+        let thread = match spawned {
+            Ok(thread) => thread,
+            Err(e) => {
+                handle.shutdown(Duration::ZERO);
+                handle.join();
+                return Err(e);
+            }
+        };
+        handle.workers.push(WorkerHandle {
+            control,
+            waker,
+            counters,
+            thread,
+        });
+    }
+    Ok(handle)
+}
+
+#[derive(Debug)]
+struct WorkerHandle {
+    control: Sender<Control>,
+    waker: Arc<Waker>,
+    counters: Arc<ShellCounters>,
+    thread: JoinHandle<io::Result<()>>,
+}
+
+/// The running edge. Dropping it leaves the workers running; [`EdgeHandle::shutdown`] then
+/// [`EdgeHandle::join`] stops them.
+#[derive(Debug)]
+pub struct EdgeHandle {
+    internal_addr: SocketAddr,
+    external_addr: SocketAddr,
+    workers: Vec<WorkerHandle>,
+    internal_cert: Arc<OurCertificate>,
+    external_cert: Arc<OurCertificate>,
+    conn_count: Arc<ConnCount>,
+}
+
+impl EdgeHandle {
+    /// The internal listener's address as bound (the real port when port 0 was asked for).
+    pub fn internal_addr(&self) -> SocketAddr {
+        self.internal_addr
+    }
+
+    /// The external listener's address as bound.
+    pub fn external_addr(&self) -> SocketAddr {
+        self.external_addr
+    }
+
+    /// Stops accepting at once; each worker exits when its open transactions are done or after
+    /// `grace`, closing every connection. Returns without waiting: see [`EdgeHandle::join`].
+    pub fn shutdown(&self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        for w in &self.workers {
+            // A worker that already exited has dropped its receiver: nothing to stop.
+            let _ = w.control.send(Control::Shutdown { deadline });
+            let _ = w.waker.wake();
+        }
+    }
+
+    /// Waits for every worker; a worker that failed (a polling error, a panic) is logged.
+    pub fn join(self) {
+        if let Err(e) = self.try_join() {
+            let text = format!("a worker stopped abnormally: {e}");
+            log::write_log(0, &log::record(Level::Error, "worker_failed", text));
+        }
+    }
+
+    /// Waits for every worker; the first failure (a polling error, a panic) is returned after all
+    /// have been waited for.
+    pub fn try_join(self) -> io::Result<()> {
+        let mut result = Ok(());
+        for (i, w) in self.workers.into_iter().enumerate() {
+            let outcome = match w.thread.join() {
+                Ok(r) => r,
+                Err(_) => Err(io::Error::other(format!("worker {i} panicked"))),
+            };
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        result
+    }
+
+    /// The shell's counters, summed over workers.
+    pub fn counters(&self) -> CounterSnapshot {
+        let mut sum = CounterSnapshot::default();
+        for w in &self.workers {
+            sum.add(&w.counters);
+        }
+        sum
+    }
+
+    /// Connections open now, inbound and outbound, all workers.
+    pub fn open_connections(&self) -> usize {
+        self.conn_count.open()
+    }
+
+    /// Our certificate for `side`: [`OurCertificate::replace`] swaps it for later handshakes.
+    pub fn certificate(&self, side: Side) -> &OurCertificate {
+        match side {
+            Side::Internal => &self.internal_cert,
+            Side::External => &self.external_cert,
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! [`ShellSettings`]: the plain data the I/O shell runs on — listen addresses, our certificates and
+//! the trust roots of each side, the static hosts table, the worker count and the connection limits.
+//! The binary fills it from its validated config (`crates/sipedge`); `tls.rs` turns the PEM here into
+//! rustls configs, `worker.rs` and `conn.rs` read the limits. Nothing here opens a file or a socket.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// Our certificate chain and private key for one side, as PEM (the contents of `cert_file` and
+/// `key_file`). The chain starts with our end-entity certificate.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsIdentity {
+    pub cert_chain_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl fmt::Debug for TlsIdentity {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsIdentity")
+            .field(
+                "cert_chain_pem",
+                &format_args!("{} octets", self.cert_chain_pem.len()),
+            )
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Connection limits and timers. `Default` gives production values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellLimits {
+    /// Largest SIP message (header section + body) a peer may send; bigger closes the connection.
+    pub max_message_bytes: usize,
+    /// Connections (inbound and outbound) across all workers; accepts over it are closed at once.
+    pub max_connections: usize,
+    /// Inbound connections from one IP address (see `worker.rs` for how it is split across workers).
+    pub max_connections_per_ip: usize,
+    /// Bytes queued for a peer that does not read before the connection is closed. Raised to at
+    /// least twice `max_message_bytes`.
+    pub max_write_queue_bytes: usize,
+    /// From accept (or TCP connect) to the end of the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// A connection that receives nothing (not even a keepalive) for this long is closed.
+    pub idle_timeout: Duration,
+    /// TCP connect to a next hop, per address tried.
+    pub connect_timeout: Duration,
+    /// RFC 5626 CRLF keepalive period on links the edge opened; zero disables it. A link that does not
+    /// answer a ping within `keepalive_interval / 2` (at least 2 s) is dead.
+    pub keepalive_interval: Duration,
+    /// Connections to one next hop from one worker.
+    pub outgoing_tls_per_hop: usize,
+    /// Write `Level::Debug` log records too (the others are always written). Not a limit, but the
+    /// one logging knob the shell has; it lives here so callers keep `..ShellLimits::default()`.
+    pub log_debug: bool,
+}
+
+impl Default for ShellLimits {
+    fn default() -> Self {
+        ShellLimits {
+            max_message_bytes: 64 * 1024,
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+            max_write_queue_bytes: 1024 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+            connect_timeout: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(30),
+            outgoing_tls_per_hop: 4,
+            log_debug: false,
+        }
+    }
+}
+
+impl ShellLimits {
+    /// The write-queue bound actually applied.
+    pub fn write_queue_bound(&self) -> usize {
+        self.max_write_queue_bytes
+            .max(self.max_message_bytes.saturating_mul(2))
+    }
+
+    /// The framing limits for one connection: the header section is capped at 16 KiB (or the whole
+    /// message cap if smaller), the body at the message cap.
+    pub fn framing(&self) -> sip_codec::Limits {
+        let base = sip_codec::Limits::default();
+        sip_codec::Limits {
+            max_head_bytes: base.max_head_bytes.min(self.max_message_bytes),
+            max_headers: base.max_headers,
+            max_body_bytes: self.max_message_bytes,
+        }
+    }
+}
+
+/// Everything the shell needs to start.
+#[derive(Debug, Clone)]
+pub struct ShellSettings {
+    /// The internal listener (front ends). Port 0 picks a free port; `EdgeHandle` tells which.
+    pub internal_listen: SocketAddr,
+    /// The external listener (partners and providers).
+    pub external_listen: SocketAddr,
+    /// Served on the internal listener and presented as client certificate to the internal next hop.
+    pub internal_identity: TlsIdentity,
+    /// Served on the external listener and presented as client certificate to partners.
+    pub external_identity: TlsIdentity,
+    /// PEM roots the front ends' client certificates (and the internal next hop's server
+    /// certificate) must chain to. Required: the internal side is mutual TLS.
+    pub internal_client_ca_pem: Vec<u8>,
+    /// PEM roots added to `webpki-roots` for partner certificates (server and client). May be empty.
+    pub external_extra_roots_pem: Vec<u8>,
+    /// Static host entries, checked before DNS: `(name, address)`.
+    pub hosts: Vec<(String, IpAddr)>,
+    /// Worker threads; 0 = one per available core.
+    pub workers: usize,
+    pub limits: ShellLimits,
+}
+
+impl ShellSettings {
+    /// The worker count actually used.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            return self.workers;
+        }
+        std::thread::available_parallelism().map_or(1, usize::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_debug_hides_the_key() {
+        let id = TlsIdentity {
+            cert_chain_pem: b"-----BEGIN CERTIFICATE-----".to_vec(),
+            key_pem: b"-----BEGIN PRIVATE KEY----- secret".to_vec(),
+        };
+        let shown = format!("{id:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("<redacted>"));
+    }
+
+    #[test]
+    fn derived_limits() {
+        let limits = ShellLimits {
+            max_message_bytes: 4096,
+            max_write_queue_bytes: 100,
+            ..ShellLimits::default()
+        };
+        assert_eq!(limits.write_queue_bound(), 8192);
+        let f = limits.framing();
+        assert_eq!((f.max_head_bytes, f.max_body_bytes), (4096, 4096));
+    }
+}

@@ -1,0 +1,140 @@
+//! What crosses threads in the shell, and nothing else: the global connection count behind
+//! [`ConnSlot`] (the one piece of state the workers share) and each worker's [`ShellCounters`] (written
+//! by that worker only, read by `EdgeHandle::counters`). Everything else — connections, pool, timers,
+//! the core — is owned by one worker (`worker.rs`).
+//!
+//! Why a shared count: `max_connections` bounds file descriptors for the whole process, and with
+//! SO_REUSEPORT the kernel, not us, decides which worker accepts. A per-worker share would refuse
+//! connections while other workers have room. One relaxed atomic add on accept or dial and one
+//! subtract on close never blocks and orders nothing else, so it costs the loops nothing.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// The process-wide connection count and its cap.
+#[derive(Debug)]
+pub(crate) struct ConnCount {
+    open: AtomicUsize,
+    max: usize,
+}
+
+impl ConnCount {
+    pub fn new(max: usize) -> Arc<ConnCount> {
+        Arc::new(ConnCount {
+            open: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+/// One counted connection: taken before a connection is set up, given back when it is dropped.
+#[derive(Debug)]
+pub(crate) struct ConnSlot(Arc<ConnCount>);
+
+impl ConnSlot {
+    /// `None` when the cap is reached.
+    pub fn acquire(count: &Arc<ConnCount>) -> Option<ConnSlot> {
+        let before = count.open.fetch_add(1, Ordering::Relaxed);
+        if before >= count.max {
+            count.open.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(ConnSlot(Arc::clone(count)))
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Events of one worker that the metrics issue will export. Plain counters, bumped with relaxed
+/// atomics by the owning worker only.
+#[derive(Debug, Default)]
+pub struct ShellCounters {
+    pub accepted: AtomicU64,
+    pub dialled: AtomicU64,
+    pub rejected_max_connections: AtomicU64,
+    pub rejected_per_ip: AtomicU64,
+    pub handshake_failures: AtomicU64,
+    pub certificate_mismatches: AtomicU64,
+    pub connect_failures: AtomicU64,
+    pub framing_errors: AtomicU64,
+    pub write_overflows: AtomicU64,
+    pub keepalive_failures: AtomicU64,
+    pub idle_closes: AtomicU64,
+}
+
+/// A copy of the counters, summed over workers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    pub accepted: u64,
+    pub dialled: u64,
+    pub rejected_max_connections: u64,
+    pub rejected_per_ip: u64,
+    pub handshake_failures: u64,
+    pub certificate_mismatches: u64,
+    pub connect_failures: u64,
+    pub framing_errors: u64,
+    pub write_overflows: u64,
+    pub keepalive_failures: u64,
+    pub idle_closes: u64,
+}
+
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+impl CounterSnapshot {
+    /// Adds one worker's counters.
+    pub fn add(&mut self, c: &ShellCounters) {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        self.accepted += get(&c.accepted);
+        self.dialled += get(&c.dialled);
+        self.rejected_max_connections += get(&c.rejected_max_connections);
+        self.rejected_per_ip += get(&c.rejected_per_ip);
+        self.handshake_failures += get(&c.handshake_failures);
+        self.certificate_mismatches += get(&c.certificate_mismatches);
+        self.connect_failures += get(&c.connect_failures);
+        self.framing_errors += get(&c.framing_errors);
+        self.write_overflows += get(&c.write_overflows);
+        self.keepalive_failures += get(&c.keepalive_failures);
+        self.idle_closes += get(&c.idle_closes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_capped_and_given_back() {
+        let count = ConnCount::new(2);
+        let a = ConnSlot::acquire(&count).unwrap();
+        let b = ConnSlot::acquire(&count).unwrap();
+        assert!(ConnSlot::acquire(&count).is_none());
+        assert_eq!(count.open(), 2);
+        drop(a);
+        let c = ConnSlot::acquire(&count).unwrap();
+        drop((b, c));
+        assert_eq!(count.open(), 0);
+    }
+
+    #[test]
+    fn snapshots_sum_workers() {
+        let w1 = ShellCounters::default();
+        let w2 = ShellCounters::default();
+        bump(&w1.framing_errors);
+        bump(&w2.framing_errors);
+        bump(&w2.accepted);
+        let mut s = CounterSnapshot::default();
+        s.add(&w1);
+        s.add(&w2);
+        assert_eq!((s.framing_errors, s.accepted, s.dialled), (2, 1, 0));
+    }
+}

@@ -1,0 +1,438 @@
+//! TLS for both sides (rustls 0.23 on ring, TLS 1.2 and 1.3 only): the server config of each listener
+//! (mutual TLS: the internal side trusts only the internal CA, the external side `webpki-roots` plus the
+//! configured extra roots), the client config for links the edge opens, our certificate behind
+//! [`OurCertificate`] (one resolver for serving and for client authentication, swappable by a reload
+//! without touching listeners), and what we read out of a peer's certificate: its identities and the
+//! exact-name check for the host we dialled. `conn.rs` drives the rustls connections built from here.
+
+use std::sync::Arc;
+
+use federation_policy::DomainName;
+use parking_lot::RwLock;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
+    SupportedProtocolVersion,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+
+use super::settings::{ShellSettings, TlsIdentity};
+use crate::proxy::io::Side;
+
+/// Why the TLS configuration could not be built. Each is fatal at start (and rejects a reload).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("{side} {what}: no PEM certificate found")]
+    NoCertificate { side: &'static str, what: &'static str },
+    #[error("{side} {what}: unreadable PEM: {error}")]
+    Pem {
+        side: &'static str,
+        what: &'static str,
+        error: rustls_pki_types::pem::Error,
+    },
+    #[error("{side} certificate and key: {error}")]
+    Key {
+        side: &'static str,
+        error: rustls::Error,
+    },
+    #[error("{side} trust roots: {error}")]
+    Roots {
+        side: &'static str,
+        error: rustls::Error,
+    },
+    #[error("{side} client certificate verifier: {error}")]
+    Verifier {
+        side: &'static str,
+        error: rustls::server::VerifierBuilderError,
+    },
+    #[error("{side} server certificate verifier: {error}")]
+    ServerVerifier {
+        side: &'static str,
+        error: rustls::client::VerifierBuilderError,
+    },
+    #[error("{side} TLS config: {error}")]
+    Config {
+        side: &'static str,
+        error: rustls::Error,
+    },
+}
+
+/// The protocol versions we speak.
+static VERSIONS: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// The crypto provider, chosen explicitly so a second provider compiled in elsewhere never makes
+/// rustls guess.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Our certificate and key for one side. Serves as the server-certificate resolver of the listener
+/// and as the client-certificate resolver of outbound links; [`OurCertificate::replace`] swaps it for
+/// every later handshake (a handshake reads it once, so in-flight ones are unaffected).
+#[derive(Debug)]
+pub struct OurCertificate {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl OurCertificate {
+    pub fn new(side: Side, identity: &TlsIdentity) -> Result<OurCertificate, TlsSetupError> {
+        Ok(OurCertificate {
+            current: RwLock::new(Arc::new(certified_key(side, identity)?)),
+        })
+    }
+
+    /// Validates `identity` (PEM, key matches certificate) and makes it the one served from now on.
+    pub fn replace(&self, side: Side, identity: &TlsIdentity) -> Result<(), TlsSetupError> {
+        let key = Arc::new(certified_key(side, identity)?);
+        *self.current.write() = key;
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        Arc::clone(&self.current.read())
+    }
+}
+
+impl ResolvesServerCert for OurCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+impl ResolvesClientCert for OurCertificate {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// The TLS configuration of one side.
+#[derive(Debug, Clone)]
+pub(crate) struct SideTls {
+    pub server: Arc<ServerConfig>,
+    pub client: Arc<ClientConfig>,
+    pub cert: Arc<OurCertificate>,
+}
+
+/// Both sides, built once at start and shared (read-only) by every worker.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsConfigs {
+    pub internal: SideTls,
+    pub external: SideTls,
+}
+
+impl TlsConfigs {
+    pub fn build(settings: &ShellSettings) -> Result<TlsConfigs, TlsSetupError> {
+        let internal_roots = parse_roots(
+            Side::Internal,
+            &settings.internal_client_ca_pem,
+            RootCertStore::empty(),
+        )?;
+        if internal_roots.is_empty() {
+            return Err(TlsSetupError::NoCertificate {
+                side: Side::Internal.as_str(),
+                what: "client CA",
+            });
+        }
+        let mut webpki = RootCertStore::empty();
+        webpki.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let external_roots = parse_roots(Side::External, &settings.external_extra_roots_pem, webpki)?;
+        Ok(TlsConfigs {
+            internal: side_tls(Side::Internal, &settings.internal_identity, internal_roots)?,
+            external: side_tls(Side::External, &settings.external_identity, external_roots)?,
+        })
+    }
+
+    pub fn side(&self, side: Side) -> &SideTls {
+        match side {
+            Side::Internal => &self.internal,
+            Side::External => &self.external,
+        }
+    }
+}
+
+fn side_tls(side: Side, identity: &TlsIdentity, roots: RootCertStore) -> Result<SideTls, TlsSetupError> {
+    let name = side.as_str();
+    let cert = Arc::new(OurCertificate::new(side, identity)?);
+    let roots = Arc::new(roots);
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), provider())
+        .build()
+        .map_err(|error| TlsSetupError::Verifier { side: name, error })?;
+    let server = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|error| TlsSetupError::Config { side: name, error })?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::clone(&cert) as Arc<dyn ResolvesServerCert>);
+    let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider())
+        .build()
+        .map_err(|error| TlsSetupError::ServerVerifier { side: name, error })?;
+    let client = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)
+        .map_err(|error| TlsSetupError::Config { side: name, error })?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ExactNameVerifier { webpki }))
+        .with_client_cert_resolver(Arc::clone(&cert) as Arc<dyn ResolvesClientCert>);
+    Ok(SideTls {
+        server: Arc::new(server),
+        client: Arc::new(client),
+        cert,
+    })
+}
+
+fn certified_key(side: Side, identity: &TlsIdentity) -> Result<CertifiedKey, TlsSetupError> {
+    let name = side.as_str();
+    let chain = CertificateDer::pem_slice_iter(&identity.cert_chain_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| TlsSetupError::Pem {
+            side: name,
+            what: "certificate chain",
+            error,
+        })?;
+    if chain.is_empty() {
+        return Err(TlsSetupError::NoCertificate {
+            side: name,
+            what: "certificate chain",
+        });
+    }
+    let key = PrivateKeyDer::from_pem_slice(&identity.key_pem).map_err(|error| TlsSetupError::Pem {
+        side: name,
+        what: "private key",
+        error,
+    })?;
+    CertifiedKey::from_der(chain, key, &provider()).map_err(|error| TlsSetupError::Key { side: name, error })
+}
+
+fn parse_roots(side: Side, pem: &[u8], mut store: RootCertStore) -> Result<RootCertStore, TlsSetupError> {
+    let name = side.as_str();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|error| TlsSetupError::Pem {
+            side: name,
+            what: "trust roots",
+            error,
+        })?;
+        store
+            .add(cert)
+            .map_err(|error| TlsSetupError::Roots { side: name, error })?;
+    }
+    Ok(store)
+}
+
+/// The verifier of the servers we dial: the WebPKI chain checks, then the name — exactly, never
+/// through a wildcard (federation FQDNs are matched literally, design brief §2.4). A mismatch fails
+/// the handshake with `NotValidForNameContext` carrying the certificate's own identities, which
+/// [`mismatch_names`] turns back into what the core is told.
+#[derive(Debug)]
+struct ExactNameVerifier {
+    webpki: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for ExactNameVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let mismatch = || {
+            rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+                expected: server_name.to_owned(),
+                presented: peer_identities(end_entity),
+            })
+        };
+        let verified = self
+            .webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            .map_err(|e| {
+                if mismatch_names(&e).is_some() {
+                    mismatch()
+                } else {
+                    e
+                }
+            })?;
+        if let ServerName::DnsName(dns) = server_name {
+            let host = DomainName::parse(dns.as_ref()).map_err(|_| mismatch())?;
+            if !names_host_exactly(&san_dns_names(end_entity), &host) {
+                return Err(mismatch());
+            }
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// The identities of a server certificate that did not name the host we dialled, when `error` is
+/// that failure.
+pub(crate) fn mismatch_names(error: &rustls::Error) -> Option<Vec<String>> {
+    match error {
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext { presented, .. }) => {
+            Some(presented.clone())
+        }
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => Some(Vec::new()),
+        _ => None,
+    }
+}
+
+/// The name to send as SNI and verify the server certificate against.
+pub(crate) fn server_name(host: &DomainName) -> Option<ServerName<'static>> {
+    ServerName::try_from(host.as_str().to_owned()).ok()
+}
+
+/// The SAN dNSName entries of a certificate, as presented. Empty when it has none or does not parse.
+pub fn san_dns_names(cert: &CertificateDer<'_>) -> Vec<String> {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = parsed.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(name) => Some((*name).to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A peer's identities for `PeerInfo`: its SAN dNSNames, or its subject CN(s) when it has none.
+pub fn peer_identities(cert: &CertificateDer<'_>) -> Vec<String> {
+    let sans = san_dns_names(cert);
+    if !sans.is_empty() {
+        return sans;
+    }
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return Vec::new();
+    };
+    parsed
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether one of the presented SAN dNSNames is `host` itself — case and a trailing dot aside, and
+/// never through a wildcard: `*.partner.example` does not name `sip.partner.example` for federation.
+pub fn names_host_exactly(presented: &[String], host: &DomainName) -> bool {
+    presented
+        .iter()
+        .any(|name| DomainName::parse(name).is_ok_and(|n| &n == host))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shell::testpki::Pki;
+
+    fn d(s: &str) -> DomainName {
+        DomainName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn identities_prefer_san_then_cn() {
+        let pki = Pki::new();
+        let leaf = pki.leaf(&["Edge.Partner.example", "sip.partner.example"]);
+        assert_eq!(
+            peer_identities(&leaf.der()),
+            vec![
+                "Edge.Partner.example".to_owned(),
+                "sip.partner.example".to_owned()
+            ]
+        );
+        let cn_only = pki.leaf_cn_only("fe1.corp.example");
+        assert!(san_dns_names(&cn_only.der()).is_empty());
+        assert_eq!(
+            peer_identities(&cn_only.der()),
+            vec!["fe1.corp.example".to_owned()]
+        );
+        assert!(peer_identities(&CertificateDer::from(vec![1, 2, 3])).is_empty());
+    }
+
+    #[test]
+    fn exact_san_match_has_no_wildcards() {
+        let pki = Pki::new();
+        let wild = pki.leaf(&["*.partner.example"]);
+        let sans = san_dns_names(&wild.der());
+        assert_eq!(sans, vec!["*.partner.example".to_owned()]);
+        assert!(!names_host_exactly(&sans, &d("sip.partner.example")));
+        let exact = vec!["SIP.Partner.Example.".to_owned(), "other.example".to_owned()];
+        assert!(names_host_exactly(&exact, &d("sip.partner.example")));
+        assert!(!names_host_exactly(&exact, &d("partner.example")));
+        assert!(!names_host_exactly(&[], &d("partner.example")));
+    }
+
+    #[test]
+    fn builds_both_sides_and_rejects_bad_input() {
+        let pki = Pki::new();
+        let settings = pki.settings(&["edge.corp.example"]);
+        let configs = TlsConfigs::build(&settings).unwrap();
+        assert!(configs.side(Side::External).server.alpn_protocols.is_empty());
+
+        let mut no_ca = settings.clone();
+        no_ca.internal_client_ca_pem.clear();
+        assert!(matches!(
+            TlsConfigs::build(&no_ca),
+            Err(TlsSetupError::NoCertificate { side: "internal", .. })
+        ));
+        let mut wrong_key = settings.clone();
+        wrong_key.external_identity.key_pem = pki.leaf(&["x.example"]).key_pem();
+        assert!(matches!(
+            TlsConfigs::build(&wrong_key),
+            Err(TlsSetupError::Key { side: "external", .. })
+        ));
+        let mut garbage = settings;
+        garbage.internal_identity.cert_chain_pem = b"not pem".to_vec();
+        assert!(TlsConfigs::build(&garbage).is_err());
+    }
+
+    #[test]
+    fn certificate_swap_is_seen_by_later_resolves() {
+        let pki = Pki::new();
+        let a = pki.leaf(&["a.example"]);
+        let b = pki.leaf(&["b.example"]);
+        let ours = OurCertificate::new(Side::External, &a.identity()).unwrap();
+        let first = ResolvesClientCert::resolve(&ours, &[], &[]).unwrap();
+        assert_eq!(first.cert.first(), Some(&a.der()));
+        ours.replace(Side::External, &b.identity()).unwrap();
+        let second = ResolvesClientCert::resolve(&ours, &[], &[]).unwrap();
+        assert_eq!(second.cert.first(), Some(&b.der()));
+        // A bad replacement keeps the current one.
+        let mut bad = b.identity();
+        bad.key_pem = a.key_pem();
+        assert!(ours.replace(Side::External, &bad).is_err());
+        let third = ResolvesClientCert::resolve(&ours, &[], &[]).unwrap();
+        assert_eq!(third.cert.first(), Some(&b.der()));
+    }
+}

@@ -1,0 +1,446 @@
+//! [`Worker`]: one thread's event loop — its own `mio::Poll`, its own listener per side, the slab of
+//! connections keyed by `mio::Token`, the outbound [`Pool`], the connection deadlines and its own core.
+//! Each turn: sleep until the earliest of the core's deadline, a connection deadline and the shutdown
+//! deadline; accept until `WouldBlock`; hand connection I/O to `conn.rs`; turn what happened into
+//! `Input`s for the core and carry out the `Effect`s it returns (sends, closes, lookups, log lines).
+//! Control from other threads (`mod.rs`) arrives on a channel, announced by a `mio::Waker`. Effects
+//! are carried out in `worker/effects.rs`, log lines written by `log.rs`.
+//!
+//! Per-IP limits are per worker: `max_connections_per_ip` is split evenly (rounded up) across workers,
+//! since the kernel spreads one address's connections across them and only the global count is shared
+//! (`shared.rs`).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use mio::net::TcpListener;
+use mio::{Events, Poll, Token as MioToken};
+use slab::Slab;
+
+mod effects;
+
+use super::conn::{CloseReason, Conn, ConnEvent, ConnLimits};
+use super::listener;
+use super::log::write_log;
+use super::pool::{Pool, Resolve};
+use super::shared::{bump, ConnCount, ConnSlot, ShellCounters};
+use super::timers::{earliest, sleep_until, Deadlines};
+use super::tls::TlsConfigs;
+use super::Core;
+use crate::proxy::io::{ConnId, Effect, Input, Level, LogRecord, Side};
+
+/// Wakes the loop for a [`Control`] message.
+pub(crate) const WAKER: MioToken = MioToken(usize::MAX);
+const LISTENER_BASE: usize = usize::MAX - 4;
+/// At most one warning per reason in this period for refused connections (they are counted anyway).
+const REFUSAL_LOG_PERIOD: Duration = Duration::from_secs(10);
+
+/// What other threads ask of a worker.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// Stop accepting, let the core refuse new requests, exit when no transaction is open and what
+    /// was queued is written, or at `deadline`, closing every connection.
+    Shutdown { deadline: Instant },
+}
+
+/// Everything a worker is built from (moved into its thread).
+pub(crate) struct WorkerParts {
+    pub index: usize,
+    pub poll: Poll,
+    /// `(listener, side)`, already registered with `poll` under `listener_token(i)`.
+    pub listeners: Vec<(TcpListener, Side)>,
+    pub tls: Arc<TlsConfigs>,
+    pub limits: ConnLimits,
+    pub per_ip_limit: usize,
+    pub per_hop_limit: usize,
+    pub conn_count: Arc<ConnCount>,
+    pub counters: Arc<ShellCounters>,
+    pub control: Receiver<Control>,
+    pub log_debug: bool,
+}
+
+pub(crate) fn listener_token(i: usize) -> MioToken {
+    MioToken(LISTENER_BASE - i)
+}
+
+fn listener_index(token: MioToken) -> Option<usize> {
+    LISTENER_BASE.checked_sub(token.0).filter(|&i| i < MAX_LISTENERS)
+}
+
+/// Listeners per worker (one per side).
+const MAX_LISTENERS: usize = 8;
+
+struct Entry {
+    conn: Conn,
+    /// The core has seen `ConnUp` (so it must see `ConnClosed`).
+    announced: bool,
+    _slot: ConnSlot,
+}
+
+pub(crate) struct Worker<C> {
+    parts: WorkerParts,
+    core: C,
+    resolver: Box<dyn Resolve>,
+    conns: Slab<Entry>,
+    ids: HashMap<ConnId, usize>,
+    next_id: u64,
+    pool: Pool,
+    per_ip: HashMap<IpAddr, usize>,
+    deadlines: Deadlines,
+    effects: Vec<Effect>,
+    shutdown: Option<Instant>,
+    last_refusal_log: HashMap<&'static str, Instant>,
+}
+
+impl<C: Core> Worker<C> {
+    pub fn new(parts: WorkerParts, core: C, resolver: Box<dyn Resolve>) -> Worker<C> {
+        Worker {
+            parts,
+            core,
+            resolver,
+            conns: Slab::new(),
+            ids: HashMap::new(),
+            next_id: 0,
+            pool: Pool::default(),
+            per_ip: HashMap::new(),
+            deadlines: Deadlines::default(),
+            effects: Vec::new(),
+            shutdown: None,
+            last_refusal_log: HashMap::new(),
+        }
+    }
+
+    /// The loop; returns when shutdown completes, or with the error that stopped polling.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            if let Some(deadline) = self.shutdown {
+                let drained = self.core.open_transactions() == 0
+                    && self.conns.iter().all(|(_, e)| !e.conn.has_output());
+                if drained || now >= deadline {
+                    self.close_all(now);
+                    return Ok(());
+                }
+            }
+            let wake = earliest(
+                earliest(self.core.poll_timeout(), self.deadlines.next()),
+                self.shutdown,
+            );
+            if let Err(e) = self.parts.poll.poll(&mut events, sleep_until(now, wake)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                self.log_shell(
+                    Level::Error,
+                    "worker_failed",
+                    format!("polling failed: {e}"),
+                    vec![],
+                );
+                return Err(e);
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                let token = event.token();
+                if token == WAKER {
+                    self.control(now);
+                } else if let Some(i) = listener_index(token) {
+                    self.accept(i, now);
+                } else {
+                    self.conn_ready(token.0, now);
+                }
+                self.run_effects(now);
+            }
+            self.fire_timers(now);
+            if self.core.poll_timeout().is_some_and(|t| t <= now) {
+                self.core.handle_timeout(now, &mut self.effects);
+            }
+            self.run_effects(now);
+        }
+    }
+
+    fn control(&mut self, now: Instant) {
+        while let Ok(message) = self.parts.control.try_recv() {
+            match message {
+                Control::Shutdown { deadline } => self.begin_shutdown(now, deadline),
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self, now: Instant, deadline: Instant) {
+        if let Some(current) = self.shutdown {
+            self.shutdown = Some(current.min(deadline));
+            return;
+        }
+        for (mut l, _) in self.parts.listeners.drain(..) {
+            let _ = self.parts.poll.registry().deregister(&mut l);
+        }
+        self.core.begin_shutdown();
+        self.shutdown = Some(deadline);
+        let open = self.core.open_transactions();
+        let grace = deadline.saturating_duration_since(now);
+        self.log_shell(
+            Level::Info,
+            "shutdown_started",
+            format!(
+                "draining {open} open transactions for at most {} ms",
+                grace.as_millis()
+            ),
+            vec![("open_transactions", open.to_string())],
+        );
+    }
+
+    fn close_all(&mut self, now: Instant) {
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            if let Some(mut entry) = self.conns.try_remove(key) {
+                // Best effort: whatever fits in the socket now, then close_notify.
+                let _ = entry.conn.close(now, CloseReason::Shutdown);
+                entry.conn.deregister(self.parts.poll.registry());
+            }
+        }
+        self.log_shell(Level::Info, "worker_stopped", "worker stopped".to_owned(), vec![]);
+    }
+
+    fn accept(&mut self, i: usize, now: Instant) {
+        loop {
+            let Some((listener, side)) = self.parts.listeners.get(i) else {
+                return;
+            };
+            let (side, accepted) = (*side, listener.accept());
+            let (stream, remote) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: the pending connection stays queued; retry on the next
+                    // event rather than spin.
+                    self.refusal("accept_failed", format!("accept failed: {e}"), side);
+                    return;
+                }
+            };
+            let Some(slot) = ConnSlot::acquire(&self.parts.conn_count) else {
+                bump(&self.parts.counters.rejected_max_connections);
+                self.refusal(
+                    "max_connections",
+                    format!("connection from {remote} refused: max_connections reached"),
+                    side,
+                );
+                continue;
+            };
+            let ip = remote.ip();
+            let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
+            if from_ip >= self.parts.per_ip_limit {
+                bump(&self.parts.counters.rejected_per_ip);
+                self.refusal(
+                    "max_connections_per_ip",
+                    format!("connection from {remote} refused: per-IP limit reached"),
+                    side,
+                );
+                continue;
+            }
+            let _ = listener::tune(&stream);
+            let id = self.next_conn_id();
+            let tls = &self.parts.tls.side(side).server;
+            match Conn::accept(id, side, stream, remote, tls, self.parts.limits, now) {
+                Ok(conn) => {
+                    if self.insert(conn, slot).is_some() {
+                        self.per_ip.insert(ip, from_ip + 1);
+                        bump(&self.parts.counters.accepted);
+                    }
+                }
+                Err(reason) => self.log_close(id, side, remote, &reason),
+            }
+        }
+    }
+
+    fn next_conn_id(&mut self) -> ConnId {
+        self.next_id += 1;
+        ConnId(self.next_id)
+    }
+
+    fn insert(&mut self, mut conn: Conn, slot: ConnSlot) -> Option<usize> {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if key >= LISTENER_BASE - MAX_LISTENERS {
+            return None;
+        }
+        if let Err(e) = conn.register(self.parts.poll.registry(), MioToken(key)) {
+            self.log_shell(
+                Level::Error,
+                "register_failed",
+                format!("cannot register a socket: {e}"),
+                vec![],
+            );
+            return None;
+        }
+        let id = conn.id();
+        entry.insert(Entry {
+            conn,
+            announced: false,
+            _slot: slot,
+        });
+        self.ids.insert(id, key);
+        self.rearm(key);
+        Some(key)
+    }
+
+    fn conn_ready(&mut self, key: usize, now: Instant) {
+        let Some(entry) = self.conns.get_mut(key) else {
+            return;
+        };
+        let id = entry.conn.id();
+        let core = &mut self.core;
+        let effects = &mut self.effects;
+        let announced = &mut entry.announced;
+        let result =
+            entry.conn.on_ready(
+                now,
+                self.parts.poll.registry(),
+                MioToken(key),
+                &mut |event| match event {
+                    ConnEvent::Up(peer) => {
+                        *announced = true;
+                        core.handle(Input::ConnUp { conn: id, peer }, now, effects);
+                    }
+                    ConnEvent::Delivered(token) => {
+                        core.handle(Input::Delivered { token, conn: id }, now, effects)
+                    }
+                    ConnEvent::Message(bytes) => {
+                        core.handle(Input::Message { conn: id, bytes }, now, effects)
+                    }
+                },
+            );
+        self.settle(key, result, now);
+    }
+
+    /// After a connection call: re-arm its deadline, or remove it.
+    fn settle(&mut self, key: usize, result: Result<(), CloseReason>, now: Instant) {
+        match result {
+            Ok(()) => self.rearm(key),
+            Err(reason) => self.remove(key, reason, now),
+        }
+    }
+
+    fn rearm(&mut self, key: usize) {
+        if let Some(entry) = self.conns.get_mut(key) {
+            entry.conn.armed = self.deadlines.rearm(key, entry.conn.armed, entry.conn.deadline());
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        for key in self.deadlines.expired(now) {
+            let Some(entry) = self.conns.get_mut(key) else {
+                continue;
+            };
+            entry.conn.armed = None;
+            let result = entry
+                .conn
+                .on_timer(now, self.parts.poll.registry(), MioToken(key));
+            self.settle(key, result, now);
+        }
+        self.run_effects(now);
+    }
+
+    /// Forgets a connection: the core hears `ConnClosed` (if it saw it up) and `DeliveryFailed` for
+    /// what never went out; counters and the log hear why.
+    fn remove(&mut self, key: usize, reason: CloseReason, now: Instant) {
+        let Some(mut entry) = self.conns.try_remove(key) else {
+            return;
+        };
+        self.deadlines.rearm(key, entry.conn.armed, None);
+        entry.conn.deregister(self.parts.poll.registry());
+        let id = entry.conn.id();
+        self.ids.remove(&id);
+        match entry.conn.hop().cloned() {
+            Some(hop) => self.pool.remove(&hop, key),
+            None => {
+                let ip = entry.conn.remote().ip();
+                match self.per_ip.get(&ip).copied() {
+                    Some(n) if n > 1 => {
+                        self.per_ip.insert(ip, n - 1);
+                    }
+                    _ => {
+                        self.per_ip.remove(&ip);
+                    }
+                }
+            }
+        }
+        self.count_close(&reason);
+        self.log_close(id, entry.conn.side(), entry.conn.remote(), &reason);
+        if entry.announced {
+            self.core
+                .handle(Input::ConnClosed { conn: id }, now, &mut self.effects);
+        }
+        for token in entry.conn.take_pending_tokens() {
+            let failure = reason.delivery_failure();
+            self.core
+                .handle(Input::DeliveryFailed { token, failure }, now, &mut self.effects);
+        }
+    }
+
+    fn count_close(&self, reason: &CloseReason) {
+        if let Some(counter) = reason.counter(&self.parts.counters) {
+            bump(counter);
+        }
+    }
+
+    fn log_close(&self, id: ConnId, side: Side, remote: std::net::SocketAddr, reason: &CloseReason) {
+        let (level, detail) = reason.log_level();
+        self.log_shell(
+            level,
+            "connection_closed",
+            format!(
+                "connection {} ({}) from/to {remote} closed: {}",
+                id.0,
+                side.as_str(),
+                reason.as_str()
+            ),
+            vec![
+                ("conn", id.0.to_string()),
+                ("side", side.as_str().to_owned()),
+                ("remote", remote.to_string()),
+                ("reason", reason.as_str().to_owned()),
+                ("detail", detail),
+            ],
+        );
+    }
+
+    /// A refused or failed accept: counted by the caller, logged at most once per period and reason.
+    fn refusal(&mut self, reason: &'static str, text: String, side: Side) {
+        let now = Instant::now();
+        let due = self
+            .last_refusal_log
+            .get(reason)
+            .is_none_or(|last| now.saturating_duration_since(*last) >= REFUSAL_LOG_PERIOD);
+        if due {
+            self.last_refusal_log.insert(reason, now);
+            let fields = vec![("reason", reason.to_owned()), ("side", side.as_str().to_owned())];
+            self.log_shell(Level::Warn, "connection_refused", text, fields);
+        }
+    }
+
+    fn log_shell(
+        &self,
+        level: Level,
+        event: &'static str,
+        text: String,
+        fields: Vec<(&'static str, String)>,
+    ) {
+        if level > Level::Debug || self.parts.log_debug {
+            write_log(
+                self.parts.index,
+                &LogRecord {
+                    level,
+                    event,
+                    text,
+                    fields,
+                },
+            );
+        }
+    }
+}

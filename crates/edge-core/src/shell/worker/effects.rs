@@ -1,0 +1,154 @@
+//! The worker carrying out the core's `Effect`s: writes to a connection, sends to a hop through the
+//! pool (reuse, queue on a link still connecting, or dial: resolve, connect, TLS), SRV lookups through
+//! the resolver, closes and log lines. Each `Send` to a hop ends in exactly one `Delivered` or
+//! `DeliveryFailed` for its token. The loop itself is in `worker.rs`, the choice of link in `pool.rs`.
+
+use std::time::Instant;
+
+use super::{Core, Worker};
+use crate::proxy::io::{DeliveryFailure, Destination, Effect, Input, Level, NextHop, Token};
+use crate::shell::conn::{CloseReason, Conn, Phase};
+use crate::shell::log::write_log;
+use crate::shell::pool::{choose, resolve_hop, Choice, LinkView};
+use crate::shell::shared::{bump, ConnSlot};
+
+impl<C: Core> Worker<C> {
+    pub(super) fn run_effects(&mut self, now: Instant) {
+        loop {
+            let batch = std::mem::take(&mut self.effects);
+            if batch.is_empty() {
+                return;
+            }
+            for effect in batch {
+                self.apply(effect, now);
+            }
+        }
+    }
+
+    fn apply(&mut self, effect: Effect, now: Instant) {
+        match effect {
+            Effect::Send {
+                dest: Destination::Conn(id),
+                bytes,
+                ..
+            } => {
+                let Some(&key) = self.ids.get(&id) else {
+                    return; // gone: the core hears ConnClosed
+                };
+                if let Some(entry) = self.conns.get_mut(key) {
+                    let result = entry.conn.send(bytes, None);
+                    self.settle(key, result, now);
+                }
+            }
+            Effect::Send {
+                dest: Destination::Hop(hop),
+                bytes,
+                token,
+            } => self.send_to_hop(hop, bytes, token, now),
+            Effect::LookupSrv { name, token } => {
+                let result = self.resolver.lookup_srv(&name);
+                self.core
+                    .handle(Input::Srv { token, result }, now, &mut self.effects);
+            }
+            Effect::Close { conn } => {
+                let Some(&key) = self.ids.get(&conn) else {
+                    return;
+                };
+                if let Some(entry) = self.conns.get_mut(key) {
+                    let result = entry.conn.close(now, CloseReason::Requested);
+                    self.settle(key, result, now);
+                }
+            }
+            Effect::Log(record) => {
+                if record.level > Level::Debug || self.parts.log_debug {
+                    write_log(self.parts.index, &record);
+                }
+            }
+        }
+    }
+
+    fn send_to_hop(&mut self, hop: NextHop, bytes: Vec<u8>, token: Option<Token>, now: Instant) {
+        let links: Vec<LinkView> = self
+            .pool
+            .links(&hop)
+            .iter()
+            .filter_map(|&key| {
+                let conn = &self.conns.get(key)?.conn;
+                (conn.phase() != Phase::Closing).then(|| LinkView {
+                    key,
+                    up: conn.phase() == Phase::Up,
+                    queued: conn.queued_bytes(),
+                })
+            })
+            .collect();
+        match choose(&links, self.parts.per_hop_limit, self.shutdown.is_none()) {
+            Choice::Use(key) => {
+                let Some(entry) = self.conns.get_mut(key) else {
+                    return;
+                };
+                let was_up = entry.conn.phase() == Phase::Up;
+                let id = entry.conn.id();
+                match entry.conn.send(bytes, token) {
+                    Ok(()) => {
+                        self.rearm(key);
+                        if let (true, Some(token)) = (was_up, token) {
+                            self.core
+                                .handle(Input::Delivered { token, conn: id }, now, &mut self.effects);
+                        }
+                    }
+                    Err(reason) => {
+                        self.fail(token, reason.delivery_failure(), now);
+                        self.remove(key, reason, now);
+                    }
+                }
+            }
+            Choice::Open => self.open(hop, bytes, token, now),
+            Choice::Refuse => {
+                let failure = DeliveryFailure::Overloaded("the edge is shutting down".to_owned());
+                self.fail(token, failure, now);
+            }
+        }
+    }
+
+    /// Dials a new connection to `hop`; `bytes` wait on it until it is up.
+    fn open(&mut self, hop: NextHop, bytes: Vec<u8>, token: Option<Token>, now: Instant) {
+        let addrs = match resolve_hop(self.resolver.as_mut(), &hop.fqdn) {
+            Ok(addrs) => addrs,
+            Err(failure) => return self.fail(token, failure, now),
+        };
+        let Some(slot) = ConnSlot::acquire(&self.parts.conn_count) else {
+            bump(&self.parts.counters.rejected_max_connections);
+            let failure = DeliveryFailure::Overloaded("max_connections reached".to_owned());
+            return self.fail(token, failure, now);
+        };
+        let id = self.next_conn_id();
+        let config = &self.parts.tls.side(hop.side).client;
+        let conn = match Conn::dial(id, hop.clone(), addrs, config, self.parts.limits, now) {
+            Ok(conn) => conn,
+            Err(reason) => {
+                self.count_close(&reason);
+                return self.fail(token, reason.delivery_failure(), now);
+            }
+        };
+        let Some(key) = self.insert(conn, slot) else {
+            let failure = DeliveryFailure::Connect("cannot register the socket".to_owned());
+            return self.fail(token, failure, now);
+        };
+        bump(&self.parts.counters.dialled);
+        self.pool.insert(hop, key);
+        if let Some(entry) = self.conns.get_mut(key) {
+            let result = entry.conn.send(bytes, token);
+            if let Err(reason) = &result {
+                self.fail(token, reason.delivery_failure(), now);
+            }
+            self.settle(key, result, now);
+        }
+    }
+
+    fn fail(&mut self, token: Option<Token>, failure: DeliveryFailure, now: Instant) {
+        if let Some(token) = token {
+            self.core
+                .handle(Input::DeliveryFailed { token, failure }, now, &mut self.effects);
+        }
+    }
+}
