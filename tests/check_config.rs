@@ -25,7 +25,9 @@ struct Certs {
 }
 
 impl Certs {
-    fn new(fqdn: &str) -> Certs {
+    /// One leaf for both listeners, naming every name in `fqdns` (the first is the CN).
+    fn new(fqdns: &[String]) -> Certs {
+        let fqdn = fqdns.first().map_or("edge.test", String::as_str);
         let dir = tempfile::tempdir().unwrap();
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -34,7 +36,7 @@ impl Certs {
         let ca_key = KeyPair::generate().unwrap();
         let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
         let issuer = Issuer::new(ca, ca_key);
-        let mut leaf = CertificateParams::new(vec![fqdn.to_owned()]).unwrap();
+        let mut leaf = CertificateParams::new(fqdns.to_vec()).unwrap();
         leaf.distinguished_name.push(DnType::CommonName, fqdn);
         let key = KeyPair::generate().unwrap();
         let cert = leaf.signed_by(&key, &issuer).unwrap();
@@ -114,9 +116,18 @@ fn example_configs() -> Vec<PathBuf> {
     out
 }
 
-fn edge_fqdn(path: &Path) -> String {
+/// `edge.fqdn` and, when set, `internal.fqdn`: the names the listeners' certificates must carry.
+fn edge_fqdns(path: &Path) -> Vec<String> {
     let table: toml::Table = std::fs::read_to_string(path).unwrap().parse().unwrap();
-    table["edge"]["fqdn"].as_str().unwrap().to_owned()
+    let mut names = vec![table["edge"]["fqdn"].as_str().unwrap().to_owned()];
+    if let Some(internal) = table
+        .get("internal")
+        .and_then(|t| t.get("fqdn"))
+        .and_then(|v| v.as_str())
+    {
+        names.push(internal.to_owned());
+    }
+    names
 }
 
 /// The keys of the `warning:` lines, in order.
@@ -136,7 +147,7 @@ fn every_example_config_is_valid_with_only_its_expected_warnings() {
         "{examples:?}"
     );
     for path in examples {
-        let certs = Certs::new(&edge_fqdn(&path));
+        let certs = Certs::new(&edge_fqdns(&path));
         let text = std::fs::read_to_string(&path).unwrap();
         let expected: Vec<String> = text
             .lines()
@@ -283,7 +294,7 @@ fn rename(table: &mut toml::Table, path: &[Step]) {
 fn renaming_any_key_of_the_example_is_an_error_naming_it() {
     let example = sipedge_tests::workspace_root().join("deploy/sipedge.toml");
     let original: toml::Table = std::fs::read_to_string(&example).unwrap().parse().unwrap();
-    let certs = Certs::new(&edge_fqdn(&example));
+    let certs = Certs::new(&edge_fqdns(&example));
     let dir = tempfile::tempdir().unwrap();
     let mut paths = Vec::new();
     key_paths(&original, &mut paths, &[]);

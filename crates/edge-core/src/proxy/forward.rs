@@ -149,6 +149,11 @@ impl Proxy {
             );
             return;
         };
+        // RFC 3261 §17.1.3: a response matches a client transaction by branch *and* CSeq method. Our
+        // CANCEL shares the INVITE's branch; its responses end here (the INVITE's 487 follows).
+        if msg.cseq().is_some_and(|c| c.method == "CANCEL") {
+            return;
+        }
         let status = msg.status().unwrap_or(0);
         let Some(c) = self.clients.get_mut(&cid) else {
             return;

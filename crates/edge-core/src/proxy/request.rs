@@ -19,11 +19,12 @@ use super::Proxy;
 impl Proxy {
     pub(crate) fn on_message(&mut self, conn: ConnId, bytes: &[u8], now: Instant, out: &mut Vec<Effect>) {
         let Some(peer) = self.peers.get(&conn).cloned() else {
+            // Bytes in flight when the core closed the connection (e.g. an unknown internal peer).
             self.log(
                 out,
-                Level::Warn,
-                "message_before_handshake",
-                "message on an unknown connection dropped".into(),
+                Level::Debug,
+                "message_on_closed_connection",
+                "message on a connection the core does not know dropped".into(),
                 vec![],
             );
             return;

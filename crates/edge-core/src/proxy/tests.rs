@@ -318,6 +318,9 @@ fn cancel_after_ringing_goes_downstream_and_487_comes_back() {
         down.top_via().unwrap().branch(),
         parse(fwd.as_bytes()).unwrap().top_via().unwrap().branch()
     );
+    // The partner answers our CANCEL first: same branch, CSeq method CANCEL — absorbed, not forwarded.
+    let cancel_ok = answer(&fwd, 200, "OK", Some("b1")).replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    assert!(sends(&h.msg(ConnId(100), &cancel_ok)).is_empty());
     let r = sends(&h.msg(ConnId(100), &answer(&fwd, 487, "Request Terminated", Some("b1"))));
     assert_eq!(r.len(), 2, "ACK downstream and 487 upstream");
     assert!(r[0].1.starts_with("ACK sip:bob@partner.example"));

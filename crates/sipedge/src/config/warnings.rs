@@ -1,7 +1,7 @@
 //! Warnings on a valid configuration: combinations that load fine but fail in the field, each said in
 //! the words of the symptom an operator will see. Push routing (the push domain not allowed, or no
 //! enabled hosted provider → 504), the IM URL filter blocking `http:`/`https:` (pushes rejected),
-//! partner discovery with nothing blocked, certificates whose SANs miss `edge.fqdn`, and a
+//! partner discovery with nothing blocked, certificates whose SANs miss the name of their side (`internal.fqdn`, `edge.fqdn`), and a
 //! known-servers table that admits nobody. Certificate expiry warnings come from `tls.rs`.
 
 use super::settings::{Config, ConfigSource, TlsIdentity};
@@ -33,12 +33,18 @@ pub(super) fn compute(config: &Config, blocked_entries: usize) -> Vec<Issue> {
              _sipfederationtls._tcp SRV record can federate with you",
         );
     }
-    for (section, identity) in [
-        ("internal", &config.internal.tls),
-        ("external", &config.external.tls),
+    // Each listener's certificate must carry the name peers reach that side by.
+    for (section, identity, key, name) in [
+        (
+            "internal",
+            &config.internal.tls,
+            "internal.fqdn",
+            &config.internal.fqdn,
+        ),
+        ("external", &config.external.tls, "edge.fqdn", &config.edge.fqdn),
     ] {
         if let TlsIdentity::Files(files) = identity {
-            let fqdn = config.edge.fqdn.as_str();
+            let fqdn = name.as_str();
             if !tls::san_covers(&files.leaf, fqdn) {
                 let sans = if files.leaf.dns_names.is_empty() {
                     "none".to_owned()
@@ -53,7 +59,7 @@ pub(super) fn compute(config: &Config, blocked_entries: usize) -> Vec<Issue> {
                 w.push(
                     format!("{section}.cert_file"),
                     format!(
-                        "the certificate in {} does not cover edge.fqdn {fqdn}: its DNS SANs are {sans}{wildcard}; \
+                        "the certificate in {} does not cover {key} {fqdn}: its DNS SANs are {sans}{wildcard}; \
                          peers that check the edge's name will refuse the TLS handshake",
                         files.cert_file.display()
                     ),

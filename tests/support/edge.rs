@@ -1,0 +1,222 @@
+//! [`Edge`]: the real `sipedge run --config FILE`, started on a generated configuration, its
+//! listener addresses read from the contract lines on stdout (`listening <role> sip+tls <addr>`),
+//! its stderr (JSON log records, one per line) kept for assertions. Dropped: SIGTERM (`kill`), a
+//! bounded wait, then SIGKILL.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::pki::TestPki;
+
+pub struct Edge {
+    child: Child,
+    pub internal_addr: SocketAddr,
+    pub external_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    logs: Arc<Mutex<Vec<String>>>,
+    stdout: Arc<Mutex<Vec<String>>>,
+    pub config_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("internal_addr", &self.internal_addr)
+            .field("external_addr", &self.external_addr)
+            .finish()
+    }
+}
+
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Edge {
+    /// Writes `config_toml`, starts the edge on it and waits (10 s at most) for both listeners.
+    pub fn start(config_toml: &str, _pki: &TestPki) -> Edge {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("sipedge.toml");
+        std::fs::write(&config_path, config_toml).unwrap();
+        let bin = sipedge_tests::sipedge_bin();
+        let mut cmd = Command::new(&bin);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (name, _) in std::env::vars_os() {
+            if name
+                .to_string_lossy()
+                .to_ascii_uppercase()
+                .starts_with("SIPEDGE__")
+            {
+                cmd.env_remove(name);
+            }
+        }
+        let mut child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({e}); build it first: cargo build -p sipedge",
+                bin.display()
+            )
+        });
+        let logs: Arc<Mutex<Vec<String>>> = Arc::default();
+        let stdout_lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        {
+            let err = child.stderr.take().unwrap();
+            let logs = Arc::clone(&logs);
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines() {
+                    let Ok(line) = line else { break };
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let (tx, rx) = mpsc::channel::<String>();
+        {
+            let out = child.stdout.take().unwrap();
+            let stdout_lines = Arc::clone(&stdout_lines);
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    stdout_lines.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        let (mut internal, mut external, mut metrics) = (None, None, None);
+        while internal.is_none() || external.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left.min(Duration::from_millis(200))) {
+                Ok(line) => {
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    match words.as_slice() {
+                        ["listening", "internal", "sip+tls", a] => internal = a.parse().ok(),
+                        ["listening", "external", "sip+tls", a] => external = a.parse().ok(),
+                        ["metrics", "http", a] => metrics = a.parse().ok(),
+                        _ => {}
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let status = child.try_wait().ok().flatten();
+                    panic!(
+                        "sipedge run exited before listening ({status:?});\nstdout: {:?}\nstderr:\n{}\nconfig:\n{config_toml}",
+                        stdout_lines.lock().unwrap(),
+                        logs.lock().unwrap().join("\n")
+                    );
+                }
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "sipedge run did not print both listening lines within {START_TIMEOUT:?};\nstdout: {:?}\nstderr:\n{}",
+                    stdout_lines.lock().unwrap(),
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        }
+        // The metrics line may follow the listener lines.
+        if metrics.is_none() {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+                if let Some(a) = line.strip_prefix("metrics http ") {
+                    metrics = a.trim().parse().ok();
+                }
+            }
+        }
+        Edge {
+            child,
+            internal_addr: internal.unwrap(),
+            external_addr: external.unwrap(),
+            metrics_addr: metrics,
+            logs,
+            stdout: stdout_lines,
+            config_path,
+            _dir: dir,
+        }
+    }
+
+    /// The stderr lines so far (JSON log records).
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Log lines containing `needle`.
+    pub fn logs_with(&self, needle: &str) -> Vec<String> {
+        self.logs().into_iter().filter(|l| l.contains(needle)).collect()
+    }
+
+    /// Waits (bounded) for a log line containing `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.logs_with(needle).into_iter().next() {
+                return Some(l);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The edge's stderr, for assertion messages.
+    pub fn log_dump(&self) -> String {
+        self.logs().join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM, up to `grace` for the exit, then SIGKILL. The exit status if it exited by itself.
+    pub fn stop(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        if let Ok(Some(s)) = self.child.try_wait() {
+            return Some(s);
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(3));
+        if std::thread::panicking() {
+            eprintln!(
+                "---- sipedge stderr ({} lines) ----\n{}\n---- end of sipedge stderr ----",
+                self.logs().len(),
+                self.log_dump()
+            );
+        }
+    }
+}
