@@ -7,5 +7,6 @@
 //!
 //! The message grammar lives in `sip-codec`, routing decisions in `federation-policy`.
 
+pub mod dns;
 pub mod proxy;
 pub mod shell;

@@ -66,6 +66,16 @@ pub enum Relationship {
     DiscoveredPartner,
 }
 
+impl std::fmt::Display for Relationship {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Relationship::AllowedPartner => f.write_str("allowed partner"),
+            Relationship::HostedProvider(name) => write!(f, "hosted provider {name}"),
+            Relationship::DiscoveredPartner => f.write_str("discovered partner"),
+        }
+    }
+}
+
 /// A contradiction in the configuration, naming the entries involved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {

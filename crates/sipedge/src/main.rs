@@ -4,6 +4,8 @@
 mod check_config;
 mod config;
 mod decode;
+mod dns_lookups;
+mod explain_route;
 mod run;
 
 use std::path::PathBuf;
@@ -27,6 +29,15 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Perform the real lookups for DOMAIN and print every step of the federation decision and the
+    /// verdict with its diagnostic; exit 0 when routable, 1 when not.
+    ExplainRoute {
+        /// The partner domain, e.g. partner.example or push.lync.com.
+        domain: String,
+        /// The TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Read one SIP message on stdin (as one datagram carries it) and print it as JSON.
     Decode,
     /// Validate a configuration file (with SIPEDGE__SECTION__KEY environment overrides): print every
@@ -45,6 +56,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run { config } => run::run(config.as_deref()),
+        Command::ExplainRoute { domain, config } => explain_route::run(&domain, &config),
         Command::Decode => decode::run(),
         Command::CheckConfig { file, .. } => check_config::run(file.as_deref()),
     }

@@ -179,6 +179,8 @@ fn shell_settings(config: &Config) -> Result<ShellSettings, String> {
             .iter()
             .map(|h| (h.name.to_string(), h.ip))
             .collect(),
+        dns_servers: dns_servers(config),
+        dns_cache_entries: 10_000,
         workers: config.edge().worker_count(),
         limits: ShellLimits {
             max_message_bytes: l.max_message_bytes,
@@ -192,6 +194,17 @@ fn shell_settings(config: &Config) -> Result<ShellSettings, String> {
             ..ShellLimits::default()
         },
     })
+}
+
+/// `[dns] servers`, else the nameservers of /etc/resolv.conf (none readable: DNS is off and only
+/// IP literals and `[dns] hosts` resolve).
+pub(crate) fn dns_servers(config: &Config) -> Vec<std::net::SocketAddr> {
+    if !config.dns().servers.is_empty() {
+        return config.dns().servers.clone();
+    }
+    std::fs::read_to_string("/etc/resolv.conf")
+        .map(|t| edge_core::dns::nameservers(&t))
+        .unwrap_or_default()
 }
 
 /// The embedded default's certificates: a throw-away CA and a leaf for `name`, localhost and

@@ -15,6 +15,7 @@ mod conn;
 mod listener;
 mod log;
 mod pool;
+mod resolver;
 mod settings;
 mod shared;
 mod timers;
@@ -35,14 +36,16 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use mio::{Interest, Poll, Waker};
 
-pub use pool::{resolve_hop, Resolve, StaticHosts};
+pub use pool::StaticHosts;
 pub use settings::{ShellLimits, ShellSettings, TlsIdentity};
 pub use shared::{CounterSnapshot, ShellCounters};
 pub use tls::{names_host_exactly, peer_identities, san_dns_names, OurCertificate, TlsSetupError};
 
+use crate::dns::{DnsConfig, SharedCache};
 use crate::proxy::io::{Effect, Input, Level, Side};
 use crate::proxy::Proxy;
 use conn::ConnLimits;
+use resolver::Resolver;
 use shared::ConnCount;
 use tls::TlsConfigs;
 use worker::{listener_token, Control, Worker, WorkerParts, WAKER};
@@ -83,29 +86,18 @@ impl Core for Proxy {
 /// external addresses as bound (the real ports when port 0 was asked for: the core writes them into
 /// `Via` and `Record-Route`).
 pub type MakeCore<C> = Arc<dyn Fn(usize, SocketAddr, SocketAddr) -> C + Send + Sync>;
-/// Builds the name resolver of worker `i` (called on that worker's thread).
-pub type MakeResolver = Box<dyn Fn(usize) -> Box<dyn Resolve> + Send + Sync>;
-
-/// Starts the edge with the static hosts table of `settings` as its only name source.
+/// Starts the edge: listeners bound, one worker thread per core (or `settings.workers`), each with
+/// its own poll, core, pool and resolver; the DNS cache is shared by all workers.
 pub fn start<C: Core + 'static>(settings: ShellSettings, make_core: MakeCore<C>) -> io::Result<EdgeHandle> {
-    let hosts =
+    let statics =
         StaticHosts::new(&settings.hosts).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    start_with_resolver(settings, make_core, Box::new(move |_| Box::new(hosts.clone())))
-}
-
-/// Starts the edge with a resolver of the caller's (issue 5's DNS client plugs in here).
-pub fn start_with_resolver<C: Core + 'static>(
-    settings: ShellSettings,
-    make_core: MakeCore<C>,
-    make_resolver: MakeResolver,
-) -> io::Result<EdgeHandle> {
+    let dns_cache = SharedCache::new(settings.dns_cache_entries);
     let workers = settings.worker_count();
     let tls =
         Arc::new(TlsConfigs::build(&settings).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?);
     let (internal, internal_addr) = listener::bind_group(settings.internal_listen, workers)?;
     let (external, external_addr) = listener::bind_group(settings.external_listen, workers)?;
     let conn_count = ConnCount::new(settings.limits.max_connections);
-    let make_resolver = Arc::new(make_resolver);
     let mut handle = EdgeHandle {
         internal_addr,
         external_addr,
@@ -137,12 +129,17 @@ pub fn start_with_resolver<C: Core + 'static>(
             control: control_rx,
             log_debug: settings.limits.log_debug,
         };
-        let (make_core, make_resolver) = (Arc::clone(&make_core), Arc::clone(&make_resolver));
+        let make_core = Arc::clone(&make_core);
+        let (statics, cache) = (statics.clone(), dns_cache.clone());
+        let dns = DnsConfig::new(settings.dns_servers.clone());
+        // Query ids come from this seed: unpredictable per worker and per start.
+        let seed = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), index);
         let spawned = std::thread::Builder::new()
             .name(format!("sipedge-worker-{index}"))
             .spawn(move || {
                 let core = make_core(index, internal_addr, external_addr);
-                Worker::new(parts, core, make_resolver(index)).run()
+                let resolver = Resolver::new(statics, dns, cache, seed, parts.poll.registry())?;
+                Worker::new(parts, core, resolver).run()
             });
         let thread = match spawned {
             Ok(thread) => thread,

@@ -1,31 +1,20 @@
 //! The outbound side of one worker: which connections go to which [`NextHop`] ([`Pool`]), which of
-//! them a message takes or whether a new one is opened ([`choose`], pure), and how a hop's host
-//! becomes addresses ([`Resolve`]: IP literal, then the static hosts table; the DNS client of issue 5
-//! plugs in behind the same trait, as do SRV lookups). The connections themselves live in the
+//! them a message takes or whether a new one is opened ([`choose`], pure), and the static hosts table
+//! (names become addresses in `resolver.rs`: literal, static entry, then DNS). The connections themselves live in the
 //! worker's slab (`worker.rs`); their dial, queue-while-connecting and certificate check in `conn.rs`.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
-use federation_policy::{DomainName, Fqdn, NameError};
+use federation_policy::{DomainName, NameError};
 
-use crate::proxy::io::{DeliveryFailure, NextHop, SrvResult};
+use crate::proxy::io::NextHop;
 
 /// A link with more than this queued counts as busy: the next message to its hop opens another
 /// connection if the per-hop limit allows.
 pub const BUSY_BYTES: usize = 64 * 1024;
 
-/// Name resolution for the pool. Synchronous for now (static data only); the DNS client turns these
-/// into lookups answered later through the same `Input`s.
-pub trait Resolve: fmt::Debug + Send {
-    /// Addresses of `host` (A/AAAA), each with `port`. `Err` is the human reason.
-    fn lookup_host(&mut self, host: &DomainName, port: u16) -> Result<Vec<SocketAddr>, String>;
-    /// `_sipfederationtls._tcp.<domain>`, as given in `Effect::LookupSrv`.
-    fn lookup_srv(&mut self, name: &str) -> SrvResult;
-}
-
-/// The static hosts table (`[dns] hosts`): checked before DNS, which is not wired yet.
+/// The static hosts table (`[dns] hosts`): checked before DNS (DMZs often have no internal DNS).
 #[derive(Debug, Clone, Default)]
 pub struct StaticHosts {
     table: HashMap<DomainName, Vec<IpAddr>>,
@@ -41,33 +30,10 @@ impl StaticHosts {
         }
         Ok(StaticHosts { table })
     }
-}
 
-impl Resolve for StaticHosts {
-    fn lookup_host(&mut self, host: &DomainName, port: u16) -> Result<Vec<SocketAddr>, String> {
-        match self.table.get(host) {
-            Some(ips) => Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect()),
-            None => Err("no static host entry and DNS is not wired yet".to_owned()),
-        }
-    }
-
-    fn lookup_srv(&mut self, _name: &str) -> SrvResult {
-        SrvResult::Failed("DNS SRV lookups arrive with the DNS client".to_owned())
-    }
-}
-
-/// Addresses for a hop: an IP literal as is, else whatever `resolver` says.
-pub fn resolve_hop(resolver: &mut dyn Resolve, fqdn: &Fqdn) -> Result<Vec<SocketAddr>, DeliveryFailure> {
-    if let Ok(ip) = fqdn.host().as_str().parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, fqdn.port())]);
-    }
-    match resolver.lookup_host(fqdn.host(), fqdn.port()) {
-        Ok(addrs) if !addrs.is_empty() => Ok(addrs),
-        Ok(_) => Err(DeliveryFailure::Resolve(format!(
-            "{} has no address",
-            fqdn.host()
-        ))),
-        Err(reason) => Err(DeliveryFailure::Resolve(reason)),
+    /// The addresses of `host`, in the order configured.
+    pub fn get(&self, host: &DomainName) -> Option<&[IpAddr]> {
+        self.table.get(host).map(Vec::as_slice)
     }
 }
 
@@ -146,6 +112,7 @@ pub(crate) fn choose(links: &[LinkView], max_per_hop: usize, may_open: bool) -> 
 mod tests {
     use super::*;
     use crate::proxy::io::Side;
+    use federation_policy::Fqdn;
 
     fn up(key: usize, queued: usize) -> LinkView {
         LinkView {
@@ -215,32 +182,16 @@ mod tests {
     }
 
     #[test]
-    fn resolution_order() {
-        let mut hosts = StaticHosts::new(&[
+    fn static_hosts() {
+        let hosts = StaticHosts::new(&[
             ("Edge.Partner.Example.".to_owned(), "127.0.0.1".parse().unwrap()),
             ("edge.partner.example".to_owned(), "::1".parse().unwrap()),
         ])
         .unwrap();
-        let fqdn = Fqdn::parse("edge.partner.example:5062").unwrap();
-        assert_eq!(
-            resolve_hop(&mut hosts, &fqdn).unwrap(),
-            vec!["127.0.0.1:5062".parse().unwrap(), "[::1]:5062".parse().unwrap()]
-        );
-        let literal = Fqdn::parse("127.0.0.2").unwrap();
-        assert_eq!(
-            resolve_hop(&mut hosts, &literal).unwrap(),
-            vec!["127.0.0.2:5061".parse().unwrap()]
-        );
-        assert_eq!(
-            resolve_hop(&mut hosts, &Fqdn::parse("unknown.example").unwrap()),
-            Err(DeliveryFailure::Resolve(
-                "no static host entry and DNS is not wired yet".to_owned()
-            ))
-        );
-        assert!(matches!(
-            hosts.lookup_srv("_sipfederationtls._tcp.x"),
-            SrvResult::Failed(_)
-        ));
+        let name = DomainName::parse("edge.partner.example").unwrap();
+        let want: Vec<IpAddr> = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        assert_eq!(hosts.get(&name), Some(want.as_slice()));
+        assert_eq!(hosts.get(&DomainName::parse("unknown.example").unwrap()), None);
         assert!(StaticHosts::new(&[("*.x".to_owned(), "127.0.0.1".parse().unwrap())]).is_err());
     }
 }

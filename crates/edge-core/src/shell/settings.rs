@@ -110,6 +110,11 @@ pub struct ShellSettings {
     pub external_extra_roots_pem: Vec<u8>,
     /// Static host entries, checked before DNS: `(name, address)`.
     pub hosts: Vec<(String, IpAddr)>,
+    /// DNS servers asked for SRV and A/AAAA (`[dns] servers`, else /etc/resolv.conf). Empty: only
+    /// IP literals and the static hosts resolve.
+    pub dns_servers: Vec<SocketAddr>,
+    /// Entries of the DNS cache shared by all workers.
+    pub dns_cache_entries: usize,
     /// Worker threads; 0 = one per available core.
     pub workers: usize,
     pub limits: ShellLimits,

@@ -77,6 +77,8 @@ impl Pki {
             internal_client_ca_pem: self.ca_pem().into_bytes(),
             external_extra_roots_pem: self.ca_pem().into_bytes(),
             hosts: Vec::new(),
+            dns_servers: Vec::new(),
+            dns_cache_entries: 1000,
             workers: 1,
             limits: ShellLimits::default(),
         }

@@ -26,12 +26,13 @@ mod effects;
 use super::conn::{CloseReason, Conn, ConnEvent, ConnLimits};
 use super::listener;
 use super::log::write_log;
-use super::pool::{Pool, Resolve};
+use super::pool::Pool;
+use super::resolver::{self, Resolver};
 use super::shared::{bump, ConnCount, ConnSlot, ShellCounters};
 use super::timers::{earliest, sleep_until, Deadlines};
 use super::tls::TlsConfigs;
 use super::Core;
-use crate::proxy::io::{ConnId, Effect, Input, Level, LogRecord, Side};
+use crate::proxy::io::{ConnId, Effect, Input, Level, LogRecord, NextHop, Side, Token};
 
 /// Wakes the loop for a [`Control`] message.
 pub(crate) const WAKER: MioToken = MioToken(usize::MAX);
@@ -74,6 +75,9 @@ fn listener_index(token: MioToken) -> Option<usize> {
 /// Listeners per worker (one per side).
 const MAX_LISTENERS: usize = 8;
 
+/// A message for a hop whose address is being looked up, with its delivery token.
+type WaitingSend = (Vec<u8>, Option<Token>);
+
 struct Entry {
     conn: Conn,
     /// The core has seen `ConnUp` (so it must see `ConnClosed`).
@@ -84,7 +88,13 @@ struct Entry {
 pub(crate) struct Worker<C> {
     parts: WorkerParts,
     core: C,
-    resolver: Box<dyn Resolve>,
+    resolver: Resolver,
+    /// Sends waiting for a hop's address lookup, by hop (one lookup per hop at a time).
+    resolving: HashMap<NextHop, Vec<WaitingSend>>,
+    /// Lookup tokens in flight: host lookups for hops, SRV lookups for the core's tokens.
+    host_lookups: HashMap<u64, NextHop>,
+    srv_lookups: HashMap<u64, Token>,
+    next_lookup: u64,
     conns: Slab<Entry>,
     ids: HashMap<ConnId, usize>,
     next_id: u64,
@@ -97,11 +107,15 @@ pub(crate) struct Worker<C> {
 }
 
 impl<C: Core> Worker<C> {
-    pub fn new(parts: WorkerParts, core: C, resolver: Box<dyn Resolve>) -> Worker<C> {
+    pub fn new(parts: WorkerParts, core: C, resolver: Resolver) -> Worker<C> {
         Worker {
             parts,
             core,
             resolver,
+            resolving: HashMap::new(),
+            host_lookups: HashMap::new(),
+            srv_lookups: HashMap::new(),
+            next_lookup: 0,
             conns: Slab::new(),
             ids: HashMap::new(),
             next_id: 0,
@@ -128,7 +142,10 @@ impl<C: Core> Worker<C> {
                 }
             }
             let wake = earliest(
-                earliest(self.core.poll_timeout(), self.deadlines.next()),
+                earliest(
+                    earliest(self.core.poll_timeout(), self.deadlines.next()),
+                    self.resolver.poll_timeout(),
+                ),
                 self.shutdown,
             );
             if let Err(e) = self.parts.poll.poll(&mut events, sleep_until(now, wake)) {
@@ -150,12 +167,19 @@ impl<C: Core> Worker<C> {
                     self.control(now);
                 } else if let Some(i) = listener_index(token) {
                     self.accept(i, now);
+                } else if resolver::is_dns_token(token) {
+                    self.resolver.ready(token, now, self.parts.poll.registry());
+                    self.dns_answers(now);
                 } else {
                     self.conn_ready(token.0, now);
                 }
                 self.run_effects(now);
             }
             self.fire_timers(now);
+            if self.resolver.poll_timeout().is_some_and(|t| t <= now) {
+                self.resolver.handle_timeout(now, self.parts.poll.registry());
+                self.dns_answers(now);
+            }
             if self.core.poll_timeout().is_some_and(|t| t <= now) {
                 self.core.handle_timeout(now, &mut self.effects);
             }

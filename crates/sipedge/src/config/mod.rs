@@ -27,7 +27,7 @@ mod validate;
 mod warnings;
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

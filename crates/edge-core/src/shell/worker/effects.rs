@@ -9,7 +9,8 @@ use super::{Core, Worker};
 use crate::proxy::io::{DeliveryFailure, Destination, Effect, Input, Level, NextHop, Token};
 use crate::shell::conn::{CloseReason, Conn, Phase};
 use crate::shell::log::write_log;
-use crate::shell::pool::{choose, resolve_hop, Choice, LinkView};
+use crate::shell::pool::{choose, Choice, LinkView};
+use crate::shell::resolver::{host_result, srv_result, Lookup};
 use crate::shell::shared::{bump, ConnSlot};
 
 impl<C: Core> Worker<C> {
@@ -46,9 +47,16 @@ impl<C: Core> Worker<C> {
                 token,
             } => self.send_to_hop(hop, bytes, token, now),
             Effect::LookupSrv { name, token } => {
-                let result = self.resolver.lookup_srv(&name);
-                self.core
-                    .handle(Input::Srv { token, result }, now, &mut self.effects);
+                let t = self.lookup_token();
+                match self.resolver.srv(&name, t, now, self.parts.poll.registry()) {
+                    Lookup::Ready(result) => {
+                        self.core
+                            .handle(Input::Srv { token, result }, now, &mut self.effects)
+                    }
+                    Lookup::Pending => {
+                        self.srv_lookups.insert(t, token);
+                    }
+                }
             }
             Effect::Close { conn } => {
                 let Some(&key) = self.ids.get(&conn) else {
@@ -110,12 +118,69 @@ impl<C: Core> Worker<C> {
         }
     }
 
-    /// Dials a new connection to `hop`; `bytes` wait on it until it is up.
+    fn lookup_token(&mut self) -> u64 {
+        self.next_lookup += 1;
+        self.next_lookup
+    }
+
+    /// Resolves `hop` (literal, static entry, cache, or DNS — then the sends wait for the answer)
+    /// and dials it.
     fn open(&mut self, hop: NextHop, bytes: Vec<u8>, token: Option<Token>, now: Instant) {
-        let addrs = match resolve_hop(self.resolver.as_mut(), &hop.fqdn) {
-            Ok(addrs) => addrs,
-            Err(failure) => return self.fail(token, failure, now),
-        };
+        if let Some(waiting) = self.resolving.get_mut(&hop) {
+            waiting.push((bytes, token));
+            return;
+        }
+        let t = self.lookup_token();
+        match self.resolver.host(&hop.fqdn, t, now, self.parts.poll.registry()) {
+            Lookup::Ready(Ok(addrs)) => self.dial(hop, addrs, bytes, token, now),
+            Lookup::Ready(Err(failure)) => self.fail(token, failure, now),
+            Lookup::Pending => {
+                self.resolving.insert(hop.clone(), vec![(bytes, token)]);
+                self.host_lookups.insert(t, hop);
+            }
+        }
+    }
+
+    /// Answers from the resolver: SRV results to the core, addresses to the sends waiting for them.
+    pub(in crate::shell) fn dns_answers(&mut self, now: Instant) {
+        while let Some((t, answer)) = self.resolver.poll_answer() {
+            if let Some(token) = self.srv_lookups.remove(&t) {
+                let result = srv_result(answer);
+                self.core
+                    .handle(Input::Srv { token, result }, now, &mut self.effects);
+            } else if let Some(hop) = self.host_lookups.remove(&t) {
+                let waiting = self.resolving.remove(&hop).unwrap_or_default();
+                match host_result(answer, hop.fqdn.port(), &hop.fqdn) {
+                    Ok(addrs) => {
+                        let mut sends = waiting.into_iter();
+                        if let Some((bytes, token)) = sends.next() {
+                            self.dial(hop.clone(), addrs, bytes, token, now);
+                        }
+                        // The rest take the link now connecting (or open more, per the pool).
+                        for (bytes, token) in sends {
+                            self.send_to_hop(hop.clone(), bytes, token, now);
+                        }
+                    }
+                    Err(failure) => {
+                        for (_, token) in waiting {
+                            self.fail(token, failure.clone(), now);
+                        }
+                    }
+                }
+            }
+        }
+        self.run_effects(now);
+    }
+
+    /// Dials a new connection to `hop` at `addrs`; `bytes` wait on it until it is up.
+    fn dial(
+        &mut self,
+        hop: NextHop,
+        addrs: Vec<std::net::SocketAddr>,
+        bytes: Vec<u8>,
+        token: Option<Token>,
+        now: Instant,
+    ) {
         let Some(slot) = ConnSlot::acquire(&self.parts.conn_count) else {
             bump(&self.parts.counters.rejected_max_connections);
             let failure = DeliveryFailure::Overloaded("max_connections reached".to_owned());
