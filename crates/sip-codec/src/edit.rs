@@ -400,6 +400,26 @@ Via: SIP/2.0/TLS fe1"
     }
 
     #[test]
+    fn value_offsets_skip_a_stray_cr() {
+        // Found by the roundtrip fuzzer: a bare CR before the value made the edit land one octet early.
+        let msg = parse(b"OPTIONS sip:a@b SIP/2.0\r\nMax-Forwards:\r3 \r\nl: 0\r\n\r\n").unwrap();
+        let h = msg.header(HeaderName::MaxForwards).unwrap();
+        assert_eq!(h.raw_value, b"3");
+        assert_eq!(msg.as_bytes().get(h.value_offset()), Some(&b'3'));
+        let mut ed = Editor::new(&msg);
+        assert_eq!(ed.decrement_max_forwards(), MaxForwards::Forward(2));
+        assert_eq!(parse(&ed.to_vec()).unwrap().max_forwards(), Some(2));
+        // The same on a folded value with stray CRs at both ends of its continuation.
+        let msg = parse(b"OPTIONS sip:a@b SIP/2.0\r\nSubject:\r\n \rnew \r\nl: 0\r\n\r\n").unwrap();
+        let h = msg.header(HeaderName::Subject).unwrap();
+        assert_eq!(h.raw_value, b"new");
+        assert_eq!(
+            msg.as_bytes().get(h.value_offset()..h.value_offset() + 3),
+            Some(&b"new"[..])
+        );
+    }
+
+    #[test]
     fn overlapping_edits_do_not_duplicate_bytes() {
         let msg = parse(REQ).unwrap();
         let out = Editor::new(&msg)

@@ -88,8 +88,9 @@ pub fn parse_with<'a>(buf: &'a [u8], limits: &Limits) -> Result<Message<'a>, Par
                 if !trimmed.is_empty() {
                     let end = pos + line.len() - trailing_lws(line);
                     let spanned = buf.get(prev.value_start as usize..end).unwrap_or(prev.raw_value);
+                    let lead = spanned.iter().take_while(|&&b| scan::is_lws(b)).count();
                     let value = scan::trim_bytes(spanned);
-                    prev.value_start = (end - value.len()) as u32;
+                    prev.value_start += lead as u32;
                     prev.folded = prev.folded || !prev.raw_value.is_empty();
                     prev.raw_value = value;
                 }
@@ -132,10 +133,7 @@ pub fn parse_with<'a>(buf: &'a [u8], limits: &Limits) -> Result<Message<'a>, Par
 }
 
 fn trailing_lws(line: &[u8]) -> usize {
-    line.iter()
-        .rev()
-        .take_while(|&&b| b == b' ' || b == b'\t')
-        .count()
+    line.iter().rev().take_while(|&&b| scan::is_lws(b)).count()
 }
 
 /// `name *(SP/HT) ":" value`: the name is scanned and validated in one pass (names are short, so a
@@ -161,10 +159,9 @@ fn parse_header_line(line: &[u8], pos: usize, next: usize) -> Result<Header<'_>,
     let raw_name = line.get(..name_len).unwrap_or(&[]);
     let colon = name_len + gap;
     let value_part = line.get(colon + 1..).unwrap_or(&[]);
-    let lead = value_part
-        .iter()
-        .take_while(|&&b| b == b' ' || b == b'\t')
-        .count();
+    // The same whitespace class as `trim_bytes` (a stray CR included), so that `value_start` is
+    // exactly where `raw_value` begins: the editor replaces values by these offsets.
+    let lead = value_part.iter().take_while(|&&b| scan::is_lws(b)).count();
     let raw_value = scan::trim_bytes(value_part.get(lead..).unwrap_or(&[]));
     Ok(Header {
         name: HeaderName::classify(raw_name),
