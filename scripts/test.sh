@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 
 log() { printf '== %s\n' "$*"; }
 
-# Debian packages the black-box tests drive (real peers, not mocks). Empty until the proxy lands;
-# later issues add kamailio, sip-tester, dnsmasq, tshark here.
-APT_PACKAGES=()
+# Debian packages the black-box tests drive (real peers, not mocks): dnsmasq is the real DNS server
+# of tests/federation_dns.rs.
+APT_PACKAGES=(dnsmasq)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

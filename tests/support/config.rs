@@ -22,6 +22,15 @@ pub struct EdgeOpts {
     /// More static DNS names, all on 127.0.0.1.
     pub extra_hosts: Vec<String>,
     pub workers: u32,
+    /// More allowed partners without a pinned proxy FQDN (routed by their SRV record).
+    pub allowed_srv: Vec<String>,
+    /// `[[federation.hosted_providers]]`: (name, proxy_fqdn, enabled, verification_level).
+    pub hosted_providers: Vec<(String, String, bool, String)>,
+    pub enable_partner_discovery: bool,
+    /// `None`: the default (20).
+    pub discovery_messages_per_second: Option<u64>,
+    /// `[dns] servers`; empty: a dead loopback port (names come from the static entries only).
+    pub dns_servers: Vec<String>,
 }
 
 impl EdgeOpts {
@@ -36,6 +45,11 @@ impl EdgeOpts {
             blocked: Vec::new(),
             extra_hosts: Vec::new(),
             workers: 2,
+            allowed_srv: Vec::new(),
+            hosted_providers: Vec::new(),
+            enable_partner_discovery: false,
+            discovery_messages_per_second: None,
+            dns_servers: Vec::new(),
         }
     }
 
@@ -68,13 +82,18 @@ key_file = "{ext_key}"
 ca_file = "{partner_ca}"
 
 [federation]
-enable_partner_discovery = false
-
+enable_partner_discovery = {discovery}
+{discovery_rate}
 [[federation.allowed]]
 domain = "partner.test"
 proxy_fqdn = "edge.partner.test:{partner_port}"
 "#,
             workers = self.workers,
+            discovery = self.enable_partner_discovery,
+            discovery_rate = self
+                .discovery_messages_per_second
+                .map(|n| format!("discovery_messages_per_second = {n}\n"))
+                .unwrap_or_default(),
             fe_port = self.fe_port,
             partner_port = self.partner_port,
             int_cert = p(&pki.edge_internal.cert_file),
@@ -92,12 +111,27 @@ proxy_fqdn = "edge.partner.test:{partner_port}"
             )
             .unwrap();
         }
+        for domain in &self.allowed_srv {
+            writeln!(s, "[[federation.allowed]]\ndomain = \"{domain}\"\n").unwrap();
+        }
         for domain in &self.blocked {
             writeln!(s, "[[federation.blocked]]\ndomain = \"{domain}\"\n").unwrap();
         }
-        // No resolver off this machine: names come from the static entries (a dead loopback port
-        // for anything else).
-        s.push_str("[dns]\nservers = [\"127.0.0.1:53\"]\n\n");
+        for (name, fqdn, enabled, level) in &self.hosted_providers {
+            writeln!(
+                s,
+                "[[federation.hosted_providers]]\nname = \"{name}\"\nproxy_fqdn = \"{fqdn}\"\nenabled = {enabled}\nverification_level = \"{level}\"\n"
+            )
+            .unwrap();
+        }
+        if self.dns_servers.is_empty() {
+            // No resolver off this machine: names come from the static entries (a dead loopback
+            // port for anything else).
+            s.push_str("[dns]\nservers = [\"127.0.0.1:53\"]\n\n");
+        } else {
+            let list: Vec<String> = self.dns_servers.iter().map(|a| format!("\"{a}\"")).collect();
+            writeln!(s, "[dns]\nservers = [{}]\n", list.join(", ")).unwrap();
+        }
         let mut hosts = vec!["fe1.corp.test".to_owned(), "edge.partner.test".to_owned()];
         hosts.extend(self.extra_hosts.iter().cloned());
         for h in hosts {

@@ -34,6 +34,7 @@ pub struct Ca {
     pub file: PathBuf,
 }
 
+#[derive(Debug)]
 struct CaBuilder {
     issuer: Issuer<'static, KeyPair>,
     pem: String,
@@ -57,6 +58,8 @@ pub struct TestPki {
     pub rogue: Identity,
     /// An internal-CA certificate that is not a known server (`laptop.corp.test`).
     pub laptop: Identity,
+    /// The partner CA's signer, for more partner leaves ([`TestPki::partner_leaf`]).
+    partner_signer: CaBuilder,
 }
 
 fn make_ca(dir: &Path, file: &str, cn: &str) -> CaBuilder {
@@ -111,14 +114,23 @@ impl TestPki {
         TestPki {
             dir,
             internal_ca: int.ca,
-            partner_ca: ext.ca,
+            partner_ca: Ca {
+                cert: ext.ca.cert.clone(),
+                file: ext.ca.file.clone(),
+            },
             edge_internal,
             edge_external,
             fe,
             partner,
             rogue,
             laptop,
+            partner_signer: ext,
         }
+    }
+
+    /// One more partner-CA leaf for `name` (e.g. an SRV target or a hosted provider's FQDN).
+    pub fn partner_leaf(&self, name: &str) -> Identity {
+        make_leaf(self.dir.path(), &self.partner_signer, name)
     }
 
     pub fn path(&self) -> &Path {

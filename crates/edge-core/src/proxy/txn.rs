@@ -154,10 +154,13 @@ impl Proxy {
             });
         }
         if let Some(r) = &extra.refusal {
-            let fields = vec![
+            // The facts of the diagnostic as fields of their own (domain, fqdn1, PeerServer, ...).
+            let mut fields = vec![
                 ("status", status.to_string()),
                 ("reason", r.metric_reason.to_owned()),
+                ("diagnostic", r.id.0.to_string()),
             ];
+            fields.extend(r.params.iter().map(|(k, v)| (*k, v.clone())));
             let text = format!("{} ({} {})", r.event.text, status, r.reason);
             self.log(out, Level::Info, r.event.name, text, fields);
         }
