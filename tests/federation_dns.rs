@@ -602,3 +602,63 @@ fn inbound_from_the_srv_target_of_its_domain_reaches_the_front_end() {
     assert_eq!(sip::top_branch(&r), branch);
     assert_srv_queried(&dns, "inpartner.test");
 }
+
+/// `sipedge explain-route` with the same config and the same real DNS: the field case explained
+/// (exit 1, the verbatim diagnostic and log text), then routable once allowed (exit 0, the target,
+/// its address and the certificate it must present).
+#[test]
+fn explain_route_tells_the_push_field_case_from_dns() {
+    let pki = TestPki::new();
+    let dns = Dnsmasq::start(&[
+        Record::srv("push.lync.com", "sipfed.online.lync.com", 5061, 0, 0),
+        Record::a("sipfed.online.lync.com"),
+    ]);
+    let explain = |allowed: bool| {
+        let mut opts = EdgeOpts::new(closed_port(), closed_port());
+        opts.dns_servers = vec![dns.server()];
+        lync_online(&mut opts);
+        if allowed {
+            opts.allowed_srv.push("push.lync.com".into());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("edge.toml");
+        std::fs::write(&file, opts.render(&pki)).unwrap();
+        let out = std::process::Command::new(sipedge_tests::sipedge_bin())
+            .args(["explain-route", "push.lync.com", "--config"])
+            .arg(&file)
+            .env_remove("SIPEDGE__DNS__SERVERS")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, text) = explain(false);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(&format!("ms-diagnostics: 1005;reason=\"{NOT_CONFIGURED}\"")),
+        "{text}"
+    );
+    assert!(
+        text.contains("domain [push.lync.com] is unknown and DNS SRV results did not match anything"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hosted provider LyncOnline (enabled): NOT acceptable"),
+        "{text}"
+    );
+    let (code, text) = explain(true);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("target        : sipfed.online.lync.com:5061 as hosted provider LyncOnline"),
+        "{text}"
+    );
+    assert!(text.contains("  addresses   : 127.0.0.1"), "{text}");
+    assert!(
+        text.contains("must name sipfed.online.lync.com exactly"),
+        "{text}"
+    );
+    assert!(
+        dns.queries_for("_sipfederationtls._tcp.push.lync.com") >= 2,
+        "{}",
+        dns.log_dump()
+    );
+}
