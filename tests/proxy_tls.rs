@@ -824,6 +824,27 @@ fn request_without_call_id_gets_400_naming_it() {
     assert!(w.partner().requests().is_empty());
 }
 
+#[test]
+fn an_oversized_message_gets_513_then_the_connection_closes() {
+    let w = callee_world(|_| {});
+    let mut fe = w.fe();
+    let branch = "z9hG4bKfe-big1";
+    // Declares 10 MB (the default limit is 128 KiB): the head is answerable, the stream is not.
+    let big = fe_request("MESSAGE", "sip:bob@partner.test", branch, "")
+        .replace("Content-Length: 0", "Content-Length: 10000000");
+    fe.send(&big);
+    let r = fe.recv(WAIT).expect("an answer to the oversized request");
+    assert_eq!(sip::status(&r), 513, "{r}");
+    assert_eq!(sip::top_branch(&r), branch, "{r}");
+    let warning = sip::header(&r, "Warning").unwrap_or_else(|| panic!("no Warning:\n{r}"));
+    assert!(warning.contains("10000000 octets"), "{warning}");
+    assert!(
+        fe.wait_closed(WAIT),
+        "the stream's boundaries are lost: the edge closes it"
+    );
+    assert!(w.partner().requests().is_empty());
+}
+
 // ---- the harness itself ------------------------------------------------------------------------
 
 #[test]

@@ -95,6 +95,14 @@ pub enum Input<'a> {
     ConnUp { conn: ConnId, peer: PeerInfo },
     /// One whole SIP message framed on `conn`.
     Message { conn: ConnId, bytes: &'a [u8] },
+    /// The stream cannot be framed past this whole header section (body over the size limit, bad
+    /// or missing Content-Length). The shell reads nothing more from `conn`; the core answers if
+    /// it can and closes it.
+    Unframeable {
+        conn: ConnId,
+        head: &'a [u8],
+        error: sip_codec::FrameError,
+    },
     /// A connection is gone (peer close, error, keepalive failure, idle close).
     ConnClosed { conn: ConnId },
     /// Bytes sent with `Effect::Send { dest: Hop(..), token }` went out on `conn`.

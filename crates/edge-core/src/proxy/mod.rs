@@ -130,6 +130,7 @@ impl Proxy {
         match input {
             Input::ConnUp { conn, peer } => self.on_conn_up(conn, peer, out),
             Input::Message { conn, bytes } => self.on_message(conn, bytes, now, out),
+            Input::Unframeable { conn, head, error } => self.on_unframeable(conn, head, error, out),
             Input::ConnClosed { conn } => self.on_conn_closed(conn, now, out),
             Input::Delivered { token, conn } => self.on_delivered(token, conn),
             Input::DeliveryFailed { token, failure } => self.on_delivery_failed(token, failure, now, out),

@@ -55,6 +55,52 @@ impl Proxy {
         }
     }
 
+    /// A message the stream cannot frame (body over the limit, bad or missing Content-Length): answered
+    /// from its header section when it is a request — 513 for size, 400 otherwise, with a `Warning`
+    /// saying which — then the connection is closed (its boundaries are lost).
+    pub(crate) fn on_unframeable(
+        &mut self,
+        conn: ConnId,
+        head: &[u8],
+        error: sip_codec::FrameError,
+        out: &mut Vec<Effect>,
+    ) {
+        let side = self.peers.get(&conn).map(|p| p.side);
+        let msg = match parse(head) {
+            Ok(m) => Some(m),
+            Err(e) => e.partial.map(|m| *m),
+        };
+        let req = msg.filter(|m| m.is_request() && m.method() != Some("ACK"));
+        if let (Some(side), Some(req)) = (side, req) {
+            let (status, warning) = match error {
+                sip_codec::FrameError::BodyTooLarge(n) => (
+                    513,
+                    format!("message body of {n} octets exceeds this edge's limit"),
+                ),
+                other => (400, other.to_string()),
+            };
+            self.respond_stateless(
+                conn,
+                side,
+                &req,
+                status,
+                &Extra {
+                    warning: Some(warning),
+                    ..Extra::default()
+                },
+                out,
+            );
+        }
+        self.log(
+            out,
+            Level::Info,
+            "unframeable_message",
+            format!("closing the connection: {error}"),
+            vec![("error", error.to_string())],
+        );
+        out.push(Effect::Close { conn });
+    }
+
     /// A response that needs no transaction (400 to a malformed request, 481, 503 while draining).
     pub(crate) fn respond_stateless(
         &mut self,

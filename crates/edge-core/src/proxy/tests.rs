@@ -561,3 +561,38 @@ fn draining_refuses_new_requests() {
     assert_eq!(m.status(), Some(503));
     assert!(m.header(HeaderName::RetryAfter).is_some());
 }
+
+#[test]
+fn an_unframeable_request_is_answered_from_its_head_then_closed() {
+    let mut h = H::new();
+    let head = request("MESSAGE", "sip:bob@partner.example", "z9hG4bKu1", "")
+        .replace("Content-Length: 0", "Content-Length: 99999999");
+    let bytes = head.replace('\n', "\r\n");
+    let eff = h.input(Input::Unframeable {
+        conn: FE,
+        head: bytes.as_bytes(),
+        error: sip_codec::FrameError::BodyTooLarge(99_999_999),
+    });
+    let s = sends(&eff);
+    let m = parse(s[0].1.as_bytes()).unwrap();
+    assert_eq!((m.status(), s[0].0.clone()), (Some(513), Destination::Conn(FE)));
+    assert!(
+        String::from_utf8_lossy(m.header(HeaderName::Warning).unwrap().raw_value).contains("99999999 octets")
+    );
+    assert_eq!(eff.last(), Some(&Effect::Close { conn: FE }));
+    let bad = bytes.replace("Content-Length: 99999999", "Content-Length: many");
+    let eff = h.input(Input::Unframeable {
+        conn: FE,
+        head: bad.as_bytes(),
+        error: sip_codec::FrameError::BadContentLength,
+    });
+    assert_eq!(status_of(&sends(&eff)[0].1), 400);
+    // Not even a request line: nothing to answer, only the close.
+    let eff = h.input(Input::Unframeable {
+        conn: FE,
+        head: b"\x01\x02\r\n\r\n",
+        error: sip_codec::FrameError::MissingContentLength,
+    });
+    assert_eq!(eff.iter().filter(|e| matches!(e, Effect::Send { .. })).count(), 0);
+    assert!(eff.contains(&Effect::Close { conn: FE }));
+}

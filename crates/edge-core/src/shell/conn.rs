@@ -41,6 +41,12 @@ pub(crate) enum ConnEvent<'a> {
     Delivered(Token),
     /// One framed SIP message.
     Message(&'a [u8]),
+    /// The stream cannot be framed past this complete header section (body too large, bad or
+    /// missing Content-Length): the core may answer it (513/400) and then closes the connection.
+    Unframeable {
+        head: &'a [u8],
+        error: sip_codec::FrameError,
+    },
 }
 
 /// The per-connection part of the limits.
@@ -100,6 +106,8 @@ pub(crate) struct Conn {
     dial: Option<Dial>,
     rbuf: Vec<u8>,
     framer: Framer,
+    /// Set after an unframeable message was reported: further input is ignored until the close.
+    discarding: bool,
     wq: VecDeque<Vec<u8>>,
     /// Octets of the front of `wq` already handed to rustls.
     wq_head: usize,
@@ -198,6 +206,7 @@ impl Conn {
             dial,
             rbuf: Vec::new(),
             framer: Framer::new(limits.framing),
+            discarding: false,
             wq: VecDeque::new(),
             wq_head: 0,
             wq_bytes: 0,
@@ -490,6 +499,11 @@ impl Conn {
 
     fn read_plaintext(&mut self, sink: &mut dyn FnMut(ConnEvent<'_>)) -> Result<(), CloseReason> {
         let mut chunk = [0u8; CHUNK];
+        if self.discarding {
+            // Drain rustls so the connection can still flush and close; the bytes are dropped.
+            while matches!(self.tls.reader().read(&mut chunk), Ok(n) if n > 0) {}
+            return Ok(());
+        }
         loop {
             match self.tls.reader().read(&mut chunk) {
                 Ok(0) => break,
@@ -503,7 +517,27 @@ impl Conn {
         let mut start = 0usize;
         loop {
             let rest = self.rbuf.get(start..).unwrap_or(&[]);
-            let frame = self.framer.poll(rest).map_err(CloseReason::Framing)?;
+            let frame = match self.framer.poll(rest) {
+                Ok(frame) => frame,
+                Err(error) => {
+                    // With a whole header section the core can still answer (513/400) before the
+                    // close; without one there is nothing to answer.
+                    let head = memchr::memmem::find(rest, b"\r\n\r\n").and_then(|i| rest.get(..i + 4));
+                    let answerable = !matches!(
+                        error,
+                        sip_codec::FrameError::HeadTooLarge(_) | sip_codec::FrameError::TooManyHeaders(_)
+                    );
+                    match head {
+                        Some(head) if answerable => {
+                            sink(ConnEvent::Unframeable { head, error });
+                            self.discarding = true;
+                            self.rbuf.clear();
+                            return Ok(());
+                        }
+                        _ => return Err(CloseReason::Framing(error)),
+                    }
+                }
+            };
             match frame {
                 Frame::NeedMore => break,
                 Frame::Ping => self.enqueue(PONG.to_vec())?,

@@ -42,6 +42,10 @@ impl Core for Script {
                 peer.identities.join(","),
                 peer.dialled.map_or("-".to_owned(), |d| d.to_string())
             ),
+            Input::Unframeable { conn, error, .. } => {
+                out.push(Effect::Close { conn });
+                format!("unframeable {} {error}", conn.0)
+            }
             Input::Message { conn, bytes } => {
                 let text = String::from_utf8_lossy(bytes);
                 if let Some(hop) = header(&text, "X-Fwd") {

@@ -321,6 +321,7 @@ impl<C: Core> Worker<C> {
         let core = &mut self.core;
         let effects = &mut self.effects;
         let announced = &mut entry.announced;
+        let counters = &self.parts.counters;
         let result =
             entry.conn.on_ready(
                 now,
@@ -336,6 +337,19 @@ impl<C: Core> Worker<C> {
                     }
                     ConnEvent::Message(bytes) => {
                         core.handle(Input::Message { conn: id, bytes }, now, effects)
+                    }
+                    ConnEvent::Unframeable { head, error } => {
+                        // Counted like any framing error; the core may still answer before the close.
+                        bump(&counters.framing_errors);
+                        core.handle(
+                            Input::Unframeable {
+                                conn: id,
+                                head,
+                                error,
+                            },
+                            now,
+                            effects,
+                        )
                     }
                 },
             );
