@@ -106,49 +106,16 @@ impl<'a> Iterator for ParamIter<'a> {
 
     fn next(&mut self) -> Option<Param<'a>> {
         let rest = self.rest?;
-        if !self.quoted {
-            let end = memchr::memchr(b';', rest.as_bytes());
-            self.rest = end.and_then(|e| rest.get(e + 1..));
-            let item = rest.get(..end.unwrap_or(rest.len())).unwrap_or("");
-            return Some(match memchr::memchr(b'=', item.as_bytes()) {
-                Some(e) => Param {
-                    name: scan::trim(item.get(..e).unwrap_or("")),
-                    value: Some(scan::trim(item.get(e + 1..).unwrap_or(""))),
-                },
-                None => Param {
-                    name: scan::trim(item),
-                    value: None,
-                },
-            });
-        }
-        // One pass: the first `=` and the `;` that ends this parameter, outside quotes.
-        let (mut eq, mut end) = (None, None);
-        let (mut in_quotes, mut escaped) = (false, false);
-        for (i, &b) in rest.as_bytes().iter().enumerate() {
-            if in_quotes {
-                if escaped {
-                    escaped = false;
-                } else if b == b'\\' {
-                    escaped = true;
-                } else if b == b'"' {
-                    in_quotes = false;
-                }
-                continue;
-            }
-            match b {
-                b'"' => in_quotes = true,
-                b'=' if eq.is_none() => eq = Some(i),
-                b';' => {
-                    end = Some(i);
-                    break;
-                }
-                _ => {}
-            }
-        }
-        let item_end = end.unwrap_or(rest.len());
+        // A quoted value may hide a `;`; without quotes a plain byte search is enough. The first `=`
+        // always separates name and value (names are tokens, so it comes before any quote).
+        let end = if self.quoted {
+            scan::find_unquoted(rest.as_bytes(), b';')
+        } else {
+            memchr::memchr(b';', rest.as_bytes())
+        };
         self.rest = end.and_then(|e| rest.get(e + 1..));
-        let item = rest.get(..item_end).unwrap_or("");
-        Some(match eq {
+        let item = rest.get(..end.unwrap_or(rest.len())).unwrap_or("");
+        Some(match memchr::memchr(b'=', item.as_bytes()) {
             Some(e) => Param {
                 name: scan::trim(item.get(..e).unwrap_or("")),
                 value: Some(scan::trim(item.get(e + 1..).unwrap_or(""))),
