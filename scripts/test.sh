@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 log() { printf '== %s\n' "$*"; }
 
 # Debian packages the black-box tests drive (real peers, not mocks): dnsmasq is the real DNS server
-# of tests/federation_dns.rs.
-APT_PACKAGES=(dnsmasq)
+# of tests/federation_dns.rs; Kamailio (with its TLS module) and SIPp form the interop chain of
+# tests/interop_kamailio.rs.
+APT_PACKAGES=(dnsmasq kamailio kamailio-tls-modules sip-tester)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
