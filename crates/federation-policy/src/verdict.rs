@@ -10,6 +10,9 @@
 //! | 1901 | From domain is blocked | 403 |
 //! | 1902 | From domain is one of this edge's own domains | 403 |
 //! | 1903 | Peer certificate does not identify a server of the From domain | 403 |
+//! | 1904 | Cannot connect to the next hop | 504 |
+//! | 1905 | Instant message contains a URL prefix blocked by the IM filter | 403 |
+//! | 1906 | Request already passed through this edge | 482 |
 
 use std::fmt::Write;
 
@@ -27,10 +30,14 @@ impl DiagnosticId {
     pub const NO_A_RECORD: Self = Self(1014);
     pub const FROM_TO_COMBINATION: Self = Self(1017);
     pub const METHOD_NOT_FEDERATED: Self = Self(1027);
+    pub const PEER_NO_DIAGNOSTIC: Self = Self(1034);
     pub const TLS_NEGOTIATION: Self = Self(1047);
     pub const FROM_DOMAIN_BLOCKED: Self = Self(1901);
     pub const FROM_DOMAIN_OURS: Self = Self(1902);
     pub const PEER_NOT_OF_DOMAIN: Self = Self(1903);
+    pub const CONNECT_FAILED: Self = Self(1904);
+    pub const IM_FILTER_BLOCKED: Self = Self(1905);
+    pub const LOOP_DETECTED: Self = Self(1906);
 }
 
 /// One structured log event: a stable name to filter on and the text operators search for.

@@ -214,7 +214,7 @@ impl Proxy {
             let domain = route::target_domain_of_response(msg);
             let r = route::simple_refusal(
                 status,
-                DiagnosticId(1034),
+                DiagnosticId::PEER_NO_DIAGNOSTIC,
                 "Previous hop federated peer did not report diagnostic information",
                 "peer_no_diagnostic",
                 vec![("Domain", domain), ("PeerServer", peer_server)],

@@ -181,7 +181,7 @@ impl Proxy {
         if route::is_loop(&self.settings, msg) {
             let r = route::simple_refusal(
                 482,
-                DiagnosticId(1906),
+                DiagnosticId::LOOP_DETECTED,
                 "Request already passed through this edge",
                 "loop",
                 vec![],
@@ -214,7 +214,7 @@ impl Proxy {
                 FilterVerdict::Block { prefix } => {
                     let r = route::simple_refusal(
                         403,
-                        DiagnosticId(1905),
+                        DiagnosticId::IM_FILTER_BLOCKED,
                         "Instant message contains a URL prefix blocked by the IM filter",
                         "im_filter",
                         vec![("prefix", prefix)],

@@ -140,7 +140,7 @@ pub(crate) fn refusal_for_delivery(hop: &str, failure: &DeliveryFailure) -> (u16
         ),
         DeliveryFailure::Connect(e) => (
             504,
-            refusal(504, DiagnosticId(1904), "Cannot connect to the next hop", "connect_failed",
+            refusal(504, DiagnosticId::CONNECT_FAILED, "Cannot connect to the next hop", "connect_failed",
                 vec![("fqdn", hop.to_owned()), ("error", e.clone())],
                 ("connect_failed", format!("cannot connect to next hop {hop}: {e}"))),
         ),
