@@ -56,6 +56,9 @@ pub enum FrameError {
 #[derive(Debug, Clone)]
 pub struct Framer {
     limits: Limits,
+    /// Whether this end sent pings (a link it dialled): only then is a lone `CRLF` a pong. On links
+    /// it accepted the peer pings, so a lone `CRLF` is the first half of a split ping.
+    expect_pongs: bool,
     /// Octets already searched for the end of the header section.
     scanned: usize,
     /// `(head_len, total_len)` once the header section is complete.
@@ -68,8 +71,17 @@ impl Framer {
     pub fn new(limits: Limits) -> Self {
         Framer {
             limits,
+            expect_pongs: false,
             scanned: 0,
             found: None,
+        }
+    }
+
+    /// A framer for a link this end dialled and pings (RFC 5626 §4.4.1): a lone `CRLF` is a pong.
+    pub fn pinging(limits: Limits) -> Self {
+        Framer {
+            expect_pongs: true,
+            ..Framer::new(limits)
         }
     }
 
@@ -81,15 +93,17 @@ impl Framer {
         if self.scanned == 0 {
             match buf {
                 [b'\r', b'\n', b'\r', b'\n', ..] => return Ok(Frame::Ping),
-                [b'\r'] | [b'\r', b'\n'] | [b'\r', b'\n', b'\r'] => {
-                    // A pong, or the first half of a ping: a pong only once something else follows
-                    // or the peer stays quiet (the shell may treat an idle `CRLF` as a pong).
-                    return Ok(if buf.len() == 2 {
+                [b'\r'] | [b'\r', b'\n', b'\r'] => return Ok(Frame::NeedMore),
+                // Alone: a pong where we ping, else the first half of the peer's ping.
+                [b'\r', b'\n'] => {
+                    return Ok(if self.expect_pongs {
                         Frame::Pong
                     } else {
                         Frame::NeedMore
-                    });
+                    })
                 }
+                // Followed by something else: a pong, or a stray CRLF before a message (RFC 3261
+                // §7.5 says to ignore it); either way two octets to drop.
                 [b'\r', b'\n', _, ..] => return Ok(Frame::Pong),
                 _ => {}
             }
@@ -270,9 +284,13 @@ mod tests {
 
     #[test]
     fn keepalive_edge_cases() {
-        let mut f = Framer::default();
+        let mut f = Framer::pinging(Limits::default());
         assert_eq!(f.poll(b"\r"), Ok(Frame::NeedMore));
         assert_eq!(f.poll(b"\r\n"), Ok(Frame::Pong));
+        // Where the peer pings, a ping split in two reads is still one ping.
+        let mut accepted = Framer::default();
+        assert_eq!(accepted.poll(b"\r\n"), Ok(Frame::NeedMore));
+        assert_eq!(accepted.poll(b"\r\n\r\n"), Ok(Frame::Ping));
         assert_eq!(f.poll(b"\r\n\r"), Ok(Frame::NeedMore));
         assert_eq!(f.poll(b"\r\n\r\n"), Ok(Frame::Ping));
         assert_eq!(f.poll(b"\r\nINV"), Ok(Frame::Pong));

@@ -193,6 +193,12 @@ impl Conn {
         limits: ConnLimits,
         now: Instant,
     ) -> Conn {
+        // On links we dial we send the pings, so a lone CRLF there is the pong.
+        let framer = if dial.is_some() {
+            Framer::pinging(limits.framing)
+        } else {
+            Framer::new(limits.framing)
+        };
         Conn {
             id,
             side,
@@ -205,7 +211,7 @@ impl Conn {
             close_notify_sent: false,
             dial,
             rbuf: Vec::new(),
-            framer: Framer::new(limits.framing),
+            framer,
             discarding: false,
             wq: VecDeque::new(),
             wq_head: 0,
