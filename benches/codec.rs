@@ -194,6 +194,27 @@ fn parse_index(c: &mut Criterion) {
     group.finish();
 }
 
+/// Parse alone, no typed access: sip-codec indexes every header line; the peers do what their parse
+/// entry point does (rsip: untyped owned headers; ezk: the same assembly as `index_ezk` before any
+/// typed lookup is not separable, so it is left out here).
+fn parse_only(c: &mut Criterion) {
+    let mut group = c.benchmark_group("parse_only");
+    group.throughput(Throughput::Elements(1));
+    for (name, msg) in MESSAGES {
+        group.bench_with_input(BenchmarkId::new("sip-codec", name), msg, |b, msg| {
+            b.iter(|| {
+                sip_codec::parse(black_box(msg))
+                    .map(|m| m.headers().len())
+                    .unwrap_or(0)
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("rsip", name), msg, |b, msg| {
+            b.iter(|| rsip::SipMessage::try_from(black_box(msg)).is_ok())
+        });
+    }
+    group.finish();
+}
+
 /// Only sip-codec: rsip has no stream framer, and ezk's (`StreamingDecoder` in ezk-sip-core) is a
 /// tokio-util `Decoder` that copies and fully parses each message, so it is not a framer to compare.
 fn framing(c: &mut Criterion, stream: &[u8]) {
@@ -210,6 +231,7 @@ fn main() {
     check_fixtures(&stream);
     let mut c = Criterion::default().configure_from_args();
     parse_index(&mut c);
+    parse_only(&mut c);
     framing(&mut c, &stream);
     c.final_summary();
 }
