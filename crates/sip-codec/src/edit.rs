@@ -227,22 +227,23 @@ impl<'m, 'a> Editor<'m, 'a> {
 
     /// The edited message as ordered slices, ready for `write_vectored`.
     pub fn io_slices(&self) -> Vec<IoSlice<'_>> {
-        self.segments().map(IoSlice::new).collect()
+        self.segments().into_iter().map(IoSlice::new).collect()
     }
 
     /// The edited message's length in octets.
     pub fn len(&self) -> usize {
-        self.segments().map(<[u8]>::len).sum()
+        self.segments().iter().map(|s| s.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Appends the edited message to `out`.
+    /// Appends the edited message to `out` (the segment list is built once, sized, then copied).
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        out.reserve(self.len());
-        for s in self.segments() {
+        let segments = self.segments();
+        out.reserve(segments.iter().map(|s| s.len()).sum());
+        for s in segments {
             out.extend_from_slice(s);
         }
     }
@@ -253,13 +254,14 @@ impl<'m, 'a> Editor<'m, 'a> {
         v
     }
 
-    fn segments(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        let mut order: Vec<usize> = (0..self.edits.len()).collect();
-        order.sort_by_key(|&i| self.edits.get(i).map_or(0, |e| e.start));
+    /// Original slices and new bytes in output order. The sort is stable, so edits at one position
+    /// come out in the order they were made.
+    fn segments(&self) -> Vec<&[u8]> {
+        let mut order: Vec<&Edit> = self.edits.iter().collect();
+        order.sort_by_key(|e| e.start);
         let mut cursor = self.msg.start_offset;
         let mut out: Vec<&[u8]> = Vec::with_capacity(order.len() * 2 + 1);
-        for i in order {
-            let Some(e) = self.edits.get(i) else { continue };
+        for e in order {
             let start = e.start.max(cursor);
             if start > cursor {
                 out.push(self.msg.span(cursor..start));
@@ -268,7 +270,8 @@ impl<'m, 'a> Editor<'m, 'a> {
             cursor = cursor.max(e.end);
         }
         out.push(self.msg.span(cursor..self.msg.end));
-        out.into_iter().filter(|s| !s.is_empty())
+        out.retain(|s| !s.is_empty());
+        out
     }
 }
 

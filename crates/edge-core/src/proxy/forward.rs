@@ -28,17 +28,24 @@ impl Proxy {
         format!("{BRANCH_PREFIX}{:x}x{id:x}", self.worker)
     }
 
-    /// The request of server transaction `sid`, edited for `hops[0]` (failover to the rest).
-    pub(crate) fn forward(&mut self, sid: u64, mut hops: Vec<NextHop>, now: Instant, out: &mut Vec<Effect>) {
+    /// `msg` (the request of server transaction `sid`, as parsed by the caller), edited for `hops[0]`
+    /// (failover to the rest).
+    pub(crate) fn forward(
+        &mut self,
+        sid: u64,
+        msg: &Message<'_>,
+        mut hops: Vec<NextHop>,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
         let Some(s) = self.servers.get(&sid) else { return };
-        let (raw, in_side, is_invite) = (s.request.clone(), s.side, s.is_invite);
-        let Ok(msg) = parse(&raw) else { return };
+        let (in_side, is_invite) = (s.side, s.is_invite);
         if hops.is_empty() {
             return;
         }
         let hop = hops.remove(0);
         let branch = self.new_branch();
-        let Some(bytes) = self.edit_request(&msg, in_side, hop.side, &branch) else {
+        let Some(bytes) = self.edit_request(msg, in_side, hop.side, &branch) else {
             return self.respond(sid, 483, Extra::default(), now, out);
         };
         let cid = self.next_id();
@@ -48,7 +55,13 @@ impl Proxy {
                 server: sid,
                 branch: branch.clone(),
                 is_invite,
-                bytes: bytes.clone(),
+                // Only an INVITE (CANCEL, ACK) or a request with SRV targets to fail over to needs
+                // the forwarded bytes again.
+                bytes: if is_invite || !hops.is_empty() {
+                    bytes.clone()
+                } else {
+                    Vec::new()
+                },
                 hop: hop.clone(),
                 spare_hops: hops,
                 conn: None,

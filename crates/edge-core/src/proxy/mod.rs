@@ -82,14 +82,16 @@ pub struct Proxy {
     epoch: Option<Instant>,
     next_id: u64,
     rng: u64,
-    peers: HashMap<ConnId, PeerInfo>,
+    /// Shared so the per-message path takes a reference count, not a copy of the identities.
+    peers: HashMap<ConnId, Arc<PeerInfo>>,
     servers: HashMap<u64, ServerTxn>,
     server_keys: HashMap<String, u64>,
     clients: HashMap<u64, ClientTxn>,
     client_branches: HashMap<String, u64>,
     pending: HashMap<Token, Pending>,
     timers: BTreeSet<(Instant, u64)>,
-    timer_kinds: HashMap<u64, TimerKind>,
+    /// Deadline and kind of every armed timer, by sequence number (the key of `timers` too).
+    timer_kinds: HashMap<u64, (Instant, TimerKind)>,
     limiter: DiscoveryLimiter,
     shutting_down: bool,
 }
@@ -149,7 +151,7 @@ impl Proxy {
                 break;
             }
             self.timers.remove(&(at, seq));
-            if let Some(kind) = self.timer_kinds.remove(&seq) {
+            if let Some((_, kind)) = self.timer_kinds.remove(&seq) {
                 self.on_timer(seq, kind, now, out);
             }
         }
@@ -187,7 +189,7 @@ impl Proxy {
                 return;
             }
         }
-        self.peers.insert(conn, peer);
+        self.peers.insert(conn, Arc::new(peer));
     }
 
     fn millis(&self, now: Instant) -> u64 {

@@ -176,7 +176,7 @@ impl Proxy {
         let is_invite = method == "INVITE";
         let sid = self.new_server(conn, peer.side, key, is_invite, bytes);
         if is_invite {
-            self.respond(sid, 100, Extra::default(), now, out);
+            self.respond_to(sid, msg, 100, Extra::default(), now, out);
         }
         if route::is_loop(&self.settings, msg) {
             let r = route::simple_refusal(
@@ -275,7 +275,7 @@ impl Proxy {
                     fqdn: self.settings.internal_next_hop.clone(),
                     side: Side::Internal,
                 };
-                self.forward(sid, vec![hop], now, out);
+                self.forward(sid, msg, vec![hop], now, out);
             }
         }
     }
@@ -318,6 +318,7 @@ impl Proxy {
             };
             return self.forward(
                 sid,
+                msg,
                 vec![NextHop {
                     fqdn,
                     side: Side::External,
@@ -345,6 +346,7 @@ impl Proxy {
             }
             OutboundVerdict::RoutePinned { fqdn } => self.forward(
                 sid,
+                msg,
                 vec![NextHop {
                     fqdn,
                     side: Side::External,
@@ -369,7 +371,7 @@ impl Proxy {
                         side: Side::External,
                     })
                     .collect();
-                self.forward(sid, hops, now, out);
+                self.forward(sid, msg, hops, now, out);
             }
         }
     }

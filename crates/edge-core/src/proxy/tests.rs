@@ -596,3 +596,21 @@ fn an_unframeable_request_is_answered_from_its_head_then_closed() {
     assert_eq!(eff.iter().filter(|e| matches!(e, Effect::Send { .. })).count(), 0);
     assert!(eff.contains(&Effect::Close { conn: FE }));
 }
+
+#[test]
+fn re_arming_timer_c_leaves_no_dead_timers_behind() {
+    let mut h = H::new();
+    let eff = h.msg(FE, &request("INVITE", "sip:bob@partner.example", "z9hG4bKt1", ""));
+    let (_, fwd, token) = sends(&eff)[1].clone();
+    h.delivered(token.unwrap());
+    let armed = h.proxy.timers.len();
+    for _ in 0..1000 {
+        h.msg(ConnId(100), &answer(&fwd, 180, "Ringing", Some("b1")));
+    }
+    assert_eq!(
+        h.proxy.timers.len(),
+        armed,
+        "each 180 replaces Timer C, it does not add one"
+    );
+    assert_eq!(h.proxy.timers.len(), h.proxy.timer_kinds.len());
+}

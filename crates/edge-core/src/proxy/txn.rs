@@ -1,13 +1,14 @@
 //! Transaction tables and timers. A [`ServerTxn`] answers the peer that sent a request; each attempt
 //! to forward it is a [`ClientTxn`] with our own branch. Timers live in one ordered set keyed by
-//! deadline; a transaction remembers the sequence number of its live timer so stale ones are ignored.
+//! deadline; a transaction remembers the sequence number of its live timer, and re-arming removes
+//! the old one.
 //!
 //! Server lifecycle: Proceeding → final sent (`final_status`) → lingering → removed.
 //! Client lifecycle: sent (Timer B/F) → provisional (INVITE: Timer C) → final → lingering → removed.
 
 use std::time::{Duration, Instant};
 
-use sip_codec::parse;
+use sip_codec::{parse, Message};
 
 use super::io::{ConnId, DeliveryFailure, Effect, Level, NextHop, Side, Token};
 use super::respond::{self, Extra};
@@ -34,7 +35,8 @@ pub(crate) struct ClientTxn {
     pub server: u64,
     pub branch: String,
     pub is_invite: bool,
-    /// The request as forwarded (resent on failover, source of CANCEL and ACK).
+    /// The request as forwarded (resent on failover, source of CANCEL and ACK); empty for a
+    /// non-INVITE without spare hops, which needs neither.
     pub bytes: Vec<u8>,
     pub hop: NextHop,
     /// Further SRV targets to fail over to.
@@ -75,13 +77,16 @@ impl Proxy {
     pub(crate) fn arm(&mut self, at: Instant, kind: TimerKind) -> u64 {
         let seq = self.next_id();
         self.timers.insert((at, seq));
-        self.timer_kinds.insert(seq, kind);
+        self.timer_kinds.insert(seq, (at, kind));
         seq
     }
 
+    /// Removes a timer entirely: a peer that makes us re-arm often (a stream of provisional
+    /// responses re-arms Timer C) must not leave dead entries behind until their deadlines.
     pub(crate) fn disarm(&mut self, seq: Option<u64>) {
-        if let Some(seq) = seq {
-            self.timer_kinds.remove(&seq);
+        let Some(seq) = seq else { return };
+        if let Some((at, _)) = self.timer_kinds.remove(&seq) {
+            self.timers.remove(&(at, seq));
         }
     }
 
@@ -133,15 +138,32 @@ impl Proxy {
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
-        let edge = self.settings.edge_fqdn.clone();
+        // Later events (timers, failures) only have the stored request: parse a copy of it.
+        let Some(raw) = self.servers.get(&sid).map(|s| s.request.clone()) else {
+            return;
+        };
+        let Ok(req) = parse(&raw) else { return };
+        self.respond_to(sid, &req, status, extra, now, out);
+    }
+
+    /// As [`Proxy::respond`], with the request already parsed (the request path has it at hand).
+    pub(crate) fn respond_to(
+        &mut self,
+        sid: u64,
+        req: &Message<'_>,
+        status: u16,
+        extra: Extra,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let edge = &self.settings.edge_fqdn;
         let Some(s) = self.servers.get_mut(&sid) else {
             return;
         };
         if s.final_status.is_some() && status >= 200 {
             return;
         }
-        let Ok(req) = parse(&s.request) else { return };
-        let bytes = respond::build(&req, status, &s.to_tag, &edge, s.side, &extra);
+        let bytes = respond::build(req, status, &s.to_tag, edge, s.side, &extra);
         if status >= 200 {
             s.final_status = Some(status);
             s.last_response = Some(bytes.clone());
