@@ -25,6 +25,8 @@ use super::timers::{earliest, Keepalive, KeepaliveStep};
 use super::tls;
 use crate::proxy::io::{ConnId, NextHop, PeerInfo, Side, Token};
 
+/// TLS input read from one connection per turn of the worker loop.
+const READ_BUDGET: usize = 64 * 1024;
 /// How long a closing connection may take to flush.
 const LINGER: Duration = Duration::from_secs(2);
 /// Plaintext handed to rustls per step (one TLS record's worth).
@@ -108,6 +110,9 @@ pub(crate) struct Conn {
     framer: Framer,
     /// Set after an unframeable message was reported: further input is ignored until the close.
     discarding: bool,
+    /// The last read stopped at its budget with input left: the worker must come back without
+    /// waiting for a readiness event (mio is edge-triggered; none will come for data already there).
+    input_pending: bool,
     wq: VecDeque<Vec<u8>>,
     /// Octets of the front of `wq` already handed to rustls.
     wq_head: usize,
@@ -213,6 +218,7 @@ impl Conn {
             rbuf: Vec::new(),
             framer,
             discarding: false,
+            input_pending: false,
             wq: VecDeque::new(),
             wq_head: 0,
             wq_bytes: 0,
@@ -299,6 +305,11 @@ impl Conn {
         self.read(now, sink)?;
         self.flush()?;
         Ok(())
+    }
+
+    /// Whether input is left over from the last read (see `read`).
+    pub fn input_pending(&self) -> bool {
+        self.input_pending
     }
 
     /// Queues one message. Before the connection is up it waits (outbound only) and `token` is
@@ -423,12 +434,23 @@ impl Conn {
             .map_err(|e| CloseReason::Connect(e.to_string()))
     }
 
-    /// Reads until the socket would block: TLS records in, handshake progress, plaintext framed.
+    /// Reads until the socket would block or `READ_BUDGET` octets came in (then `input_pending`):
+    /// TLS records in, handshake progress, plaintext framed. The budget keeps one fast peer from
+    /// holding the worker — its timers, its other connections, the effects of what was read.
     fn read(&mut self, now: Instant, sink: &mut dyn FnMut(ConnEvent<'_>)) -> Result<(), CloseReason> {
+        let mut budget = READ_BUDGET;
+        self.input_pending = false;
         loop {
+            if budget == 0 {
+                self.input_pending = true;
+                return Ok(());
+            }
             let eof = match self.tls.read_tls(&mut self.stream) {
                 Ok(0) => true,
-                Ok(_) => false,
+                Ok(n) => {
+                    budget = budget.saturating_sub(n);
+                    false
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(CloseReason::Io(e.to_string())),

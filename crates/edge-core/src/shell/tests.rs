@@ -511,3 +511,39 @@ fn connection_limit_and_two_workers_on_one_port() {
             .contains(&format!("made {i} {internal} {external}")));
     }
 }
+
+/// 3,000 pipelined messages (~300 KB, several read budgets) in one write: every one is answered.
+/// Reads stop at a budget and the connection is served again next turn; were it left waiting for
+/// a readiness event (edge-triggered: none comes for data already buffered), answers would stop.
+#[test]
+fn a_pipelining_peer_is_read_in_budgets_and_fully_served() {
+    let pki = Pki::new();
+    let (edge, _log) = start_script(pki.settings(&["edge.corp.example"]));
+    let mut c = client(
+        &pki,
+        &["fe1.corp.example"],
+        edge.internal_addr(),
+        "edge.corp.example",
+    );
+    let burst: Vec<u8> = OPTIONS
+        .iter()
+        .copied()
+        .cycle()
+        .take(OPTIONS.len() * 3000)
+        .collect();
+    c.sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(&burst).unwrap();
+    c.flush().unwrap();
+    let ok = b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n";
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got < ok.len() * 3000 && Instant::now() < deadline {
+        let n = c
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("stalled after {} answers: {e}", got / ok.len()));
+        assert!(n > 0, "closed after {} answers", got / ok.len());
+        got += n;
+    }
+    assert_eq!(got, ok.len() * 3000, "answers to all 3000 requests");
+}

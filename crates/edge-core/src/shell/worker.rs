@@ -101,6 +101,8 @@ pub(crate) struct Worker<C> {
     pool: Pool,
     per_ip: HashMap<IpAddr, usize>,
     deadlines: Deadlines,
+    /// Connections with input left after their read budget, served again next turn.
+    backlog: Vec<usize>,
     effects: Vec<Effect>,
     shutdown: Option<Instant>,
     last_refusal_log: HashMap<&'static str, Instant>,
@@ -122,6 +124,7 @@ impl<C: Core> Worker<C> {
             pool: Pool::default(),
             per_ip: HashMap::new(),
             deadlines: Deadlines::default(),
+            backlog: Vec::new(),
             effects: Vec::new(),
             shutdown: None,
             last_refusal_log: HashMap::new(),
@@ -148,6 +151,8 @@ impl<C: Core> Worker<C> {
                 ),
                 self.shutdown,
             );
+            // With a backlog the poll only collects what is ready; it does not sleep.
+            let wake = if self.backlog.is_empty() { wake } else { Some(now) };
             if let Err(e) = self.parts.poll.poll(&mut events, sleep_until(now, wake)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -173,6 +178,10 @@ impl<C: Core> Worker<C> {
                 } else {
                     self.conn_ready(token.0, now);
                 }
+                self.run_effects(now);
+            }
+            for key in std::mem::take(&mut self.backlog) {
+                self.conn_ready(key, now);
                 self.run_effects(now);
             }
             self.fire_timers(now);
@@ -354,6 +363,10 @@ impl<C: Core> Worker<C> {
                 },
             );
         self.settle(key, result, now);
+        // Stopped at its read budget: come back next turn, after the effects of what was read.
+        if self.conns.get(key).is_some_and(|e| e.conn.input_pending()) && !self.backlog.contains(&key) {
+            self.backlog.push(key);
+        }
     }
 
     /// After a connection call: re-arm its deadline, or remove it.
