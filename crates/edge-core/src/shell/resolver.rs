@@ -287,6 +287,11 @@ impl Resolver {
         self.flush(now, registry);
     }
 
+    /// Whether finished lookups are waiting to be collected.
+    pub fn has_answers(&self) -> bool {
+        !self.ready.is_empty()
+    }
+
     /// A finished lookup: its token and answer.
     pub fn poll_answer(&mut self) -> Option<(u64, Answer)> {
         self.ready.pop_front()

@@ -547,3 +547,37 @@ fn a_pipelining_peer_is_read_in_budgets_and_fully_served() {
     }
     assert_eq!(got, ok.len() * 3000, "answers to all 3000 requests");
 }
+
+/// Messages for a hop whose address is being looked up wait, but only up to the write bound: with
+/// a DNS server that never answers, the excess fails at once as Overloaded instead of piling up.
+#[test]
+fn sends_waiting_for_an_address_are_bounded() {
+    let pki = Pki::new();
+    let silent_dns = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut settings = pki.settings(&["edge.corp.example"]);
+    settings.dns_servers = vec![silent_dns.local_addr().unwrap()];
+    settings.limits.max_message_bytes = 4096;
+    settings.limits.max_write_queue_bytes = 0; // the bound is then 2 × 4096 octets
+    let (edge, log) = start_script(settings);
+    let mut c = client(
+        &pki,
+        &["fe1.corp.example"],
+        edge.internal_addr(),
+        "edge.corp.example",
+    );
+    let one = forward("unresolved.test");
+    let burst: Vec<u8> = one.iter().copied().cycle().take(one.len() * 300).collect();
+    c.write_all(&burst).unwrap();
+    c.flush().unwrap();
+    let line = wait_log(&log, "failed ");
+    assert!(line.contains("Overloaded"), "{line}");
+    let fits = 2 * 4096 / one.len();
+    let failed = || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("failed "))
+            .count()
+    };
+    wait_until("the excess refused", || failed() >= 300 - fits - 1);
+}

@@ -151,8 +151,13 @@ impl<C: Core> Worker<C> {
                 ),
                 self.shutdown,
             );
-            // With a backlog the poll only collects what is ready; it does not sleep.
-            let wake = if self.backlog.is_empty() { wake } else { Some(now) };
+            // Answers a lookup call produced on the spot (from a failure, say) are collected here.
+            if self.resolver.has_answers() {
+                self.dns_answers(now);
+            }
+            // With a backlog or uncollected answers the poll only gathers what is ready; no sleep.
+            let busy = !self.backlog.is_empty() || self.resolver.has_answers();
+            let wake = if busy { Some(now) } else { wake };
             if let Err(e) = self.parts.poll.poll(&mut events, sleep_until(now, wake)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;

@@ -127,6 +127,15 @@ impl<C: Core> Worker<C> {
     /// and dials it.
     fn open(&mut self, hop: NextHop, bytes: Vec<u8>, token: Option<Token>, now: Instant) {
         if let Some(waiting) = self.resolving.get_mut(&hop) {
+            // Bounded like a link still connecting: a hop whose DNS does not answer must not
+            // collect every message sent to it meanwhile.
+            let queued: usize = waiting.iter().map(|(b, _)| b.len()).sum();
+            if queued + bytes.len() > self.parts.limits.write_bound {
+                let failure = DeliveryFailure::Overloaded(
+                    "too much queued while the hop's address is looked up".to_owned(),
+                );
+                return self.fail(token, failure, now);
+            }
             waiting.push((bytes, token));
             return;
         }
