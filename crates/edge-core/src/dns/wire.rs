@@ -155,6 +155,11 @@ fn negative_or_alias(message: &Message, name: String, hops: usize) -> Found {
     }
 }
 
+/// SRV records kept from one answer (a partner publishes a handful).
+pub(crate) const MAX_SRV_RECORDS: usize = 64;
+/// Addresses kept from one A or AAAA answer.
+pub(crate) const MAX_ADDRESSES: usize = 16;
+
 fn rrset_value(rtype: RrType, rrset: &[&Record]) -> Cached {
     match rtype {
         RrType::Srv => {
@@ -172,6 +177,9 @@ fn rrset_value(rtype: RrType, rrset: &[&Record]) -> Cached {
                 .collect();
             // Stable: within a priority the server's order (and the weights) reach the caller.
             records.sort_by_key(|r| r.priority);
+            // What one answer may put in the cache is bounded too (a 64 KiB TCP answer could hold
+            // thousands of targets); the most preferred are kept.
+            records.truncate(MAX_SRV_RECORDS);
             Cached::Srv(records)
         }
         RrType::A | RrType::Aaaa => Cached::Addrs(
@@ -182,6 +190,7 @@ fn rrset_value(rtype: RrType, rrset: &[&Record]) -> Cached {
                     RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
                     _ => None,
                 })
+                .take(MAX_ADDRESSES)
                 .collect(),
         ),
         RrType::Cname => match rrset.first().map(|r| r.data()) {

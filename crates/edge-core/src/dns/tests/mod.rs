@@ -436,3 +436,24 @@ fn concurrent_lookups_share_one_query() {
     let answer = Answer::Srv(vec![srv_rec(1, 1, "sip.partner.example")]);
     assert_eq!(answers(&mut c), vec![(1, answer.clone()), (2, answer)]);
 }
+
+#[test]
+fn one_answer_puts_a_bounded_number_of_records_in_the_cache() {
+    let t0 = Instant::now();
+    let mut c = client(&[S1]);
+    assert_eq!(c.lookup(Question::Srv(SRV_NAME.into()), 1, t0), None);
+    let t = one_transmit(&mut c);
+    let many: Vec<Record> = (0..500u16)
+        .map(|i| srv(SRV_NAME, 300, 500 - i, 0, &format!("sip{i}.partner.example")))
+        .collect();
+    c.handle_udp(addr(S1), &reply(&t, many), t0 + secs(1));
+    let Some((1, Answer::Srv(kept))) = answers(&mut c).pop() else {
+        panic!("no SRV answer")
+    };
+    assert_eq!(kept.len(), super::wire::MAX_SRV_RECORDS);
+    assert_eq!(
+        kept.first().map(|r| r.priority),
+        Some(1),
+        "the most preferred are kept"
+    );
+}
