@@ -287,6 +287,8 @@ fn blocked_domain_is_refused_403_without_dns() {
     assert_eq!(diag.id, 1005, "{header}");
     assert_eq!(diag.param("domain"), Some("blocked.test"), "{header}");
     assert_eq!(diag.source(), Some("edge.corp.test"), "{header}");
+    // dnsmasq's log reaches us through a reader thread: give a query that was sent time to show.
+    std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         dns.queries_for(&srv("blocked.test")),
         0,

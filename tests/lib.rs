@@ -11,9 +11,19 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// `../shared` beside the checkout, if present (CI has it; a bare clone may not).
+///
+/// Under CI (`CI` set) its absence is a failure, not a skip: the corpus tests must not pass there
+/// having checked nothing.
 pub fn shared_dir() -> Option<PathBuf> {
-    let dir = workspace_root().parent()?.join("shared");
-    dir.is_dir().then_some(dir)
+    let dir = workspace_root()
+        .parent()
+        .map(|p| p.join("shared"))
+        .filter(|d| d.is_dir());
+    assert!(
+        dir.is_some() || std::env::var_os("CI").is_none(),
+        "CI without ../shared: the corpus tests cannot run"
+    );
+    dir
 }
 
 /// The `sipedge` binary cargo built for this test run.

@@ -710,6 +710,42 @@ fn killing_the_partner_answers_every_open_transaction_with_503() {
     assert!(took < Duration::from_secs(5), "503s after {took:?}");
 }
 
+/// SIGTERM while a transaction is open: the edge stops taking new work but the open MESSAGE still
+/// gets its (slow) 200 back, and then the process exits 0 by itself.
+#[test]
+fn sigterm_lets_an_open_transaction_finish_then_exits_0() {
+    let pki = Arc::new(TestPki::new());
+    let partner = TlsUas::start_with(&pki.partner, &pki.internal_ca.cert, |m: &Message<'_>| {
+        vec![Reply::After(
+            Duration::from_millis(700),
+            reply(m, 200, "OK", Some("b1")),
+        )]
+    });
+    let pport = partner.port();
+    let mut w = World::start(Arc::clone(&pki), fe_uas_ok(&pki), Some(partner), pport, |_| {});
+    let mut fe = w.fe();
+    let branch = "z9hG4bKfe-drain1";
+    fe.send(&fe_request("MESSAGE", "sip:bob@partner.test", branch, ""));
+    w.partner()
+        .wait_request(WAIT, |r| sip::method(r) == "MESSAGE")
+        .expect("forwarded before the SIGTERM");
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &w.edge.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let fin = fe
+        .recv_final(WAIT, "MESSAGE")
+        .expect("the open transaction still gets its final response");
+    assert_eq!(sip::status(&fin), 200, "{fin}");
+    assert_back_to_fe(&fin, branch);
+    let exit = w
+        .edge
+        .stop(Duration::from_secs(10))
+        .expect("exited by itself after draining");
+    assert!(exit.success(), "{exit:?}");
+}
+
 #[test]
 fn invite_answered_after_3s_completes_under_timer_c() {
     let pki = Arc::new(TestPki::new());

@@ -122,14 +122,8 @@ impl Edge {
                 );
             }
         }
-        // The metrics line may follow the listener lines.
-        if metrics.is_none() {
-            if let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
-                if let Some(a) = line.strip_prefix("metrics http ") {
-                    metrics = a.trim().parse().ok();
-                }
-            }
-        }
+        // No waiting for a `metrics http` line: the binary prints none until metrics exist (a line
+        // printed before the listener lines is still parsed above).
         Edge {
             child,
             internal_addr: internal.unwrap(),

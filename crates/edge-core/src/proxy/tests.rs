@@ -373,6 +373,11 @@ fn delivery_failures_become_diagnosed_responses() {
     );
     assert!(m.ms_diagnostics().is_err());
     assert_eq!(m.ms_diagnostics_public().unwrap().source(), None);
+    assert_eq!(
+        m.ms_diagnostics_public().unwrap().id,
+        1904,
+        "cannot connect to the next hop"
+    );
 }
 
 #[test]
@@ -414,7 +419,12 @@ fn refusals_checks_and_limits() {
         "z9hG4bKb3",
         "Via: SIP/2.0/TLS edge.corp.example:5061;branch=z9hG4bKse0x99\n",
     );
-    assert_eq!(status_of(&sends(&h.msg(FE, &looped))[0].1), 482);
+    let r = sends(&h.msg(FE, &looped));
+    assert_eq!(status_of(&r[0].1), 482);
+    assert_eq!(
+        parse(r[0].1.as_bytes()).unwrap().ms_diagnostics().unwrap().id,
+        1906
+    );
     let no_callid = request("MESSAGE", "sip:bob@partner.example", "z9hG4bKb4", "")
         .replace("Call-ID: call-z9hG4bKb4\n", "");
     let bad = sends(&h.msg(FE, &no_callid));
@@ -613,4 +623,36 @@ fn re_arming_timer_c_leaves_no_dead_timers_behind() {
         "each 180 replaces Timer C, it does not add one"
     );
     assert_eq!(h.proxy.timers.len(), h.proxy.timer_kinds.len());
+}
+
+#[test]
+fn the_im_filter_refuses_a_blocked_link_with_1905() {
+    let mut h = H::new();
+    let body = "see http://example.com/x";
+    let text = request(
+        "MESSAGE",
+        "sip:bob@partner.example",
+        "z9hG4bKim1",
+        "Content-Type: text/plain\n",
+    )
+    .replace("Content-Length: 0", &format!("Content-Length: {}", body.len()))
+        + body;
+    let r = sends(&h.msg(FE, &text));
+    let m = parse(r[0].1.as_bytes()).unwrap();
+    assert_eq!((m.status(), m.ms_diagnostics().unwrap().id), (Some(403), 1905));
+    assert_eq!(m.ms_diagnostics().unwrap().param("prefix"), Some("http:"));
+    // A link-free message goes through.
+    let plain = "lunch at noon?";
+    let text = request(
+        "MESSAGE",
+        "sip:bob@partner.example",
+        "z9hG4bKim2",
+        "Content-Type: text/plain\n",
+    )
+    .replace("Content-Length: 0", &format!("Content-Length: {}", plain.len()))
+        + plain;
+    assert!(matches!(
+        sends(&h.msg(FE, &text)).first(),
+        Some((Destination::Hop(_), _, _))
+    ));
 }
