@@ -11,7 +11,8 @@ use edge_core::proxy::io::SrvResult;
 use crate::config::Config;
 use crate::explain_route::Lookups;
 
-/// A lookup never takes longer than this, whatever the server does.
+/// A lookup is abandoned after this (a DNS-over-TCP exchange in progress may add up to its own 2 s
+/// read timeouts before the check comes round).
 const LIMIT: Duration = Duration::from_secs(15);
 
 #[derive(Debug)]
@@ -65,8 +66,11 @@ impl BlockingDns {
                     },
                 }
             }
-            if let Some((_, a)) = self.client.poll_answer() {
-                return a;
+            // Only this lookup's answer: one abandoned at LIMIT may still complete later.
+            while let Some((t, a)) = self.client.poll_answer() {
+                if t == token {
+                    return a;
+                }
             }
             let wait = self
                 .client

@@ -131,14 +131,31 @@ fn log(level: &str, event: &str, text: &str) {
     );
 }
 
+fn certs_pem(certs: &[rustls_pki_types::CertificateDer<'_>]) -> Vec<u8> {
+    certs
+        .iter()
+        .map(|c| pem::encode(&pem::Pem::new("CERTIFICATE", c.as_ref().to_vec())))
+        .collect::<String>()
+        .into_bytes()
+}
+
+fn key_pem(key: &rustls_pki_types::PrivateKeyDer<'_>) -> Vec<u8> {
+    let tag = match key {
+        rustls_pki_types::PrivateKeyDer::Pkcs1(_) => "RSA PRIVATE KEY",
+        rustls_pki_types::PrivateKeyDer::Sec1(_) => "EC PRIVATE KEY",
+        _ => "PRIVATE KEY",
+    };
+    pem::encode(&pem::Pem::new(tag, key.secret_der().to_vec())).into_bytes()
+}
+
 fn shell_settings(config: &Config) -> Result<ShellSettings, String> {
     let mut generated: Option<(ShellIdentity, Vec<u8>)> = None;
     let mut identity = |tls: &TlsIdentity| -> Result<ShellIdentity, String> {
         match tls {
+            // Exactly what check-config validated, not a second read of files that may have changed.
             TlsIdentity::Files(f) => Ok(ShellIdentity {
-                cert_chain_pem: std::fs::read(&f.cert_file)
-                    .map_err(|e| format!("{}: {e}", f.cert_file.display()))?,
-                key_pem: std::fs::read(&f.key_file).map_err(|e| format!("{}: {e}", f.key_file.display()))?,
+                cert_chain_pem: certs_pem(&f.chain),
+                key_pem: key_pem(&f.key),
             }),
             TlsIdentity::SelfSigned => {
                 if generated.is_none() {
@@ -157,12 +174,12 @@ fn shell_settings(config: &Config) -> Result<ShellSettings, String> {
     let internal_identity = identity(&config.internal().tls)?;
     let external_identity = identity(&config.external().tls)?;
     let internal_client_ca_pem = match (&config.internal().client_ca, &generated) {
-        (Some(ca), _) => std::fs::read(&ca.file).map_err(|e| format!("{}: {e}", ca.file.display()))?,
+        (Some(ca), _) => certs_pem(&ca.certs),
         (None, Some((_, ca))) => ca.clone(),
         (None, None) => return Err("internal.ca_file is required".into()),
     };
     let external_extra_roots_pem = match &config.external().extra_roots {
-        Some(ca) => std::fs::read(&ca.file).map_err(|e| format!("{}: {e}", ca.file.display()))?,
+        Some(ca) => certs_pem(&ca.certs),
         None => generated.as_ref().map(|(_, ca)| ca.clone()).unwrap_or_default(),
     };
     let l = config.limits();
