@@ -341,8 +341,12 @@ impl Conn {
     /// Starts an orderly close: close_notify and the queue are flushed, bounded by a linger time.
     /// `Err` carries the reason once the connection is done (at once when nothing is left to write).
     pub fn close(&mut self, now: Instant, reason: CloseReason) -> Result<(), CloseReason> {
-        if self.phase != Phase::Up {
-            return Err(reason);
+        match self.phase {
+            Phase::Up => {}
+            // Already closing: the first close's flush and linger stand (two unparseable messages
+            // in one read make the core ask twice).
+            Phase::Closing => return Ok(()),
+            _ => return Err(reason),
         }
         self.phase = Phase::Closing;
         self.phase_deadline = now + LINGER;

@@ -90,30 +90,52 @@ impl<C: Core> Worker<C> {
             })
             .collect();
         match choose(&links, self.parts.per_hop_limit, self.shutdown.is_none()) {
-            Choice::Use(key) => {
-                let Some(entry) = self.conns.get_mut(key) else {
-                    return;
-                };
-                let was_up = entry.conn.phase() == Phase::Up;
-                let id = entry.conn.id();
-                match entry.conn.send(bytes, token) {
-                    Ok(()) => {
-                        self.rearm(key);
-                        if let (true, Some(token)) = (was_up, token) {
-                            self.core
-                                .handle(Input::Delivered { token, conn: id }, now, &mut self.effects);
-                        }
-                    }
-                    Err(reason) => {
-                        self.fail(token, reason.delivery_failure(), now);
-                        self.remove(key, reason, now);
-                    }
-                }
+            Choice::Use(key) => self.send_on(key, bytes, token, now),
+            Choice::Open => {
+                // A busy up link stays the fallback if the new link's address is not at hand.
+                let busy_up = links
+                    .iter()
+                    .filter(|l| l.up)
+                    .min_by_key(|l| l.queued)
+                    .map(|l| l.key);
+                self.open(hop, bytes, token, busy_up, now)
             }
-            Choice::Open => self.open(hop, bytes, token, now),
             Choice::Refuse => {
                 let failure = DeliveryFailure::Overloaded("the edge is shutting down".to_owned());
                 self.fail(token, failure, now);
+            }
+        }
+    }
+
+    /// Queues one message on link `key`, reporting `Delivered` at once if the link is up.
+    fn send_on(&mut self, key: usize, bytes: Vec<u8>, token: Option<Token>, now: Instant) {
+        let Some(entry) = self.conns.get_mut(key) else {
+            return self.fail(
+                token,
+                DeliveryFailure::Overloaded("the link went away".to_owned()),
+                now,
+            );
+        };
+        let was_up = entry.conn.phase() == Phase::Up;
+        let id = entry.conn.id();
+        match entry.conn.send(bytes, token) {
+            Ok(()) => {
+                self.rearm(key);
+                if let (true, Some(token)) = (was_up, token) {
+                    self.core
+                        .handle(Input::Delivered { token, conn: id }, now, &mut self.effects);
+                }
+            }
+            // A link still connecting refuses a message that does not fit its queue before taking
+            // it: only that message fails, the link and what waits on it stay.
+            Err(CloseReason::WriteOverflow) if !was_up => {
+                let failure =
+                    DeliveryFailure::Overloaded("the link's queue is full while it connects".to_owned());
+                self.fail(token, failure, now);
+            }
+            Err(reason) => {
+                self.fail(token, reason.delivery_failure(), now);
+                self.remove(key, reason, now);
             }
         }
     }
@@ -125,7 +147,17 @@ impl<C: Core> Worker<C> {
 
     /// Resolves `hop` (literal, static entry, cache, or DNS — then the sends wait for the answer)
     /// and dials it.
-    fn open(&mut self, hop: NextHop, bytes: Vec<u8>, token: Option<Token>, now: Instant) {
+    fn open(
+        &mut self,
+        hop: NextHop,
+        bytes: Vec<u8>,
+        token: Option<Token>,
+        fallback: Option<usize>,
+        now: Instant,
+    ) {
+        if let (Some(key), true) = (fallback, self.resolving.contains_key(&hop)) {
+            return self.send_on(key, bytes, token, now);
+        }
         if let Some(waiting) = self.resolving.get_mut(&hop) {
             // Bounded like a link still connecting: a hop whose DNS does not answer must not
             // collect every message sent to it meanwhile.
@@ -142,6 +174,13 @@ impl<C: Core> Worker<C> {
         let t = self.lookup_token();
         match self.resolver.host(&hop.fqdn, t, now, self.parts.poll.registry()) {
             Lookup::Ready(Ok(addrs)) => self.dial(hop, addrs, bytes, token, now),
+            // The address is not at hand but a working link is: use it (the lookup still refreshes
+            // the cache for the next time the link is busy).
+            Lookup::Ready(Err(_)) | Lookup::Pending if fallback.is_some() => {
+                if let Some(key) = fallback {
+                    self.send_on(key, bytes, token, now);
+                }
+            }
             Lookup::Ready(Err(failure)) => self.fail(token, failure, now),
             Lookup::Pending => {
                 self.resolving.insert(hop.clone(), vec![(bytes, token)]);
@@ -159,7 +198,14 @@ impl<C: Core> Worker<C> {
                     .handle(Input::Srv { token, result }, now, &mut self.effects);
             } else if let Some(hop) = self.host_lookups.remove(&t) {
                 let waiting = self.resolving.remove(&hop).unwrap_or_default();
-                match host_result(answer, hop.fqdn.port(), &hop.fqdn) {
+                let answer = match host_result(answer, hop.fqdn.port(), &hop.fqdn) {
+                    // Shutting down: no new links, whatever DNS said.
+                    Ok(_) if self.shutdown.is_some() => Err(DeliveryFailure::Overloaded(
+                        "the edge is shutting down".to_owned(),
+                    )),
+                    other => other,
+                };
+                match answer {
                     Ok(addrs) => {
                         let mut sends = waiting.into_iter();
                         if let Some((bytes, token)) = sends.next() {
