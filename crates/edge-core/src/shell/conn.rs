@@ -494,15 +494,10 @@ impl Conn {
         now: Instant,
         sink: &mut dyn FnMut(ConnEvent<'_>),
     ) -> Result<(), CloseReason> {
+        // On links we dialled the exact-name check already ran inside the handshake (tls.rs,
+        // ExactNameVerifier): a mismatch never gets here.
         let leaf = self.tls.peer_certificates().and_then(|c| c.first());
         let identities = leaf.map(tls::peer_identities).unwrap_or_default();
-        if let (Some(dial), Some(leaf)) = (self.dial.as_ref(), leaf) {
-            let host = dial.hop.fqdn.host();
-            let is_ip = host.as_str().parse::<std::net::IpAddr>().is_ok();
-            if !is_ip && !tls::names_host_exactly(&tls::san_dns_names(leaf), host) {
-                return Err(CloseReason::CertificateMismatch(identities));
-            }
-        }
         self.phase = Phase::Up;
         self.last_rx = now;
         if self.dial.is_some() {

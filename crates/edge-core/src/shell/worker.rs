@@ -104,6 +104,8 @@ pub(crate) struct Worker<C> {
     /// Connections with input left after their read budget, served again next turn.
     backlog: Vec<usize>,
     effects: Vec<Effect>,
+    /// The other half of `effects`' double buffer (see `run_effects`).
+    spare_effects: Vec<Effect>,
     shutdown: Option<Instant>,
     last_refusal_log: HashMap<&'static str, Instant>,
 }
@@ -126,6 +128,7 @@ impl<C: Core> Worker<C> {
             deadlines: Deadlines::default(),
             backlog: Vec::new(),
             effects: Vec::new(),
+            spare_effects: Vec::new(),
             shutdown: None,
             last_refusal_log: HashMap::new(),
         }

@@ -15,14 +15,13 @@ use crate::shell::shared::{bump, ConnSlot};
 
 impl<C: Core> Worker<C> {
     pub(super) fn run_effects(&mut self, now: Instant) {
-        loop {
-            let batch = std::mem::take(&mut self.effects);
-            if batch.is_empty() {
-                return;
-            }
-            for effect in batch {
+        // Two buffers swapped back and forth keep their capacity: no allocation per event.
+        while !self.effects.is_empty() {
+            let mut batch = std::mem::replace(&mut self.effects, std::mem::take(&mut self.spare_effects));
+            for effect in batch.drain(..) {
                 self.apply(effect, now);
             }
+            self.spare_effects = batch;
         }
     }
 
