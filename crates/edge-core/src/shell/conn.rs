@@ -578,6 +578,10 @@ impl Conn {
             start += frame.consumed();
         }
         self.rbuf.drain(..start.min(self.rbuf.len()));
+        // One large message must not pin its buffer for the rest of a long-lived link.
+        if self.rbuf.capacity() > 4 * CHUNK && self.rbuf.len() < CHUNK {
+            self.rbuf.shrink_to(CHUNK);
+        }
         Ok(())
     }
 
