@@ -93,6 +93,20 @@ fn invalid_input_is_an_error_object_and_exit_1() {
     }
 }
 
+/// RFC 4475 §3.1.2.1 (`badinv01`: `Via: ...;;,;,,` and `Contact: ...;;;;`) is refused as the proxy
+/// refuses it (400), naming the header at fault.
+#[test]
+fn extraneous_header_field_separators_are_an_error() {
+    let bytes = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../crates/sip-codec/tests/fixtures/rfc4475/badinv01.dat"),
+    )
+    .unwrap();
+    let (v, code) = decode(&bytes);
+    assert_eq!(code, 1, "{v}");
+    assert!(v["error"].as_str().unwrap().starts_with("Via:"), "{v}");
+}
+
 #[test]
 fn every_corpus_message_decodes_as_the_manifest_says() {
     let Some(shared) = sipedge_tests::shared_dir() else {

@@ -656,3 +656,28 @@ fn the_im_filter_refuses_a_blocked_link_with_1905() {
         Some((Destination::Hop(_), _, _))
     ));
 }
+
+/// RFC 4475 §3.1.2.1 (`badinv01`): empty Via and Contact parameters are refused with 400 and a
+/// Warning naming the header, from either side, and nothing is forwarded.
+#[test]
+fn extraneous_header_field_separators_get_400() {
+    let mut h = H::new();
+    let bad = "INVITE sip:alice@corp.example SIP/2.0\nTo: sip:alice@corp.example\nFrom: sip:bob@partner.example;tag=134161461246\nMax-Forwards: 7\nCall-ID: badinv01.0ha0isndaksdjasdf3234nas\nCSeq: 8 INVITE\nVia: SIP/2.0/TLS edge.partner.example;branch=z9hG4bKbadinv;;,;,,\nContact: \"Joe\" <sip:joe@example.org>;;;;\nContent-Length: 0\n\n";
+    for conn in [PARTNER_IN, FE] {
+        let eff = h.msg(conn, bad);
+        let s = sends(&eff);
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s[0].0, Destination::Conn(conn));
+        let m = parse(s[0].1.as_bytes()).unwrap();
+        assert_eq!(m.status(), Some(400));
+        let warning = String::from_utf8_lossy(m.header(HeaderName::Warning).unwrap().raw_value).into_owned();
+        assert!(warning.contains("Via"), "{warning}");
+    }
+    // The Contact alone (a well-formed Via) is refused too.
+    let contact_only = bad.replace(";branch=z9hG4bKbadinv;;,;,,", ";branch=z9hG4bKbadinv2");
+    let s = sends(&h.msg(PARTNER_IN, &contact_only));
+    let m = parse(s[0].1.as_bytes()).unwrap();
+    assert_eq!(m.status(), Some(400));
+    let warning = String::from_utf8_lossy(m.header(HeaderName::Warning).unwrap().raw_value).into_owned();
+    assert!(warning.contains("Contact"), "{warning}");
+}
