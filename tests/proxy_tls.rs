@@ -881,6 +881,98 @@ fn an_oversized_message_gets_513_then_the_connection_closes() {
     assert!(w.partner().requests().is_empty());
 }
 
+/// Bytes that can never begin a SIP message close the connection at their first read, long before
+/// the message bound (here 60 s) or the idle timeout: a TLS ClientHello inside the TLS stream, NULs,
+/// a start line longer than any method + URI + version. Each close is logged with its reason.
+#[test]
+fn bytes_that_cannot_begin_a_message_close_the_connection_at_once() {
+    let w = callee_world(|o| o.message_timeout_ms = Some(60_000));
+    let mut long = b"MESSAGE sip:".to_vec();
+    long.resize(5000, b'a');
+    let probes: [&[u8]; 3] = [
+        &[0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00],
+        b"\0\0\0\0\0\0",
+        &long,
+    ];
+    for (i, probe) in probes.iter().enumerate() {
+        let mut fe = w.fe();
+        let started = Instant::now();
+        fe.send_raw(probe);
+        assert!(
+            fe.wait_closed(WAIT),
+            "probe {i} left the connection open\n{}",
+            w.edge.log_dump()
+        );
+        assert!(started.elapsed() < WAIT, "probe {i}");
+    }
+    let closes = (0..50)
+        .find_map(|_| {
+            let n = w.edge.logs_with("\"reason\":\"not_sip\"").len();
+            (n >= 3).then_some(n).or_else(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                None
+            })
+        })
+        .unwrap_or_else(|| panic!("three not_sip closes logged\n{}", w.edge.log_dump()));
+    assert_eq!(closes, 3);
+    // The link still serves a well-formed request afterwards (a new connection).
+    let mut fe = w.fe();
+    fe.send(&fe_request(
+        "OPTIONS",
+        "sip:bob@partner.test",
+        "z9hG4bKfe-after",
+        "",
+    ));
+    assert_eq!(sip::status(&fe.recv_final(WAIT, "OPTIONS").unwrap()), 200);
+}
+
+/// A message that starts and stalls is bounded by `limits.message_timeout_ms`: with its header
+/// section there it is answered 408 and the connection closed; with half a head the connection is
+/// closed (nothing to answer). Keepalive pings meanwhile do not extend the bound.
+#[test]
+fn a_message_that_stalls_is_answered_408_and_closed() {
+    let w = callee_world(|o| o.message_timeout_ms = Some(800));
+    let mut fe = w.fe();
+    let branch = "z9hG4bKfe-stall1";
+    let req = fe_request("MESSAGE", "sip:bob@partner.test", branch, "")
+        .replace("Content-Length: 0", "Content-Length: 100");
+    fe.send(&req);
+    fe.send_raw(b"only part of the body");
+    let started = Instant::now();
+    let r = fe.recv(WAIT).expect("an answer to the stalled request");
+    assert_eq!(sip::status(&r), 408, "{r}");
+    assert_eq!(sip::top_branch(&r), branch, "{r}");
+    let warning = sip::header(&r, "Warning").unwrap_or_else(|| panic!("no Warning:\n{r}"));
+    assert!(warning.contains("incomplete after 800 ms"), "{warning}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "answered before the bound"
+    );
+    assert!(fe.wait_closed(WAIT));
+    assert!(w.partner().requests().is_empty());
+
+    // Half a head, kept "alive" with traffic: closed at the bound, not at the idle timeout.
+    let mut fe = w.fe();
+    fe.send_raw(b"MESSAGE sip:bob@partner.test SIP/2.0\r\nVia: SIP/2.0/TLS fe1");
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_millis(300));
+        if fe.closed().is_some() {
+            break;
+        }
+        let _ = fe.try_send(".");
+    }
+    assert!(
+        fe.wait_closed(WAIT),
+        "a stalled head must close\n{}",
+        w.edge.log_dump()
+    );
+    assert!(
+        w.edge.wait_log("\"reason\":\"message_timeout\"", WAIT).is_some(),
+        "{}",
+        w.edge.log_dump()
+    );
+}
+
 // ---- the harness itself ------------------------------------------------------------------------
 
 #[test]

@@ -29,6 +29,8 @@ pub struct EdgeOpts {
     pub enable_partner_discovery: bool,
     /// `None`: the default (20).
     pub discovery_messages_per_second: Option<u64>,
+    /// `None`: the default (5000).
+    pub message_timeout_ms: Option<u64>,
     /// `[dns] servers`; empty: a dead loopback port (names come from the static entries only).
     pub dns_servers: Vec<String>,
 }
@@ -50,6 +52,7 @@ impl EdgeOpts {
             enable_partner_discovery: false,
             discovery_messages_per_second: None,
             dns_servers: Vec::new(),
+            message_timeout_ms: None,
         }
     }
 
@@ -146,6 +149,9 @@ proxy_fqdn = "edge.partner.test:{partner_port}"
         .unwrap();
         if let Some(t) = self.invite_timeout_ms {
             writeln!(s, "invite_timeout_ms = {t}").unwrap();
+        }
+        if let Some(t) = self.message_timeout_ms {
+            writeln!(s, "message_timeout_ms = {t}").unwrap();
         }
         s
     }

@@ -6,6 +6,12 @@
 //! octets to drain from the front of the buffer before the next call. On streams Content-Length is
 //! mandatory (RFC 3261 §18.3) and a malformed one is an error, never a silent 0. Head size, header
 //! count and body size are capped with distinct errors so the shell can count and answer each.
+//!
+//! Bytes that can never begin a SIP message are refused as soon as they arrive ([`FrameError::NotSip`]),
+//! not after the head limit: a start line must open with a method or `SIP/` (token characters), holds
+//! no control octet but HT, and ends within [`MAX_START_LINE`] octets. A TLS ClientHello sent to the
+//! plaintext stream (`16 03 ..`), a NUL flood or a scanner's binary probe is therefore closed at its
+//! first read.
 
 use crate::parse::Limits;
 use crate::scan;
@@ -51,7 +57,21 @@ pub enum FrameError {
     ConflictingContentLength,
     #[error("body of {0} octets exceeds the limit")]
     BodyTooLarge(u64),
+    /// What would be the start line cannot be one (see the module doc); nothing to answer.
+    #[error("bytes that cannot begin a SIP message: {0}")]
+    NotSip(&'static str),
+    /// A message started and did not complete within the shell's bound (`limits.message_timeout_ms`).
+    /// The framer never reports it (it has no clock): the shell does, through the same path.
+    #[error("message incomplete after {0} ms")]
+    Stalled(u64),
 }
+
+/// The longest start line accepted: a method or version token, a Request-URI and a version. Lync's
+/// longest Request-URIs (GRUUs with `opaque` and `epid` parameters) stay well under 1 KiB.
+pub const MAX_START_LINE: usize = 4096;
+
+/// The longest first word of a start line: a method (`SUBSCRIBE` and friends) or `SIP/2.0`.
+const MAX_FIRST_WORD: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct Framer {
@@ -63,6 +83,9 @@ pub struct Framer {
     scanned: usize,
     /// `(head_len, total_len)` once the header section is complete.
     found: Option<(usize, usize)>,
+    /// Octets of the current start line already checked ([`Framer::check_start_line`]); `None`
+    /// once its line feed was seen.
+    line_checked: Option<usize>,
 }
 
 const HEAD_END: &[u8] = b"\r\n\r\n";
@@ -74,6 +97,7 @@ impl Framer {
             expect_pongs: false,
             scanned: 0,
             found: None,
+            line_checked: Some(0),
         }
     }
 
@@ -108,6 +132,7 @@ impl Framer {
                 _ => {}
             }
         }
+        self.check_start_line(buf)?;
         let from = self.scanned.saturating_sub(HEAD_END.len() - 1);
         let window = buf.get(from..).unwrap_or(&[]);
         let Some(pos) = memchr::memmem::find(window, HEAD_END) else {
@@ -133,7 +158,53 @@ impl Framer {
         }
         self.scanned = 0;
         self.found = None;
+        self.line_checked = Some(0);
         Frame::Message { len, head_len }
+    }
+
+    /// Checks the octets of the start line that arrived since the last call (each octet once).
+    fn check_start_line(&mut self, buf: &[u8]) -> Result<(), FrameError> {
+        let Some(from) = self.line_checked else {
+            return Ok(());
+        };
+        let line_end = memchr::memchr(b'\n', buf);
+        let upto = line_end.unwrap_or(buf.len()).min(MAX_START_LINE + 1);
+        let first_word = buf
+            .iter()
+            .take(MAX_FIRST_WORD + 1)
+            .position(|&b| b == b' ')
+            .unwrap_or(buf.len().min(MAX_FIRST_WORD + 1));
+        for (i, &b) in buf.iter().enumerate().take(upto).skip(from) {
+            if i == 0 && !scan::is_token(b) {
+                return Err(FrameError::NotSip("does not start with a method or SIP version"));
+            }
+            if i < first_word && !(scan::is_token(b) || b == b'/') {
+                return Err(FrameError::NotSip(
+                    "the first word is not a method or SIP version",
+                ));
+            }
+            // CR only as the line's end (what follows it is checked when it arrives).
+            let cr_ok = b == b'\r' && buf.get(i + 1).is_none_or(|&n| n == b'\n');
+            if ((b < 0x20 && b != b'\t') || b == 0x7f) && !cr_ok {
+                return Err(FrameError::NotSip("control octet in the start line"));
+            }
+        }
+        if first_word > MAX_FIRST_WORD {
+            return Err(FrameError::NotSip("the first word is longer than any method"));
+        }
+        if line_end.is_none_or(|e| e > MAX_START_LINE) && upto > MAX_START_LINE {
+            return Err(FrameError::NotSip(
+                "start line longer than any request or status line",
+            ));
+        }
+        // A CR at the very end is re-checked once its successor arrives.
+        let checked = if buf.get(upto.wrapping_sub(1)) == Some(&b'\r') {
+            upto.saturating_sub(1)
+        } else {
+            upto
+        };
+        self.line_checked = if line_end.is_some() { None } else { Some(checked) };
+        Ok(())
     }
 
     /// Finds Content-Length (or `l`) among the header lines and checks the header-line cap.
@@ -261,11 +332,53 @@ mod tests {
             max_body_bytes: 10,
         };
         let mut f = Framer::new(limits);
-        assert_eq!(f.poll(&[b'A'; 65]), Err(FrameError::HeadTooLarge(64)));
+        let mut head = b"OPTIONS sip:".to_vec();
+        head.resize(65, b'a');
+        assert_eq!(f.poll(&head), Err(FrameError::HeadTooLarge(64)));
         let many = b"OPTIONS sip:x SIP/2.0\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n";
         assert_eq!(Framer::new(limits).poll(many), Err(FrameError::TooManyHeaders(2)));
         let body = b"OPTIONS sip:x SIP/2.0\r\nl: 11\r\n\r\n";
         assert_eq!(Framer::new(limits).poll(body), Err(FrameError::BodyTooLarge(11)));
+    }
+
+    #[test]
+    fn bytes_that_cannot_begin_a_message_are_refused_at_once() {
+        let not_sip = |bytes: &[u8]| matches!(Framer::default().poll(bytes), Err(FrameError::NotSip(_)));
+        // A TLS ClientHello record header to the plaintext stream.
+        assert!(not_sip(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]));
+        assert!(not_sip(b"\0\0\0\0"));
+        assert!(not_sip(b"OPTIONS sip:x\0 SIP/2.0"));
+        assert!(not_sip(b"OPTIONS\x01"));
+        assert!(not_sip(b"GET / HTTP/1.1\r\x07"));
+        assert!(not_sip(b"{\"json\": 1}"));
+        assert!(not_sip(&[b'A'; 33]));
+        let mut long = b"MESSAGE sip:".to_vec();
+        long.resize(MAX_START_LINE + 1, b'a');
+        assert!(not_sip(&long));
+        // What may still become a message waits for more.
+        assert_eq!(Framer::default().poll(b"SIP/2.0 200 O"), Ok(Frame::NeedMore));
+        assert_eq!(Framer::default().poll(b"SIP/2.0 200 OK\r"), Ok(Frame::NeedMore));
+        assert_eq!(Framer::default().poll(b"INVITE"), Ok(Frame::NeedMore));
+        assert_eq!(
+            Framer::default().poll(b"SIP/2.0 200 Tab\there"),
+            Ok(Frame::NeedMore)
+        );
+        long.truncate(MAX_START_LINE - 20);
+        assert_eq!(Framer::default().poll(&long), Ok(Frame::NeedMore));
+        // Fed one octet at a time, a binary probe fails at its first octet, and one in the
+        // middle of the line when it gets there; the second message after a good one too.
+        let mut f = Framer::default();
+        let mut buf = b"OPTIONS sip:x".to_vec();
+        assert_eq!(f.poll(&buf), Ok(Frame::NeedMore));
+        buf.push(b'\r');
+        assert_eq!(f.poll(&buf), Ok(Frame::NeedMore));
+        buf.push(0);
+        assert!(matches!(f.poll(&buf), Err(FrameError::NotSip(_))));
+        let mut f = Framer::default();
+        let mut two = MSG.to_vec();
+        two.extend_from_slice(&[0x16, 0x03]);
+        assert!(matches!(f.poll(&two), Ok(Frame::Message { .. })));
+        assert!(matches!(f.poll(&two[MSG.len()..]), Err(FrameError::NotSip(_))));
     }
 
     #[test]

@@ -205,6 +205,7 @@ fn shell_settings(config: &Config) -> Result<ShellSettings, String> {
             max_connections_per_ip: l.max_connections_per_ip,
             handshake_timeout: l.handshake_timeout,
             idle_timeout: l.idle_timeout,
+            message_timeout: l.message_timeout,
             connect_timeout: l.connect_timeout,
             keepalive_interval: l.keepalive_interval,
             outgoing_tls_per_hop: l.outgoing_tls_per_partner,

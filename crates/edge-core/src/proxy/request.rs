@@ -77,6 +77,8 @@ impl Proxy {
                     513,
                     format!("message body of {n} octets exceeds this edge's limit"),
                 ),
+                // The peer went silent inside the body: the message will never be whole.
+                sip_codec::FrameError::Stalled(ms) => (408, format!("message incomplete after {ms} ms")),
                 other => (400, other.to_string()),
             };
             self.respond_stateless(

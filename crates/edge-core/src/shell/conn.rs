@@ -58,6 +58,7 @@ pub(crate) struct ConnLimits {
     pub write_bound: usize,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
+    pub message_timeout: Duration,
     pub connect_timeout: Duration,
     pub keepalive_interval: Duration,
 }
@@ -69,6 +70,7 @@ impl From<&ShellLimits> for ConnLimits {
             write_bound: l.write_queue_bound(),
             handshake_timeout: l.handshake_timeout,
             idle_timeout: l.idle_timeout,
+            message_timeout: l.message_timeout,
             connect_timeout: l.connect_timeout,
             keepalive_interval: l.keepalive_interval,
         }
@@ -107,6 +109,9 @@ pub(crate) struct Conn {
     close_notify_sent: bool,
     dial: Option<Dial>,
     rbuf: Vec<u8>,
+    /// When the bytes now waiting in `rbuf` (an incomplete message) began to arrive: the message
+    /// must complete by this plus `message_timeout`. `None` while `rbuf` is empty.
+    message_started: Option<Instant>,
     framer: Framer,
     /// Set after an unframeable message was reported: further input is ignored until the close.
     discarding: bool,
@@ -216,6 +221,7 @@ impl Conn {
             close_notify_sent: false,
             dial,
             rbuf: Vec::new(),
+            message_started: None,
             framer,
             discarding: false,
             input_pending: false,
@@ -282,8 +288,11 @@ impl Conn {
         match self.phase {
             Phase::Connecting | Phase::Handshaking | Phase::Closing => Some(self.phase_deadline),
             Phase::Up => earliest(
-                Some(self.last_rx + self.limits.idle_timeout),
-                self.keepalive.as_ref().map(Keepalive::deadline),
+                earliest(
+                    Some(self.last_rx + self.limits.idle_timeout),
+                    self.keepalive.as_ref().map(Keepalive::deadline),
+                ),
+                self.message_deadline(),
             ),
         }
     }
@@ -354,12 +363,22 @@ impl Conn {
         self.flush_closing()
     }
 
-    /// Deadlines: connect (next address), handshake, idle, keepalive, linger.
+    /// When the message now arriving must be complete.
+    fn message_deadline(&self) -> Option<Instant> {
+        match self.discarding {
+            true => None,
+            false => self.message_started.map(|t| t + self.limits.message_timeout),
+        }
+    }
+
+    /// Deadlines: connect (next address), handshake, idle, keepalive, message, linger. A message
+    /// that stalled after its whole header section is handed to the core (`sink`) to answer.
     pub fn on_timer(
         &mut self,
         now: Instant,
         registry: &Registry,
         token: mio::Token,
+        sink: &mut dyn FnMut(ConnEvent<'_>),
     ) -> Result<(), CloseReason> {
         match self.phase {
             Phase::Connecting if now >= self.phase_deadline => {
@@ -371,6 +390,9 @@ impl Conn {
                 Err(self.closing.clone().unwrap_or(CloseReason::Requested))
             }
             Phase::Up => {
+                if self.message_deadline().is_some_and(|d| now >= d) {
+                    return self.message_stalled(sink);
+                }
                 if now >= self.last_rx + self.limits.idle_timeout {
                     return Err(CloseReason::IdleTimeout);
                 }
@@ -477,7 +499,7 @@ impl Conn {
                 self.handshake_done(now, sink)?;
             }
             if self.phase == Phase::Up {
-                self.read_plaintext(sink)?;
+                self.read_plaintext(now, sink)?;
             }
             if eof || state.peer_has_closed() {
                 return Err(if self.phase == Phase::Handshaking {
@@ -486,6 +508,24 @@ impl Conn {
                     CloseReason::PeerClosed
                 });
             }
+        }
+    }
+
+    /// The message in `rbuf` did not complete in time. With its header section there, the core
+    /// answers it (408) and closes; without, there is nothing to answer.
+    fn message_stalled(&mut self, sink: &mut dyn FnMut(ConnEvent<'_>)) -> Result<(), CloseReason> {
+        let ms = u64::try_from(self.limits.message_timeout.as_millis()).unwrap_or(u64::MAX);
+        let error = sip_codec::FrameError::Stalled(ms);
+        let head = memchr::memmem::find(&self.rbuf, b"\r\n\r\n").and_then(|i| self.rbuf.get(..i + 4));
+        match head {
+            Some(head) => {
+                sink(ConnEvent::Unframeable { head, error });
+                self.discarding = true;
+                self.rbuf.clear();
+                self.message_started = None;
+                Ok(())
+            }
+            None => Err(CloseReason::Framing(error)),
         }
     }
 
@@ -524,7 +564,11 @@ impl Conn {
         Ok(())
     }
 
-    fn read_plaintext(&mut self, sink: &mut dyn FnMut(ConnEvent<'_>)) -> Result<(), CloseReason> {
+    fn read_plaintext(
+        &mut self,
+        now: Instant,
+        sink: &mut dyn FnMut(ConnEvent<'_>),
+    ) -> Result<(), CloseReason> {
         let mut chunk = [0u8; CHUNK];
         if self.discarding {
             // Drain rustls so the connection can still flush and close; the bytes are dropped.
@@ -552,7 +596,9 @@ impl Conn {
                     let head = memchr::memmem::find(rest, b"\r\n\r\n").and_then(|i| rest.get(..i + 4));
                     let answerable = !matches!(
                         error,
-                        sip_codec::FrameError::HeadTooLarge(_) | sip_codec::FrameError::TooManyHeaders(_)
+                        sip_codec::FrameError::HeadTooLarge(_)
+                            | sip_codec::FrameError::TooManyHeaders(_)
+                            | sip_codec::FrameError::NotSip(_)
                     );
                     match head {
                         Some(head) if answerable => {
@@ -578,6 +624,12 @@ impl Conn {
             start += frame.consumed();
         }
         self.rbuf.drain(..start.min(self.rbuf.len()));
+        // The bound runs from the first octet of a message; what completes a message resets it.
+        if self.rbuf.is_empty() {
+            self.message_started = None;
+        } else if start > 0 || self.message_started.is_none() {
+            self.message_started = Some(now);
+        }
         // One large message must not pin its buffer for the rest of a long-lived link.
         if self.rbuf.capacity() > 4 * CHUNK && self.rbuf.len() < CHUNK {
             self.rbuf.shrink_to(CHUNK);

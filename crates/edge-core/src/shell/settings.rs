@@ -44,6 +44,10 @@ pub struct ShellLimits {
     pub handshake_timeout: Duration,
     /// A connection that receives nothing (not even a keepalive) for this long is closed.
     pub idle_timeout: Duration,
+    /// From the first octet of a message to its last: a peer that sends part of a head or body and
+    /// goes silent is answered (408 when its header section arrived) and closed. Keepalives and
+    /// other traffic do not extend it.
+    pub message_timeout: Duration,
     /// TCP connect to a next hop, per address tried.
     pub connect_timeout: Duration,
     /// RFC 5626 CRLF keepalive period on links the edge opened; zero disables it. A link that does not
@@ -65,6 +69,7 @@ impl Default for ShellLimits {
             max_write_queue_bytes: 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
+            message_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             keepalive_interval: Duration::from_secs(30),
             outgoing_tls_per_hop: 4,

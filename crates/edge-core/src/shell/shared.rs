@@ -65,6 +65,10 @@ pub struct ShellCounters {
     pub certificate_mismatches: AtomicU64,
     pub connect_failures: AtomicU64,
     pub framing_errors: AtomicU64,
+    /// Connections closed at their first bytes: what arrived can never begin a SIP message.
+    pub hostile_closes: AtomicU64,
+    /// Messages that started and did not complete within `message_timeout`.
+    pub message_timeouts: AtomicU64,
     pub write_overflows: AtomicU64,
     pub keepalive_failures: AtomicU64,
     pub idle_closes: AtomicU64,
@@ -81,6 +85,8 @@ pub struct CounterSnapshot {
     pub certificate_mismatches: u64,
     pub connect_failures: u64,
     pub framing_errors: u64,
+    pub hostile_closes: u64,
+    pub message_timeouts: u64,
     pub write_overflows: u64,
     pub keepalive_failures: u64,
     pub idle_closes: u64,
@@ -102,6 +108,8 @@ impl CounterSnapshot {
         self.certificate_mismatches += get(&c.certificate_mismatches);
         self.connect_failures += get(&c.connect_failures);
         self.framing_errors += get(&c.framing_errors);
+        self.hostile_closes += get(&c.hostile_closes);
+        self.message_timeouts += get(&c.message_timeouts);
         self.write_overflows += get(&c.write_overflows);
         self.keepalive_failures += get(&c.keepalive_failures);
         self.idle_closes += get(&c.idle_closes);

@@ -335,41 +335,19 @@ impl<C: Core> Worker<C> {
             return;
         };
         let id = entry.conn.id();
-        let core = &mut self.core;
-        let effects = &mut self.effects;
-        let announced = &mut entry.announced;
-        let counters = &self.parts.counters;
-        let result =
-            entry.conn.on_ready(
-                now,
-                self.parts.poll.registry(),
-                MioToken(key),
-                &mut |event| match event {
-                    ConnEvent::Up(peer) => {
-                        *announced = true;
-                        core.handle(Input::ConnUp { conn: id, peer }, now, effects);
-                    }
-                    ConnEvent::Delivered(token) => {
-                        core.handle(Input::Delivered { token, conn: id }, now, effects)
-                    }
-                    ConnEvent::Message(bytes) => {
-                        core.handle(Input::Message { conn: id, bytes }, now, effects)
-                    }
-                    ConnEvent::Unframeable { head, error } => {
-                        // Counted like any framing error; the core may still answer before the close.
-                        bump(&counters.framing_errors);
-                        core.handle(
-                            Input::Unframeable {
-                                conn: id,
-                                head,
-                                error,
-                            },
-                            now,
-                            effects,
-                        )
-                    }
-                },
-            );
+        let mut sink = EventSink {
+            id,
+            now,
+            core: &mut self.core,
+            effects: &mut self.effects,
+            announced: &mut entry.announced,
+            counters: &self.parts.counters,
+        };
+        let result = entry
+            .conn
+            .on_ready(now, self.parts.poll.registry(), MioToken(key), &mut |event| {
+                sink.event(event)
+            });
         self.settle(key, result, now);
         // Stopped at its read budget: come back next turn, after the effects of what was read.
         if self.conns.get(key).is_some_and(|e| e.conn.input_pending()) && !self.backlog.contains(&key) {
@@ -397,9 +375,19 @@ impl<C: Core> Worker<C> {
                 continue;
             };
             entry.conn.armed = None;
+            let mut sink = EventSink {
+                id: entry.conn.id(),
+                now,
+                core: &mut self.core,
+                effects: &mut self.effects,
+                announced: &mut entry.announced,
+                counters: &self.parts.counters,
+            };
             let result = entry
                 .conn
-                .on_timer(now, self.parts.poll.registry(), MioToken(key));
+                .on_timer(now, self.parts.poll.registry(), MioToken(key), &mut |event| {
+                    sink.event(event)
+                });
             self.settle(key, result, now);
         }
         self.run_effects(now);
@@ -500,6 +488,46 @@ impl<C: Core> Worker<C> {
                     fields,
                 },
             );
+        }
+    }
+}
+
+/// Turns what one connection reports ([`ConnEvent`]) into the core's [`Input`]s, counting what the
+/// shell counts on the way. Borrowed per call, from `conn_ready` and `fire_timers`.
+struct EventSink<'w, C: Core> {
+    id: ConnId,
+    now: Instant,
+    core: &'w mut C,
+    effects: &'w mut Vec<Effect>,
+    announced: &'w mut bool,
+    counters: &'w ShellCounters,
+}
+
+impl<C: Core> EventSink<'_, C> {
+    fn event(&mut self, event: ConnEvent<'_>) {
+        let (conn, now) = (self.id, self.now);
+        match event {
+            ConnEvent::Up(peer) => {
+                *self.announced = true;
+                self.core.handle(Input::ConnUp { conn, peer }, now, self.effects);
+            }
+            ConnEvent::Delivered(token) => {
+                self.core
+                    .handle(Input::Delivered { token, conn }, now, self.effects)
+            }
+            ConnEvent::Message(bytes) => self
+                .core
+                .handle(Input::Message { conn, bytes }, now, self.effects),
+            ConnEvent::Unframeable { head, error } => {
+                // Counted like any framing error (a stalled message as a message timeout); the core
+                // may still answer before the close.
+                match error {
+                    sip_codec::FrameError::Stalled(_) => bump(&self.counters.message_timeouts),
+                    _ => bump(&self.counters.framing_errors),
+                }
+                self.core
+                    .handle(Input::Unframeable { conn, head, error }, now, self.effects)
+            }
         }
     }
 }

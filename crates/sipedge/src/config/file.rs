@@ -32,6 +32,9 @@ pub const DEFAULT_KEEPALIVE_INTERVAL_S: u64 = 30;
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u64 = 1_000;
 /// `limits.idle_timeout_s`: a connection with no traffic (keepalives included) is closed.
 pub const DEFAULT_IDLE_TIMEOUT_S: u64 = 600;
+/// `limits.message_timeout_ms`: from the first octet of a message to its last; a peer that sends
+/// part of a message and goes silent is answered 408 (when its header section arrived) and closed.
+pub const DEFAULT_MESSAGE_TIMEOUT_MS: u64 = 5_000;
 /// `limits.connect_timeout_ms`: TCP connect to a next hop; past it the request gets 504.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
 /// `limits.outgoing_tls_per_partner`: connections the edge opens to one next hop.
@@ -187,6 +190,7 @@ pub struct LimitsFile {
     pub keepalive_interval_s: Option<u64>,
     pub max_connections_per_ip: Option<u64>,
     pub idle_timeout_s: Option<u64>,
+    pub message_timeout_ms: Option<u64>,
     pub connect_timeout_ms: Option<u64>,
     pub outgoing_tls_per_partner: Option<u64>,
     pub transaction_timeout_ms: Option<u64>,

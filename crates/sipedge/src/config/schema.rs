@@ -86,6 +86,7 @@ const LIMITS: &[Field] = &[
     f("keepalive_interval_s", Kind::UInt),
     f("max_connections_per_ip", Kind::UInt),
     f("idle_timeout_s", Kind::UInt),
+    f("message_timeout_ms", Kind::UInt),
     f("connect_timeout_ms", Kind::UInt),
     f("outgoing_tls_per_partner", Kind::UInt),
     f("transaction_timeout_ms", Kind::UInt),

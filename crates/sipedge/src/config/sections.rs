@@ -243,6 +243,14 @@ pub(super) fn limits(l: &LimitsFile, i: &mut Issues) -> Option<LimitSettings> {
         86_400,
         i,
     );
+    let message = number(
+        l.message_timeout_ms,
+        DEFAULT_MESSAGE_TIMEOUT_MS,
+        "limits.message_timeout_ms",
+        100,
+        120_000,
+        i,
+    );
     let connect = number(
         l.connect_timeout_ms,
         DEFAULT_CONNECT_TIMEOUT_MS,
@@ -282,6 +290,7 @@ pub(super) fn limits(l: &LimitsFile, i: &mut Issues) -> Option<LimitSettings> {
         keepalive_interval: Duration::from_secs(keepalive?),
         max_connections_per_ip: usize::try_from(per_ip?).ok()?,
         idle_timeout: Duration::from_secs(idle?),
+        message_timeout: Duration::from_millis(message?),
         connect_timeout: Duration::from_millis(connect?),
         outgoing_tls_per_partner: usize::try_from(per_hop?).ok()?,
         transaction_timeout: Duration::from_millis(timer_f?),

@@ -224,6 +224,8 @@ pub struct LimitSettings {
     pub keepalive_interval: Duration,
     pub max_connections_per_ip: usize,
     pub idle_timeout: Duration,
+    /// From a message's first octet to its last.
+    pub message_timeout: Duration,
     pub connect_timeout: Duration,
     pub outgoing_tls_per_partner: usize,
     /// Timer F / Timer B.

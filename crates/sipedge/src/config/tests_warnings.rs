@@ -219,6 +219,7 @@ fn schema_matches_the_file_structs() {
             keepalive_interval_s: Some(1),
             max_connections_per_ip: Some(1),
             idle_timeout_s: Some(1),
+            message_timeout_ms: Some(1),
             connect_timeout_ms: Some(1),
             outgoing_tls_per_partner: Some(1),
             transaction_timeout_ms: Some(1),
