@@ -535,6 +535,62 @@ fn message_from_partner_reaches_the_front_end() {
     assert_back_to_fe(&ok, branch);
 }
 
+/// Issue 8.1, response injection: a second, legitimate partner (`other.test`, its own allowed
+/// domain and certificate) connected on the external listener sends a 200 with the real branch of
+/// a transaction it is not part of. The edge drops it (logged, counted); the transaction completes
+/// with the real partner's answer. One worker, so the forged answer reaches the worker that owns the
+/// transaction (on another worker the branch is simply unknown and dropped too).
+#[test]
+fn a_response_injected_on_another_partners_connection_is_dropped() {
+    let pki = Arc::new(TestPki::new());
+    let partner = TlsUas::start_with(&pki.partner, &pki.internal_ca.cert, |m: &Message<'_>| {
+        match m.method() {
+            Some("MESSAGE") => vec![Reply::After(
+                Duration::from_millis(900),
+                reply(m, 200, "OK", Some("real")),
+            )],
+            _ => vec![],
+        }
+    });
+    let pport = partner.port();
+    let w = World::start(Arc::clone(&pki), fe_uas_ok(&pki), Some(partner), pport, |o| {
+        o.workers = 1;
+        o.transaction_timeout_ms = 5000;
+        o.extra_allowed
+            .push(("other.test".into(), "edge.other.test:5061".into()));
+        o.extra_hosts.push("edge.other.test".into());
+    });
+    let other_id = pki.partner_leaf("edge.other.test");
+    let mut other = TlsPeer::connect(
+        w.edge.external_addr,
+        &other_id,
+        &pki.internal_ca.cert,
+        "edge.corp.test",
+    )
+    .unwrap_or_else(|e| panic!("the second partner cannot connect: {e}\n{}", w.edge.log_dump()));
+    let mut fe = w.fe();
+    let branch = "z9hG4bKfe-inj1";
+    fe.send(&fe_request("MESSAGE", "sip:bob@partner.test", branch, ""));
+    let fwd = w
+        .partner()
+        .wait_request(WAIT, |r| sip::method(r) == "MESSAGE")
+        .expect("the MESSAGE reached the partner");
+    // The attacker knows the branch (here: the test hands it over) and answers first.
+    other.send(&reply(&p(&fwd), 200, "OK", Some("forged")));
+    w.edge
+        .wait_log("response_wrong_connection", WAIT)
+        .unwrap_or_else(|| panic!("the forged answer was not refused\n{}", w.edge.log_dump()));
+    let fin = fe.recv_final(WAIT, "MESSAGE").expect("the real answer");
+    assert_eq!(sip::to_tag(&fin).as_deref(), Some("real"), "{fin}");
+    assert_back_to_fe(&fin, branch);
+    let more = fe.drain(Duration::from_millis(300));
+    assert!(
+        more.is_empty(),
+        "one final response only: {:?}",
+        sip::summary(&more)
+    );
+}
+
 // ---- refusals ----------------------------------------------------------------------------------
 
 #[test]

@@ -23,9 +23,13 @@ fn creates_dialog(method: &str) -> bool {
 }
 
 impl Proxy {
+    /// `z9hG4bKse` + 64 bits from the worker's CSPRNG + a counter (unique even if the bits repeat).
+    /// RFC 3261 §17.2.3 only asks for uniqueness; the secret bits make a branch unguessable, so a
+    /// peer cannot address a transaction it did not see.
     fn new_branch(&mut self) -> String {
         let id = self.next_id();
-        format!("{BRANCH_PREFIX}{:x}x{id:x}", self.worker)
+        let secret = self.secret_bits();
+        format!("{BRANCH_PREFIX}{secret:016x}{:x}x{id:x}", self.worker)
     }
 
     /// `msg` (the request of server transaction `sid`, as parsed by the caller), edited for `hops[0]`
@@ -142,7 +146,7 @@ impl Proxy {
 
     pub(crate) fn on_response(
         &mut self,
-        _conn: ConnId,
+        conn: ConnId,
         peer: &PeerInfo,
         msg: &Message<'_>,
         now: Instant,
@@ -153,6 +157,7 @@ impl Proxy {
         };
         let Some(&cid) = self.client_branches.get(branch) else {
             // Not ours, or for a transaction already forgotten: a proxy drops stray responses.
+            self.counters.responses_unknown_branch += 1;
             self.log(
                 out,
                 Level::Debug,
@@ -171,6 +176,29 @@ impl Proxy {
         let Some(c) = self.clients.get_mut(&cid) else {
             return;
         };
+        // Only the connection the request went out on may answer it (RFC 3261 §18.2.2: responses
+        // come back on the same connection). Anyone else holding our branch — another partner's
+        // link, a front end — is injecting: dropped and counted, the transaction goes on.
+        if c.conn != Some(conn) {
+            self.counters.responses_wrong_connection += 1;
+            let expected = c.hop.fqdn.to_string();
+            self.log(
+                out,
+                Level::Warn,
+                "response_wrong_connection",
+                format!(
+                    "{status} response for a transaction sent to {expected} arrived from {} ({:?}): dropped",
+                    peer.remote, peer.identities
+                ),
+                vec![
+                    ("status", status.to_string()),
+                    ("expected_hop", expected),
+                    ("peer", peer.remote.to_string()),
+                    ("side", peer.side.as_str().to_owned()),
+                ],
+            );
+            return;
+        }
         let sid = c.server;
         if status < 200 {
             if c.is_invite && c.final_status.is_none() {

@@ -26,6 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use federation_policy::{DiscoveryLimiter, DiscoveryLimits, Fqdn, Policy};
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
 
 use io::{ConnId, Effect, Input, Level, LogRecord, PeerInfo, Side, Token};
 use txn::{ClientTxn, Pending, ServerTxn, TimerKind};
@@ -81,7 +83,10 @@ pub struct Proxy {
     worker: u16,
     epoch: Option<Instant>,
     next_id: u64,
-    rng: u64,
+    /// A CSPRNG seeded from the OS per worker: the secret part of every branch we write (a partner
+    /// that sees our branches cannot predict the next one) and SRV weight draws.
+    rng: StdRng,
+    counters: ProxyCounters,
     /// Shared so the per-message path takes a reference count, not a copy of the identities.
     peers: HashMap<ConnId, Arc<PeerInfo>>,
     servers: HashMap<u64, ServerTxn>,
@@ -108,7 +113,8 @@ impl Proxy {
             worker,
             epoch: None,
             next_id: 1,
-            rng: 0x9E37_79B9_7F4A_7C15 ^ u64::from(worker),
+            rng: StdRng::from_os_rng(),
+            counters: ProxyCounters::default(),
             peers: HashMap::new(),
             servers: HashMap::new(),
             server_keys: HashMap::new(),
@@ -120,6 +126,17 @@ impl Proxy {
             limiter: DiscoveryLimiter::new(limits, 10_000),
             shutting_down: false,
         }
+    }
+
+    /// Replaces the OS-seeded generator (tests that want repeatable branches and SRV draws).
+    pub fn seed(&mut self, seed: u64) {
+        self.rng = StdRng::seed_from_u64(seed);
+    }
+
+    /// What this worker's core refused or dropped so far (plain counters; the metrics issue sums
+    /// them over workers).
+    pub fn counters(&self) -> &ProxyCounters {
+        &self.counters
     }
 
     /// A new policy snapshot (reload); transactions in flight keep their decisions.
@@ -204,13 +221,14 @@ impl Proxy {
         id
     }
 
-    /// xorshift64*: SRV weight selection only (no security use).
+    /// A uniform draw in `0..=bound` (SRV weight selection).
     fn random(&mut self, bound: u32) -> u32 {
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        let v = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        u32::try_from((v >> 32) % (u64::from(bound) + 1)).unwrap_or(0)
+        self.rng.random_range(0..=bound)
+    }
+
+    /// 64 secret bits for a branch.
+    fn secret_bits(&mut self) -> u64 {
+        self.rng.next_u64()
     }
 
     fn log(
@@ -228,6 +246,17 @@ impl Proxy {
             fields,
         }));
     }
+}
+
+/// What the core dropped or refused, by cause: plain per-worker counters, written by the owning
+/// worker only.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ProxyCounters {
+    /// Responses whose branch is ours but that arrived on a connection the request did not go out
+    /// on (injection attempts, or a confused peer): dropped.
+    pub responses_wrong_connection: u64,
+    /// Responses with a branch this worker never wrote (or long forgot): dropped.
+    pub responses_unknown_branch: u64,
 }
 
 #[cfg(test)]

@@ -681,3 +681,74 @@ fn extraneous_header_field_separators_get_400() {
     let warning = String::from_utf8_lossy(m.header(HeaderName::Warning).unwrap().raw_value).into_owned();
     assert!(warning.contains("Contact"), "{warning}");
 }
+
+/// Issue 8.1: a response is matched only on the connection its request went out on, and branches
+/// are unguessable. Another peer holding the real branch (a second partner's inbound link, a front
+/// end) cannot answer the transaction; the real partner still can.
+#[test]
+fn responses_on_another_connection_are_dropped_and_counted() {
+    let mut h = H::new();
+    let eff = h.msg(
+        FE,
+        &request("MESSAGE", "sip:bob@partner.example", "z9hG4bKinj1", ""),
+    );
+    let (_, fwd, token) = sends(&eff)[0].clone();
+    h.delivered(token.unwrap());
+    let forged = answer(&fwd, 200, "OK", Some("forged"));
+    for conn in [PARTNER_IN, FE] {
+        let eff = h.msg(conn, &forged);
+        assert!(
+            sends(&eff).is_empty(),
+            "a forged answer on {conn:?} went through: {eff:?}"
+        );
+        assert!(eff
+            .iter()
+            .any(|e| matches!(e, Effect::Log(r) if r.event == "response_wrong_connection")));
+    }
+    assert_eq!(h.proxy.counters().responses_wrong_connection, 2);
+    let back = sends(&h.msg(ConnId(100), &answer(&fwd, 202, "Accepted", Some("real"))));
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].0, Destination::Conn(FE));
+    assert!(back[0].1.contains("tag=real"), "{}", back[0].1);
+    // An unknown branch is counted apart.
+    let stray = answer(&fwd, 200, "OK", None).replace("z9hG4bKse", "z9hG4bKsf");
+    assert!(sends(&h.msg(ConnId(100), &stray)).is_empty());
+    assert_eq!(h.proxy.counters().responses_unknown_branch, 1);
+}
+
+/// Branches carry 64 secret bits: two cores seeded differently write different branches for the
+/// same sequence of requests, and consecutive branches share no guessable counter suffix alone.
+#[test]
+fn branches_are_unguessable() {
+    let branch_of = |seed: u64| {
+        let mut h = H::new();
+        h.proxy.seed(seed);
+        (0..2)
+            .map(|i| {
+                let eff = h.msg(
+                    FE,
+                    &request("MESSAGE", "sip:bob@partner.example", &format!("z9hG4bKg{i}"), ""),
+                );
+                let fwd = sends(&eff)[0].1.clone();
+                parse(fwd.as_bytes())
+                    .unwrap()
+                    .top_via()
+                    .unwrap()
+                    .branch()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (branch_of(1), branch_of(2));
+    assert_ne!(a, b);
+    assert_eq!(branch_of(1), a, "the seed alone decides them");
+    for br in a.iter().chain(&b) {
+        assert!(
+            br.starts_with("z9hG4bKse") && br.len() >= "z9hG4bKse".len() + 16 + 3,
+            "{br}"
+        );
+    }
+    let secret = |br: &str| br["z9hG4bKse".len().."z9hG4bKse".len() + 16].to_owned();
+    assert_ne!(secret(&a[0]), secret(&a[1]));
+}
