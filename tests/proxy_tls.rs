@@ -591,6 +591,72 @@ fn a_response_injected_on_another_partners_connection_is_dropped() {
     );
 }
 
+/// Issue 8.2 and 8.3 through the real edge: a front end spoofing another organisation's From gets
+/// 403 / 1907; a partner asking the edge to relay to a domain that is not ours gets 403 / 1908 (in
+/// `ms-diagnostics-public`); neither reaches the other side.
+#[test]
+fn spoofed_from_and_open_relay_are_refused() {
+    let w = callee_world(|_| {});
+    let mut fe = w.fe();
+    let spoof = sip::request(
+        "MESSAGE",
+        "sip:bob@partner.test",
+        "fe1.corp.test:5061",
+        "z9hG4bKfe-spoof",
+        "sip:ceo@bank.test",
+        "",
+    );
+    fe.send(&spoof);
+    let r = fe
+        .recv_final(WAIT, "MESSAGE")
+        .expect("an answer to the spoofed From");
+    assert_eq!(sip::status(&r), 403, "{r}");
+    let diag = sip::header(&r, "ms-diagnostics").unwrap_or_else(|| panic!("no ms-diagnostics:\n{r}"));
+    assert!(
+        diag.starts_with("1907;") && diag.contains("domain=\"bank.test\""),
+        "{diag}"
+    );
+
+    let mut partner = w.partner_client(w.edge.external_addr);
+    let via = format!("edge.partner.test:{}", w.partner().port());
+    partner.send(&sip::message(
+        "sip:victim@bank.test",
+        &via,
+        "z9hG4bKpa-relay",
+        "sip:bob@partner.test",
+    ));
+    let r = partner
+        .recv_final(WAIT, "MESSAGE")
+        .expect("an answer to the relay attempt");
+    assert_eq!(sip::status(&r), 403, "{r}");
+    let diag = sip::header(&r, "ms-diagnostics-public").unwrap_or_else(|| panic!("no diagnostic:\n{r}"));
+    assert!(
+        diag.starts_with("1908;") && diag.contains("domain=\"bank.test\""),
+        "{diag}"
+    );
+    // Positive signal that both were handled before checking nothing crossed: a good request each way.
+    fe.send(&fe_request(
+        "OPTIONS",
+        "sip:bob@partner.test",
+        "z9hG4bKfe-good",
+        "",
+    ));
+    assert_eq!(sip::status(&fe.recv_final(WAIT, "OPTIONS").unwrap()), 200);
+    partner.send(&sip::message(
+        "sip:alice@corp.test",
+        &via,
+        "z9hG4bKpa-good",
+        "sip:bob@partner.test",
+    ));
+    assert_eq!(sip::status(&partner.recv_final(WAIT, "MESSAGE").unwrap()), 200);
+    assert!(
+        w.partner().requests().iter().all(|r| sip::method(r) == "OPTIONS"),
+        "{:?}",
+        sip::summary(&w.partner().requests())
+    );
+    assert!(w.fe_uas.requests().iter().all(|r| !r.contains("bank.test")));
+}
+
 // ---- refusals ----------------------------------------------------------------------------------
 
 #[test]

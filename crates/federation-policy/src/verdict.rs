@@ -13,6 +13,8 @@
 //! | 1904 | Cannot connect to the next hop | 504 |
 //! | 1905 | Instant message contains a URL prefix blocked by the IM filter | 403 |
 //! | 1906 | Request already passed through this edge | 482 |
+//! | 1907 | From domain is not one of this edge's domains | 403 |
+//! | 1908 | Request-URI domain is not one of this edge's domains | 403 |
 
 use std::fmt::Write;
 
@@ -38,6 +40,11 @@ impl DiagnosticId {
     pub const CONNECT_FAILED: Self = Self(1904);
     pub const IM_FILTER_BLOCKED: Self = Self(1905);
     pub const LOOP_DETECTED: Self = Self(1906);
+    /// A front end sent a request From a domain this edge does not serve: the edge vouches for its
+    /// own domains only.
+    pub const FROM_DOMAIN_NOT_OURS: Self = Self(1907);
+    /// A partner sent an out-of-dialog request for a domain this edge does not serve (relay).
+    pub const RELAY_REFUSED: Self = Self(1908);
 }
 
 /// One structured log event: a stable name to filter on and the text operators search for.

@@ -257,6 +257,9 @@ pub struct ProxyCounters {
     pub responses_wrong_connection: u64,
     /// Responses with a branch this worker never wrote (or long forgot): dropped.
     pub responses_unknown_branch: u64,
+    /// Generated refusals by their metric reason (`relay`, `from_not_ours`, `blocked`, ...): a
+    /// bounded set of static labels.
+    pub refusals: std::collections::BTreeMap<&'static str, u64>,
 }
 
 #[cfg(test)]

@@ -235,9 +235,55 @@ impl Proxy {
                 FilterVerdict::Pass => {}
             }
         }
+        if let Some(r) = self.foreign_domain(peer.side, msg) {
+            return self.refuse(sid, r, now, out);
+        }
         match peer.side {
             Side::External => self.route_inbound(sid, peer, msg, SrvAnswer::NotLookedUp, now, out),
             Side::Internal => self.route_outbound(sid, msg, SrvAnswer::NotLookedUp, now, out),
+        }
+    }
+
+    /// The edge speaks for `edge.sip_domains` only. From the front ends: the From domain must be
+    /// ours (no spoofing other organisations towards partners). From partners: an out-of-dialog
+    /// request must be for one of our domains (no open relay: it would be routed back out under our
+    /// identity); an in-dialog request is recognised by our own leading Route.
+    fn foreign_domain(&self, side: Side, msg: &Message<'_>) -> Option<federation_policy::Refusal> {
+        match side {
+            Side::Internal => {
+                let from = route::from_host(msg);
+                let ours = DomainName::parse(&from).is_ok_and(|d| self.policy.is_our_domain(&d));
+                (!ours).then(|| {
+                    route::simple_refusal(
+                        403,
+                        DiagnosticId::FROM_DOMAIN_NOT_OURS,
+                        "From domain is not one of this edge's domains",
+                        "from_not_ours",
+                        vec![("domain", from)],
+                    )
+                })
+            }
+            Side::External => {
+                if route::our_leading_routes(&self.settings, msg) > 0 {
+                    return None;
+                }
+                let target = route::target_domain(msg);
+                let ours = target.as_ref().is_some_and(|d| self.policy.is_our_domain(d));
+                (!ours).then(|| {
+                    let host = msg
+                        .request_uri()
+                        .and_then(|u| sip_codec::Uri::parse(u).ok())
+                        .and_then(|u| u.as_sip().map(|s| s.host_str().to_owned()))
+                        .unwrap_or_default();
+                    route::simple_refusal(
+                        403,
+                        DiagnosticId::RELAY_REFUSED,
+                        "Request-URI domain is not one of this edge's domains",
+                        "relay",
+                        vec![("domain", host)],
+                    )
+                })
+            }
         }
     }
 

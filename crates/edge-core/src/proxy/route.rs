@@ -35,6 +35,15 @@ pub(crate) fn from_domain(msg: &Message<'_>) -> Option<DomainName> {
     DomainName::parse(u.host_str()).ok()
 }
 
+/// The host of the From URI as written (empty when there is none), for diagnostics.
+pub(crate) fn from_host(msg: &Message<'_>) -> String {
+    msg.from()
+        .ok()
+        .and_then(|f| f.parsed_uri().ok())
+        .and_then(|u| u.as_sip().map(|s| s.host_str().to_owned()))
+        .unwrap_or_default()
+}
+
 /// `user@host` of the From (outbound) or To (inbound) URI: the internal contact a discovered
 /// partner's limits count.
 pub(crate) fn contact_key(msg: &Message<'_>, header: HeaderName) -> String {

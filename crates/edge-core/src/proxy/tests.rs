@@ -752,3 +752,78 @@ fn branches_are_unguessable() {
     let secret = |br: &str| br["z9hG4bKse".len().."z9hG4bKse".len() + 16].to_owned();
     assert_ne!(secret(&a[0]), secret(&a[1]));
 }
+
+/// Issue 8.2: a front end may not send From a domain the edge does not serve (403, 1907 naming
+/// it, towards internal with `source`); nothing goes out.
+#[test]
+fn outbound_from_a_foreign_domain_is_refused_1907() {
+    let mut h = H::new();
+    let spoof = request("MESSAGE", "sip:bob@partner.example", "z9hG4bKsp1", "")
+        .replace("From: <sip:alice@corp.example>", "From: <sip:ceo@bank.example>");
+    let s = sends(&h.msg(FE, &spoof));
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].0, Destination::Conn(FE));
+    let m = parse(s[0].1.as_bytes()).unwrap();
+    assert_eq!(m.status(), Some(403));
+    let d = m.ms_diagnostics().unwrap();
+    assert_eq!(d.id, 1907);
+    assert!(s[0].1.contains("domain=\"bank.example\""), "{}", s[0].1);
+    assert!(s[0].1.contains("source=\"edge.corp.example\""), "{}", s[0].1);
+    // In dialog too: the edge vouches for its own users only.
+    let bye = request("BYE", "sip:bob@edge.partner.example", "z9hG4bKsp2", "")
+        .replace("From: <sip:alice@corp.example>", "From: <sip:x@partner.example>")
+        .replace(
+            "To: <sip:bob@edge.partner.example>",
+            "To: <sip:bob@partner.example>;tag=t",
+        );
+    let s = sends(&h.msg(FE, &bye));
+    assert_eq!(
+        parse(s[0].1.as_bytes()).unwrap().ms_diagnostics().unwrap().id,
+        1907
+    );
+    assert_eq!(h.proxy.counters().refusals.get("from_not_ours"), Some(&2));
+    // Our own domain still goes out.
+    let ok = sends(&h.msg(
+        FE,
+        &request("MESSAGE", "sip:bob@partner.example", "z9hG4bKsp3", ""),
+    ));
+    assert!(matches!(ok[0].0, Destination::Hop(_)), "{ok:?}");
+}
+
+/// Issue 8.3: a partner's out-of-dialog request for a domain that is not ours is refused (403,
+/// 1908, `ms-diagnostics-public` without `source`) instead of being relayed to the front ends; an
+/// in-dialog request carrying our Route still crosses.
+#[test]
+fn inbound_requests_for_foreign_domains_are_not_relayed_1908() {
+    let mut h = H::new();
+    let relay = "MESSAGE sip:victim@bank.example SIP/2.0\nVia: SIP/2.0/TLS edge.partner.example;branch=z9hG4bKr1\nMax-Forwards: 70\nFrom: <sip:bob@partner.example>;tag=b1\nTo: <sip:victim@bank.example>\nCall-ID: relay-1\nCSeq: 1 MESSAGE\nContent-Length: 0\n\n";
+    for text in [
+        relay.to_owned(),
+        relay
+            .replace("sip:victim@bank.example SIP", "sip:victim@127.0.0.1 SIP")
+            .replace("z9hG4bKr1", "z9hG4bKr2"),
+    ] {
+        let s = sends(&h.msg(PARTNER_IN, &text));
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s[0].0, Destination::Conn(PARTNER_IN));
+        let m = parse(s[0].1.as_bytes()).unwrap();
+        assert_eq!(m.status(), Some(403));
+        assert_eq!(m.ms_diagnostics_public().unwrap().id, 1908);
+        assert!(m.header(HeaderName::MsDiagnostics).is_none());
+        assert!(!s[0].1.contains("source="), "{}", s[0].1);
+    }
+    assert_eq!(h.proxy.counters().refusals.get("relay"), Some(&2));
+    // In dialog (our Route first), to the front end's contact: forwarded.
+    let bye = "BYE sip:alice@fe1.corp.example:5061;transport=tls SIP/2.0\nVia: SIP/2.0/TLS edge.partner.example;branch=z9hG4bKr3\nRoute: <sip:edge.corp.example:5061;transport=tls;lr>\nMax-Forwards: 70\nFrom: <sip:bob@partner.example>;tag=b1\nTo: <sip:alice@corp.example>;tag=a1\nCall-ID: dlg-1\nCSeq: 2 BYE\nContent-Length: 0\n\n";
+    let s = sends(&h.msg(PARTNER_IN, bye));
+    assert!(
+        matches!(&s[0].0, Destination::Hop(hop) if hop.side == Side::Internal),
+        "{s:?}"
+    );
+    // For our domain: forwarded.
+    let ok = relay
+        .replace("bank.example", "corp.example")
+        .replace("z9hG4bKr1", "z9hG4bKr4");
+    let s = sends(&h.msg(PARTNER_IN, &ok));
+    assert!(matches!(&s[0].0, Destination::Hop(_)), "{s:?}");
+}

@@ -176,6 +176,7 @@ impl Proxy {
             });
         }
         if let Some(r) = &extra.refusal {
+            *self.counters.refusals.entry(r.metric_reason).or_default() += 1;
             // The facts of the diagnostic as fields of their own (domain, fqdn1, PeerServer, ...).
             let mut fields = vec![
                 ("status", status.to_string()),
