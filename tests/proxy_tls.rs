@@ -1095,6 +1095,49 @@ fn a_message_that_stalls_is_answered_408_and_closed() {
     );
 }
 
+/// Issue 8.4: a second `sipedge run` on the addresses a running edge holds refuses to start (exit
+/// 1), naming the listener and the address, instead of silently sharing the traffic through
+/// SO_REUSEPORT; the first edge keeps serving.
+#[test]
+fn a_second_edge_on_the_same_port_refuses_to_start() {
+    let w = callee_world(|_| {});
+    let config = std::fs::read_to_string(&w.edge.config_path).unwrap().replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"{}\"", w.edge.internal_addr),
+        1,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("second.toml");
+    std::fs::write(&path, &config).unwrap();
+    let out = std::process::Command::new(sipedge_tests::sipedge_bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "internal listener {}: address already in use",
+            w.edge.internal_addr
+        )),
+        "{stderr}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("listening"),
+        "it must not listen"
+    );
+    let mut fe = w.fe();
+    fe.send(&fe_request(
+        "OPTIONS",
+        "sip:bob@partner.test",
+        "z9hG4bKfe-two",
+        "",
+    ));
+    assert_eq!(sip::status(&fe.recv_final(WAIT, "OPTIONS").unwrap()), 200);
+}
+
 // ---- the harness itself ------------------------------------------------------------------------
 
 #[test]

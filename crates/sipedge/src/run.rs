@@ -67,6 +67,16 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
         s.timer_c = timer_c;
         Proxy::new(s, Arc::clone(&policy), u16::try_from(worker).unwrap_or(u16::MAX))
     };
+    // No other process may hold the metrics address either (the SIP listeners are probed by the
+    // shell before its workers bind them).
+    if let Err(e) = shell::ensure_listen_address_free("metrics", config.metrics().listen) {
+        log(
+            "error",
+            "listen_failed",
+            &format!("cannot start the listeners: {e}"),
+        );
+        return ExitCode::FAILURE;
+    }
     let handle = match shell::start(settings, Arc::new(make_proxy)) {
         Ok(h) => h,
         Err(e) => {

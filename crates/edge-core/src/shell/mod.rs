@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use mio::{Interest, Poll, Waker};
 
+pub use listener::ensure_free as ensure_listen_address_free;
 pub use pool::StaticHosts;
 pub use settings::{ShellLimits, ShellSettings, TlsIdentity};
 pub use shared::{CounterSnapshot, ShellCounters};
@@ -95,8 +96,8 @@ pub fn start<C: Core + 'static>(settings: ShellSettings, make_core: MakeCore<C>)
     let workers = settings.worker_count();
     let tls =
         Arc::new(TlsConfigs::build(&settings).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?);
-    let (internal, internal_addr) = listener::bind_group(settings.internal_listen, workers)?;
-    let (external, external_addr) = listener::bind_group(settings.external_listen, workers)?;
+    let (internal, internal_addr) = listener::bind_group("internal", settings.internal_listen, workers)?;
+    let (external, external_addr) = listener::bind_group("external", settings.external_listen, workers)?;
     let conn_count = ConnCount::new(settings.limits.max_connections);
     let mut handle = EdgeHandle {
         internal_addr,
