@@ -164,10 +164,11 @@ fn every_example_config_is_valid_with_only_its_expected_warnings() {
             out.stdout
         );
         let last = out.stdout.lines().last().unwrap();
-        assert_eq!(
-            last,
-            format!("ok: {} is valid ({} warnings)", path.display(), expected.len())
-        );
+        let n = match expected.len() {
+            1 => "1 warning".to_owned(),
+            n => format!("{n} warnings"),
+        };
+        assert_eq!(last, format!("ok: {} is valid ({n})", path.display()));
     }
 }
 
@@ -183,9 +184,13 @@ fn the_embedded_default_is_valid() {
         out.stdout
     );
     assert!(out.stdout.contains("EMBEDDED DEFAULT"));
+    let n = match warnings.len() {
+        1 => "1 warning".to_owned(),
+        n => format!("{n} warnings"),
+    };
     assert_eq!(
         out.stdout.lines().last().unwrap(),
-        format!("ok: <embedded default> is valid ({} warnings)", warnings.len())
+        format!("ok: <embedded default> is valid ({n})")
     );
 }
 
@@ -323,4 +328,40 @@ fn renaming_any_key_of_the_example_is_an_error_naming_it() {
             out.stdout
         );
     }
+}
+
+/// `check-config` exit 0 means `run` starts: a private key that is not the certificate's is an error
+/// naming the key, in plain words; the warnings found on the way are still printed; one error is
+/// "1 error".
+#[test]
+fn a_key_that_does_not_belong_to_its_certificate_is_an_error() {
+    let example = sipedge_tests::workspace_root().join("deploy/sipedge.toml");
+    let certs = Certs::new(&edge_fqdns(&example));
+    let other_key = certs.dir.path().join("other.key");
+    std::fs::write(&other_key, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let mut env: Vec<(String, PathBuf)> = certs
+        .env()
+        .into_iter()
+        .filter(|(k, _)| k != "SIPEDGE__EXTERNAL__KEY_FILE")
+        .collect();
+    env.push(("SIPEDGE__EXTERNAL__KEY_FILE".to_owned(), other_key.clone()));
+    let out = check_config(&[example.to_str().unwrap()], &env);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let crt = certs.dir.path().join("edge.crt");
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "error: external.key_file: the private key in {} does not belong to the certificate in {} \
+                 (external.cert_file): its public key is not the certificate's; give the key the certificate \
+                 was issued for",
+                other_key.display(),
+                crt.display()
+            ),
+            format!("invalid: {} (1 error)", example.display()),
+        ],
+        "{}",
+        out.stdout
+    );
 }

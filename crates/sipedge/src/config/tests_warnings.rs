@@ -80,6 +80,58 @@ fn certificates_expired_expiring_and_names() {
 }
 
 #[test]
+fn a_key_that_is_not_the_certificates_is_an_error_and_warnings_are_kept() {
+    let pki = Pki::with_edge_cert();
+    pki.leaf("soon", &["edge.corp.example"], 10);
+    let (_, other_key) = pki.leaf("other", &["edge.corp.example"], 365);
+    let text = with(
+        "",
+        &[
+            (
+                "cert_file = \"edge.crt\"\nkey_file = \"edge.key\"\nca_file",
+                "cert_file = \"soon.crt\"\nkey_file = \"soon.key\"\nca_file",
+            ),
+            (
+                "cert_file = \"edge.crt\"\nkey_file = \"edge.key\"\n\n",
+                "cert_file = \"edge.crt\"\nkey_file = \"other.key\"\n\n",
+            ),
+        ],
+    );
+    let loaded = pki.check(&text);
+    let invalid = loaded.as_ref().unwrap_err();
+    assert_eq!(keys(&invalid.errors), ["external.key_file"], "{invalid:#?}");
+    assert_eq!(
+        invalid.errors[0].problem,
+        format!(
+            "the private key in {} does not belong to the certificate in {} (external.cert_file): \
+             its public key is not the certificate's; give the key the certificate was issued for",
+            other_key.display(),
+            pki.dir().join("edge.crt").display()
+        )
+    );
+    assert_eq!(keys(&invalid.warnings), ["internal.cert_file"]);
+    let (report, ok) = crate::check_config::report("x.toml", false, &loaded);
+    assert!(!ok);
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines.len(), 3, "{report}");
+    assert!(lines[0].starts_with("error: external.key_file: the private key in "));
+    assert!(lines[1].starts_with("warning: internal.cert_file: certificate "));
+    assert_eq!(lines[2], "invalid: x.toml (1 error)");
+
+    // Both listeners with the wrong key: "2 errors".
+    let both = text.replace("key_file = \"soon.key\"", "key_file = \"other.key\"");
+    let (report, _) = crate::check_config::report("x.toml", false, &pki.check(&both));
+    assert_eq!(
+        report.lines().last(),
+        Some("invalid: x.toml (2 errors)"),
+        "{report}"
+    );
+    let (report, ok) = crate::check_config::report("x.toml", false, &pki.check(VALID_TOML));
+    assert!(ok);
+    assert_eq!(report, "ok: x.toml is valid (0 warnings)\n");
+}
+
+#[test]
 fn warnings_on_push_filter_and_discovery() {
     let pki = Pki::with_edge_cert();
     let text = with(

@@ -2,11 +2,15 @@
 //! (`cert_file`, `key_file`) and CA bundles (`ca_file`), read as PEM (`rustls-pki-types`) and each
 //! certificate parsed as X.509 (`x509-parser`) for its subject, DNS SANs and validity. An expired
 //! certificate in a chain is an error, one that expires within 30 days a warning; an expired CA in a
-//! bundle is only a warning (bundles often carry old roots). Only the embedded default may omit the
+//! bundle is only a warning (bundles often carry old roots). A private key that does not belong to its
+//! certificate is an error (checked as the shell loads it, so `check-config` passing means `run`
+//! starts). Only the embedded default may omit the
 //! files and run on a self-signed certificate generated at start.
 
 use std::path::Path;
 
+use rustls::sign::CertifiedKey;
+use rustls::InconsistentKeys;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::extensions::GeneralName;
@@ -104,6 +108,13 @@ pub(super) fn identity(
             }
         });
     let ((chain, leaf), key) = (chain?, key?);
+    key_matches(
+        &chain,
+        &key,
+        (&cert_path, &cert_key),
+        (&key_path, &key_key),
+        issues,
+    )?;
     Some(TlsIdentity::Files(TlsFiles {
         cert_file: cert_path,
         key_file: key_path,
@@ -111,6 +122,44 @@ pub(super) fn identity(
         key,
         leaf,
     }))
+}
+
+/// Whether the private key belongs to the leaf certificate, checked the way the shell loads them
+/// (rustls `CertifiedKey` on the ring provider), so that a valid configuration is one `run` starts with.
+fn key_matches(
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+    (cert_path, cert_key): (&Path, &str),
+    (key_path, key_key): (&Path, &str),
+    issues: &mut Issues,
+) -> Option<()> {
+    let provider = rustls::crypto::ring::default_provider();
+    match CertifiedKey::from_der(chain.to_vec(), key.clone_key(), &provider) {
+        Ok(_) => Some(()),
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
+            issues.push(
+                key_key,
+                format!(
+                    "the private key in {} does not belong to the certificate in {} ({cert_key}): \
+                     its public key is not the certificate's; give the key the certificate was issued for",
+                    key_path.display(),
+                    cert_path.display()
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            issues.push(
+                key_key,
+                format!(
+                    "the private key in {} cannot be used with the certificate in {} ({cert_key}): {e}",
+                    key_path.display(),
+                    cert_path.display()
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// A CA bundle (`key` is `internal.ca_file` / `external.ca_file`).

@@ -14,7 +14,7 @@ use federation_policy::{DomainName, Fqdn, KnownServer, Policy};
 use super::file::*;
 use super::sections;
 use super::settings::*;
-use super::{federation, tls, warnings, Issue, Issues};
+use super::{federation, tls, warnings, Invalid, Issues};
 
 /// Every section, validated or `None` (its problems recorded).
 struct Parts {
@@ -76,7 +76,7 @@ pub(super) fn build(
     source: ConfigSource,
     base: Option<&Path>,
     mut issues: Issues,
-) -> Result<Config, Vec<Issue>> {
+) -> Result<Config, Invalid> {
     let mut warns = Issues::default();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -208,7 +208,10 @@ pub(super) fn build(
                     "internal error: a section failed to validate without saying why",
                 );
             }
-            Err(issues.into_vec())
+            Err(Invalid {
+                errors: issues.into_vec(),
+                warnings: warns.into_vec(),
+            })
         }
     }
 }
