@@ -331,8 +331,8 @@ fn renaming_any_key_of_the_example_is_an_error_naming_it() {
 }
 
 /// `check-config` exit 0 means `run` starts: a private key that is not the certificate's is an error
-/// naming the key, in plain words; the warnings found on the way are still printed; one error is
-/// "1 error".
+/// naming the key, in plain words; the warnings found on the way (here Timer C under 3 minutes) are
+/// still printed; one error is "1 error".
 #[test]
 fn a_key_that_does_not_belong_to_its_certificate_is_an_error() {
     let example = sipedge_tests::workspace_root().join("deploy/sipedge.toml");
@@ -345,6 +345,11 @@ fn a_key_that_does_not_belong_to_its_certificate_is_an_error() {
         .filter(|(k, _)| k != "SIPEDGE__EXTERNAL__KEY_FILE")
         .collect();
     env.push(("SIPEDGE__EXTERNAL__KEY_FILE".to_owned(), other_key.clone()));
+    // A warning from a section that validated is printed with the error.
+    env.push((
+        "SIPEDGE__LIMITS__INVITE_TIMEOUT_MS".to_owned(),
+        PathBuf::from("60000"),
+    ));
     let out = check_config(&[example.to_str().unwrap()], &env);
     assert_eq!(out.code, 1, "{}", out.stdout);
     let lines: Vec<&str> = out.stdout.lines().collect();
@@ -359,6 +364,10 @@ fn a_key_that_does_not_belong_to_its_certificate_is_an_error() {
                 other_key.display(),
                 crt.display()
             ),
+            "warning: limits.invite_timeout_ms: 60000 ms is below 3 minutes (RFC 3261 Timer C > 3 min; \
+             default 181000): mobile endpoints have 60 s to answer an INVITE (desktops 15 s), and a call still \
+             ringing when this expires is cancelled with 408"
+                .to_owned(),
             format!("invalid: {} (1 error)", example.display()),
         ],
         "{}",

@@ -130,6 +130,25 @@ fn join(parent: &str, key: &str) -> String {
 
 /// Whether `value` has the kind (after converting an environment string); `false` means reported.
 fn check_kind(value: &mut Value, kind: Kind, path: &str, env: &EnvOverrides, issues: &mut Issues) -> bool {
+    if let Kind::TableList(_) = kind {
+        let vars: Vec<&str> = env
+            .iter()
+            .filter(|(p, _)| is_at_or_below(p, path))
+            .map(|(_, (var, _))| var.as_str())
+            .collect();
+        if !vars.is_empty() {
+            issues.push(
+                path,
+                format!(
+                    "set by environment variable {}: a list of tables ([[{path}]]) cannot be set from the \
+                     environment; such keys ({}) are set in the configuration file",
+                    vars.join(", "),
+                    table_lists().join(", ")
+                ),
+            );
+            return false;
+        }
+    }
     if value.origin() == Some(ENV_ORIGIN) {
         if let Some((var, raw)) = env.get(path) {
             if !matches!(kind, Kind::Table(_) | Kind::TableList(_)) {
@@ -186,6 +205,37 @@ fn check_kind(value: &mut Value, kind: Kind, path: &str, env: &EnvOverrides, iss
     }
 }
 
+/// Whether key path `p` is `path` or a key below it.
+fn is_at_or_below(p: &str, path: &str) -> bool {
+    p.strip_prefix(path)
+        .is_some_and(|r| r.is_empty() || r.starts_with('.'))
+}
+
+/// Calls `visit` with the path and kind of every key below `fields` (lists of tables as `name[]`
+/// for the keys inside them), tables first, then their keys.
+fn walk(fields: &[Field], prefix: &str, visit: &mut impl FnMut(&str, Kind)) {
+    for fl in fields {
+        let p = join(prefix, fl.name);
+        visit(&p, fl.kind);
+        match fl.kind {
+            Kind::Table(sub) => walk(sub, &p, visit),
+            Kind::TableList(sub) => walk(sub, &format!("{p}[]"), visit),
+            _ => {}
+        }
+    }
+}
+
+/// The key paths of the lists of tables (`federation.allowed`, …), in schema order.
+fn table_lists() -> Vec<String> {
+    let mut out = Vec::new();
+    walk(ROOT, "", &mut |p, kind| {
+        if matches!(kind, Kind::TableList(_)) {
+            out.push(p.to_owned());
+        }
+    });
+    out
+}
+
 fn check_table(
     table: &mut config::Map<String, Value>,
     fields: &[Field],
@@ -200,10 +250,7 @@ fn check_table(
         let keep = match fields.iter().find(|fl| fl.name == key) {
             Some(field) => check_kind(value, field.kind, &key_path, env, issues),
             None => {
-                let var = env.iter().find(|(p, _)| {
-                    p.strip_prefix(key_path.as_str())
-                        .is_some_and(|r| r.is_empty() || r.starts_with('.'))
-                });
+                let var = env.iter().find(|(p, _)| is_at_or_below(p, &key_path));
                 issues.push(&key_path, unknown_key(key, fields, var.map(|(_, v)| v)));
                 false
             }
@@ -310,18 +357,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// Every key path of the schema, arrays of tables written `name[]` (for the drift test).
 #[cfg(test)]
 pub fn all_paths() -> Vec<String> {
-    fn walk(fields: &[Field], prefix: &str, out: &mut Vec<String>) {
-        for fl in fields {
-            let p = join(prefix, fl.name);
-            match fl.kind {
-                Kind::Table(sub) => walk(sub, &p, out),
-                Kind::TableList(sub) => walk(sub, &format!("{p}[]"), out),
-                _ => out.push(p),
-            }
-        }
-    }
     let mut out = Vec::new();
-    walk(ROOT, "", &mut out);
+    walk(ROOT, "", &mut |p, kind| {
+        if !matches!(kind, Kind::Table(_) | Kind::TableList(_)) {
+            out.push(p.to_owned());
+        }
+    });
     out.sort();
     out
 }

@@ -92,13 +92,24 @@ pub(super) fn known_servers(list: &[KnownServerFile], i: &mut Issues) -> Vec<(us
     out
 }
 
-/// Two listeners on one port where the addresses overlap (equal, or either a wildcard).
+/// Two listeners on one port where the addresses overlap (equal, or either a wildcard); and metrics
+/// reachable on the external listener's address (metrics never face the partners).
 pub(super) fn listener_conflicts(listeners: &[(&str, Option<SocketAddr>)], i: &mut Issues) {
     for (n, (key, addr)) in listeners.iter().enumerate() {
         let Some(a) = addr else { continue };
         for (other, b) in listeners.iter().take(n).filter_map(|(k, b)| b.map(|b| (k, b))) {
             let overlap = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
-            if a.port() != 0 && a.port() == b.port() && overlap {
+            let clash = a.port() != 0 && a.port() == b.port() && overlap;
+            let facing = overlap && !a.ip().is_loopback();
+            if (*key, *other) == ("metrics.listen", "external.listen") && (clash || facing) {
+                i.push(
+                    *key,
+                    format!(
+                        "{a} is on the external listener's address (external.listen {b}): metrics never face \
+                         the partners; listen on the internal side's address or loopback (default {DEFAULT_METRICS_LISTEN})"
+                    ),
+                );
+            } else if clash {
                 i.push(
                     *key,
                     format!("{a} overlaps {other} ({b}): each listener needs its own address or port"),
@@ -194,7 +205,10 @@ pub(super) fn dns(d: &DnsFile, i: &mut Issues) -> Option<DnsSettings> {
     ok.then_some(DnsSettings { servers, hosts })
 }
 
-pub(super) fn limits(l: &LimitsFile, i: &mut Issues) -> Option<LimitSettings> {
+/// Timer C below this is warned about (RFC 3261: Timer C > 3 minutes).
+const TIMER_C_MIN_MS: u64 = 180_000;
+
+pub(super) fn limits(l: &LimitsFile, i: &mut Issues, w: &mut Issues) -> Option<LimitSettings> {
     let bytes = number(
         l.max_message_bytes,
         DEFAULT_MAX_MESSAGE_BYTES,
@@ -275,6 +289,16 @@ pub(super) fn limits(l: &LimitsFile, i: &mut Issues) -> Option<LimitSettings> {
         3_600_000,
         i,
     );
+    if let Some(ms) = timer_c.filter(|&ms| ms < TIMER_C_MIN_MS) {
+        w.push(
+            "limits.invite_timeout_ms",
+            format!(
+                "{ms} ms is below 3 minutes (RFC 3261 Timer C > 3 min; default {DEFAULT_INVITE_TIMEOUT_MS}): \
+                 mobile endpoints have 60 s to answer an INVITE (desktops 15 s), and a call still ringing \
+                 when this expires is cancelled with 408"
+            ),
+        );
+    }
     Some(LimitSettings {
         max_message_bytes: usize::try_from(bytes?).ok()?,
         max_connections: usize::try_from(conns?).ok()?,

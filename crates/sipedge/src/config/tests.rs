@@ -348,3 +348,110 @@ fn policy_contradictions_become_key_paths() {
         "{p}"
     );
 }
+
+#[test]
+fn a_uri_where_a_host_name_belongs_is_said_to_be_one() {
+    let pki = Pki::with_edge_cert();
+    let text = with(
+        "",
+        &[
+            (
+                "next_hop = \"pool.corp.example\"",
+                "next_hop = \"sip:pool.corp.example\"",
+            ),
+            (
+                "proxy_fqdn = \"sip.partner.example:5062\"",
+                "proxy_fqdn = \"http://sip.partner.example:5062/\"",
+            ),
+            (
+                "proxy_fqdn = \"sipfed.online.lync.com\"",
+                "proxy_fqdn = \"sips:user@sipfed.online.lync.com;transport=tls\"",
+            ),
+        ],
+    );
+    let errors = pki.load(&text, &[]).unwrap_err();
+    assert_eq!(
+        keys(&errors),
+        [
+            "internal.next_hop",
+            "federation.allowed[1].proxy_fqdn",
+            "federation.hosted_providers[0].proxy_fqdn"
+        ],
+        "{errors:#?}"
+    );
+    assert_eq!(
+        errors[0].problem,
+        "\"sip:pool.corp.example\" is a URI: write a host name, not a URI, with an optional :port (here \"pool.corp.example\")"
+    );
+    assert_eq!(
+        errors[1].problem,
+        "\"http://sip.partner.example:5062/\" is a URI: write a host name, not a URI, with an optional :port (here \"sip.partner.example:5062\")"
+    );
+    assert!(
+        errors[2].problem.ends_with("(here \"sipfed.online.lync.com\")"),
+        "{errors:#?}"
+    );
+    // A host with a bad port is still a port error.
+    let text = with(
+        "",
+        &[(
+            "next_hop = \"pool.corp.example\"",
+            "next_hop = \"pool.corp.example:sip\"",
+        )],
+    );
+    let errors = pki.load(&text, &[]).unwrap_err();
+    assert!(
+        !at(&errors, "internal.next_hop").problem.contains("URI"),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn metrics_never_listen_on_the_external_address() {
+    let pki = Pki::with_edge_cert();
+    let text = |listen: &str| with(&format!("[metrics]\nlisten = \"{listen}\"\n"), &[]);
+    for listen in ["192.0.2.10:9464", "0.0.0.0:9464", "192.0.2.10:5061"] {
+        let errors = pki.load(&text(listen), &[]).unwrap_err();
+        assert_eq!(
+            errors,
+            [Issue {
+                key: "metrics.listen".to_owned(),
+                problem: format!(
+                    "{listen} is on the external listener's address (external.listen 192.0.2.10:5061): metrics \
+                     never face the partners; listen on the internal side's address or loopback (default 127.0.0.1:9464)"
+                ),
+            }]
+        );
+    }
+    for listen in ["10.0.0.10:9464", "127.0.0.1:9464", "127.0.0.1:5061"] {
+        assert!(pki.load(&text(listen), &[]).is_ok(), "{listen}");
+    }
+}
+
+#[test]
+fn lists_of_tables_cannot_come_from_the_environment() {
+    let pki = Pki::with_edge_cert();
+    let env = [
+        ("SIPEDGE__FEDERATION__ALLOWED", "partner.example"),
+        ("SIPEDGE__INTERNAL__KNOWN_SERVERS__0__VERSION", "6"),
+    ];
+    let errors = pki.load(VALID_TOML, &env).unwrap_err();
+    let lists = "internal.known_servers, federation.allowed, federation.blocked, \
+                 federation.hosted_providers, dns.hosts";
+    let got: Vec<String> = errors.iter().map(Issue::to_string).collect();
+    assert_eq!(
+        got,
+        [
+            format!(
+                "internal.known_servers: set by environment variable SIPEDGE__INTERNAL__KNOWN_SERVERS__0__VERSION: \
+                 a list of tables ([[internal.known_servers]]) cannot be set from the environment; such keys \
+                 ({lists}) are set in the configuration file"
+            ),
+            format!(
+                "federation.allowed: set by environment variable SIPEDGE__FEDERATION__ALLOWED: a list of tables \
+                 ([[federation.allowed]]) cannot be set from the environment; such keys ({lists}) are set in \
+                 the configuration file"
+            ),
+        ]
+    );
+}

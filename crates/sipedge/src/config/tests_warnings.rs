@@ -132,6 +132,28 @@ fn a_key_that_is_not_the_certificates_is_an_error_and_warnings_are_kept() {
 }
 
 #[test]
+fn an_invite_timeout_below_three_minutes_is_warned_about() {
+    let pki = Pki::with_edge_cert();
+    let c = pki
+        .load(VALID_TOML, &[("SIPEDGE__LIMITS__INVITE_TIMEOUT_MS", "60000")])
+        .unwrap();
+    assert_eq!(
+        c.warnings(),
+        [Issue {
+            key: "limits.invite_timeout_ms".to_owned(),
+            problem: "60000 ms is below 3 minutes (RFC 3261 Timer C > 3 min; default 181000): mobile endpoints \
+                      have 60 s to answer an INVITE (desktops 15 s), and a call still ringing when this expires \
+                      is cancelled with 408"
+                .to_owned(),
+        }]
+    );
+    let c = pki
+        .load(VALID_TOML, &[("SIPEDGE__LIMITS__INVITE_TIMEOUT_MS", "180000")])
+        .unwrap();
+    assert_eq!(c.warnings(), &[] as &[Issue]);
+}
+
+#[test]
 fn warnings_on_push_filter_and_discovery() {
     let pki = Pki::with_edge_cert();
     let text = with(

@@ -171,7 +171,7 @@ pub(super) fn build(
 
     let push = sections::push(&file.push, i);
     let dns = sections::dns(&file.dns, i);
-    let limits = sections::limits(&file.limits, i);
+    let limits = sections::limits(&file.limits, i, &mut warns);
     let our = sip_domains.as_deref().unwrap_or_default();
     let policy = federation::build(&file, fqdn.as_ref(), our, &known, i);
 
@@ -229,8 +229,33 @@ pub(super) fn required<'a>(v: &'a Option<String>, key: &str, what: &str, i: &mut
     }
 }
 
+/// A server name with an optional port (`next_hop`, `proxy_fqdn`, a known server); a URI written
+/// there (`sip:host`, `http://host/`) is said to be one rather than read as a bad port.
 pub(super) fn fqdn_value(s: &str, key: &str, i: &mut Issues) -> Option<Fqdn> {
+    if let Some(host) = uri_host(s) {
+        i.push(
+            key,
+            format!("{s:?} is a URI: write a host name, not a URI, with an optional :port (here {host:?})"),
+        );
+        return None;
+    }
     Fqdn::parse(s).map_err(|e| i.push(key, e.to_string())).ok()
+}
+
+/// The `host[:port]` of `s` when it is written as a URI: `sip:host`, `sips:user@host;transport=tls`,
+/// `http://host:80/path`. `None` for `host` and `host:port`.
+fn uri_host(s: &str) -> Option<&str> {
+    let (scheme, rest) = s.trim().split_once(':')?;
+    let known = ["sip", "sips", "http", "https"]
+        .iter()
+        .any(|k| scheme.eq_ignore_ascii_case(k));
+    let is_port = !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit());
+    if !(rest.starts_with("//") || known) || is_port {
+        return None;
+    }
+    let rest = rest.trim_start_matches('/');
+    let authority = rest.split(['/', ';', '?', '>']).next().unwrap_or(rest);
+    Some(authority.rsplit_once('@').map_or(authority, |(_, host)| host))
 }
 
 pub(super) fn domain_value(s: &str, key: &str, i: &mut Issues) -> Option<DomainName> {
