@@ -42,6 +42,7 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
     for w in config.warnings() {
         log("warn", "config_warning", &w.to_string());
     }
+    crate::known_servers::log_changes([], config.policy().known_servers());
     let settings = match shell_settings(&config) {
         Ok(s) => s,
         Err(e) => {

@@ -18,6 +18,9 @@ pub enum Kind {
     Bool,
     /// A non-negative integer.
     UInt,
+    /// A version number as Lync writes it: an integer (`6`) or a numeric string (`"7.0"`); kept as
+    /// its text for validation (`sections.rs`).
+    Version,
     StrList,
     Table(&'static [Field]),
     TableList(&'static [Field]),
@@ -38,7 +41,7 @@ const EDGE: &[Field] = &[
     f("sip_domains", Kind::StrList),
     f("workers", Kind::UInt),
 ];
-const KNOWN_SERVER: &[Field] = &[f("fqdn", Kind::Str), f("version", Kind::Str)];
+const KNOWN_SERVER: &[Field] = &[f("fqdn", Kind::Str), f("version", Kind::Version)];
 const INTERNAL: &[Field] = &[
     f("fqdn", Kind::Str),
     f("listen", Kind::Str),
@@ -160,6 +163,19 @@ fn check_kind(value: &mut Value, kind: Kind, path: &str, env: &EnvOverrides, iss
         (Kind::Str, ValueKind::String(_)) | (Kind::Bool, ValueKind::Boolean(_)) => true,
         (Kind::UInt, ValueKind::I64(n)) if *n >= 0 => true,
         (Kind::UInt, ValueKind::U64(_)) => true,
+        (Kind::Version, ValueKind::String(_)) => true,
+        (Kind::Version, ValueKind::I64(n)) if *n >= 0 => {
+            value.kind = ValueKind::String(n.to_string());
+            true
+        }
+        (Kind::Version, ValueKind::U64(n)) => {
+            value.kind = ValueKind::String(n.to_string());
+            true
+        }
+        (Kind::Version, ValueKind::Float(x)) if x.is_finite() && *x >= 0.0 => {
+            value.kind = ValueKind::String(x.to_string());
+            true
+        }
         (Kind::UInt, ValueKind::I64(n)) => {
             issues.push(path, format!("{n} is negative; expected a number >= 0"));
             false
@@ -283,7 +299,7 @@ fn unknown_key(key: &str, fields: &[Field], from_env: Option<&(String, String)>)
 /// An environment value, converted by the key's kind; reports and returns `false` if it does not fit.
 fn convert_env(value: &mut Value, kind: Kind, path: &str, var: &str, raw: &str, issues: &mut Issues) -> bool {
     let converted = match kind {
-        Kind::Str => Some(ValueKind::String(raw.to_owned())),
+        Kind::Str | Kind::Version => Some(ValueKind::String(raw.to_owned())),
         Kind::Bool => match raw.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Some(ValueKind::Boolean(true)),
             "false" | "0" | "no" | "off" => Some(ValueKind::Boolean(false)),
@@ -316,6 +332,7 @@ fn expected(kind: Kind) -> &'static str {
         Kind::Str => "a string",
         Kind::Bool => "true or false",
         Kind::UInt => "a number >= 0",
+        Kind::Version => "a version number (6, \"7.0\")",
         Kind::StrList => "a list of strings",
         Kind::Table(_) => "a table",
         Kind::TableList(_) => "a list of tables ([[...]])",

@@ -70,26 +70,65 @@ pub(super) fn sip_domains(edge: &EdgeFile, i: &mut Issues) -> Option<Vec<DomainN
     ok.then_some(out)
 }
 
-pub(super) fn known_servers(list: &[KnownServerFile], i: &mut Issues) -> Vec<(usize, KnownServer)> {
-    let mut out = Vec::new();
+/// `internal.known_servers`: each entry's FQDN and version (a number, kept in its shortest form so
+/// that `7` and `"7.0"` are one version); an exact repeat of an earlier entry is a warning naming both
+/// (a repeat with another version is the policy's error, `federation.rs`).
+pub(super) fn known_servers(
+    list: &[KnownServerFile],
+    i: &mut Issues,
+    w: &mut Issues,
+) -> Vec<(usize, KnownServer)> {
+    let mut out: Vec<(usize, KnownServer)> = Vec::new();
     for (n, k) in list.iter().enumerate() {
         let key = format!("internal.known_servers[{n}]");
         let fqdn = required(&k.fqdn, &format!("{key}.fqdn"), "the server's FQDN", i)
             .and_then(|s| fqdn_value(s, &format!("{key}.fqdn"), i));
-        let version =
-            required(&k.version, &format!("{key}.version"), "the server's version", i).and_then(|v| {
-                if v.trim().is_empty() {
-                    i.push(format!("{key}.version"), "is empty");
-                    None
-                } else {
-                    Some(v.trim().to_owned())
-                }
-            });
-        if let (Some(fqdn), Some(version)) = (fqdn, version) {
-            out.push((n, KnownServer { fqdn, version }));
+        let what = "the server's version, a number as Lync writes it (6 = Lync 2013, 5 = Lync 2010, 0 = any)";
+        let version = required(&k.version, &format!("{key}.version"), what, i).and_then(|v| {
+            let canonical = version_number(v);
+            if canonical.is_none() {
+                let entry = k.fqdn.as_deref().map(|f| format!(" ({f})")).unwrap_or_default();
+                i.push(
+                    format!("{key}.version"),
+                    format!("{v:?} is not a version number{entry}: write {what}"),
+                );
+            }
+            canonical
+        });
+        let (Some(fqdn), Some(version)) = (fqdn, version) else {
+            continue;
+        };
+        let same = |o: &KnownServer| o.fqdn.host() == fqdn.host() && o.fqdn.port() == fqdn.port();
+        if let Some((first, _)) = out.iter().find(|(_, o)| same(o) && o.version == version) {
+            w.push(
+                key.clone(),
+                format!(
+                    "{fqdn} version {version} repeats internal.known_servers[{first}] exactly: \
+                     keep one of the two entries"
+                ),
+            );
         }
+        out.push((n, KnownServer { fqdn, version }));
     }
     out
+}
+
+/// A version number in its shortest form (`"07.10"` → `7.1`, `"7.0"` → `7`), or `None` when `v` is
+/// not digits with at most one decimal point.
+pub(super) fn version_number(v: &str) -> Option<String> {
+    let (int, frac) = v.trim().split_once('.').unwrap_or((v.trim(), ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || !digits(int) || !digits(frac) || (v.contains('.') && frac.is_empty()) {
+        return None;
+    }
+    let int = int.trim_start_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    let frac = frac.trim_end_matches('0');
+    Some(if frac.is_empty() {
+        int.to_owned()
+    } else {
+        format!("{int}.{frac}")
+    })
 }
 
 /// Two listeners on one port where the addresses overlap (equal, or either a wildcard); and metrics

@@ -290,8 +290,17 @@ fn known_server_conflict_names_both_entries() {
             "{ fqdn = \"fe2.corp.example\", version = \"8.0\" },\n  { fqdn = \"FE1.corp.example:5061\", version = \"7.0\" },\n  { fqdn = \"fe2.corp.example\", version = \"8.0\" },",
         )],
     );
-    let errors = pki.load(&text, &[]).unwrap_err();
-    assert_eq!(errors.len(), 1, "an identical repeat is harmless: {errors:#?}");
+    let invalid = pki.check(&text).unwrap_err();
+    let errors = invalid.errors;
+    assert_eq!(errors.len(), 1, "an identical repeat is no conflict: {errors:#?}");
+    assert_eq!(
+        invalid.warnings,
+        [Issue {
+            key: "internal.known_servers[3]".to_owned(),
+            problem: "fe2.corp.example version 8 repeats internal.known_servers[1] exactly: keep one of the two entries"
+                .to_owned(),
+        }]
+    );
     let e = at(&errors, "internal.known_servers[2]");
     assert!(e.problem.contains("internal.known_servers[0]"), "{e}");
     assert!(
@@ -454,4 +463,80 @@ fn lists_of_tables_cannot_come_from_the_environment() {
             ),
         ]
     );
+}
+
+#[test]
+fn known_server_versions_are_numbers_and_exact_repeats_warn() {
+    let pki = Pki::with_edge_cert();
+    let entries = "{ fqdn = \"fe1.corp.example\", version = \"8.0\" },\n  { fqdn = \"fe2.corp.example\", version = \"8.0\" },";
+    let text = with(
+        "",
+        &[(
+            entries,
+            "{ fqdn = \"fe1.corp.example\", version = 6 },\n  { fqdn = \"fe2.corp.example\", version = \"7\" },\n  \
+             { fqdn = \"mcx.corp.example\", version = 0 },\n  { fqdn = \"fe2.corp.example:5061\", version = \"7.0\" },\n  \
+             { fqdn = \"fe3.corp.example\", version = 5.0 },",
+        )],
+    );
+    let c = pki.load(&text, &[]).unwrap();
+    assert_eq!(
+        c.warnings(),
+        [Issue {
+            key: "internal.known_servers[3]".to_owned(),
+            problem: "fe2.corp.example:5061 version 7 repeats internal.known_servers[1] exactly: keep one of the two entries"
+                .to_owned(),
+        }]
+    );
+    let versions: Vec<(String, &str)> = c
+        .policy()
+        .known_servers()
+        .map(|k| (k.fqdn.to_string(), k.version.as_str()))
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            ("fe1.corp.example".to_owned(), "6"),
+            ("fe2.corp.example".to_owned(), "7"),
+            ("fe3.corp.example".to_owned(), "5"),
+            ("mcx.corp.example".to_owned(), "0"),
+        ]
+    );
+
+    let text = with(
+        "",
+        &[(
+            entries,
+            "{ fqdn = \"fe1.corp.example\", version = \"Lync 2013\" },\n  { fqdn = \"fe2.corp.example\", version = -1 },\n  \
+             { fqdn = \"fe3.corp.example\", version = \"7.\" },",
+        )],
+    );
+    let errors = pki.load(&text, &[]).unwrap_err();
+    let got: Vec<String> = errors.iter().map(Issue::to_string).collect();
+    assert_eq!(
+        got,
+        [
+            "internal.known_servers[1].version: expected a version number (6, \"7.0\"), found integer -1",
+            "internal.known_servers[0].version: \"Lync 2013\" is not a version number (fe1.corp.example): write the \
+             server's version, a number as Lync writes it (6 = Lync 2013, 5 = Lync 2010, 0 = any)",
+            "internal.known_servers[2].version: \"7.\" is not a version number (fe3.corp.example): write the \
+             server's version, a number as Lync writes it (6 = Lync 2013, 5 = Lync 2010, 0 = any)",
+        ]
+    );
+}
+
+#[test]
+fn version_numbers_in_their_shortest_form() {
+    use super::sections::version_number;
+    for (written, canonical) in [
+        ("6", "6"),
+        ("7.0", "7"),
+        (" 07.10 ", "7.1"),
+        ("0", "0"),
+        ("00.00", "0"),
+    ] {
+        assert_eq!(version_number(written).as_deref(), Some(canonical), "{written:?}");
+    }
+    for bad in ["", ".5", "7.", "7.0.1", "-1", "six", "6 5"] {
+        assert_eq!(version_number(bad), None, "{bad:?}");
+    }
 }

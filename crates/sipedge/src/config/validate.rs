@@ -123,7 +123,7 @@ pub(super) fn build(
             None
         }
     };
-    let known = sections::known_servers(&internal.known_servers, i);
+    let known = sections::known_servers(&internal.known_servers, i, &mut warns);
 
     let external = &file.external;
     let external_listen = sections::socket(&external.listen, "external.listen", i);
