@@ -2,7 +2,9 @@
 //! `sipedge run` would (file + `SIPEDGE__…` environment overrides) and prints a stable, greppable
 //! report on stdout: `warning: <key>: <text>` lines and `ok: <FILE> is valid (<n> warnings)`, exit 0;
 //! or every problem as `error: <key>: <problem>`, the warnings found on the way, and
-//! `invalid: <FILE> (<n> errors)`, exit 1. Counts are singular for one ("1 error", "1 warning").
+//! `invalid: <FILE> (<n> errors)`, exit 1. Counts are singular for one ("1 error", "1 warning"). A
+//! valid configuration also gets one `trust: external: …` line before the `ok:` line: how many roots
+//! of the operating system's store and of `external.ca_file` partner certificates are verified against.
 //! `--embedded-default` checks the configuration compiled into the binary instead of a file.
 
 use std::io::Write;
@@ -46,13 +48,31 @@ pub fn report(name: &str, embedded: bool, loaded: &Result<Config, Invalid>) -> (
     for w in &warnings {
         text.push_str(&format!("warning: {w}\n"));
     }
-    if loaded.is_ok() {
+    if let Ok(config) = loaded {
+        text.push_str(&format!("trust: {}\n", partner_roots(config)));
         let n = count(warnings.len(), "warning");
         text.push_str(&format!("ok: {name} is valid ({n})\n"));
     } else {
         text.push_str(&format!("invalid: {name} ({})\n", count(errors.len(), "error")));
     }
     (text, loaded.is_ok())
+}
+
+/// What partner certificates are verified against: the system's roots and `external.ca_file`'s.
+fn partner_roots(config: &Config) -> String {
+    let external = config.external();
+    let system = count(external.system_roots.len(), "root");
+    let mut text = format!(
+        "external: partner certificates are verified against {system} from the operating system's trust store"
+    );
+    if let Some(ca) = &external.extra_roots {
+        let extra = count(ca.certs.len(), "root");
+        text.push_str(&format!(
+            " and {extra} from {} (external.ca_file)",
+            ca.file.display()
+        ));
+    }
+    text
 }
 
 /// "1 error", "2 errors", "0 warnings".

@@ -192,6 +192,55 @@ pub(super) fn ca_bundle(
     Some(CaBundle { file: path, certs })
 }
 
+/// The operating system's trust roots, for partner certificates on top of `external.ca_file`
+/// (`extra`). With neither the edge could verify no partner (and the external listener could not
+/// start): an error. With no system roots only `external.ca_file` is trusted: a warning.
+pub(super) fn system_roots(
+    extra: Option<&CaBundle>,
+    ctx: &Context<'_>,
+    issues: &mut Issues,
+    warnings: &mut Issues,
+) -> Vec<CertificateDer<'static>> {
+    let loaded = rustls_native_certs::load_native_certs();
+    if !loaded.certs.is_empty() || ctx.embedded {
+        return loaded.certs;
+    }
+    let why = loaded
+        .errors
+        .first()
+        .map(|e| format!(" ({e})"))
+        .unwrap_or_default();
+    let store = format!(
+        "the operating system's trust store (/etc/ssl/certs/ca-certificates.crt from the ca-certificates \
+         package, or SSL_CERT_FILE / SSL_CERT_DIR) holds no roots{why}"
+    );
+    match extra {
+        Some(ca) => {
+            let (roots, verb) = match ca.certs.len() {
+                1 => ("1 root".to_owned(), "is"),
+                n => (format!("{n} roots"), "are"),
+            };
+            warnings.push(
+                "external.ca_file",
+                format!(
+                    "{store}, so only the {roots} in {} {verb} trusted: partners whose certificates chain to \
+                     a public CA will be refused",
+                    ca.file.display()
+                ),
+            );
+        }
+        None => issues.push(
+            "external.ca_file",
+            format!(
+                "{store} and external.ca_file is not set: the edge could verify no partner's certificate \
+                 (it could dial no partner, and the external listener cannot start); install \
+                 ca-certificates or set external.ca_file"
+            ),
+        ),
+    }
+    loaded.certs
+}
+
 /// Whether `fqdn` is one of the certificate's DNS SANs (exact: no wildcard for federation names).
 pub(super) fn san_covers(leaf: &CertSummary, fqdn: &str) -> bool {
     leaf.dns_names

@@ -30,6 +30,7 @@ struct Parts {
     external_listen: Option<std::net::SocketAddr>,
     external_tls: Option<TlsIdentity>,
     extra_roots: Option<Option<CaBundle>>,
+    system_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     metrics_listen: Option<std::net::SocketAddr>,
     push: Option<PushSettings>,
     dns: Option<DnsSettings>,
@@ -58,6 +59,7 @@ impl Parts {
                 listen: self.external_listen?,
                 tls: self.external_tls?,
                 extra_roots: self.extra_roots?,
+                system_roots: self.system_roots,
             },
             push: self.push?,
             dns: self.dns?,
@@ -139,6 +141,8 @@ pub(super) fn build(
         Some(p) => tls::ca_bundle("external.ca_file", p, &ctx, i, &mut warns).map(Some),
         None => Some(None),
     };
+    let extra = extra_roots.as_ref().and_then(Option::as_ref);
+    let system_roots = tls::system_roots(extra, &ctx, i, &mut warns);
 
     let metrics = Some(
         file.metrics
@@ -188,6 +192,7 @@ pub(super) fn build(
         external_listen,
         external_tls,
         extra_roots,
+        system_roots,
         metrics_listen,
         push,
         dns,
