@@ -164,10 +164,11 @@ fn every_example_config_is_valid_with_only_its_expected_warnings() {
             out.stdout
         );
         let last = out.stdout.lines().last().unwrap();
-        assert_eq!(
-            last,
-            format!("ok: {} is valid ({} warnings)", path.display(), expected.len())
-        );
+        let n = match expected.len() {
+            1 => "1 warning".to_owned(),
+            n => format!("{n} warnings"),
+        };
+        assert_eq!(last, format!("ok: {} is valid ({n})", path.display()));
     }
 }
 
@@ -183,9 +184,13 @@ fn the_embedded_default_is_valid() {
         out.stdout
     );
     assert!(out.stdout.contains("EMBEDDED DEFAULT"));
+    let n = match warnings.len() {
+        1 => "1 warning".to_owned(),
+        n => format!("{n} warnings"),
+    };
     assert_eq!(
         out.stdout.lines().last().unwrap(),
-        format!("ok: <embedded default> is valid ({} warnings)", warnings.len())
+        format!("ok: <embedded default> is valid ({n})")
     );
 }
 
@@ -323,4 +328,124 @@ fn renaming_any_key_of_the_example_is_an_error_naming_it() {
             out.stdout
         );
     }
+}
+
+/// `check-config` exit 0 means `run` starts: a private key that is not the certificate's is an error
+/// naming the key, in plain words; the warnings found on the way (here Timer C under 3 minutes) are
+/// still printed; one error is "1 error".
+#[test]
+fn a_key_that_does_not_belong_to_its_certificate_is_an_error() {
+    let example = sipedge_tests::workspace_root().join("deploy/sipedge.toml");
+    let certs = Certs::new(&edge_fqdns(&example));
+    let other_key = certs.dir.path().join("other.key");
+    std::fs::write(&other_key, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let mut env: Vec<(String, PathBuf)> = certs
+        .env()
+        .into_iter()
+        .filter(|(k, _)| k != "SIPEDGE__EXTERNAL__KEY_FILE")
+        .collect();
+    env.push(("SIPEDGE__EXTERNAL__KEY_FILE".to_owned(), other_key.clone()));
+    // A warning from a section that validated is printed with the error.
+    env.push((
+        "SIPEDGE__LIMITS__INVITE_TIMEOUT_MS".to_owned(),
+        PathBuf::from("60000"),
+    ));
+    let out = check_config(&[example.to_str().unwrap()], &env);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let crt = certs.dir.path().join("edge.crt");
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "error: external.key_file: the private key in {} does not belong to the certificate in {} \
+                 (external.cert_file): its public key is not the certificate's; give the key the certificate \
+                 was issued for",
+                other_key.display(),
+                crt.display()
+            ),
+            "warning: limits.invite_timeout_ms: 60000 ms is below 3 minutes (RFC 3261 Timer C > 3 min; \
+             default 181000): mobile endpoints have 60 s to answer an INVITE (desktops 15 s), and a call still \
+             ringing when this expires is cancelled with 408"
+                .to_owned(),
+            format!("invalid: {} (1 error)", example.display()),
+        ],
+        "{}",
+        out.stdout
+    );
+}
+
+/// Partner certificates are verified against the operating system's trust store (here the one
+/// SSL_CERT_FILE names, as `update-ca-certificates` would maintain it) plus `external.ca_file`;
+/// check-config says how many of each. No system roots: a warning with a ca_file, an error without.
+#[test]
+fn partner_roots_are_the_system_store_plus_ca_file() {
+    let example = sipedge_tests::workspace_root().join("deploy/sipedge.toml");
+    let certs = Certs::new(&edge_fqdns(&example));
+    let ca = certs.dir.path().join("ca.pem");
+    let store = |file: &Path| {
+        let mut env = certs.env();
+        env.push(("SSL_CERT_FILE".to_owned(), file.to_path_buf()));
+        env.push(("SSL_CERT_DIR".to_owned(), PathBuf::new()));
+        env
+    };
+    let out = check_config(&[example.to_str().unwrap()], &store(&ca));
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let trust: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("trust: ")).collect();
+    assert_eq!(
+        trust,
+        [format!(
+            "trust: external: partner certificates are verified against 1 root from the operating system's \
+             trust store and 1 root from {} (external.ca_file)",
+            ca.display()
+        )]
+    );
+
+    let nowhere = certs.dir.path().join("no-such-bundle.crt");
+    let out = check_config(&[example.to_str().unwrap()], &store(&nowhere));
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(
+        warning_keys(&out.stdout),
+        ["external.ca_file", "im_filter.blocked_prefixes"],
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "), so only the 1 root in {} is trusted: partners whose certificates chain to a public CA will be \
+             refused",
+            ca.display()
+        )),
+        "{}",
+        out.stdout
+    );
+
+    let without_ca_file: Vec<(String, PathBuf)> = store(&nowhere)
+        .into_iter()
+        .filter(|(k, _)| k != "SIPEDGE__EXTERNAL__CA_FILE")
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("no-ca-file.toml");
+    let text = std::fs::read_to_string(&example).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("ca_file = \"/etc/sipedge/tls/partner-roots.pem\"\n", ""),
+    )
+    .unwrap();
+    let out = check_config(&[file.to_str().unwrap()], &without_ca_file);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let errors: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{}", out.stdout);
+    assert!(
+        errors[0].starts_with(
+            "error: external.ca_file: the operating system's trust store (/etc/ssl/certs/ca-certificates.crt \
+             from the ca-certificates package, or SSL_CERT_FILE / SSL_CERT_DIR) holds no roots ("
+        ) && errors[0].ends_with(
+                ") and external.ca_file is not set: the edge could verify no partner's certificate \
+                 (it could dial no partner, and the external listener cannot start); install ca-certificates \
+                 or set external.ca_file"
+            ),
+        "{}",
+        out.stdout
+    );
 }

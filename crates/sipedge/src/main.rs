@@ -6,6 +6,7 @@ mod config;
 mod decode;
 mod dns_lookups;
 mod explain_route;
+mod known_servers;
 mod run;
 
 use std::path::PathBuf;

@@ -42,6 +42,7 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
     for w in config.warnings() {
         log("warn", "config_warning", &w.to_string());
     }
+    crate::known_servers::log_changes([], config.policy().known_servers());
     let settings = match shell_settings(&config) {
         Ok(s) => s,
         Err(e) => {
@@ -188,10 +189,12 @@ fn shell_settings(config: &Config) -> Result<ShellSettings, String> {
         (None, Some((_, ca))) => ca.clone(),
         (None, None) => return Err("internal.ca_file is required".into()),
     };
-    let external_extra_roots_pem = match &config.external().extra_roots {
+    // The partners' roots: the system's trust store (read by validation) plus external.ca_file.
+    let mut external_extra_roots_pem = certs_pem(&config.external().system_roots);
+    external_extra_roots_pem.extend(match &config.external().extra_roots {
         Some(ca) => certs_pem(&ca.certs),
         None => generated.as_ref().map(|(_, ca)| ca.clone()).unwrap_or_default(),
-    };
+    });
     let l = config.limits();
     Ok(ShellSettings {
         internal_listen: config.internal().listen,

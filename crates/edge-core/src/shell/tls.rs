@@ -1,6 +1,6 @@
 //! TLS for both sides (rustls 0.23 on ring, TLS 1.2 and 1.3 only): the server config of each listener
-//! (mutual TLS: the internal side trusts only the internal CA, the external side `webpki-roots` plus the
-//! configured extra roots), the client config for links the edge opens, our certificate behind
+//! (mutual TLS: the internal side trusts only the internal CA, the external side exactly the roots it is
+//! given — sipedge passes the operating system's trust store plus `external.ca_file`), the client config for links the edge opens, our certificate behind
 //! [`OurCertificate`] (one resolver for serving and for client authentication, swappable by a reload
 //! without touching listeners), and what we read out of a peer's certificate: its identities and the
 //! exact-name check for the host we dialled. `conn.rs` drives the rustls connections built from here.
@@ -131,20 +131,10 @@ pub(crate) struct TlsConfigs {
 
 impl TlsConfigs {
     pub fn build(settings: &ShellSettings) -> Result<TlsConfigs, TlsSetupError> {
-        let internal_roots = parse_roots(
-            Side::Internal,
-            &settings.internal_client_ca_pem,
-            RootCertStore::empty(),
-        )?;
-        if internal_roots.is_empty() {
-            return Err(TlsSetupError::NoCertificate {
-                side: Side::Internal.as_str(),
-                what: "client CA",
-            });
-        }
-        let mut webpki = RootCertStore::empty();
-        webpki.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let external_roots = parse_roots(Side::External, &settings.external_extra_roots_pem, webpki)?;
+        let internal_roots = parse_roots(Side::Internal, &settings.internal_client_ca_pem, "client CA")?;
+        // Exactly the roots the caller passes (sipedge: the OS trust store plus external.ca_file, read
+        // once by config validation); none compiled in.
+        let external_roots = parse_roots(Side::External, &settings.external_extra_roots_pem, "trust roots")?;
         Ok(TlsConfigs {
             internal: side_tls(Side::Internal, &settings.internal_identity, internal_roots)?,
             external: side_tls(Side::External, &settings.external_identity, external_roots)?,
@@ -210,8 +200,10 @@ fn certified_key(side: Side, identity: &TlsIdentity) -> Result<CertifiedKey, Tls
     CertifiedKey::from_der(chain, key, &provider()).map_err(|error| TlsSetupError::Key { side: name, error })
 }
 
-fn parse_roots(side: Side, pem: &[u8], mut store: RootCertStore) -> Result<RootCertStore, TlsSetupError> {
+/// The roots in `pem`; none at all is an error (`what` names them).
+fn parse_roots(side: Side, pem: &[u8], what: &'static str) -> Result<RootCertStore, TlsSetupError> {
     let name = side.as_str();
+    let mut store = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.map_err(|error| TlsSetupError::Pem {
             side: name,
@@ -221,6 +213,9 @@ fn parse_roots(side: Side, pem: &[u8], mut store: RootCertStore) -> Result<RootC
         store
             .add(cert)
             .map_err(|error| TlsSetupError::Roots { side: name, error })?;
+    }
+    if store.is_empty() {
+        return Err(TlsSetupError::NoCertificate { side: name, what });
     }
     Ok(store)
 }
@@ -405,6 +400,15 @@ mod tests {
         assert!(matches!(
             TlsConfigs::build(&no_ca),
             Err(TlsSetupError::NoCertificate { side: "internal", .. })
+        ));
+        let mut no_roots = settings.clone();
+        no_roots.external_extra_roots_pem.clear();
+        assert!(matches!(
+            TlsConfigs::build(&no_roots),
+            Err(TlsSetupError::NoCertificate {
+                side: "external",
+                what: "trust roots"
+            })
         ));
         let mut wrong_key = settings.clone();
         wrong_key.external_identity.key_pem = pki.leaf(&["x.example"]).key_pem();

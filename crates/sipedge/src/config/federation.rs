@@ -97,6 +97,7 @@ pub(super) fn build(
                 blocked: &blocked,
                 providers: &providers,
                 known,
+                known_file: &file.internal.known_servers,
             };
             lists.report(errors, i);
             None
@@ -189,6 +190,8 @@ struct Lists<'a> {
     blocked: &'a [(usize, DomainName)],
     providers: &'a [(usize, HostedProvider)],
     known: &'a [(usize, KnownServer)],
+    /// The file's entries, for the versions as written (`known` holds them in their shortest form).
+    known_file: &'a [KnownServerFile],
 }
 
 impl Lists<'_> {
@@ -281,7 +284,10 @@ impl Lists<'_> {
                             format!(
                                 "{} (version {:?}) conflicts with internal.known_servers[{a}] ({}, version {:?}): \
                                  one FQDN with two versions — Lync silently dropped both entries; keep exactly one",
-                                kb.fqdn, kb.version, ka.fqdn, ka.version
+                                kb.fqdn,
+                                self.written_version(*b, kb),
+                                ka.fqdn,
+                                self.written_version(*a, ka)
                             ),
                         ),
                         _ => i.push(
@@ -292,6 +298,14 @@ impl Lists<'_> {
                 }
             }
         }
+    }
+
+    /// The version of known server entry `n` as the file wrote it.
+    fn written_version<'b>(&'b self, n: usize, k: &'b KnownServer) -> &'b str {
+        self.known_file
+            .get(n)
+            .and_then(|f| f.version.as_deref())
+            .map_or(k.version.as_str(), str::trim)
     }
 
     /// The (first, second) provider pairs the builder compares, in its order.

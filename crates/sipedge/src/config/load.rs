@@ -11,7 +11,7 @@ use config::{Environment, File, FileFormat};
 use super::file::FileConfig;
 use super::schema::{self, EnvOverrides};
 use super::settings::{Config, ConfigSource};
-use super::{validate, Issue, Issues};
+use super::{validate, Invalid, Issue, Issues};
 
 /// Environment variables `SIPEDGE__SECTION__KEY` override `[section] key` of the file; a list is
 /// written comma-separated (`SIPEDGE__EDGE__SIP_DOMAINS=a.example,b.example`).
@@ -31,20 +31,34 @@ pub const EMBEDDED_DEFAULT_WARNING: &str =
 impl Config {
     /// Loads `path`, overridden by the process environment.
     pub fn load(path: &Path) -> Result<Config, Vec<Issue>> {
-        Config::load_with_env(path, process_env())
+        Config::check(path).map_err(|i| i.errors)
     }
 
     /// Loads `path` with the given environment (name, value) pairs instead of the process's.
+    #[cfg(test)]
     pub fn load_with_env(
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, Vec<Issue>> {
+        Config::check_with_env(path, env).map_err(|i| i.errors)
+    }
+
+    /// Like [`Config::load`], but an invalid file keeps the warnings found on the way
+    /// (`check-config` prints them with the errors).
+    pub fn check(path: &Path) -> Result<Config, Invalid> {
+        Config::check_with_env(path, process_env())
+    }
+
+    pub fn check_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, Invalid> {
         let source = ConfigSource::File(path.to_path_buf());
         let text = std::fs::read_to_string(path).map_err(|e| {
-            vec![Issue {
+            Invalid::errors(vec![Issue {
                 key: path.display().to_string(),
                 problem: format!("cannot read the file: {e}"),
-            }]
+            }])
         })?;
         let base = path
             .parent()
@@ -55,13 +69,19 @@ impl Config {
 
     /// The embedded default, overridden by the process environment.
     pub fn embedded_default() -> Result<Config, Vec<Issue>> {
-        Config::embedded_default_with_env(process_env())
+        Config::check_embedded_default().map_err(|i| i.errors)
     }
 
+    /// Like [`Config::embedded_default`], keeping the warnings of an invalid result.
+    pub fn check_embedded_default() -> Result<Config, Invalid> {
+        load_text(EMBEDDED_DEFAULT_TOML, ConfigSource::Embedded, None, process_env())
+    }
+
+    #[cfg(test)]
     pub fn embedded_default_with_env(
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, Vec<Issue>> {
-        load_text(EMBEDDED_DEFAULT_TOML, ConfigSource::Embedded, None, env)
+        load_text(EMBEDDED_DEFAULT_TOML, ConfigSource::Embedded, None, env).map_err(|i| i.errors)
     }
 }
 
@@ -78,7 +98,7 @@ fn load_text(
     source: ConfigSource,
     base: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
-) -> Result<Config, Vec<Issue>> {
+) -> Result<Config, Invalid> {
     let mut issues = Issues::default();
     let file_key = source.to_string();
     if let Err(e) = text.parse::<toml::Table>() {
@@ -91,7 +111,7 @@ fn load_text(
             &file_key,
             format!("TOML syntax error{}: {}", at.unwrap_or_default(), message.trim()),
         );
-        return Err(issues.into_vec());
+        return Err(Invalid::errors(issues.into_vec()));
     }
     let (vars, overrides) = env_overrides(env, &mut issues);
     let env_source = Environment::with_prefix(ENV_PREFIX)
@@ -106,7 +126,7 @@ fn load_text(
         Ok(c) => c.cache,
         Err(e) => {
             issues.push(&file_key, e.to_string().replace('\n', " "));
-            return Err(issues.into_vec());
+            return Err(Invalid::errors(issues.into_vec()));
         }
     };
     schema::check(&mut tree, &overrides, &mut issues);
@@ -115,7 +135,7 @@ fn load_text(
         Err(e) => {
             // The schema walk removed what serde would refuse; this is a mismatch between the two.
             issues.push(&file_key, e.to_string());
-            return Err(issues.into_vec());
+            return Err(Invalid::errors(issues.into_vec()));
         }
     };
     validate::build(file, source, base, issues)

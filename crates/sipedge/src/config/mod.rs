@@ -52,6 +52,23 @@ impl fmt::Display for Issue {
     }
 }
 
+/// A configuration that did not validate: every error, and the warnings found on the way (the
+/// sections that validated still warn; `check-config` prints both).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Invalid {
+    pub errors: Vec<Issue>,
+    pub warnings: Vec<Issue>,
+}
+
+impl Invalid {
+    pub(crate) fn errors(errors: Vec<Issue>) -> Invalid {
+        Invalid {
+            errors,
+            warnings: Vec::new(),
+        }
+    }
+}
+
 /// Collects issues while loading.
 #[derive(Debug, Default)]
 pub(crate) struct Issues(Vec<Issue>);

@@ -18,6 +18,9 @@ pub enum Kind {
     Bool,
     /// A non-negative integer.
     UInt,
+    /// A version number as Lync writes it: an integer (`6`) or a numeric string (`"7.0"`); kept as
+    /// its text for validation (`sections.rs`).
+    Version,
     StrList,
     Table(&'static [Field]),
     TableList(&'static [Field]),
@@ -38,7 +41,7 @@ const EDGE: &[Field] = &[
     f("sip_domains", Kind::StrList),
     f("workers", Kind::UInt),
 ];
-const KNOWN_SERVER: &[Field] = &[f("fqdn", Kind::Str), f("version", Kind::Str)];
+const KNOWN_SERVER: &[Field] = &[f("fqdn", Kind::Str), f("version", Kind::Version)];
 const INTERNAL: &[Field] = &[
     f("fqdn", Kind::Str),
     f("listen", Kind::Str),
@@ -131,6 +134,25 @@ fn join(parent: &str, key: &str) -> String {
 
 /// Whether `value` has the kind (after converting an environment string); `false` means reported.
 fn check_kind(value: &mut Value, kind: Kind, path: &str, env: &EnvOverrides, issues: &mut Issues) -> bool {
+    if let Kind::TableList(_) = kind {
+        let vars: Vec<&str> = env
+            .iter()
+            .filter(|(p, _)| is_at_or_below(p, path))
+            .map(|(_, (var, _))| var.as_str())
+            .collect();
+        if !vars.is_empty() {
+            issues.push(
+                path,
+                format!(
+                    "set by environment variable {}: a list of tables ([[{path}]]) cannot be set from the \
+                     environment; such keys ({}) are set in the configuration file",
+                    vars.join(", "),
+                    table_lists().join(", ")
+                ),
+            );
+            return false;
+        }
+    }
     if value.origin() == Some(ENV_ORIGIN) {
         if let Some((var, raw)) = env.get(path) {
             if !matches!(kind, Kind::Table(_) | Kind::TableList(_)) {
@@ -142,6 +164,19 @@ fn check_kind(value: &mut Value, kind: Kind, path: &str, env: &EnvOverrides, iss
         (Kind::Str, ValueKind::String(_)) | (Kind::Bool, ValueKind::Boolean(_)) => true,
         (Kind::UInt, ValueKind::I64(n)) if *n >= 0 => true,
         (Kind::UInt, ValueKind::U64(_)) => true,
+        (Kind::Version, ValueKind::String(_)) => true,
+        (Kind::Version, ValueKind::I64(n)) if *n >= 0 => {
+            value.kind = ValueKind::String(n.to_string());
+            true
+        }
+        (Kind::Version, ValueKind::U64(n)) => {
+            value.kind = ValueKind::String(n.to_string());
+            true
+        }
+        (Kind::Version, ValueKind::Float(x)) if x.is_finite() && *x >= 0.0 => {
+            value.kind = ValueKind::String(x.to_string());
+            true
+        }
         (Kind::UInt, ValueKind::I64(n)) => {
             issues.push(path, format!("{n} is negative; expected a number >= 0"));
             false
@@ -187,6 +222,37 @@ fn check_kind(value: &mut Value, kind: Kind, path: &str, env: &EnvOverrides, iss
     }
 }
 
+/// Whether key path `p` is `path` or a key below it.
+fn is_at_or_below(p: &str, path: &str) -> bool {
+    p.strip_prefix(path)
+        .is_some_and(|r| r.is_empty() || r.starts_with('.'))
+}
+
+/// Calls `visit` with the path and kind of every key below `fields` (lists of tables as `name[]`
+/// for the keys inside them), tables first, then their keys.
+fn walk(fields: &[Field], prefix: &str, visit: &mut impl FnMut(&str, Kind)) {
+    for fl in fields {
+        let p = join(prefix, fl.name);
+        visit(&p, fl.kind);
+        match fl.kind {
+            Kind::Table(sub) => walk(sub, &p, visit),
+            Kind::TableList(sub) => walk(sub, &format!("{p}[]"), visit),
+            _ => {}
+        }
+    }
+}
+
+/// The key paths of the lists of tables (`federation.allowed`, …), in schema order.
+fn table_lists() -> Vec<String> {
+    let mut out = Vec::new();
+    walk(ROOT, "", &mut |p, kind| {
+        if matches!(kind, Kind::TableList(_)) {
+            out.push(p.to_owned());
+        }
+    });
+    out
+}
+
 fn check_table(
     table: &mut config::Map<String, Value>,
     fields: &[Field],
@@ -201,10 +267,7 @@ fn check_table(
         let keep = match fields.iter().find(|fl| fl.name == key) {
             Some(field) => check_kind(value, field.kind, &key_path, env, issues),
             None => {
-                let var = env.iter().find(|(p, _)| {
-                    p.strip_prefix(key_path.as_str())
-                        .is_some_and(|r| r.is_empty() || r.starts_with('.'))
-                });
+                let var = env.iter().find(|(p, _)| is_at_or_below(p, &key_path));
                 issues.push(&key_path, unknown_key(key, fields, var.map(|(_, v)| v)));
                 false
             }
@@ -237,7 +300,7 @@ fn unknown_key(key: &str, fields: &[Field], from_env: Option<&(String, String)>)
 /// An environment value, converted by the key's kind; reports and returns `false` if it does not fit.
 fn convert_env(value: &mut Value, kind: Kind, path: &str, var: &str, raw: &str, issues: &mut Issues) -> bool {
     let converted = match kind {
-        Kind::Str => Some(ValueKind::String(raw.to_owned())),
+        Kind::Str | Kind::Version => Some(ValueKind::String(raw.to_owned())),
         Kind::Bool => match raw.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Some(ValueKind::Boolean(true)),
             "false" | "0" | "no" | "off" => Some(ValueKind::Boolean(false)),
@@ -270,6 +333,7 @@ fn expected(kind: Kind) -> &'static str {
         Kind::Str => "a string",
         Kind::Bool => "true or false",
         Kind::UInt => "a number >= 0",
+        Kind::Version => "a version number (6, \"7.0\")",
         Kind::StrList => "a list of strings",
         Kind::Table(_) => "a table",
         Kind::TableList(_) => "a list of tables ([[...]])",
@@ -311,18 +375,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// Every key path of the schema, arrays of tables written `name[]` (for the drift test).
 #[cfg(test)]
 pub fn all_paths() -> Vec<String> {
-    fn walk(fields: &[Field], prefix: &str, out: &mut Vec<String>) {
-        for fl in fields {
-            let p = join(prefix, fl.name);
-            match fl.kind {
-                Kind::Table(sub) => walk(sub, &p, out),
-                Kind::TableList(sub) => walk(sub, &format!("{p}[]"), out),
-                _ => out.push(p),
-            }
-        }
-    }
     let mut out = Vec::new();
-    walk(ROOT, "", &mut out);
+    walk(ROOT, "", &mut |p, kind| {
+        if !matches!(kind, Kind::Table(_) | Kind::TableList(_)) {
+            out.push(p.to_owned());
+        }
+    });
     out.sort();
     out
 }

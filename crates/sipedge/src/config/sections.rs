@@ -70,35 +70,85 @@ pub(super) fn sip_domains(edge: &EdgeFile, i: &mut Issues) -> Option<Vec<DomainN
     ok.then_some(out)
 }
 
-pub(super) fn known_servers(list: &[KnownServerFile], i: &mut Issues) -> Vec<(usize, KnownServer)> {
-    let mut out = Vec::new();
+/// `internal.known_servers`: each entry's FQDN and version (a number, kept in its shortest form so
+/// that `7` and `"7.0"` are one version); an exact repeat of an earlier entry is a warning naming both
+/// (a repeat with another version is the policy's error, `federation.rs`).
+pub(super) fn known_servers(
+    list: &[KnownServerFile],
+    i: &mut Issues,
+    w: &mut Issues,
+) -> Vec<(usize, KnownServer)> {
+    let mut out: Vec<(usize, KnownServer)> = Vec::new();
     for (n, k) in list.iter().enumerate() {
         let key = format!("internal.known_servers[{n}]");
         let fqdn = required(&k.fqdn, &format!("{key}.fqdn"), "the server's FQDN", i)
             .and_then(|s| fqdn_value(s, &format!("{key}.fqdn"), i));
-        let version =
-            required(&k.version, &format!("{key}.version"), "the server's version", i).and_then(|v| {
-                if v.trim().is_empty() {
-                    i.push(format!("{key}.version"), "is empty");
-                    None
-                } else {
-                    Some(v.trim().to_owned())
-                }
-            });
-        if let (Some(fqdn), Some(version)) = (fqdn, version) {
-            out.push((n, KnownServer { fqdn, version }));
+        let what = "the server's version, a number as Lync writes it (6 = Lync 2013, 5 = Lync 2010, 0 = any)";
+        let version = required(&k.version, &format!("{key}.version"), what, i).and_then(|v| {
+            let canonical = version_number(v);
+            if canonical.is_none() {
+                let entry = k.fqdn.as_deref().map(|f| format!(" ({f})")).unwrap_or_default();
+                i.push(
+                    format!("{key}.version"),
+                    format!("{v:?} is not a version number{entry}: write {what}"),
+                );
+            }
+            canonical
+        });
+        let (Some(fqdn), Some(version)) = (fqdn, version) else {
+            continue;
+        };
+        let same = |o: &KnownServer| o.fqdn.host() == fqdn.host() && o.fqdn.port() == fqdn.port();
+        if let Some((first, _)) = out.iter().find(|(_, o)| same(o) && o.version == version) {
+            w.push(
+                key.clone(),
+                format!(
+                    "{fqdn} version {version} repeats internal.known_servers[{first}] exactly: \
+                     keep one of the two entries"
+                ),
+            );
         }
+        out.push((n, KnownServer { fqdn, version }));
     }
     out
 }
 
-/// Two listeners on one port where the addresses overlap (equal, or either a wildcard).
+/// A version number in its shortest form (`"07.10"` → `7.1`, `"7.0"` → `7`), or `None` when `v` is
+/// not digits with at most one decimal point.
+pub(super) fn version_number(v: &str) -> Option<String> {
+    let (int, frac) = v.trim().split_once('.').unwrap_or((v.trim(), ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || !digits(int) || !digits(frac) || (v.contains('.') && frac.is_empty()) {
+        return None;
+    }
+    let int = int.trim_start_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    let frac = frac.trim_end_matches('0');
+    Some(if frac.is_empty() {
+        int.to_owned()
+    } else {
+        format!("{int}.{frac}")
+    })
+}
+
+/// Two listeners on one port where the addresses overlap (equal, or either a wildcard); and metrics
+/// reachable on the external listener's address (metrics never face the partners).
 pub(super) fn listener_conflicts(listeners: &[(&str, Option<SocketAddr>)], i: &mut Issues) {
     for (n, (key, addr)) in listeners.iter().enumerate() {
         let Some(a) = addr else { continue };
         for (other, b) in listeners.iter().take(n).filter_map(|(k, b)| b.map(|b| (k, b))) {
             let overlap = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
-            if a.port() != 0 && a.port() == b.port() && overlap {
+            let clash = a.port() != 0 && a.port() == b.port() && overlap;
+            let facing = overlap && !a.ip().is_loopback();
+            if (*key, *other) == ("metrics.listen", "external.listen") && (clash || facing) {
+                i.push(
+                    *key,
+                    format!(
+                        "{a} is on the external listener's address (external.listen {b}): metrics never face \
+                         the partners; listen on the internal side's address or loopback (default {DEFAULT_METRICS_LISTEN})"
+                    ),
+                );
+            } else if clash {
                 i.push(
                     *key,
                     format!("{a} overlaps {other} ({b}): each listener needs its own address or port"),
@@ -194,7 +244,10 @@ pub(super) fn dns(d: &DnsFile, i: &mut Issues) -> Option<DnsSettings> {
     ok.then_some(DnsSettings { servers, hosts })
 }
 
-pub(super) fn limits(l: &LimitsFile, i: &mut Issues) -> Option<LimitSettings> {
+/// Timer C below this is warned about (RFC 3261: Timer C > 3 minutes).
+const TIMER_C_MIN_MS: u64 = 180_000;
+
+pub(super) fn limits(l: &LimitsFile, i: &mut Issues, w: &mut Issues) -> Option<LimitSettings> {
     let bytes = number(
         l.max_message_bytes,
         DEFAULT_MAX_MESSAGE_BYTES,
@@ -283,6 +336,16 @@ pub(super) fn limits(l: &LimitsFile, i: &mut Issues) -> Option<LimitSettings> {
         3_600_000,
         i,
     );
+    if let Some(ms) = timer_c.filter(|&ms| ms < TIMER_C_MIN_MS) {
+        w.push(
+            "limits.invite_timeout_ms",
+            format!(
+                "{ms} ms is below 3 minutes (RFC 3261 Timer C > 3 min; default {DEFAULT_INVITE_TIMEOUT_MS}): \
+                 mobile endpoints have 60 s to answer an INVITE (desktops 15 s), and a call still ringing \
+                 when this expires is cancelled with 408"
+            ),
+        );
+    }
     Some(LimitSettings {
         max_message_bytes: usize::try_from(bytes?).ok()?,
         max_connections: usize::try_from(conns?).ok()?,

@@ -116,8 +116,11 @@ pub struct InternalSettings {
 pub struct ExternalSettings {
     pub listen: SocketAddr,
     pub tls: TlsIdentity,
-    /// Extra roots for partner certificates, beyond the system's.
+    /// Extra roots for partner certificates (`external.ca_file`), on top of `system_roots`.
     pub extra_roots: Option<CaBundle>,
+    /// The operating system's trust store (`rustls-native-certs`: /etc/ssl/certs/ca-certificates.crt
+    /// on Debian, or SSL_CERT_FILE / SSL_CERT_DIR), read once at validation.
+    pub system_roots: Vec<CertificateDer<'static>>,
 }
 
 /// The certificate a listener presents.

@@ -9,7 +9,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use tempfile::TempDir;
 use time::{Duration, OffsetDateTime};
 
-use super::{Config, Issue};
+use super::{Config, Invalid, Issue};
 
 /// A CA and the directory its files are written to.
 pub struct Pki {
@@ -74,6 +74,13 @@ impl Pki {
         let path = self.dir().join("sipedge.toml");
         std::fs::write(&path, text).unwrap();
         Config::load_with_env(&path, env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    /// Like [`Pki::load`], keeping the warnings of an invalid file (what `check-config` reports).
+    pub fn check(&self, text: &str) -> Result<Config, Invalid> {
+        let path = self.dir().join("sipedge.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::check_with_env(&path, Vec::new())
     }
 }
 

@@ -290,8 +290,17 @@ fn known_server_conflict_names_both_entries() {
             "{ fqdn = \"fe2.corp.example\", version = \"8.0\" },\n  { fqdn = \"FE1.corp.example:5061\", version = \"7.0\" },\n  { fqdn = \"fe2.corp.example\", version = \"8.0\" },",
         )],
     );
-    let errors = pki.load(&text, &[]).unwrap_err();
-    assert_eq!(errors.len(), 1, "an identical repeat is harmless: {errors:#?}");
+    let invalid = pki.check(&text).unwrap_err();
+    let errors = invalid.errors;
+    assert_eq!(errors.len(), 1, "an identical repeat is no conflict: {errors:#?}");
+    assert_eq!(
+        invalid.warnings,
+        [Issue {
+            key: "internal.known_servers[3]".to_owned(),
+            problem: "fe2.corp.example version 8 repeats internal.known_servers[1] exactly: keep one of the two entries"
+                .to_owned(),
+        }]
+    );
     let e = at(&errors, "internal.known_servers[2]");
     assert!(e.problem.contains("internal.known_servers[0]"), "{e}");
     assert!(
@@ -347,4 +356,187 @@ fn policy_contradictions_become_key_paths() {
         p.problem.contains("federation.hosted_providers[0]") && p.problem.contains("\"LyncOnline\""),
         "{p}"
     );
+}
+
+#[test]
+fn a_uri_where_a_host_name_belongs_is_said_to_be_one() {
+    let pki = Pki::with_edge_cert();
+    let text = with(
+        "",
+        &[
+            (
+                "next_hop = \"pool.corp.example\"",
+                "next_hop = \"sip:pool.corp.example\"",
+            ),
+            (
+                "proxy_fqdn = \"sip.partner.example:5062\"",
+                "proxy_fqdn = \"http://sip.partner.example:5062/\"",
+            ),
+            (
+                "proxy_fqdn = \"sipfed.online.lync.com\"",
+                "proxy_fqdn = \"sips:user@sipfed.online.lync.com;transport=tls\"",
+            ),
+        ],
+    );
+    let errors = pki.load(&text, &[]).unwrap_err();
+    assert_eq!(
+        keys(&errors),
+        [
+            "internal.next_hop",
+            "federation.allowed[1].proxy_fqdn",
+            "federation.hosted_providers[0].proxy_fqdn"
+        ],
+        "{errors:#?}"
+    );
+    assert_eq!(
+        errors[0].problem,
+        "\"sip:pool.corp.example\" is a URI: write a host name, not a URI, with an optional :port (here \"pool.corp.example\")"
+    );
+    assert_eq!(
+        errors[1].problem,
+        "\"http://sip.partner.example:5062/\" is a URI: write a host name, not a URI, with an optional :port (here \"sip.partner.example:5062\")"
+    );
+    assert!(
+        errors[2].problem.ends_with("(here \"sipfed.online.lync.com\")"),
+        "{errors:#?}"
+    );
+    // A host with a bad port is still a port error.
+    let text = with(
+        "",
+        &[(
+            "next_hop = \"pool.corp.example\"",
+            "next_hop = \"pool.corp.example:sip\"",
+        )],
+    );
+    let errors = pki.load(&text, &[]).unwrap_err();
+    assert!(
+        !at(&errors, "internal.next_hop").problem.contains("URI"),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn metrics_never_listen_on_the_external_address() {
+    let pki = Pki::with_edge_cert();
+    let text = |listen: &str| with(&format!("[metrics]\nlisten = \"{listen}\"\n"), &[]);
+    for listen in ["192.0.2.10:9464", "0.0.0.0:9464", "192.0.2.10:5061"] {
+        let errors = pki.load(&text(listen), &[]).unwrap_err();
+        assert_eq!(
+            errors,
+            [Issue {
+                key: "metrics.listen".to_owned(),
+                problem: format!(
+                    "{listen} is on the external listener's address (external.listen 192.0.2.10:5061): metrics \
+                     never face the partners; listen on the internal side's address or loopback (default 127.0.0.1:9464)"
+                ),
+            }]
+        );
+    }
+    for listen in ["10.0.0.10:9464", "127.0.0.1:9464", "127.0.0.1:5061"] {
+        assert!(pki.load(&text(listen), &[]).is_ok(), "{listen}");
+    }
+}
+
+#[test]
+fn lists_of_tables_cannot_come_from_the_environment() {
+    let pki = Pki::with_edge_cert();
+    let env = [
+        ("SIPEDGE__FEDERATION__ALLOWED", "partner.example"),
+        ("SIPEDGE__INTERNAL__KNOWN_SERVERS__0__VERSION", "6"),
+    ];
+    let errors = pki.load(VALID_TOML, &env).unwrap_err();
+    let lists = "internal.known_servers, federation.allowed, federation.blocked, \
+                 federation.hosted_providers, dns.hosts";
+    let got: Vec<String> = errors.iter().map(Issue::to_string).collect();
+    assert_eq!(
+        got,
+        [
+            format!(
+                "internal.known_servers: set by environment variable SIPEDGE__INTERNAL__KNOWN_SERVERS__0__VERSION: \
+                 a list of tables ([[internal.known_servers]]) cannot be set from the environment; such keys \
+                 ({lists}) are set in the configuration file"
+            ),
+            format!(
+                "federation.allowed: set by environment variable SIPEDGE__FEDERATION__ALLOWED: a list of tables \
+                 ([[federation.allowed]]) cannot be set from the environment; such keys ({lists}) are set in \
+                 the configuration file"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn known_server_versions_are_numbers_and_exact_repeats_warn() {
+    let pki = Pki::with_edge_cert();
+    let entries = "{ fqdn = \"fe1.corp.example\", version = \"8.0\" },\n  { fqdn = \"fe2.corp.example\", version = \"8.0\" },";
+    let text = with(
+        "",
+        &[(
+            entries,
+            "{ fqdn = \"fe1.corp.example\", version = 6 },\n  { fqdn = \"fe2.corp.example\", version = \"7\" },\n  \
+             { fqdn = \"mcx.corp.example\", version = 0 },\n  { fqdn = \"fe2.corp.example:5061\", version = \"7.0\" },\n  \
+             { fqdn = \"fe3.corp.example\", version = 5.0 },",
+        )],
+    );
+    let c = pki.load(&text, &[]).unwrap();
+    assert_eq!(
+        c.warnings(),
+        [Issue {
+            key: "internal.known_servers[3]".to_owned(),
+            problem: "fe2.corp.example:5061 version 7 repeats internal.known_servers[1] exactly: keep one of the two entries"
+                .to_owned(),
+        }]
+    );
+    let versions: Vec<(String, &str)> = c
+        .policy()
+        .known_servers()
+        .map(|k| (k.fqdn.to_string(), k.version.as_str()))
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            ("fe1.corp.example".to_owned(), "6"),
+            ("fe2.corp.example".to_owned(), "7"),
+            ("fe3.corp.example".to_owned(), "5"),
+            ("mcx.corp.example".to_owned(), "0"),
+        ]
+    );
+
+    let text = with(
+        "",
+        &[(
+            entries,
+            "{ fqdn = \"fe1.corp.example\", version = \"Lync 2013\" },\n  { fqdn = \"fe2.corp.example\", version = -1 },\n  \
+             { fqdn = \"fe3.corp.example\", version = \"7.\" },",
+        )],
+    );
+    let errors = pki.load(&text, &[]).unwrap_err();
+    let got: Vec<String> = errors.iter().map(Issue::to_string).collect();
+    assert_eq!(
+        got,
+        [
+            "internal.known_servers[1].version: expected a version number (6, \"7.0\"), found integer -1",
+            "internal.known_servers[0].version: \"Lync 2013\" is not a version number (fe1.corp.example): write the \
+             server's version, a number as Lync writes it (6 = Lync 2013, 5 = Lync 2010, 0 = any)",
+            "internal.known_servers[2].version: \"7.\" is not a version number (fe3.corp.example): write the \
+             server's version, a number as Lync writes it (6 = Lync 2013, 5 = Lync 2010, 0 = any)",
+        ]
+    );
+}
+
+#[test]
+fn version_numbers_in_their_shortest_form() {
+    use super::sections::version_number;
+    for (written, canonical) in [
+        ("6", "6"),
+        ("7.0", "7"),
+        (" 07.10 ", "7.1"),
+        ("0", "0"),
+        ("00.00", "0"),
+    ] {
+        assert_eq!(version_number(written).as_deref(), Some(canonical), "{written:?}");
+    }
+    for bad in ["", ".5", "7.", "7.0.1", "-1", "six", "6 5"] {
+        assert_eq!(version_number(bad), None, "{bad:?}");
+    }
 }

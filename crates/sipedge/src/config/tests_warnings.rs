@@ -80,6 +80,87 @@ fn certificates_expired_expiring_and_names() {
 }
 
 #[test]
+fn a_key_that_is_not_the_certificates_is_an_error_and_warnings_are_kept() {
+    let pki = Pki::with_edge_cert();
+    pki.leaf("soon", &["edge.corp.example"], 10);
+    let (_, other_key) = pki.leaf("other", &["edge.corp.example"], 365);
+    let text = with(
+        "",
+        &[
+            (
+                "cert_file = \"edge.crt\"\nkey_file = \"edge.key\"\nca_file",
+                "cert_file = \"soon.crt\"\nkey_file = \"soon.key\"\nca_file",
+            ),
+            (
+                "cert_file = \"edge.crt\"\nkey_file = \"edge.key\"\n\n",
+                "cert_file = \"edge.crt\"\nkey_file = \"other.key\"\n\n",
+            ),
+        ],
+    );
+    let loaded = pki.check(&text);
+    let invalid = loaded.as_ref().unwrap_err();
+    assert_eq!(keys(&invalid.errors), ["external.key_file"], "{invalid:#?}");
+    assert_eq!(
+        invalid.errors[0].problem,
+        format!(
+            "the private key in {} does not belong to the certificate in {} (external.cert_file): \
+             its public key is not the certificate's; give the key the certificate was issued for",
+            other_key.display(),
+            pki.dir().join("edge.crt").display()
+        )
+    );
+    assert_eq!(keys(&invalid.warnings), ["internal.cert_file"]);
+    let (report, ok) = crate::check_config::report("x.toml", false, &loaded);
+    assert!(!ok);
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines.len(), 3, "{report}");
+    assert!(lines[0].starts_with("error: external.key_file: the private key in "));
+    assert!(lines[1].starts_with("warning: internal.cert_file: certificate "));
+    assert_eq!(lines[2], "invalid: x.toml (1 error)");
+
+    // Both listeners with the wrong key: "2 errors".
+    let both = text.replace("key_file = \"soon.key\"", "key_file = \"other.key\"");
+    let (report, _) = crate::check_config::report("x.toml", false, &pki.check(&both));
+    assert_eq!(
+        report.lines().last(),
+        Some("invalid: x.toml (2 errors)"),
+        "{report}"
+    );
+    let (report, ok) = crate::check_config::report("x.toml", false, &pki.check(VALID_TOML));
+    assert!(ok);
+    let system = rustls_native_certs::load_native_certs().certs.len();
+    assert_eq!(
+        report,
+        format!(
+            "trust: external: partner certificates are verified against {system} roots from the operating \
+             system's trust store\nok: x.toml is valid (0 warnings)\n"
+        )
+    );
+}
+
+#[test]
+fn an_invite_timeout_below_three_minutes_is_warned_about() {
+    let pki = Pki::with_edge_cert();
+    let c = pki
+        .load(VALID_TOML, &[("SIPEDGE__LIMITS__INVITE_TIMEOUT_MS", "60000")])
+        .unwrap();
+    assert_eq!(
+        c.warnings(),
+        [Issue {
+            key: "limits.invite_timeout_ms".to_owned(),
+            problem: "60000 ms is below 3 minutes (RFC 3261 Timer C > 3 min; default 181000): mobile endpoints \
+                      have 60 s to answer an INVITE (desktops 15 s), and a call still ringing when this expires \
+                      is cancelled with 408"
+                .to_owned(),
+        }]
+    );
+    let c = pki
+        .load(VALID_TOML, &[("SIPEDGE__LIMITS__INVITE_TIMEOUT_MS", "180000")])
+        .unwrap();
+    assert_eq!(c.warnings(), &[] as &[Issue]);
+}
+
+#[test]
 fn warnings_on_push_filter_and_discovery() {
     let pki = Pki::with_edge_cert();
     let text = with(

@@ -2,11 +2,15 @@
 //! (`cert_file`, `key_file`) and CA bundles (`ca_file`), read as PEM (`rustls-pki-types`) and each
 //! certificate parsed as X.509 (`x509-parser`) for its subject, DNS SANs and validity. An expired
 //! certificate in a chain is an error, one that expires within 30 days a warning; an expired CA in a
-//! bundle is only a warning (bundles often carry old roots). Only the embedded default may omit the
+//! bundle is only a warning (bundles often carry old roots). A private key that does not belong to its
+//! certificate is an error (checked as the shell loads it, so `check-config` passing means `run`
+//! starts). Only the embedded default may omit the
 //! files and run on a self-signed certificate generated at start.
 
 use std::path::Path;
 
+use rustls::sign::CertifiedKey;
+use rustls::InconsistentKeys;
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::extensions::GeneralName;
@@ -104,6 +108,13 @@ pub(super) fn identity(
             }
         });
     let ((chain, leaf), key) = (chain?, key?);
+    key_matches(
+        &chain,
+        &key,
+        (&cert_path, &cert_key),
+        (&key_path, &key_key),
+        issues,
+    )?;
     Some(TlsIdentity::Files(TlsFiles {
         cert_file: cert_path,
         key_file: key_path,
@@ -111,6 +122,44 @@ pub(super) fn identity(
         key,
         leaf,
     }))
+}
+
+/// Whether the private key belongs to the leaf certificate, checked the way the shell loads them
+/// (rustls `CertifiedKey` on the ring provider), so that a valid configuration is one `run` starts with.
+fn key_matches(
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+    (cert_path, cert_key): (&Path, &str),
+    (key_path, key_key): (&Path, &str),
+    issues: &mut Issues,
+) -> Option<()> {
+    let provider = rustls::crypto::ring::default_provider();
+    match CertifiedKey::from_der(chain.to_vec(), key.clone_key(), &provider) {
+        Ok(_) => Some(()),
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
+            issues.push(
+                key_key,
+                format!(
+                    "the private key in {} does not belong to the certificate in {} ({cert_key}): \
+                     its public key is not the certificate's; give the key the certificate was issued for",
+                    key_path.display(),
+                    cert_path.display()
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            issues.push(
+                key_key,
+                format!(
+                    "the private key in {} cannot be used with the certificate in {} ({cert_key}): {e}",
+                    key_path.display(),
+                    cert_path.display()
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// A CA bundle (`key` is `internal.ca_file` / `external.ca_file`).
@@ -141,6 +190,55 @@ pub(super) fn ca_bundle(
         }
     }
     Some(CaBundle { file: path, certs })
+}
+
+/// The operating system's trust roots, for partner certificates on top of `external.ca_file`
+/// (`extra`). With neither the edge could verify no partner (and the external listener could not
+/// start): an error. With no system roots only `external.ca_file` is trusted: a warning.
+pub(super) fn system_roots(
+    extra: Option<&CaBundle>,
+    ctx: &Context<'_>,
+    issues: &mut Issues,
+    warnings: &mut Issues,
+) -> Vec<CertificateDer<'static>> {
+    let loaded = rustls_native_certs::load_native_certs();
+    if !loaded.certs.is_empty() || ctx.embedded {
+        return loaded.certs;
+    }
+    let why = loaded
+        .errors
+        .first()
+        .map(|e| format!(" ({e})"))
+        .unwrap_or_default();
+    let store = format!(
+        "the operating system's trust store (/etc/ssl/certs/ca-certificates.crt from the ca-certificates \
+         package, or SSL_CERT_FILE / SSL_CERT_DIR) holds no roots{why}"
+    );
+    match extra {
+        Some(ca) => {
+            let (roots, verb) = match ca.certs.len() {
+                1 => ("1 root".to_owned(), "is"),
+                n => (format!("{n} roots"), "are"),
+            };
+            warnings.push(
+                "external.ca_file",
+                format!(
+                    "{store}, so only the {roots} in {} {verb} trusted: partners whose certificates chain to \
+                     a public CA will be refused",
+                    ca.file.display()
+                ),
+            );
+        }
+        None => issues.push(
+            "external.ca_file",
+            format!(
+                "{store} and external.ca_file is not set: the edge could verify no partner's certificate \
+                 (it could dial no partner, and the external listener cannot start); install \
+                 ca-certificates or set external.ca_file"
+            ),
+        ),
+    }
+    loaded.certs
 }
 
 /// Whether `fqdn` is one of the certificate's DNS SANs (exact: no wildcard for federation names).

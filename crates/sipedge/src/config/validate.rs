@@ -14,7 +14,7 @@ use federation_policy::{DomainName, Fqdn, KnownServer, Policy};
 use super::file::*;
 use super::sections;
 use super::settings::*;
-use super::{federation, tls, warnings, Issue, Issues};
+use super::{federation, tls, warnings, Invalid, Issues};
 
 /// Every section, validated or `None` (its problems recorded).
 struct Parts {
@@ -30,6 +30,7 @@ struct Parts {
     external_listen: Option<std::net::SocketAddr>,
     external_tls: Option<TlsIdentity>,
     extra_roots: Option<Option<CaBundle>>,
+    system_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     metrics_listen: Option<std::net::SocketAddr>,
     push: Option<PushSettings>,
     dns: Option<DnsSettings>,
@@ -58,6 +59,7 @@ impl Parts {
                 listen: self.external_listen?,
                 tls: self.external_tls?,
                 extra_roots: self.extra_roots?,
+                system_roots: self.system_roots,
             },
             push: self.push?,
             dns: self.dns?,
@@ -76,7 +78,7 @@ pub(super) fn build(
     source: ConfigSource,
     base: Option<&Path>,
     mut issues: Issues,
-) -> Result<Config, Vec<Issue>> {
+) -> Result<Config, Invalid> {
     let mut warns = Issues::default();
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -123,7 +125,7 @@ pub(super) fn build(
             None
         }
     };
-    let known = sections::known_servers(&internal.known_servers, i);
+    let known = sections::known_servers(&internal.known_servers, i, &mut warns);
 
     let external = &file.external;
     let external_listen = sections::socket(&external.listen, "external.listen", i);
@@ -139,6 +141,8 @@ pub(super) fn build(
         Some(p) => tls::ca_bundle("external.ca_file", p, &ctx, i, &mut warns).map(Some),
         None => Some(None),
     };
+    let extra = extra_roots.as_ref().and_then(Option::as_ref);
+    let system_roots = tls::system_roots(extra, &ctx, i, &mut warns);
 
     let metrics = Some(
         file.metrics
@@ -171,7 +175,7 @@ pub(super) fn build(
 
     let push = sections::push(&file.push, i);
     let dns = sections::dns(&file.dns, i);
-    let limits = sections::limits(&file.limits, i);
+    let limits = sections::limits(&file.limits, i, &mut warns);
     let our = sip_domains.as_deref().unwrap_or_default();
     let policy = federation::build(&file, fqdn.as_ref(), our, &known, i);
 
@@ -188,6 +192,7 @@ pub(super) fn build(
         external_listen,
         external_tls,
         extra_roots,
+        system_roots,
         metrics_listen,
         push,
         dns,
@@ -208,7 +213,10 @@ pub(super) fn build(
                     "internal error: a section failed to validate without saying why",
                 );
             }
-            Err(issues.into_vec())
+            Err(Invalid {
+                errors: issues.into_vec(),
+                warnings: warns.into_vec(),
+            })
         }
     }
 }
@@ -226,8 +234,33 @@ pub(super) fn required<'a>(v: &'a Option<String>, key: &str, what: &str, i: &mut
     }
 }
 
+/// A server name with an optional port (`next_hop`, `proxy_fqdn`, a known server); a URI written
+/// there (`sip:host`, `http://host/`) is said to be one rather than read as a bad port.
 pub(super) fn fqdn_value(s: &str, key: &str, i: &mut Issues) -> Option<Fqdn> {
+    if let Some(host) = uri_host(s) {
+        i.push(
+            key,
+            format!("{s:?} is a URI: write a host name, not a URI, with an optional :port (here {host:?})"),
+        );
+        return None;
+    }
     Fqdn::parse(s).map_err(|e| i.push(key, e.to_string())).ok()
+}
+
+/// The `host[:port]` of `s` when it is written as a URI: `sip:host`, `sips:user@host;transport=tls`,
+/// `http://host:80/path`. `None` for `host` and `host:port`.
+fn uri_host(s: &str) -> Option<&str> {
+    let (scheme, rest) = s.trim().split_once(':')?;
+    let known = ["sip", "sips", "http", "https"]
+        .iter()
+        .any(|k| scheme.eq_ignore_ascii_case(k));
+    let is_port = !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit());
+    if !(rest.starts_with("//") || known) || is_port {
+        return None;
+    }
+    let rest = rest.trim_start_matches('/');
+    let authority = rest.split(['/', ';', '?', '>']).next().unwrap_or(rest);
+    Some(authority.rsplit_once('@').map_or(authority, |(_, host)| host))
 }
 
 pub(super) fn domain_value(s: &str, key: &str, i: &mut Issues) -> Option<DomainName> {
