@@ -9,8 +9,9 @@ log() { printf '== %s\n' "$*"; }
 
 # Debian packages the black-box tests drive (real peers, not mocks): dnsmasq is the real DNS server
 # of tests/federation_dns.rs; Kamailio (with its TLS module) and SIPp form the interop chain of
-# tests/interop_kamailio.rs.
-APT_PACKAGES=(dnsmasq kamailio kamailio-tls-modules sip-tester)
+# tests/interop_kamailio.rs. ca-certificates: the operating system trust store the external side
+# trusts (with external.ca_file); the embedded default has no ca_file and needs it.
+APT_PACKAGES=(ca-certificates dnsmasq kamailio kamailio-tls-modules sip-tester)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

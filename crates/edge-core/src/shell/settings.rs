@@ -111,7 +111,8 @@ pub struct ShellSettings {
     /// PEM roots the front ends' client certificates (and the internal next hop's server
     /// certificate) must chain to. Required: the internal side is mutual TLS.
     pub internal_client_ca_pem: Vec<u8>,
-    /// PEM roots added to `webpki-roots` for partner certificates (server and client). May be empty.
+    /// Every root partner certificates (server and client) are checked against: the operating
+    /// system's trust store plus `external.ca_file`, read once by the configuration. Must not be empty.
     pub external_extra_roots_pem: Vec<u8>,
     /// Static host entries, checked before DNS: `(name, address)`.
     pub hosts: Vec<(String, IpAddr)>,
