@@ -56,6 +56,9 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
     let next_hop = config.internal().next_hop.clone();
     let limits = config.limits();
     let (timer_f, timer_c) = (limits.transaction_timeout, limits.invite_timeout);
+    // One discovered-partner limiter for the edge: the limits hold whichever worker a partner's
+    // connection lands on.
+    let limiter = Proxy::discovery_limiter(&policy);
     let make_proxy = move |worker: usize, internal: std::net::SocketAddr, external: std::net::SocketAddr| {
         let mut s = ProxySettings::new(
             &edge_fqdn,
@@ -66,7 +69,12 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
         s.timer_f = timer_f;
         s.timer_b = timer_f;
         s.timer_c = timer_c;
-        Proxy::new(s, Arc::clone(&policy), u16::try_from(worker).unwrap_or(u16::MAX))
+        Proxy::with_limiter(
+            s,
+            Arc::clone(&policy),
+            u16::try_from(worker).unwrap_or(u16::MAX),
+            Arc::clone(&limiter),
+        )
     };
     // No other process may hold the metrics address either (the SIP listeners are probed by the
     // shell before its workers bind them).

@@ -16,6 +16,7 @@
 
 mod forward;
 pub mod io;
+mod limits;
 mod request;
 mod respond;
 mod route;
@@ -25,7 +26,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use federation_policy::{DiscoveryLimiter, DiscoveryLimits, Fqdn, Policy};
+use federation_policy::{DiscoveryLimits, Fqdn, Policy};
+pub use limits::SharedDiscoveryLimiter;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
@@ -81,7 +83,6 @@ pub struct Proxy {
     settings: ProxySettings,
     policy: Arc<Policy>,
     worker: u16,
-    epoch: Option<Instant>,
     next_id: u64,
     /// A CSPRNG seeded from the OS per worker: the secret part of every branch we write (a partner
     /// that sees our branches cannot predict the next one) and SRV weight draws.
@@ -97,21 +98,38 @@ pub struct Proxy {
     timers: BTreeSet<(Instant, u64)>,
     /// Deadline and kind of every armed timer, by sequence number (the key of `timers` too).
     timer_kinds: HashMap<u64, (Instant, TimerKind)>,
-    limiter: DiscoveryLimiter,
+    /// Edge-wide: shared by every worker's core (`limits.rs`).
+    limiter: Arc<SharedDiscoveryLimiter>,
     shutting_down: bool,
 }
 
 impl Proxy {
+    /// A core with a discovered-partner limiter of its own: for a single worker (and tests). An
+    /// edge with several workers gives them one limiter with [`Proxy::with_limiter`].
     pub fn new(settings: ProxySettings, policy: Arc<Policy>, worker: u16) -> Self {
+        let limiter = Self::discovery_limiter(&policy);
+        Proxy::with_limiter(settings, policy, worker, limiter)
+    }
+
+    /// The limiter for `policy`'s discovered-partner limits, to share among the workers' cores.
+    pub fn discovery_limiter(policy: &Policy) -> Arc<SharedDiscoveryLimiter> {
         let limits = policy
             .discovery()
             .copied()
             .unwrap_or_else(DiscoveryLimits::default);
+        SharedDiscoveryLimiter::new(limits)
+    }
+
+    pub fn with_limiter(
+        settings: ProxySettings,
+        policy: Arc<Policy>,
+        worker: u16,
+        limiter: Arc<SharedDiscoveryLimiter>,
+    ) -> Self {
         Proxy {
             settings,
             policy,
             worker,
-            epoch: None,
             next_id: 1,
             rng: StdRng::from_os_rng(),
             counters: ProxyCounters::default(),
@@ -123,7 +141,7 @@ impl Proxy {
             pending: HashMap::new(),
             timers: BTreeSet::new(),
             timer_kinds: HashMap::new(),
-            limiter: DiscoveryLimiter::new(limits, 10_000),
+            limiter,
             shutting_down: false,
         }
     }
@@ -145,7 +163,6 @@ impl Proxy {
     }
 
     pub fn handle(&mut self, input: Input<'_>, now: Instant, out: &mut Vec<Effect>) {
-        self.epoch.get_or_insert(now);
         match input {
             Input::ConnUp { conn, peer } => self.on_conn_up(conn, peer, out),
             Input::Message { conn, bytes } => self.on_message(conn, bytes, now, out),
@@ -207,12 +224,6 @@ impl Proxy {
             }
         }
         self.peers.insert(conn, Arc::new(peer));
-    }
-
-    fn millis(&self, now: Instant) -> u64 {
-        self.epoch.map_or(0, |e| {
-            u64::try_from(now.saturating_duration_since(e).as_millis()).unwrap_or(u64::MAX)
-        })
     }
 
     fn next_id(&mut self) -> u64 {

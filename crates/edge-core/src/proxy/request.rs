@@ -435,8 +435,7 @@ impl Proxy {
         out: &mut Vec<Effect>,
     ) -> bool {
         let contact = route::contact_key(msg, internal);
-        let now_ms = self.millis(now);
-        match self.limiter.check(domain, &contact, now_ms) {
+        match self.limiter.check(domain, &contact, now) {
             LimitVerdict::Allow => true,
             LimitVerdict::Throttle {
                 retry_after_secs,

@@ -1,0 +1,89 @@
+//! [`SharedDiscoveryLimiter`]: the discovered-partner limits (Lync: 20 messages/s, 1,000 distinct
+//! internal contacts per partner per 60 minutes) held once for the whole edge, not once per worker.
+//! With SO_REUSEPORT a partner's connections land on any worker, and per-worker limiters multiplied
+//! the limit by the number of workers.
+//!
+//! The state machine is `federation_policy::DiscoveryLimiter` (sans-IO, time passed in); this wraps it
+//! in a `parking_lot::Mutex` with one time origin for all workers. The lock is taken only for
+//! requests to or from a *discovered* partner (never for configured partners or internal traffic),
+//! once per such request, for a hash lookup: a cost that path can pay, and the one piece of
+//! cross-worker state the proxy core has.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use federation_policy::{DiscoveryLimiter, DiscoveryLimits, DomainName, LimitVerdict};
+use parking_lot::Mutex;
+
+/// Partners tracked at most (least recently seen forgotten beyond it).
+const MAX_PARTNERS: usize = 10_000;
+
+/// The edge-wide limiter; clone the `Arc` into every worker's core.
+#[derive(Debug)]
+pub struct SharedDiscoveryLimiter {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The first instant any worker asked: the common origin of the limiter's milliseconds.
+    epoch: Option<Instant>,
+    /// The limiter only sees time go forward, whichever worker asks.
+    last_ms: u64,
+    limiter: DiscoveryLimiter,
+}
+
+impl SharedDiscoveryLimiter {
+    pub fn new(limits: DiscoveryLimits) -> Arc<SharedDiscoveryLimiter> {
+        Arc::new(SharedDiscoveryLimiter {
+            inner: Mutex::new(Inner {
+                epoch: None,
+                last_ms: 0,
+                limiter: DiscoveryLimiter::new(limits, MAX_PARTNERS),
+            }),
+        })
+    }
+
+    /// One message between our `internal_contact` and the discovered `partner`, at `now`.
+    pub fn check(&self, partner: &DomainName, internal_contact: &str, now: Instant) -> LimitVerdict {
+        let mut g = self.inner.lock();
+        let epoch = *g.epoch.get_or_insert(now);
+        let ms = u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX);
+        let ms = ms.max(g.last_ms);
+        g.last_ms = ms;
+        g.limiter.check(partner, internal_contact, ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Two workers asking with their own clocks share one budget, and a worker whose `now` is a
+    /// little behind another's does not move the limiter's time backwards.
+    #[test]
+    fn workers_share_one_budget() {
+        let limits = DiscoveryLimits {
+            messages_per_second: 4,
+            ..DiscoveryLimits::default()
+        };
+        let shared = SharedDiscoveryLimiter::new(limits);
+        let (w1, w2) = (Arc::clone(&shared), Arc::clone(&shared));
+        let d = DomainName::parse("found.example").unwrap();
+        let t0 = Instant::now();
+        let mut allowed = 0;
+        for i in 0..8u64 {
+            let (w, at) = if i % 2 == 0 {
+                (&w1, t0 + Duration::from_millis(i))
+            } else {
+                (&w2, t0)
+            };
+            if w.check(&d, &format!("u{i}@corp.example"), at) == LimitVerdict::Allow {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, 4, "the rate holds for the edge, not per worker");
+    }
+}
