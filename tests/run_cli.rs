@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 #[test]
 fn embedded_default_starts_listens_and_stops_on_sigterm() {
     let bin = sipedge_tests::sipedge_bin();
+    let state = tempfile::tempdir().unwrap();
     let mut child = Command::new(&bin)
         .arg("run")
+        .env("SIPEDGE_STATE_DIR", state.path())
         .env("SIPEDGE__INTERNAL__LISTEN", "127.0.0.1:0")
         .env("SIPEDGE__EXTERNAL__LISTEN", "127.0.0.1:0")
         .env("SIPEDGE__METRICS__LISTEN", "127.0.0.1:0")
