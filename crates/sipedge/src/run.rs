@@ -78,6 +78,19 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
         s.timer_c = timer_c;
         Proxy::new(s, Arc::clone(&policy), u16::try_from(worker).unwrap_or(u16::MAX))
     };
+    // Before the listeners start: a SIGTERM sent as soon as the contract lines appear must drain,
+    // not kill.
+    let signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            log(
+                "error",
+                "signals",
+                &format!("cannot install signal handlers: {e}"),
+            );
+            return ExitCode::FAILURE;
+        }
+    };
     let handle = match shell::start(settings, Arc::new(make_proxy)) {
         Ok(h) => h,
         Err(e) => {
@@ -97,23 +110,10 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
             log("warn", "local_pki", &e);
         }
     }
-    wait_for_signals(handle)
+    wait_for_signals(handle, signals)
 }
 
-fn wait_for_signals(handle: shell::EdgeHandle) -> ExitCode {
-    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
-        Ok(s) => s,
-        Err(e) => {
-            log(
-                "error",
-                "signals",
-                &format!("cannot install signal handlers: {e}"),
-            );
-            handle.shutdown(Duration::ZERO);
-            handle.join();
-            return ExitCode::FAILURE;
-        }
-    };
+fn wait_for_signals(handle: shell::EdgeHandle, mut signals: Signals) -> ExitCode {
     for sig in signals.forever() {
         match sig {
             SIGHUP => log(
