@@ -105,10 +105,11 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
     println!("listening internal sip+tls {}", handle.internal_addr());
     println!("listening external sip+tls {}", handle.external_addr());
     if let Some(pki) = &local_pki {
-        println!("local pki {}", pki.dir.display());
+        // Written first: once the line is out, clients find everything in the directory.
         if let Err(e) = pki.write_internal_addr(handle.internal_addr()) {
             log("warn", "local_pki", &e);
         }
+        println!("local pki {}", pki.dir.display());
     }
     wait_for_signals(handle, signals)
 }

@@ -89,6 +89,14 @@ pub fn state_dir_from(var: impl Fn(&str) -> Option<OsString>) -> StateDir {
     }
 }
 
+/// The files a known server presents to the internal listener, and the CA that signed the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientPaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
 /// The names the certificates must carry (taken from the embedded default configuration).
 #[derive(Debug, Clone)]
 pub struct Names {
@@ -210,6 +218,15 @@ impl LocalPki {
         })
     }
 
+    /// Where a known server's certificate, key and the CA are in `dir`.
+    pub fn client_paths(dir: &Path) -> ClientPaths {
+        ClientPaths {
+            cert: dir.join(CLIENT_CERT),
+            key: dir.join(CLIENT_KEY),
+            ca: dir.join(CA_CERT),
+        }
+    }
+
     /// Records the internal listener's bound address for the client commands.
     pub fn write_internal_addr(&self, addr: SocketAddr) -> Result<(), String> {
         write_file(
@@ -218,6 +235,13 @@ impl LocalPki {
             0o644,
         )
     }
+}
+
+/// The internal listener address the last `run` on the embedded default recorded in `dir`.
+pub fn read_internal_addr(dir: &Path) -> Option<SocketAddr> {
+    std::fs::read_to_string(dir.join(INTERNAL_ADDR))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
 }
 
 /// Writes through `<path>.tmp` created with `mode`, then renames (no reader sees half a key, and a
@@ -458,6 +482,9 @@ mod tests {
         assert_eq!(second.origin, Origin::Reused);
         assert_eq!(second.ca_pem, first.ca_pem);
         assert_eq!(second.edge_key_pem, first.edge_key_pem);
+        let paths = LocalPki::client_paths(&dir);
+        assert_eq!(paths.cert, dir.join("client.pem"));
+        assert_eq!(paths.ca, dir.join("ca.pem"));
     }
 
     fn regenerated_because(dir: &Path, names: &Names) -> String {
@@ -543,11 +570,9 @@ mod tests {
     fn internal_addr_round_trip() {
         let tmp = tempfile::tempdir().unwrap();
         let pki = LocalPki::load_or_create(tmp.path(), &names()).unwrap();
+        assert_eq!(read_internal_addr(tmp.path()), None);
         let addr: SocketAddr = "127.0.0.1:40123".parse().unwrap();
         pki.write_internal_addr(addr).unwrap();
-        assert_eq!(
-            std::fs::read_to_string(tmp.path().join(INTERNAL_ADDR)).unwrap(),
-            "127.0.0.1:40123\n"
-        );
+        assert_eq!(read_internal_addr(tmp.path()), Some(addr));
     }
 }
