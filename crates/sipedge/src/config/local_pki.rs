@@ -43,6 +43,8 @@ pub const EDGE_CERT: &str = "edge.pem";
 pub const EDGE_KEY: &str = "edge.key";
 pub const CLIENT_CERT: &str = "client.pem";
 pub const CLIENT_KEY: &str = "client.key";
+/// Every file of the PKI.
+const FILES: [&str; 6] = [CA_CERT, CA_KEY, EDGE_CERT, EDGE_KEY, CLIENT_CERT, CLIENT_KEY];
 /// The internal listener's bound address, written by `run` at every start (the port may be 0).
 pub const INTERNAL_ADDR: &str = "internal.addr";
 
@@ -110,7 +112,12 @@ pub struct Names {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     Reused,
-    Generated { reason: String },
+    /// None of the files were there (the first start with this directory).
+    Created,
+    /// Some were, but not all of them usable: `reason` is the first problem found.
+    Regenerated {
+        reason: String,
+    },
 }
 
 /// The local PKI ready for the listeners: the edge's identity and the CA (PEM).
@@ -171,7 +178,11 @@ impl LocalPki {
                 "info",
                 format!("reusing the local PKI in {}", self.dir.display()),
             ),
-            Origin::Generated { reason } => (
+            Origin::Created => (
+                "info",
+                format!("created the local PKI in {}", self.dir.display()),
+            ),
+            Origin::Regenerated { reason } => (
                 "warn",
                 format!(
                     "generated a new local PKI in {} ({reason}): clients must use the new {CA_CERT} and {CLIENT_CERT}",
@@ -184,14 +195,16 @@ impl LocalPki {
     /// Reuses the PKI in `dir` when all of it is present and valid for `names`, otherwise generates
     /// and writes a new one (creating `dir`). Errors name the file and what failed.
     pub fn load_or_create(dir: &Path, names: &Names) -> Result<LocalPki, String> {
-        match check(dir, names) {
-            Ok(pki) => Ok(pki),
-            Err(reason) => Self::create(dir, names, OffsetDateTime::now_utc(), reason),
-        }
+        let origin = match check(dir, names) {
+            Ok(pki) => return Ok(pki),
+            Err(_) if FILES.iter().all(|f| !dir.join(f).exists()) => Origin::Created,
+            Err(reason) => Origin::Regenerated { reason },
+        };
+        Self::create(dir, names, OffsetDateTime::now_utc(), origin)
     }
 
     /// Generates a PKI valid from `now` and writes it into `dir` (created 0700).
-    fn create(dir: &Path, names: &Names, now: OffsetDateTime, reason: String) -> Result<LocalPki, String> {
+    fn create(dir: &Path, names: &Names, now: OffsetDateTime, origin: Origin) -> Result<LocalPki, String> {
         let files = generate(names, now).map_err(|e| format!("cannot generate the local PKI: {e}"))?;
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -210,7 +223,7 @@ impl LocalPki {
         }
         Ok(LocalPki {
             dir: dir.to_path_buf(),
-            origin: Origin::Generated { reason },
+            origin,
             client_name: names.client.clone(),
             ca_pem: files.ca_cert.into_bytes(),
             edge_cert_pem: files.edge_cert.into_bytes(),
@@ -468,12 +481,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("state/sipedge");
         let first = LocalPki::load_or_create(&dir, &names()).unwrap();
-        assert_eq!(
-            first.origin,
-            Origin::Generated {
-                reason: "ca.pem is missing".into()
-            }
-        );
+        assert_eq!(first.origin, Origin::Created);
         assert_eq!(mode(&dir), 0o700);
         for key in [CA_KEY, EDGE_KEY, CLIENT_KEY] {
             assert_eq!(mode(&dir.join(key)), 0o600, "{key}");
@@ -489,8 +497,8 @@ mod tests {
 
     fn regenerated_because(dir: &Path, names: &Names) -> String {
         match LocalPki::load_or_create(dir, names).unwrap().origin {
-            Origin::Generated { reason } => reason,
-            Origin::Reused => panic!("reused a broken PKI"),
+            Origin::Regenerated { reason } => reason,
+            other => panic!("{other:?} instead of regenerated"),
         }
     }
 
@@ -533,7 +541,7 @@ mod tests {
     fn expired_leaves_regenerate() {
         let tmp = tempfile::tempdir().unwrap();
         let then = OffsetDateTime::now_utc() - Duration::days(LEAF_VALIDITY_DAYS + 1);
-        LocalPki::create(tmp.path(), &names(), then, String::new()).unwrap();
+        LocalPki::create(tmp.path(), &names(), then, Origin::Created).unwrap();
         let why = regenerated_because(tmp.path(), &names());
         assert!(
             why.starts_with("edge.pem does not verify against ca.pem for localhost")
