@@ -39,3 +39,14 @@ pub fn sipedge_bin() -> PathBuf {
     };
     target.join(profile).join("sipedge")
 }
+
+/// Spawns `cmd` (a command of [`sipedge_bin`]); a missing binary fails with how to build it.
+#[allow(clippy::panic)]
+pub fn spawn(cmd: &mut std::process::Command) -> std::process::Child {
+    cmd.spawn().unwrap_or_else(|e| {
+        panic!(
+            "cannot start {} ({e}); build it first: cargo build -p sipedge",
+            cmd.get_program().to_string_lossy()
+        )
+    })
+}

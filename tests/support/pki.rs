@@ -22,6 +22,23 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// An identity from PEM files written by someone else (e.g. the edge's local PKI).
+    pub fn from_pem_files(name: &str, cert_file: &Path, key_file: &Path) -> Identity {
+        use rustls_pki_types::pem::PemObject;
+        let chain = CertificateDer::pem_file_iter(cert_file)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(key_file).unwrap();
+        Identity {
+            name: name.to_owned(),
+            chain,
+            key_der: key.secret_der().to_vec(),
+            cert_file: cert_file.to_path_buf(),
+            key_file: key_file.to_path_buf(),
+        }
+    }
+
     pub fn key(&self) -> PrivateKeyDer<'static> {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
     }

@@ -8,6 +8,7 @@ mod dns_lookups;
 mod explain_route;
 mod known_servers;
 mod run;
+mod send;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,7 +25,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the edge: the internal and external SIP/TLS listeners. Without --config, an embedded
-    /// local-only default (loopback, self-signed certificates generated at start).
+    /// local-only default (loopback; a local CA, edge and client certificates generated on first
+    /// start in the state directory, printed as `local pki <dir>`).
     Run {
         /// The TOML configuration file (SIPEDGE__SECTION__KEY environment overrides apply).
         #[arg(long)]
@@ -39,6 +41,10 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Send one request to an edge's internal listener as a known server (mutual TLS) and print the
+    /// answer with its diagnostics; exit 0 on 2xx, 1 on another final response, 2 on none. Without
+    /// flags: a client of `sipedge run` without --config, using its local PKI.
+    Send(send::Args),
     /// Read one SIP message on stdin (as one datagram carries it) and print it as JSON.
     Decode,
     /// Validate a configuration file (with SIPEDGE__SECTION__KEY environment overrides): print every
@@ -58,6 +64,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run { config } => run::run(config.as_deref()),
         Command::ExplainRoute { domain, config } => explain_route::run(&domain, &config),
+        Command::Send(args) => send::run(&args),
         Command::Decode => decode::run(),
         Command::CheckConfig { file, .. } => check_config::run(file.as_deref()),
     }

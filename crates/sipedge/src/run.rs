@@ -1,6 +1,7 @@
 //! `sipedge run [--config FILE]`: load and validate the configuration (the embedded local-only
 //! default without `--config`), start the edge (`edge_core::shell`), print the contract lines
-//! (`listening <role> sip+tls <addr>`), then wait for signals: SIGTERM/SIGINT drain and exit 0.
+//! (`listening <role> sip+tls <addr>`; on the embedded default then `local pki <dir>`, see
+//! `config::local_pki`), then wait for signals: SIGTERM/SIGINT drain and exit 0.
 //! Log records and start-up warnings go to stderr as JSON lines.
 
 use std::path::Path;
@@ -13,6 +14,7 @@ use edge_core::shell::{self, ShellLimits, ShellSettings, TlsIdentity as ShellIde
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::config::local_pki::LocalPki;
 use crate::config::{Config, TlsIdentity};
 
 /// How long open transactions may take to finish after SIGTERM.
@@ -32,18 +34,27 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if config_path.is_none() {
-        log(
-            "warn",
-            "embedded_default",
-            crate::config::EMBEDDED_DEFAULT_WARNING,
-        );
-    }
+    // The embedded default's CA, edge and client certificates, kept in the state directory.
+    let local_pki = match config_path {
+        Some(_) => None,
+        None => match LocalPki::for_embedded(&config) {
+            Ok(pki) => {
+                log("warn", "embedded_default", &pki.embedded_warning());
+                let (level, text) = pki.origin_text();
+                log(level, "local_pki", &text);
+                Some(pki)
+            }
+            Err(e) => {
+                log("error", "local_pki", &e);
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     for w in config.warnings() {
         log("warn", "config_warning", &w.to_string());
     }
     crate::known_servers::log_changes([], config.policy().known_servers());
-    let settings = match shell_settings(&config) {
+    let settings = match shell_settings(&config, local_pki.as_ref()) {
         Ok(s) => s,
         Err(e) => {
             log("error", "tls_setup", &e);
@@ -86,6 +97,19 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
+    // Before the listeners start: a SIGTERM sent as soon as the contract lines appear must drain,
+    // not kill.
+    let signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            log(
+                "error",
+                "signals",
+                &format!("cannot install signal handlers: {e}"),
+            );
+            return ExitCode::FAILURE;
+        }
+    };
     let handle = match shell::start(settings, Arc::new(make_proxy)) {
         Ok(h) => h,
         Err(e) => {
@@ -99,23 +123,17 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
     };
     println!("listening internal sip+tls {}", handle.internal_addr());
     println!("listening external sip+tls {}", handle.external_addr());
-    wait_for_signals(handle)
+    if let Some(pki) = &local_pki {
+        // Written first: once the line is out, clients find everything in the directory.
+        if let Err(e) = pki.write_internal_addr(handle.internal_addr()) {
+            log("warn", "local_pki", &e);
+        }
+        println!("local pki {}", pki.dir.display());
+    }
+    wait_for_signals(handle, signals)
 }
 
-fn wait_for_signals(handle: shell::EdgeHandle) -> ExitCode {
-    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
-        Ok(s) => s,
-        Err(e) => {
-            log(
-                "error",
-                "signals",
-                &format!("cannot install signal handlers: {e}"),
-            );
-            handle.shutdown(Duration::ZERO);
-            handle.join();
-            return ExitCode::FAILURE;
-        }
-    };
+fn wait_for_signals(handle: shell::EdgeHandle, mut signals: Signals) -> ExitCode {
     for sig in signals.forever() {
         match sig {
             SIGHUP => log(
@@ -167,41 +185,35 @@ fn key_pem(key: &rustls_pki_types::PrivateKeyDer<'_>) -> Vec<u8> {
     pem::encode(&pem::Pem::new(tag, key.secret_der().to_vec())).into_bytes()
 }
 
-fn shell_settings(config: &Config) -> Result<ShellSettings, String> {
-    let mut generated: Option<(ShellIdentity, Vec<u8>)> = None;
-    let mut identity = |tls: &TlsIdentity| -> Result<ShellIdentity, String> {
+fn shell_settings(config: &Config, local_pki: Option<&LocalPki>) -> Result<ShellSettings, String> {
+    let identity = |tls: &TlsIdentity| -> Result<ShellIdentity, String> {
         match tls {
             // Exactly what check-config validated, not a second read of files that may have changed.
             TlsIdentity::Files(f) => Ok(ShellIdentity {
                 cert_chain_pem: certs_pem(&f.chain),
                 key_pem: key_pem(&f.key),
             }),
-            TlsIdentity::SelfSigned => {
-                if generated.is_none() {
-                    generated = Some(self_signed(&config.edge().fqdn.to_string())?);
-                }
-                Ok(generated
-                    .as_ref()
-                    .map(|(id, _)| id.clone())
-                    .unwrap_or(ShellIdentity {
-                        cert_chain_pem: vec![],
-                        key_pem: vec![],
-                    }))
-            }
+            TlsIdentity::SelfSigned => local_pki
+                .map(|p| ShellIdentity {
+                    cert_chain_pem: p.edge_cert_pem.clone(),
+                    key_pem: p.edge_key_pem.clone(),
+                })
+                .ok_or_else(|| "no certificate: only the embedded default may omit cert_file".to_owned()),
         }
     };
     let internal_identity = identity(&config.internal().tls)?;
     let external_identity = identity(&config.external().tls)?;
-    let internal_client_ca_pem = match (&config.internal().client_ca, &generated) {
+    let local_ca = local_pki.map(|p| p.ca_pem.clone());
+    let internal_client_ca_pem = match (&config.internal().client_ca, &local_ca) {
         (Some(ca), _) => certs_pem(&ca.certs),
-        (None, Some((_, ca))) => ca.clone(),
+        (None, Some(ca)) => ca.clone(),
         (None, None) => return Err("internal.ca_file is required".into()),
     };
     // The partners' roots: the system's trust store (read by validation) plus external.ca_file.
     let mut external_extra_roots_pem = certs_pem(&config.external().system_roots);
     external_extra_roots_pem.extend(match &config.external().extra_roots {
         Some(ca) => certs_pem(&ca.certs),
-        None => generated.as_ref().map(|(_, ca)| ca.clone()).unwrap_or_default(),
+        None => local_ca.unwrap_or_default(),
     });
     let l = config.limits();
     Ok(ShellSettings {
@@ -244,32 +256,4 @@ pub(crate) fn dns_servers(config: &Config) -> Vec<std::net::SocketAddr> {
     std::fs::read_to_string("/etc/resolv.conf")
         .map(|t| edge_core::dns::nameservers(&t))
         .unwrap_or_default()
-}
-
-/// The embedded default's certificates: a throw-away CA and a leaf for `name`, localhost and
-/// 127.0.0.1, signed by it. Returns the leaf identity and the CA certificate (PEM).
-fn self_signed(name: &str) -> Result<(ShellIdentity, Vec<u8>), String> {
-    let err = |e: rcgen::Error| format!("cannot generate the self-signed certificate: {e}");
-    let ca_key = rcgen::KeyPair::generate().map_err(err)?;
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "sipedge local CA (embedded default)");
-    let ca = ca_params.self_signed(&ca_key).map_err(err)?;
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().map_err(err)?;
-    let mut names = vec![name.to_owned(), "localhost".to_owned()];
-    names.dedup();
-    let mut params = rcgen::CertificateParams::new(names).map_err(err)?;
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
-    params.distinguished_name.push(rcgen::DnType::CommonName, name);
-    let leaf = params.signed_by(&leaf_key, &issuer).map_err(err)?;
-    let identity = ShellIdentity {
-        cert_chain_pem: leaf.pem().into_bytes(),
-        key_pem: leaf_key.serialize_pem().into_bytes(),
-    };
-    Ok((identity, ca.pem().into_bytes()))
 }

@@ -25,7 +25,7 @@ pub const EMBEDDED_DEFAULT_TOML: &str = include_str!("default.toml");
 /// Printed (loudly) whenever the embedded default is in use.
 pub const EMBEDDED_DEFAULT_WARNING: &str =
     "RUNNING ON THE EMBEDDED DEFAULT CONFIGURATION: loopback listeners only, \
-     self-signed certificates generated at start, no federation partners. For local testing only; \
+     a local CA and certificates generated on first start, no federation partners. For local testing only; \
      give a production configuration with --config FILE (start from deploy/sipedge.toml).";
 
 impl Config {

@@ -10,12 +10,14 @@
 //! - `validate.rs`: the validation driver and the shared value checks; `sections.rs`: the sections.
 //! - `federation.rs`: the `federation_policy::PolicyBuilder` and its errors as key paths.
 //! - `tls.rs`: certificate chains, keys and CA bundles (PEM, X.509 SANs and expiry).
+//! - `local_pki.rs`: the embedded default's CA and certificates in the local state directory.
 //! - `warnings.rs`: push routing, the IM filter and partner discovery checks.
 //! - `settings.rs`: the validated types.
 
 mod federation;
 mod file;
 mod load;
+pub mod local_pki;
 mod schema;
 mod sections;
 // The whole contract of design brief §6 is validated now; the push relay, metrics and DNS client
