@@ -287,8 +287,12 @@ fn blocked_domain_is_refused_403_without_dns() {
     assert_eq!(diag.id, 1005, "{header}");
     assert_eq!(diag.param("domain"), Some("blocked.test"), "{header}");
     assert_eq!(diag.source(), Some("edge.corp.test"), "{header}");
-    // dnsmasq's log reaches us through a reader thread: give a query that was sent time to show.
-    std::thread::sleep(Duration::from_millis(300));
+    // Positive signal instead of a pause: a later request that does need DNS (discovery of
+    // marker.test). Once dnsmasq logged its query, a query for blocked.test sent before would
+    // have been logged too.
+    let r = fe_message(&mut fe, &edge, "sip:x@marker.test", "z9hG4bKfe-blk2", WAIT);
+    assert_eq!(sip::status(&r), 504, "{r}");
+    assert_srv_queried(&dns, "marker.test");
     assert_eq!(
         dns.queries_for(&srv("blocked.test")),
         0,
@@ -368,14 +372,28 @@ fn discovered_partner_is_routed_by_srv_and_throttled_with_503_retry_after() {
         assert_eq!(diag.id, 1007, "Temporarily cannot route:\n{header}");
         assert_eq!(diag.param("domain"), Some("disco.test"), "{header}");
     }
-    // What was throttled never reached the partner (1 + the 200s of the burst).
-    std::thread::sleep(Duration::from_millis(300));
-    let delivered = partner
-        .requests()
-        .iter()
-        .filter(|r| sip::method(r) == "MESSAGE")
-        .count();
-    assert_eq!(delivered, 1 + ok, "{:?}", sip::summary(&partner.requests()));
+    // What was throttled never reached the partner (1 + the 200s of the burst). Positive signal
+    // instead of a pause: one more message, sent once the bucket refilled, must arrive last; a
+    // throttled message forwarded by mistake would have been sent before it.
+    let marker = (0..40)
+        .find_map(|i| {
+            let b = format!("z9hG4bKfe-dis-marker{i}");
+            let r = fe_message(&mut fe, &edge, "sip:dan@disco.test", &b, WAIT);
+            if sip::status(&r) == 200 {
+                return Some(b);
+            }
+            std::thread::sleep(Duration::from_millis(100)); // let the 2/s bucket refill
+            None
+        })
+        .expect("a message goes through once the rate allows");
+    let all = partner.requests();
+    let delivered: Vec<&String> = all.iter().filter(|r| sip::method(r) == "MESSAGE").collect();
+    assert!(
+        delivered.last().is_some_and(|r| r.contains(&marker)),
+        "the marker arrives last: {:?}",
+        sip::summary(&all)
+    );
+    assert_eq!(delivered.len(), 1 + ok + 1, "{:?}", sip::summary(&all));
 }
 
 // ---- 5. SRV priority failover ------------------------------------------------------------------
@@ -492,6 +510,7 @@ fn inbound_edge(pki: &TestPki, fe_uas: &TlsUas) -> (Dnsmasq, Edge) {
     let edge = start_edge(pki, fe_uas, &dns, |o| {
         o.allowed_srv.push("inpartner.test".into());
         o.blocked.push("blocked.test".into());
+        o.workers = 1;
     });
     (dns, edge)
 }
@@ -503,8 +522,10 @@ fn partner_message(peer: &mut TlsPeer, edge: &Edge, via_host: &str, from: &str, 
 }
 
 /// Asserts a 403 towards the partner with `ms-diagnostics-public` id `id` (no source, no internal
-/// `ms-diagnostics`), and that the FE got nothing.
-fn assert_public_403(r: &str, id: u32, fe_uas: &TlsUas, edge: &Edge) {
+/// `ms-diagnostics`), and that the FE got nothing: a legitimate partner's later MESSAGE (the one
+/// worker of `inbound_edge` handles it after the refused one, and sends on the same FE link) must be
+/// the only request the FE saw.
+fn assert_public_403(r: &str, id: u32, fe_uas: &TlsUas, edge: &Edge, pki: &TestPki) {
     assert_eq!(sip::status(r), 403, "{r}\nedge stderr:\n{}", edge.log_dump());
     let header =
         sip::header(r, "ms-diagnostics-public").unwrap_or_else(|| panic!("no ms-diagnostics-public:\n{r}"));
@@ -516,11 +537,22 @@ fn assert_public_403(r: &str, id: u32, fe_uas: &TlsUas, edge: &Edge) {
         sip::header(r, "ms-diagnostics").is_none(),
         "no internal ms-diagnostics towards a partner:\n{r}"
     );
-    std::thread::sleep(Duration::from_millis(200));
+    let legit = pki.partner_leaf("sip.inpartner.test");
+    let mut peer = partner_client(edge, pki, &legit);
+    let marker = "z9hG4bKin-marker";
+    let ok = partner_message(
+        &mut peer,
+        edge,
+        "sip.inpartner.test:5061",
+        "sip:carol@inpartner.test",
+        marker,
+    );
+    assert_eq!(sip::status(&ok), 200, "{ok}");
+    let seen = fe_uas.requests();
     assert!(
-        fe_uas.requests().is_empty(),
-        "nothing reaches the FE: {:?}",
-        sip::summary(&fe_uas.requests())
+        seen.len() == 1 && seen[0].contains(marker),
+        "nothing but the later legitimate MESSAGE reaches the FE: {:?}",
+        sip::summary(&seen)
     );
 }
 
@@ -537,7 +569,7 @@ fn inbound_rogue_certificate_for_an_srv_routed_domain_gets_403_1903() {
         "sip:bob@inpartner.test",
         "z9hG4bKro-1",
     );
-    assert_public_403(&r, 1903, &fe_uas, &edge);
+    assert_public_403(&r, 1903, &fe_uas, &edge, &pki);
     let diag_text = sip::header(&r, "ms-diagnostics-public").unwrap();
     assert!(diag_text.contains("inpartner.test"), "{diag_text}");
     assert_srv_queried(&dns, "inpartner.test");
@@ -556,7 +588,7 @@ fn inbound_from_a_blocked_domain_gets_403_1901() {
         "sip:x@blocked.test",
         "z9hG4bKbl-1",
     );
-    assert_public_403(&r, 1901, &fe_uas, &edge);
+    assert_public_403(&r, 1901, &fe_uas, &edge, &pki);
 }
 
 #[test]
@@ -572,7 +604,7 @@ fn inbound_from_our_own_domain_gets_403_1902() {
         "sip:mallory@corp.test",
         "z9hG4bKow-1",
     );
-    assert_public_403(&r, 1902, &fe_uas, &edge);
+    assert_public_403(&r, 1902, &fe_uas, &edge, &pki);
 }
 
 #[test]

@@ -10,18 +10,19 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// `../shared` beside the checkout, if present (CI has it; a bare clone may not).
-///
-/// Under CI (`CI` set) its absence is a failure, not a skip: the corpus tests must not pass there
-/// having checked nothing.
-pub fn shared_dir() -> Option<PathBuf> {
+/// `../shared` beside the checkout. Its absence fails the test that needs it, with a message saying
+/// where it was looked for — in CI and locally alike: a corpus test must never pass having checked
+/// nothing.
+pub fn shared_dir() -> PathBuf {
     let dir = workspace_root()
         .parent()
         .map(|p| p.join("shared"))
-        .filter(|d| d.is_dir());
+        .unwrap_or_default();
     assert!(
-        dir.is_some() || std::env::var_os("CI").is_none(),
-        "CI without ../shared: the corpus tests cannot run"
+        dir.join("corpus").join("manifest.tsv").is_file(),
+        "{} is missing (or has no corpus/manifest.tsv): the corpus tests need the shared folder \
+         beside the checkout (../shared, as CI lays it out)",
+        dir.display()
     );
     dir
 }

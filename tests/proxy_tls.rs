@@ -486,7 +486,18 @@ fn cancel_after_ringing_reaches_the_partner_and_487_comes_back() {
         sip::to_tag(&fin).unwrap()
     );
     fe.send(&ack_up);
-    std::thread::sleep(Duration::from_millis(500));
+    // Positive signal instead of a pause: a later request on the same link, handled after the ACK
+    // by the same worker and sent on the same partner link, must arrive; by then a forwarded ACK
+    // would have too.
+    fe.send(&fe_request(
+        "OPTIONS",
+        "sip:bob@partner.test",
+        "z9hG4bKfe-c1-after",
+        "",
+    ));
+    w.partner()
+        .wait_request(WAIT, |r| sip::method(r) == "OPTIONS")
+        .expect("the later OPTIONS reached the partner");
     let acks = w
         .partner()
         .requests()
