@@ -396,6 +396,68 @@ fn discovered_partner_is_routed_by_srv_and_throttled_with_503_retry_after() {
     assert_eq!(delivered.len(), 1 + ok + 1, "{:?}", sip::summary(&all));
 }
 
+/// Issue 8.12: the discovered-partner rate holds for the edge, not per worker. Eight front-end
+/// connections (spread over the edge's two workers by SO_REUSEPORT; the generated 503s' To tags,
+/// `se<worker>x…`, show which worker answered) send a burst to a discovered partner limited to
+/// 2 messages/s: at most the bucket's 2 (plus what refills during the burst) get through in all —
+/// per-worker limiters let 2 through on each worker.
+#[test]
+fn discovered_partner_limits_hold_across_workers() {
+    let pki = TestPki::new();
+    let target = pki.partner_leaf("sip.disco.test");
+    let partner = remote_uas_ok(&pki, &target);
+    let fe_uas = fe_uas_ok(&pki);
+    let dns = Dnsmasq::start(&[
+        Record::srv("disco.test", "sip.disco.test", partner.port(), 0, 0),
+        Record::a("sip.disco.test"),
+    ]);
+    let edge = start_edge(&pki, &fe_uas, &dns, |o| {
+        o.enable_partner_discovery = true;
+        o.discovery_messages_per_second = Some(2);
+        o.workers = 2;
+    });
+    let mut fes: Vec<TlsPeer> = (0..8).map(|_| fe_client(&edge, &pki)).collect();
+    let mut sent = Vec::new();
+    for round in 0..2 {
+        for (i, fe) in fes.iter_mut().enumerate() {
+            let b = format!("z9hG4bKfe-mw{round}x{i}");
+            fe.send(&sip::message(
+                "sip:dan@disco.test",
+                "fe1.corp.test:5061",
+                &b,
+                "sip:alice@corp.test",
+            ));
+            sent.push((i, b));
+        }
+    }
+    let finals: Vec<String> = sent
+        .iter()
+        .map(|(i, b)| final_for(&mut fes[*i], &edge, b, PUSH_WAIT))
+        .collect();
+    let ok = finals.iter().filter(|r| sip::status(r) == 200).count();
+    let throttled: Vec<&String> = finals.iter().filter(|r| sip::status(r) == 503).collect();
+    assert_eq!(ok + throttled.len(), finals.len(), "{:?}", sip::summary(&finals));
+    let workers: std::collections::BTreeSet<String> = throttled
+        .iter()
+        .filter_map(|r| sip::to_tag(r))
+        .filter_map(|t| {
+            t.strip_prefix("se")
+                .and_then(|t| t.split('x').next())
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(
+        workers.len(),
+        2,
+        "both workers answered (connections spread): {workers:?}"
+    );
+    assert!(
+        ok <= 3,
+        "2 messages/s for the edge: {ok} of {} went through",
+        finals.len()
+    );
+}
+
 // ---- 5. SRV priority failover ------------------------------------------------------------------
 
 #[test]
