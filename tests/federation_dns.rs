@@ -207,6 +207,35 @@ fn push_lync_com_via_lync_online_504_until_allowed_then_200() {
         );
     }
 
+    // Issue 8.11: with partner discovery on, the same field texts (not 1009, which is for allowed
+    // domains), and an event name that says what happened.
+    {
+        let edge = start_edge(&pki, &fe_uas, &dns, |o| {
+            lync_online(o);
+            o.enable_partner_discovery = true;
+        });
+        let mut fe = fe_client(&edge, &pki);
+        let r = fe_message(
+            &mut fe,
+            &edge,
+            "sip:push@push.lync.com",
+            "z9hG4bKfe-push1d",
+            PUSH_WAIT,
+        );
+        assert_eq!(sip::status(&r), 504, "{r}\nedge stderr:\n{}", edge.log_dump());
+        let header = diag_header(&r);
+        assert!(
+            header.starts_with("1005;") && header.contains(NOT_CONFIGURED),
+            "{header}"
+        );
+        let rec = log_json(
+            &edge,
+            "domain [push.lync.com] is unknown and DNS SRV results did not match anything",
+        );
+        assert_eq!(rec["event"], "domain_not_allowed_srv_is_hosted_provider", "{rec}");
+        assert!(provider.requests().is_empty());
+    }
+
     // The fix the field applied: push.lync.com on the allowed list (no pinned FQDN).
     let edge = start_edge(&pki, &fe_uas, &dns, |o| {
         lync_online(o);

@@ -174,7 +174,13 @@ impl Policy {
             .first()
             .map(|r| format!("{}:{}", r.target.trim_end_matches('.'), r.port))
             .unwrap_or_default();
-        let r = if allowed.is_some() || discovery {
+        // Which answer depends on whether the domain is *configured*, not on discovery: a domain
+        // that is not allowed gets the field's texts (design brief §2) whether discovery is on or
+        // off — discovery only adds targets inside the domain, and those were tried above.
+        let via_provider = records
+            .iter()
+            .find_map(|r| self.enabled_provider_for_host(r.target.trim_end_matches('.')));
+        let r = if allowed.is_some() {
             Refusal::new(504, DiagnosticId::NO_SRV_MATCH, "No match for domain in DNS SRV results", "srv_no_match")
                 .param("domain", domain.as_str())
                 .param("fqdn1", fqdn1)
@@ -185,11 +191,19 @@ impl Policy {
                     ),
                 )
         } else {
-            Refusal::new(504, DiagnosticId::CANNOT_ROUTE, NOT_CONFIGURED, "unknown_domain")
+            // The event name says what happened; the text is the one the field searches for.
+            let (metric, event) = match via_provider {
+                Some(_) => (
+                    "provider_not_allowed",
+                    "domain_not_allowed_srv_is_hosted_provider",
+                ),
+                None => ("unknown_domain", "domain_unknown_srv_outside_domain"),
+            };
+            Refusal::new(504, DiagnosticId::CANNOT_ROUTE, NOT_CONFIGURED, metric)
                 .param("domain", domain.as_str())
                 .param("fqdn1", fqdn1)
                 .event(
-                    "domain_unknown",
+                    event,
                     format!("domain [{domain}] is unknown and DNS SRV results did not match anything"),
                 )
         };

@@ -211,7 +211,7 @@ fn outbound_table() {
         &off,
         "push.lync.com",
         SrvAnswer::Records(&sipfed),
-        Want::Refuse(504, 1005, "unknown_domain"),
+        Want::Refuse(504, 1005, "provider_not_allowed"),
     );
     check_outbound(
         &push,
@@ -240,23 +240,42 @@ fn outbound_table() {
         SrvAnswer::Records(&unlisted),
         Want::Route(vec![("sip.unlisted.example:5061", DiscoveredPartner)]),
     );
+    // Issue 8.11: a domain that is not allowed gets the field's answer (1005, "not configured")
+    // whatever the discovery setting — never 1009, which is for allowed domains.
     check_outbound(
         &on,
         "unlisted.example",
         SrvAnswer::Records(&outside),
-        Want::Refuse(504, 1009, "srv_no_match"),
+        Want::Refuse(504, 1005, "unknown_domain"),
     );
     // A provider is used only for allowed domains, even with discovery on.
     check_outbound(
         &on,
         "push.lync.com",
         SrvAnswer::Records(&sipfed),
-        Want::Refuse(504, 1009, "srv_no_match"),
+        Want::Refuse(504, 1005, "provider_not_allowed"),
     );
 }
 
 #[test]
 fn the_push_lync_com_field_case_says_what_operators_search_for() {
+    // The same texts with discovery off and on (issue 8.11).
+    for discovery in [false, true] {
+        let p = policy(discovery, false);
+        let sipfed = [rec(0, "sipfed.online.lync.com.", 5061)];
+        let OutboundVerdict::Refuse(r) = p.decide_outbound(&d("push.lync.com"), SrvAnswer::Records(&sipfed))
+        else {
+            panic!("must refuse")
+        };
+        assert_eq!(r.event.name, "domain_not_allowed_srv_is_hosted_provider");
+        assert_eq!(
+            r.event.text,
+            "domain [push.lync.com] is unknown and DNS SRV results did not match anything"
+        );
+        assert!(r.ms_diagnostics(p.edge_fqdn()).starts_with(
+            "1005;reason=\"The domain of the message is not configured and does not appear to belong to a federated partner\""
+        ));
+    }
     let p = policy(false, false);
     let sipfed = [rec(0, "sipfed.online.lync.com.", 5061)];
     let OutboundVerdict::Refuse(r) = p.decide_outbound(&d("push.lync.com"), SrvAnswer::Records(&sipfed))
