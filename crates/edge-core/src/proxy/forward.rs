@@ -11,7 +11,8 @@ use sip_codec::{parse, Editor, HeaderName, MaxForwards, Message};
 use super::io::{ConnId, Destination, Effect, Level, NextHop, PeerInfo, Side, Token};
 use super::respond::Extra;
 use super::route;
-use super::txn::{ClientTxn, Pending};
+use super::stats::MethodLabel;
+use super::txn::{ClientTxn, Concluded, Outcome, Pending};
 use super::Proxy;
 
 /// Every branch this edge writes starts with this (RFC 3261 cookie + "se").
@@ -53,6 +54,8 @@ impl Proxy {
             return self.respond(sid, 483, Extra::default(), now, out);
         };
         let cid = self.next_id();
+        let method = MethodLabel::of(msg.method().unwrap_or(""));
+        self.count(|s| s.request_out(hop.side, method));
         self.clients.insert(
             cid,
             ClientTxn {
@@ -74,6 +77,8 @@ impl Proxy {
                 cancel_pending: false,
                 cancelled: false,
                 timer: None,
+                method,
+                started: now,
             },
         );
         self.client_branches.insert(branch, cid);
@@ -103,6 +108,8 @@ impl Proxy {
         };
         let branch = self.new_branch();
         if let Some(bytes) = self.edit_request(msg, in_side, hop.side, &branch) {
+            let method = MethodLabel::of(msg.method().unwrap_or(""));
+            self.count(|s| s.request_out(hop.side, method));
             let token = Token(self.next_id());
             self.pending.insert(token, Pending::Stateless);
             out.push(Effect::Send {
@@ -157,7 +164,7 @@ impl Proxy {
         };
         let Some(&cid) = self.client_branches.get(branch) else {
             // Not ours, or for a transaction already forgotten: a proxy drops stray responses.
-            self.counters.responses_unknown_branch += 1;
+            self.count(|s| s.responses_unknown_branch += 1);
             self.log(
                 out,
                 Level::Debug,
@@ -180,8 +187,8 @@ impl Proxy {
         // come back on the same connection). Anyone else holding our branch — another partner's
         // link, a front end — is injecting: dropped and counted, the transaction goes on.
         if c.conn != Some(conn) {
-            self.counters.responses_wrong_connection += 1;
             let expected = c.hop.fqdn.to_string();
+            self.count(|s| s.responses_wrong_connection += 1);
             self.log(
                 out,
                 Level::Warn,
@@ -200,6 +207,11 @@ impl Proxy {
             return;
         }
         let sid = c.server;
+        let method = c.method;
+        self.count(|s| s.response_in(peer.side, method, status));
+        let Some(c) = self.clients.get_mut(&cid) else {
+            return;
+        };
         if status < 200 {
             if c.is_invite && c.final_status.is_none() {
                 // Timer B stops, Timer C (re)starts: the callee is alerting and may take 60 s.
@@ -215,13 +227,11 @@ impl Proxy {
                 return; // hop by hop
             }
         } else {
-            let first_final = c.final_status.is_none();
             let is_invite = c.is_invite;
-            if first_final {
-                c.final_status = Some(status);
-                let timer = c.timer.take();
-                self.disarm(timer);
-            }
+            // The one outcome path: counts the transaction and says whether this response is the
+            // one that concluded it.
+            let first_final =
+                self.conclude(cid, Outcome::Response(status), now, out) == Concluded::ForwardResponse;
             if is_invite && status >= 300 {
                 self.send_ack(cid, msg, out);
             }

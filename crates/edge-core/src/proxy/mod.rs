@@ -20,6 +20,7 @@ mod limits;
 mod request;
 mod respond;
 mod route;
+pub mod stats;
 mod txn;
 
 use std::collections::{BTreeSet, HashMap};
@@ -87,7 +88,9 @@ pub struct Proxy {
     /// A CSPRNG seeded from the OS per worker: the secret part of every branch we write (a partner
     /// that sees our branches cannot predict the next one) and SRV weight draws.
     rng: StdRng,
-    counters: ProxyCounters,
+    stats: stats::CoreStats,
+    /// Off only for the benchmark that measures what counting costs.
+    counting: bool,
     /// Shared so the per-message path takes a reference count, not a copy of the identities.
     peers: HashMap<ConnId, Arc<PeerInfo>>,
     servers: HashMap<u64, ServerTxn>,
@@ -132,7 +135,8 @@ impl Proxy {
             worker,
             next_id: 1,
             rng: StdRng::from_os_rng(),
-            counters: ProxyCounters::default(),
+            stats: stats::CoreStats::default(),
+            counting: true,
             peers: HashMap::new(),
             servers: HashMap::new(),
             server_keys: HashMap::new(),
@@ -151,10 +155,23 @@ impl Proxy {
         self.rng = StdRng::seed_from_u64(seed);
     }
 
-    /// What this worker's core refused or dropped so far (plain counters; the metrics issue sums
-    /// them over workers).
-    pub fn counters(&self) -> &ProxyCounters {
-        &self.counters
+    /// What this worker's core counted so far (plain counters; the shell publishes a copy for the
+    /// metrics scrape, which sums the workers).
+    pub fn stats(&self) -> &stats::CoreStats {
+        &self.stats
+    }
+
+    /// Turns counting off or on (the counting-cost benchmark compares both).
+    pub fn set_counting(&mut self, on: bool) {
+        self.counting = on;
+    }
+
+    /// Applies `f` to the counters unless counting is off.
+    #[inline]
+    fn count(&mut self, f: impl FnOnce(&mut stats::CoreStats)) {
+        if self.counting {
+            f(&mut self.stats);
+        }
     }
 
     /// A new policy snapshot (reload); transactions in flight keep their decisions.
@@ -257,20 +274,6 @@ impl Proxy {
             fields,
         }));
     }
-}
-
-/// What the core dropped or refused, by cause: plain per-worker counters, written by the owning
-/// worker only.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ProxyCounters {
-    /// Responses whose branch is ours but that arrived on a connection the request did not go out
-    /// on (injection attempts, or a confused peer): dropped.
-    pub responses_wrong_connection: u64,
-    /// Responses with a branch this worker never wrote (or long forgot): dropped.
-    pub responses_unknown_branch: u64,
-    /// Generated refusals by their metric reason (`relay`, `from_not_ours`, `blocked`, ...): a
-    /// bounded set of static labels.
-    pub refusals: std::collections::BTreeMap<&'static str, u64>,
 }
 
 #[cfg(test)]

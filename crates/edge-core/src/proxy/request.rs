@@ -13,6 +13,7 @@ use sip_codec::{parse, HeaderName, Message, Version};
 use super::io::{ConnId, Effect, Level, NextHop, PeerInfo, Side, SrvResult, Token};
 use super::respond::{self, Extra};
 use super::route;
+use super::stats::MethodLabel;
 use super::txn::Pending;
 use super::Proxy;
 
@@ -116,6 +117,8 @@ impl Proxy {
         let id = self.next_id();
         let tag = format!("se{:x}s{id:x}", self.worker);
         let bytes = respond::build(req, status, &tag, &self.settings.edge_fqdn, side, extra);
+        let reason = extra.refusal.as_ref().map_or("none", |r| r.metric_reason);
+        self.count(|s| s.generated(status, reason));
         out.push(Effect::Send {
             dest: super::io::Destination::Conn(conn),
             bytes,
@@ -133,6 +136,7 @@ impl Proxy {
         out: &mut Vec<Effect>,
     ) {
         let method = msg.method().unwrap_or("");
+        self.count(|s| s.request_in(peer.side, MethodLabel::of(method)));
         if method == "ACK" {
             return self.on_ack(conn, peer, msg, out);
         }
@@ -310,10 +314,12 @@ impl Proxy {
         let ids: Vec<&str> = peer.identities.iter().map(String::as_str).collect();
         match self.policy.decide_inbound(&ids, &domain, srv) {
             InboundVerdict::Refuse(r) => {
+                self.count(|s| s.decision("refuse", r.metric_reason));
                 self.refuse(sid, r, now, out);
             }
             InboundVerdict::LookupSrv { name } => self.lookup(name, Pending::InboundSrv { server: sid }, out),
             InboundVerdict::Accept { relationship } => {
+                self.count(|s| s.decision("accept", relationship_label(&relationship)));
                 if relationship == Relationship::DiscoveredPartner
                     && !self.within_limits(sid, &domain, msg, HeaderName::To, now, out)
                 {
@@ -387,22 +393,30 @@ impl Proxy {
         };
         match self.policy.decide_outbound(&domain, srv) {
             OutboundVerdict::Refuse(r) => {
+                self.count(|s| s.decision("refuse", r.metric_reason));
                 self.refuse(sid, r, now, out);
             }
             OutboundVerdict::LookupSrv { name } => {
                 self.lookup(name, Pending::OutboundSrv { server: sid }, out)
             }
-            OutboundVerdict::RoutePinned { fqdn } => self.forward(
-                sid,
-                msg,
-                vec![NextHop {
-                    fqdn,
-                    side: Side::External,
-                }],
-                now,
-                out,
-            ),
+            OutboundVerdict::RoutePinned { fqdn } => {
+                self.count(|s| s.decision("accept", "pinned_partner"));
+                self.forward(
+                    sid,
+                    msg,
+                    vec![NextHop {
+                        fqdn,
+                        side: Side::External,
+                    }],
+                    now,
+                    out,
+                )
+            }
             OutboundVerdict::RouteSrv { targets } => {
+                let label = targets
+                    .first()
+                    .map_or("srv", |t| relationship_label(&t.relationship));
+                self.count(|s| s.decision("accept", label));
                 if targets
                     .iter()
                     .any(|t| t.relationship == Relationship::DiscoveredPartner)
@@ -562,6 +576,15 @@ impl Proxy {
             // Still deciding where to send it (SRV lookup): nothing went out, terminate here.
             None => self.respond(sid, 487, Extra::default(), now, out),
         }
+    }
+}
+
+/// The bounded label of a federation relationship (a provider's name is not a label).
+fn relationship_label(r: &Relationship) -> &'static str {
+    match r {
+        Relationship::AllowedPartner => "allowed_partner",
+        Relationship::HostedProvider(_) => "hosted_provider",
+        Relationship::DiscoveredPartner => "discovered_partner",
     }
 }
 

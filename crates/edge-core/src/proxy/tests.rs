@@ -705,7 +705,7 @@ fn responses_on_another_connection_are_dropped_and_counted() {
             .iter()
             .any(|e| matches!(e, Effect::Log(r) if r.event == "response_wrong_connection")));
     }
-    assert_eq!(h.proxy.counters().responses_wrong_connection, 2);
+    assert_eq!(h.proxy.stats().responses_wrong_connection, 2);
     let back = sends(&h.msg(ConnId(100), &answer(&fwd, 202, "Accepted", Some("real"))));
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].0, Destination::Conn(FE));
@@ -713,7 +713,7 @@ fn responses_on_another_connection_are_dropped_and_counted() {
     // An unknown branch is counted apart.
     let stray = answer(&fwd, 200, "OK", None).replace("z9hG4bKse", "z9hG4bKsf");
     assert!(sends(&h.msg(ConnId(100), &stray)).is_empty());
-    assert_eq!(h.proxy.counters().responses_unknown_branch, 1);
+    assert_eq!(h.proxy.stats().responses_unknown_branch, 1);
 }
 
 /// Branches carry 64 secret bits: two cores seeded differently write different branches for the
@@ -781,7 +781,7 @@ fn outbound_from_a_foreign_domain_is_refused_1907() {
         parse(s[0].1.as_bytes()).unwrap().ms_diagnostics().unwrap().id,
         1907
     );
-    assert_eq!(h.proxy.counters().refusals.get("from_not_ours"), Some(&2));
+    assert_eq!(h.proxy.stats().generated_for("from_not_ours"), 2);
     // Our own domain still goes out.
     let ok = sends(&h.msg(
         FE,
@@ -812,7 +812,7 @@ fn inbound_requests_for_foreign_domains_are_not_relayed_1908() {
         assert!(m.header(HeaderName::MsDiagnostics).is_none());
         assert!(!s[0].1.contains("source="), "{}", s[0].1);
     }
-    assert_eq!(h.proxy.counters().refusals.get("relay"), Some(&2));
+    assert_eq!(h.proxy.stats().generated_for("relay"), 2);
     // In dialog (our Route first), to the front end's contact: forwarded.
     let bye = "BYE sip:alice@fe1.corp.example:5061;transport=tls SIP/2.0\nVia: SIP/2.0/TLS edge.partner.example;branch=z9hG4bKr3\nRoute: <sip:edge.corp.example:5061;transport=tls;lr>\nMax-Forwards: 70\nFrom: <sip:bob@partner.example>;tag=b1\nTo: <sip:alice@corp.example>;tag=a1\nCall-ID: dlg-1\nCSeq: 2 BYE\nContent-Length: 0\n\n";
     let s = sends(&h.msg(PARTNER_IN, bye));
@@ -826,4 +826,79 @@ fn inbound_requests_for_foreign_domains_are_not_relayed_1908() {
         .replace("z9hG4bKr1", "z9hG4bKr4");
     let s = sends(&h.msg(PARTNER_IN, &ok));
     assert!(matches!(&s[0].0, Destination::Hop(_)), "{s:?}");
+}
+
+/// The one outcome path: each way a client transaction ends is counted exactly once (by method),
+/// with its latency, and what arrives after the outcome (a late 200, a close) counts nothing more.
+#[test]
+fn every_client_outcome_is_counted_once() {
+    use super::stats::{MethodLabel, OutcomeLabel};
+    let mut h = H::new();
+    let outcome = |h: &H, m: MethodLabel, o: OutcomeLabel| h.proxy.stats().outcomes[m as usize][o as usize];
+    // Answered.
+    let eff = h.msg(
+        FE,
+        &request("MESSAGE", "sip:bob@partner.example", "z9hG4bKoc1", ""),
+    );
+    let (_, fwd, token) = sends(&eff)[0].clone();
+    h.delivered(token.unwrap());
+    h.now += Duration::from_millis(20);
+    h.msg(ConnId(100), &answer(&fwd, 200, "OK", Some("b")));
+    h.msg(ConnId(100), &answer(&fwd, 200, "OK", Some("b")));
+    assert_eq!(outcome(&h, MethodLabel::Message, OutcomeLabel::Answered), 1);
+    let lat = &h.proxy.stats().latency[MethodLabel::Message as usize];
+    assert_eq!((lat.count(), lat.sum_micros), (1, 20_000));
+    // Timed out, then a late answer.
+    let eff = h.msg(
+        FE,
+        &request("OPTIONS", "sip:bob@partner.example", "z9hG4bKoc2", ""),
+    );
+    let (_, fwd, token) = sends(&eff)[0].clone();
+    h.delivered(token.unwrap());
+    h.advance(Duration::from_secs(33));
+    h.msg(ConnId(100), &answer(&fwd, 200, "OK", Some("late")));
+    assert_eq!(outcome(&h, MethodLabel::Options, OutcomeLabel::TimedOut), 1);
+    assert_eq!(outcome(&h, MethodLabel::Options, OutcomeLabel::Answered), 0);
+    // Delivery failed.
+    let eff = h.msg(
+        FE,
+        &request("MESSAGE", "sip:bob@partner.example", "z9hG4bKoc3", ""),
+    );
+    let token = sends(&eff)[0].2.unwrap();
+    h.input(Input::DeliveryFailed {
+        token,
+        failure: DeliveryFailure::Connect("refused".into()),
+    });
+    assert_eq!(outcome(&h, MethodLabel::Message, OutcomeLabel::DeliveryFailed), 1);
+    // Link lost, then the close again.
+    let eff = h.msg(
+        FE,
+        &request(
+            "SUBSCRIBE",
+            "sip:bob@partner.example",
+            "z9hG4bKoc4",
+            "Event: presence\n",
+        ),
+    );
+    let token = sends(&eff)[0].2.unwrap();
+    h.delivered(token);
+    h.input(Input::ConnClosed { conn: ConnId(100) });
+    h.input(Input::ConnClosed { conn: ConnId(100) });
+    assert_eq!(outcome(&h, MethodLabel::Subscribe, OutcomeLabel::LinkLost), 1);
+    let s = h.proxy.stats();
+    assert_eq!(s.requests_in[0][MethodLabel::Message as usize], 2);
+    assert_eq!(s.requests_out[1][MethodLabel::Message as usize], 2);
+    assert_eq!(s.responses_in[1][MethodLabel::Message as usize][1], 2);
+    assert_eq!(s.generated.get(&(408, "none")), Some(&1));
+    assert_eq!(s.generated.get(&(504, "connect_failed")), Some(&1));
+    assert_eq!(s.generated.get(&(503, "link_lost")), Some(&1));
+    assert_eq!(s.decisions.get(&("accept", "pinned_partner")), Some(&4));
+    // Counting off: the same traffic counts nothing.
+    let mut h = H::new();
+    h.proxy.set_counting(false);
+    h.msg(
+        FE,
+        &request("MESSAGE", "sip:bob@partner.example", "z9hG4bKoc5", ""),
+    );
+    assert_eq!(h.proxy.stats(), &super::stats::CoreStats::default());
 }

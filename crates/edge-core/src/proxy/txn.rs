@@ -5,6 +5,12 @@
 //!
 //! Server lifecycle: Proceeding → final sent (`final_status`) → lingering → removed.
 //! Client lifecycle: sent (Timer B/F) → provisional (INVITE: Timer C) → final → lingering → removed.
+//!
+//! **One outcome path**: however a client transaction ends — a final response, a failed delivery, a
+//! timer, a lost link — it ends in [`Proxy::conclude`], which fails over to the next SRV target
+//! where one is left, else marks the transaction final, counts the outcome and its latency once,
+//! and answers the server transaction (or, for a response, tells the caller to forward it). The
+//! push relay's retries and breaker and the dialog layer hook in there.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +18,7 @@ use sip_codec::{parse, Message};
 
 use super::io::{ConnId, DeliveryFailure, Effect, Level, NextHop, Side, Token};
 use super::respond::{self, Extra};
+use super::stats::{MethodLabel, OutcomeLabel};
 use super::Proxy;
 
 #[derive(Debug)]
@@ -47,6 +54,31 @@ pub(crate) struct ClientTxn {
     pub cancel_pending: bool,
     pub cancelled: bool,
     pub timer: Option<u64>,
+    pub method: MethodLabel,
+    /// When the request first went out (latency runs from here to the outcome, failovers included).
+    pub started: Instant,
+}
+
+/// How a client transaction ended: the input of [`Proxy::conclude`].
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// A final response (status) from the next hop; the caller forwards it.
+    Response(u16),
+    /// The bytes could not be delivered to the hop.
+    DeliveryFailed(DeliveryFailure),
+    /// Timer F, B or C expired without a final response.
+    TimedOut,
+    /// The connection the request went out on closed before its final response.
+    LinkLost,
+}
+
+/// What [`Proxy::conclude`] leaves to its caller.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Concluded {
+    /// The response that concluded the transaction goes upstream (the caller has it parsed).
+    ForwardResponse,
+    /// Nothing left to do: answered, failed over, or already final.
+    Done,
 }
 
 /// What a token stands for until the shell reports back.
@@ -164,6 +196,13 @@ impl Proxy {
             return;
         }
         let bytes = respond::build(req, status, &s.to_tag, edge, s.side, &extra);
+        let reason = extra.refusal.as_ref().map_or("none", |r| r.metric_reason);
+        if self.counting {
+            self.stats.generated(status, reason);
+        }
+        let Some(s) = self.servers.get_mut(&sid) else {
+            return;
+        };
         if status >= 200 {
             s.final_status = Some(status);
             s.last_response = Some(bytes.clone());
@@ -176,7 +215,6 @@ impl Proxy {
             });
         }
         if let Some(r) = &extra.refusal {
-            *self.counters.refusals.entry(r.metric_reason).or_default() += 1;
             // The facts of the diagnostic as fields of their own (domain, fqdn1, PeerServer, ...).
             let mut fields = vec![
                 ("status", status.to_string()),
@@ -231,25 +269,102 @@ impl Proxy {
                 }
             }
             TimerKind::ClientTimeout(cid) => {
-                let Some(c) = self.clients.get_mut(&cid) else {
-                    return;
-                };
-                if c.timer != Some(seq) || c.final_status.is_some() {
-                    return;
+                let live = self
+                    .clients
+                    .get(&cid)
+                    .is_some_and(|c| c.timer == Some(seq) && c.final_status.is_none());
+                if live {
+                    if let Some(c) = self.clients.get_mut(&cid) {
+                        c.timer = None;
+                    }
+                    self.conclude(cid, Outcome::TimedOut, now, out);
                 }
-                c.timer = None;
-                c.final_status = Some(408);
-                let (sid, invite_proceeding) = (c.server, c.is_invite && c.provisional);
+            }
+        }
+    }
+
+    /// The one place a client transaction ends (see the module doc). Idempotent: a transaction
+    /// already final is left alone.
+    pub(crate) fn conclude(
+        &mut self,
+        cid: u64,
+        outcome: Outcome,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) -> Concluded {
+        let Some(c) = self.clients.get_mut(&cid) else {
+            return Concluded::Done;
+        };
+        if c.final_status.is_some() {
+            return Concluded::Done;
+        }
+        if let Outcome::DeliveryFailed(failure) = &outcome {
+            if !c.spare_hops.is_empty() {
+                // SRV failover (Lync never did this): the same request to the next target.
+                let failed_hop = c.hop.fqdn.to_string();
+                let next = c.spare_hops.remove(0);
+                c.hop = next.clone();
+                c.conn = None;
+                let bytes = c.bytes.clone();
+                let method = c.method;
+                self.log(
+                    out,
+                    Level::Warn,
+                    "srv_failover",
+                    format!("next hop {failed_hop} failed ({failure:?}); trying {}", next.fqdn),
+                    vec![("failed", failed_hop), ("next", next.fqdn.to_string())],
+                );
+                let token = Token(self.next_id());
+                self.pending.insert(token, Pending::Delivery { client: cid });
+                self.count(|s| s.request_out(next.side, method));
+                out.push(Effect::Send {
+                    dest: super::io::Destination::Hop(next),
+                    bytes,
+                    token: Some(token),
+                });
+                return Concluded::Done;
+            }
+        }
+        let status = match &outcome {
+            Outcome::Response(s) => *s,
+            Outcome::DeliveryFailed(f) => super::route::refusal_for_delivery("", f).0,
+            Outcome::TimedOut => 408,
+            Outcome::LinkLost => 503,
+        };
+        c.final_status = Some(status);
+        let (sid, timer, hop) = (c.server, c.timer.take(), c.hop.fqdn.to_string());
+        let (method, took) = (c.method, now.saturating_duration_since(c.started));
+        let invite_proceeding = c.is_invite && c.provisional;
+        let is_invite = c.is_invite;
+        self.disarm(timer);
+        let label = match &outcome {
+            Outcome::Response(_) => OutcomeLabel::Answered,
+            Outcome::DeliveryFailed(_) => OutcomeLabel::DeliveryFailed,
+            Outcome::TimedOut => OutcomeLabel::TimedOut,
+            Outcome::LinkLost => OutcomeLabel::LinkLost,
+        };
+        self.count(|s| s.outcome(method, label, took));
+        match outcome {
+            Outcome::Response(_) => return Concluded::ForwardResponse,
+            Outcome::DeliveryFailed(failure) => {
+                let (status, refusal) = super::route::refusal_for_delivery(&hop, &failure);
+                let retry_after = (status == 503).then_some(10);
+                let extra = Extra {
+                    refusal: Some(refusal),
+                    retry_after,
+                    ..Extra::default()
+                };
+                self.respond(sid, status, extra, now, out);
+            }
+            Outcome::TimedOut => {
                 if invite_proceeding {
                     // Timer C: the callee never answered; cancel downstream (RFC 3261 §16.8).
                     self.send_cancel(cid, out);
                 }
-                let which = if invite_proceeding {
-                    "Timer C"
-                } else if self.clients.get(&cid).is_some_and(|c| c.is_invite) {
-                    "Timer B"
-                } else {
-                    "Timer F"
+                let which = match (invite_proceeding, is_invite) {
+                    (true, _) => "Timer C",
+                    (false, true) => "Timer B",
+                    (false, false) => "Timer F",
                 };
                 self.log(
                     out,
@@ -260,7 +375,16 @@ impl Proxy {
                 );
                 self.respond(sid, 408, Extra::default(), now, out);
             }
+            Outcome::LinkLost => {
+                let extra = Extra {
+                    refusal: Some(super::route::refusal_for_lost_link(&hop)),
+                    retry_after: Some(10),
+                    ..Extra::default()
+                };
+                self.respond(sid, 503, extra, now, out);
+            }
         }
+        Concluded::Done
     }
 
     pub(crate) fn on_conn_closed(&mut self, conn: ConnId, now: Instant, out: &mut Vec<Effect>) {
@@ -273,24 +397,7 @@ impl Proxy {
             .map(|(id, _)| *id)
             .collect();
         for cid in lost {
-            let Some(c) = self.clients.get_mut(&cid) else {
-                continue;
-            };
-            c.final_status = Some(503);
-            let (sid, timer, hop) = (c.server, c.timer.take(), c.hop.fqdn.to_string());
-            self.disarm(timer);
-            let refusal = super::route::refusal_for_lost_link(&hop);
-            self.respond(
-                sid,
-                503,
-                Extra {
-                    refusal: Some(refusal),
-                    retry_after: Some(10),
-                    ..Extra::default()
-                },
-                now,
-                out,
-            );
+            self.conclude(cid, Outcome::LinkLost, now, out);
         }
         // Server transactions whose requester is gone: nothing to answer; abandon their INVITEs.
         let orphans: Vec<u64> = self
@@ -338,49 +445,6 @@ impl Proxy {
         let Some(Pending::Delivery { client }) = self.pending.remove(&token) else {
             return;
         };
-        let Some(c) = self.clients.get_mut(&client) else {
-            return;
-        };
-        if c.final_status.is_some() {
-            return;
-        }
-        let failed_hop = c.hop.fqdn.to_string();
-        if !c.spare_hops.is_empty() {
-            // SRV failover (Lync never did this): the same request to the next target.
-            let next = c.spare_hops.remove(0);
-            c.hop = next.clone();
-            let bytes = c.bytes.clone();
-            self.log(
-                out,
-                Level::Warn,
-                "srv_failover",
-                format!("next hop {failed_hop} failed ({failure:?}); trying {}", next.fqdn),
-                vec![("failed", failed_hop), ("next", next.fqdn.to_string())],
-            );
-            let token = Token(self.next_id());
-            self.pending.insert(token, Pending::Delivery { client });
-            out.push(Effect::Send {
-                dest: super::io::Destination::Hop(next),
-                bytes,
-                token: Some(token),
-            });
-            return;
-        }
-        c.final_status = Some(504);
-        let (sid, timer) = (c.server, c.timer.take());
-        self.disarm(timer);
-        let (status, refusal) = super::route::refusal_for_delivery(&failed_hop, &failure);
-        let retry_after = (status == 503).then_some(10);
-        self.respond(
-            sid,
-            status,
-            Extra {
-                refusal: Some(refusal),
-                retry_after,
-                ..Extra::default()
-            },
-            now,
-            out,
-        );
+        self.conclude(client, Outcome::DeliveryFailed(failure), now, out);
     }
 }

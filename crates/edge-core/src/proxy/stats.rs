@@ -1,0 +1,385 @@
+//! [`CoreStats`]: what one worker's proxy core counts — plain integers in arrays indexed by bounded
+//! enums ([`MethodLabel`], [`Side`], status class, [`OutcomeLabel`]) plus two small maps keyed by
+//! static strings (generated responses by status and reason, federation decisions by verdict and
+//! reason), and a fixed-bucket latency [`Histogram`] per method. Written by the owning worker only,
+//! with no atomics or locks; the shell copies it into a slot the metrics scrape reads
+//! (`shell/shared.rs`), and the `metrics` crate is the only one that knows Prometheus.
+//!
+//! Every label value is bounded by construction: methods outside the table count as `other`,
+//! statuses and reasons are the core's own constants.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::io::Side;
+
+/// The methods counted by name; everything else is `other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MethodLabel {
+    Invite,
+    Ack,
+    Bye,
+    Cancel,
+    Options,
+    Message,
+    Subscribe,
+    Notify,
+    Refer,
+    Info,
+    Update,
+    Prack,
+    Benotify,
+    Service,
+    Other,
+}
+
+impl MethodLabel {
+    pub const ALL: [MethodLabel; 15] = [
+        MethodLabel::Invite,
+        MethodLabel::Ack,
+        MethodLabel::Bye,
+        MethodLabel::Cancel,
+        MethodLabel::Options,
+        MethodLabel::Message,
+        MethodLabel::Subscribe,
+        MethodLabel::Notify,
+        MethodLabel::Refer,
+        MethodLabel::Info,
+        MethodLabel::Update,
+        MethodLabel::Prack,
+        MethodLabel::Benotify,
+        MethodLabel::Service,
+        MethodLabel::Other,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Method names are case-sensitive (RFC 3261 §7.1).
+    pub fn of(method: &str) -> MethodLabel {
+        match method {
+            "INVITE" => MethodLabel::Invite,
+            "ACK" => MethodLabel::Ack,
+            "BYE" => MethodLabel::Bye,
+            "CANCEL" => MethodLabel::Cancel,
+            "OPTIONS" => MethodLabel::Options,
+            "MESSAGE" => MethodLabel::Message,
+            "SUBSCRIBE" => MethodLabel::Subscribe,
+            "NOTIFY" => MethodLabel::Notify,
+            "REFER" => MethodLabel::Refer,
+            "INFO" => MethodLabel::Info,
+            "UPDATE" => MethodLabel::Update,
+            "PRACK" => MethodLabel::Prack,
+            "BENOTIFY" => MethodLabel::Benotify,
+            "SERVICE" => MethodLabel::Service,
+            _ => MethodLabel::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MethodLabel::Invite => "INVITE",
+            MethodLabel::Ack => "ACK",
+            MethodLabel::Bye => "BYE",
+            MethodLabel::Cancel => "CANCEL",
+            MethodLabel::Options => "OPTIONS",
+            MethodLabel::Message => "MESSAGE",
+            MethodLabel::Subscribe => "SUBSCRIBE",
+            MethodLabel::Notify => "NOTIFY",
+            MethodLabel::Refer => "REFER",
+            MethodLabel::Info => "INFO",
+            MethodLabel::Update => "UPDATE",
+            MethodLabel::Prack => "PRACK",
+            MethodLabel::Benotify => "BENOTIFY",
+            MethodLabel::Service => "SERVICE",
+            MethodLabel::Other => "other",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// How a client transaction ended (the one outcome path, `txn.rs::conclude`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeLabel {
+    /// A final response came back from the next hop.
+    Answered,
+    /// The request could not be delivered (resolve, connect, TLS, certificate, overload).
+    DeliveryFailed,
+    /// Timer F / B / C expired.
+    TimedOut,
+    /// The connection it went out on closed before a final response.
+    LinkLost,
+}
+
+impl OutcomeLabel {
+    pub const ALL: [OutcomeLabel; 4] = [
+        OutcomeLabel::Answered,
+        OutcomeLabel::DeliveryFailed,
+        OutcomeLabel::TimedOut,
+        OutcomeLabel::LinkLost,
+    ];
+    pub const COUNT: usize = Self::ALL.len();
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeLabel::Answered => "answered",
+            OutcomeLabel::DeliveryFailed => "delivery_failed",
+            OutcomeLabel::TimedOut => "timed_out",
+            OutcomeLabel::LinkLost => "link_lost",
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the latency buckets: 0.5 ms … 60 s, then +Inf. Covers a loopback hop
+/// and a mobile endpoint's 60 s answer time.
+pub const LATENCY_BOUNDS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 15.0, 60.0,
+];
+
+/// A fixed-bucket histogram of durations, owned by one thread: per-bucket (not cumulative) counts,
+/// the last one for values above every bound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Histogram {
+    pub counts: [u64; LATENCY_BOUNDS.len() + 1],
+    pub sum_micros: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: [0; LATENCY_BOUNDS.len() + 1],
+            sum_micros: 0,
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&mut self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = LATENCY_BOUNDS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        if let Some(c) = self.counts.get_mut(i) {
+            *c += 1;
+        }
+        self.sum_micros = self
+            .sum_micros
+            .saturating_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a += b;
+        }
+        self.sum_micros = self.sum_micros.saturating_add(other.sum_micros);
+    }
+}
+
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Internal => 0,
+        Side::External => 1,
+    }
+}
+
+/// Status class index 0..6 for 1xx..6xx (anything else counts as 5xx: it is a broken peer).
+fn class_index(status: u16) -> usize {
+    match status / 100 {
+        1 => 0,
+        2 => 1,
+        3 => 2,
+        4 => 3,
+        6 => 5,
+        _ => 4,
+    }
+}
+
+pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"];
+
+/// One worker's core counters. Plain integers: copied, not shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreStats {
+    /// Requests received, by the side they came from and method.
+    pub requests_in: [[u64; MethodLabel::COUNT]; 2],
+    /// Requests forwarded, by the side they went to and method.
+    pub requests_out: [[u64; MethodLabel::COUNT]; 2],
+    /// Responses received from a next hop, by its side, CSeq method and status class.
+    pub responses_in: [[[u64; 6]; MethodLabel::COUNT]; 2],
+    /// Responses the edge generated, by status and reason (`none` when not a refusal: 100, 483 ...).
+    pub generated: BTreeMap<(u16, &'static str), u64>,
+    /// Federation decisions: (`accept` | `refuse`, relationship or reason).
+    pub decisions: BTreeMap<(&'static str, &'static str), u64>,
+    /// Client transaction outcomes by method.
+    pub outcomes: [[u64; OutcomeLabel::COUNT]; MethodLabel::COUNT],
+    /// Client transaction latency (sent → outcome) by method.
+    pub latency: [Histogram; MethodLabel::COUNT],
+    /// Responses dropped: our branch on a connection the request did not go out on.
+    pub responses_wrong_connection: u64,
+    /// Responses dropped: a branch this worker does not know.
+    pub responses_unknown_branch: u64,
+}
+
+impl Default for CoreStats {
+    fn default() -> Self {
+        CoreStats {
+            requests_in: [[0; MethodLabel::COUNT]; 2],
+            requests_out: [[0; MethodLabel::COUNT]; 2],
+            responses_in: [[[0; 6]; MethodLabel::COUNT]; 2],
+            generated: BTreeMap::new(),
+            decisions: BTreeMap::new(),
+            outcomes: [[0; OutcomeLabel::COUNT]; MethodLabel::COUNT],
+            latency: std::array::from_fn(|_| Histogram::default()),
+            responses_wrong_connection: 0,
+            responses_unknown_branch: 0,
+        }
+    }
+}
+
+/// Bumps one cell of a counter array; out-of-range indexes cannot happen (enums) and are ignored.
+fn bump<const N: usize>(row: &mut [u64; N], i: usize) {
+    if let Some(c) = row.get_mut(i) {
+        *c += 1;
+    }
+}
+
+impl CoreStats {
+    pub fn request_in(&mut self, side: Side, m: MethodLabel) {
+        if let Some(row) = self.requests_in.get_mut(side_index(side)) {
+            bump(row, m.index());
+        }
+    }
+
+    pub fn request_out(&mut self, side: Side, m: MethodLabel) {
+        if let Some(row) = self.requests_out.get_mut(side_index(side)) {
+            bump(row, m.index());
+        }
+    }
+
+    pub fn response_in(&mut self, side: Side, m: MethodLabel, status: u16) {
+        if let Some(row) = self
+            .responses_in
+            .get_mut(side_index(side))
+            .and_then(|s| s.get_mut(m.index()))
+        {
+            bump(row, class_index(status));
+        }
+    }
+
+    pub fn generated(&mut self, status: u16, reason: &'static str) {
+        *self.generated.entry((status, reason)).or_default() += 1;
+    }
+
+    pub fn decision(&mut self, verdict: &'static str, reason: &'static str) {
+        *self.decisions.entry((verdict, reason)).or_default() += 1;
+    }
+
+    pub fn outcome(&mut self, m: MethodLabel, o: OutcomeLabel, took: Duration) {
+        if let Some(row) = self.outcomes.get_mut(m.index()) {
+            bump(row, o as usize);
+        }
+        if let Some(h) = self.latency.get_mut(m.index()) {
+            h.observe(took);
+        }
+    }
+
+    /// Generated responses with `reason` (any status): for tests and logs.
+    pub fn generated_for(&self, reason: &str) -> u64 {
+        self.generated
+            .iter()
+            .filter(|((_, r), _)| *r == reason)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Adds another worker's counters.
+    pub fn merge(&mut self, o: &CoreStats) {
+        fn add<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
+            for (x, y) in a.iter_mut().zip(b.iter()) {
+                *x += y;
+            }
+        }
+        for (a, b) in self.requests_in.iter_mut().zip(o.requests_in.iter()) {
+            add(a, b);
+        }
+        for (a, b) in self.requests_out.iter_mut().zip(o.requests_out.iter()) {
+            add(a, b);
+        }
+        for (a, b) in self.responses_in.iter_mut().zip(o.responses_in.iter()) {
+            for (x, y) in a.iter_mut().zip(b.iter()) {
+                add(x, y);
+            }
+        }
+        for (k, v) in &o.generated {
+            *self.generated.entry(*k).or_default() += v;
+        }
+        for (k, v) in &o.decisions {
+            *self.decisions.entry(*k).or_default() += v;
+        }
+        for (a, b) in self.outcomes.iter_mut().zip(o.outcomes.iter()) {
+            add(a, b);
+        }
+        for (a, b) in self.latency.iter_mut().zip(o.latency.iter()) {
+            a.merge(b);
+        }
+        self.responses_wrong_connection += o.responses_wrong_connection;
+        self.responses_unknown_branch += o.responses_unknown_branch;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_bounded_and_merge_adds() {
+        assert_eq!(MethodLabel::of("INVITE"), MethodLabel::Invite);
+        assert_eq!(MethodLabel::of("invite"), MethodLabel::Other);
+        assert_eq!(MethodLabel::of("X-ANYTHING").as_str(), "other");
+        for (i, m) in MethodLabel::ALL.iter().enumerate() {
+            assert_eq!(m.index(), i);
+        }
+        let mut a = CoreStats::default();
+        a.request_in(Side::External, MethodLabel::Message);
+        a.response_in(Side::External, MethodLabel::Message, 202);
+        a.response_in(Side::External, MethodLabel::Message, 999);
+        a.generated(403, "relay");
+        a.outcome(
+            MethodLabel::Message,
+            OutcomeLabel::Answered,
+            Duration::from_millis(3),
+        );
+        let mut sum = CoreStats::default();
+        sum.merge(&a);
+        sum.merge(&a);
+        assert_eq!(sum.requests_in[1][MethodLabel::Message.index()], 2);
+        assert_eq!(
+            sum.responses_in[1][MethodLabel::Message.index()],
+            [0, 2, 0, 0, 2, 0]
+        );
+        assert_eq!(sum.generated_for("relay"), 2);
+        assert_eq!(sum.outcomes[MethodLabel::Message.index()][0], 2);
+        let h = &sum.latency[MethodLabel::Message.index()];
+        assert_eq!(h.count(), 2);
+        assert_eq!(h.counts[3], 2, "3 ms is in the 5 ms bucket");
+        assert_eq!(h.sum_micros, 6000);
+    }
+
+    #[test]
+    fn histogram_edges() {
+        let mut h = Histogram::default();
+        h.observe(Duration::ZERO);
+        h.observe(Duration::from_secs(3600));
+        assert_eq!(h.counts[0], 1);
+        assert_eq!(
+            h.counts[LATENCY_BOUNDS.len()],
+            1,
+            "above every bound: the +Inf bucket"
+        );
+    }
+}
