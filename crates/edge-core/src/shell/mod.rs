@@ -39,7 +39,7 @@ use mio::{Interest, Poll, Waker};
 pub use listener::ensure_free as ensure_listen_address_free;
 pub use pool::StaticHosts;
 pub use settings::{ShellLimits, ShellSettings, TlsIdentity};
-pub use shared::{CounterSnapshot, ShellCounters};
+pub use shared::{CounterSnapshot, ShellCounters, WorkerSnapshot, PUBLISH_PERIOD};
 pub use tls::{names_host_exactly, peer_identities, san_dns_names, OurCertificate, TlsSetupError};
 
 use crate::dns::{DnsConfig, SharedCache};
@@ -59,6 +59,10 @@ pub trait Core {
     fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Effect>);
     fn open_transactions(&self) -> usize;
     fn begin_shutdown(&mut self);
+    /// The core's counters, for the shell to publish (`None`: a core that counts nothing).
+    fn stats(&self) -> Option<&crate::proxy::stats::CoreStats> {
+        None
+    }
 }
 
 impl Core for Proxy {
@@ -80,6 +84,10 @@ impl Core for Proxy {
 
     fn begin_shutdown(&mut self) {
         Proxy::begin_shutdown(self);
+    }
+
+    fn stats(&self) -> Option<&crate::proxy::stats::CoreStats> {
+        Some(Proxy::stats(self))
     }
 }
 
@@ -233,6 +241,26 @@ impl EdgeHandle {
             sum.add(&w.counters);
         }
         sum
+    }
+
+    /// Every worker's last published counters, in worker order.
+    pub fn worker_snapshots(&self) -> Vec<WorkerSnapshot> {
+        self.workers
+            .iter()
+            .map(|w| w.counters.published.lock().clone())
+            .collect()
+    }
+
+    /// Every worker's last loop turn (UNIX milliseconds), in worker order.
+    pub fn heartbeats(&self) -> Vec<u64> {
+        self.workers
+            .iter()
+            .map(|w| {
+                w.counters
+                    .heartbeat_unix_ms
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .collect()
     }
 
     /// Connections open now, inbound and outbound, all workers.

@@ -8,8 +8,13 @@
 //! connections while other workers have room. One relaxed atomic add on accept or dial and one
 //! subtract on close never blocks and orders nothing else, so it costs the loops nothing.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::proxy::stats::{CoreStats, Histogram};
 
 /// The process-wide connection count and its cap.
 #[derive(Debug)]
@@ -72,6 +77,30 @@ pub struct ShellCounters {
     pub write_overflows: AtomicU64,
     pub keepalive_failures: AtomicU64,
     pub idle_closes: AtomicU64,
+    /// Wall-clock milliseconds (UNIX) at the worker's last loop turn: `/healthz` fails for a worker
+    /// that stopped turning. The loop turns at least every [`PUBLISH_PERIOD`] even when idle.
+    pub heartbeat_unix_ms: AtomicU64,
+    /// The worker's last published counters (every [`PUBLISH_PERIOD`]): the one lock the scrape and
+    /// a worker share, taken by the worker twice a second, never on the per-message path.
+    pub published: Mutex<WorkerSnapshot>,
+}
+
+/// How often a worker publishes its counters (and, at the latest, turns its loop).
+pub const PUBLISH_PERIOD: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A copy of one worker's counters, as of its last publication.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WorkerSnapshot {
+    /// The proxy core's counters (`None` for a core that keeps none).
+    pub core: Option<CoreStats>,
+    /// Time each loop turn took (events handled, effects run, timers fired; not the sleep).
+    pub loop_turns: Histogram,
+    /// Connections open on this worker now: `[internal, external]`.
+    pub open_connections: [u64; 2],
+    /// TLS handshakes completed: `[internal, external]`.
+    pub handshakes_ok: [u64; 2],
+    /// Connections ended, by (side, close reason) — reasons are `CloseReason::as_str` values.
+    pub closes: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 /// A copy of the counters, summed over workers.

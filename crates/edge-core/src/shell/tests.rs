@@ -316,6 +316,29 @@ fn inbound_messages_are_framed_answered_and_pinged() {
     assert_eq!(wait_log(&log, "closed"), "closed 1");
     assert_eq!(edge.counters().accepted, 1);
     wait_until("the connection slot back", || edge.open_connections() == 0);
+    // Published for the scrape within a publication period, even with the loop idle: the
+    // handshake, the close with its reason, loop turns, and a fresh heartbeat for every worker.
+    wait_until("the close published", || {
+        edge.worker_snapshots()
+            .iter()
+            .any(|w| w.closes.get(&("internal", "requested")) == Some(&1))
+    });
+    let snaps = edge.worker_snapshots();
+    assert_eq!(snaps.iter().map(|w| w.handshakes_ok[0]).sum::<u64>(), 1);
+    assert!(snaps
+        .iter()
+        .all(|w| w.loop_turns.count() > 0 && w.open_connections == [0, 0]));
+    assert!(
+        snaps.iter().all(|w| w.core.is_none()),
+        "the script core counts nothing"
+    );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    wait_until("idle workers still turn", || {
+        edge.heartbeats().iter().all(|&h| h > now_ms)
+    });
     edge.shutdown(Duration::ZERO);
     edge.try_join().unwrap();
 }

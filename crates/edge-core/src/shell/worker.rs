@@ -28,7 +28,7 @@ use super::listener;
 use super::log::write_log;
 use super::pool::Pool;
 use super::resolver::{self, Resolver};
-use super::shared::{bump, ConnCount, ConnSlot, ShellCounters};
+use super::shared::{bump, ConnCount, ConnSlot, ShellCounters, WorkerSnapshot, PUBLISH_PERIOD};
 use super::timers::{earliest, sleep_until, Deadlines};
 use super::tls::TlsConfigs;
 use super::Core;
@@ -108,6 +108,9 @@ pub(crate) struct Worker<C> {
     spare_effects: Vec<Effect>,
     shutdown: Option<Instant>,
     last_refusal_log: HashMap<&'static str, Instant>,
+    /// What this worker publishes for the scrape (the core's part is copied in at publication).
+    stats: WorkerSnapshot,
+    next_publish: Instant,
 }
 
 impl<C: Core> Worker<C> {
@@ -131,7 +134,34 @@ impl<C: Core> Worker<C> {
             spare_effects: Vec::new(),
             shutdown: None,
             last_refusal_log: HashMap::new(),
+            stats: WorkerSnapshot::default(),
+            next_publish: Instant::now(),
         }
+    }
+
+    /// Once per turn: the heartbeat; every `PUBLISH_PERIOD`: a copy of the counters for the scrape.
+    fn publish(&mut self, now: Instant) {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.parts
+            .counters
+            .heartbeat_unix_ms
+            .store(unix_ms, std::sync::atomic::Ordering::Relaxed);
+        if now < self.next_publish {
+            return;
+        }
+        self.next_publish = now + PUBLISH_PERIOD;
+        let mut open = [0u64; 2];
+        for (_, e) in self.conns.iter() {
+            if let Some(n) = open.get_mut(side_slot(e.conn.side())) {
+                *n += 1;
+            }
+        }
+        self.stats.open_connections = open;
+        let mut slot = self.parts.counters.published.lock();
+        slot.clone_from(&self.stats);
+        slot.core = self.core.stats().cloned();
     }
 
     /// The loop; returns when shutdown completes, or with the error that stopped polling.
@@ -161,6 +191,8 @@ impl<C: Core> Worker<C> {
             // With a backlog or uncollected answers the poll only gathers what is ready; no sleep.
             let busy = !self.backlog.is_empty() || self.resolver.has_answers();
             let wake = if busy { Some(now) } else { wake };
+            // Turn at least every publication period: the heartbeat and the counters stay fresh.
+            let wake = earliest(wake, Some(now + PUBLISH_PERIOD));
             if let Err(e) = self.parts.poll.poll(&mut events, sleep_until(now, wake)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -174,6 +206,7 @@ impl<C: Core> Worker<C> {
                 return Err(e);
             }
             let now = Instant::now();
+            let turn_started = now;
             for event in events.iter() {
                 let token = event.token();
                 if token == WAKER {
@@ -201,6 +234,8 @@ impl<C: Core> Worker<C> {
                 self.core.handle_timeout(now, &mut self.effects);
             }
             self.run_effects(now);
+            self.stats.loop_turns.observe(turn_started.elapsed());
+            self.publish(now);
         }
     }
 
@@ -342,6 +377,7 @@ impl<C: Core> Worker<C> {
             effects: &mut self.effects,
             announced: &mut entry.announced,
             counters: &self.parts.counters,
+            handshakes_ok: &mut self.stats.handshakes_ok,
         };
         let result = entry
             .conn
@@ -382,6 +418,7 @@ impl<C: Core> Worker<C> {
                 effects: &mut self.effects,
                 announced: &mut entry.announced,
                 counters: &self.parts.counters,
+                handshakes_ok: &mut self.stats.handshakes_ok,
             };
             let result = entry
                 .conn
@@ -418,7 +455,13 @@ impl<C: Core> Worker<C> {
             }
         }
         self.count_close(&reason);
-        self.log_close(id, entry.conn.side(), entry.conn.remote(), &reason);
+        let side = entry.conn.side();
+        *self
+            .stats
+            .closes
+            .entry((side.as_str(), reason.as_str()))
+            .or_default() += 1;
+        self.log_close(id, side, entry.conn.remote(), &reason);
         if entry.announced {
             self.core
                 .handle(Input::ConnClosed { conn: id }, now, &mut self.effects);
@@ -501,6 +544,15 @@ struct EventSink<'w, C: Core> {
     effects: &'w mut Vec<Effect>,
     announced: &'w mut bool,
     counters: &'w ShellCounters,
+    handshakes_ok: &'w mut [u64; 2],
+}
+
+/// `[internal, external]` index of a side in the published arrays.
+fn side_slot(side: Side) -> usize {
+    match side {
+        Side::Internal => 0,
+        Side::External => 1,
+    }
 }
 
 impl<C: Core> EventSink<'_, C> {
@@ -509,6 +561,9 @@ impl<C: Core> EventSink<'_, C> {
         match event {
             ConnEvent::Up(peer) => {
                 *self.announced = true;
+                if let Some(n) = self.handshakes_ok.get_mut(side_slot(peer.side)) {
+                    *n += 1;
+                }
                 self.core.handle(Input::ConnUp { conn, peer }, now, self.effects);
             }
             ConnEvent::Delivered(token) => {
