@@ -99,7 +99,14 @@ fn answer(fwd: &[u8]) -> Vec<u8> {
 fn transaction(p: &mut Proxy, i: u64, now: Instant, out: &mut Vec<Effect>) -> usize {
     let req = request(i);
     out.clear();
-    p.handle(Input::Message { conn: FE, bytes: &req }, now, out);
+    p.handle(
+        Input::Message {
+            conn: FE,
+            bytes: &req,
+        },
+        now,
+        out,
+    );
     let Some((fwd, token)) = out.iter().find_map(|e| match e {
         Effect::Send {
             dest: Destination::Hop(_),
@@ -113,7 +120,14 @@ fn transaction(p: &mut Proxy, i: u64, now: Instant, out: &mut Vec<Effect>) -> us
     p.handle(Input::Delivered { token, conn: PARTNER }, now, out);
     let resp = answer(&fwd);
     out.clear();
-    p.handle(Input::Message { conn: PARTNER, bytes: &resp }, now, out);
+    p.handle(
+        Input::Message {
+            conn: PARTNER,
+            bytes: &resp,
+        },
+        now,
+        out,
+    );
     out.iter()
         .map(|e| match e {
             Effect::Send { bytes, .. } => bytes.len(),

@@ -176,6 +176,42 @@ struct WorkerHandle {
     thread: JoinHandle<io::Result<()>>,
 }
 
+/// Read access to every worker's counters, from any thread (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct StatsHandle {
+    workers: Vec<Arc<ShellCounters>>,
+    conn_count: Arc<ConnCount>,
+}
+
+impl StatsHandle {
+    /// Every worker's last published counters, in worker order.
+    pub fn worker_snapshots(&self) -> Vec<WorkerSnapshot> {
+        self.workers.iter().map(|w| w.published.lock().clone()).collect()
+    }
+
+    /// Every worker's last loop turn (UNIX milliseconds), in worker order.
+    pub fn heartbeats(&self) -> Vec<u64> {
+        self.workers
+            .iter()
+            .map(|w| w.heartbeat_unix_ms.load(std::sync::atomic::Ordering::Relaxed))
+            .collect()
+    }
+
+    /// The shell's event counters, summed over workers.
+    pub fn counters(&self) -> CounterSnapshot {
+        let mut sum = CounterSnapshot::default();
+        for w in &self.workers {
+            sum.add(w);
+        }
+        sum
+    }
+
+    /// Connections open now, all workers.
+    pub fn open_connections(&self) -> usize {
+        self.conn_count.open()
+    }
+}
+
 /// The running edge. Dropping it leaves the workers running; [`EdgeHandle::shutdown`] then
 /// [`EdgeHandle::join`] stops them.
 #[derive(Debug)]
@@ -243,24 +279,13 @@ impl EdgeHandle {
         sum
     }
 
-    /// Every worker's last published counters, in worker order.
-    pub fn worker_snapshots(&self) -> Vec<WorkerSnapshot> {
-        self.workers
-            .iter()
-            .map(|w| w.counters.published.lock().clone())
-            .collect()
-    }
-
-    /// Every worker's last loop turn (UNIX milliseconds), in worker order.
-    pub fn heartbeats(&self) -> Vec<u64> {
-        self.workers
-            .iter()
-            .map(|w| {
-                w.counters
-                    .heartbeat_unix_ms
-                    .load(std::sync::atomic::Ordering::Relaxed)
-            })
-            .collect()
+    /// A handle on the workers' counters for another thread (the metrics scrape): it outlives
+    /// nothing and stops nothing.
+    pub fn stats(&self) -> StatsHandle {
+        StatsHandle {
+            workers: self.workers.iter().map(|w| Arc::clone(&w.counters)).collect(),
+            conn_count: Arc::clone(&self.conn_count),
+        }
     }
 
     /// Connections open now, inbound and outbound, all workers.

@@ -319,11 +319,12 @@ fn inbound_messages_are_framed_answered_and_pinged() {
     // Published for the scrape within a publication period, even with the loop idle: the
     // handshake, the close with its reason, loop turns, and a fresh heartbeat for every worker.
     wait_until("the close published", || {
-        edge.worker_snapshots()
+        edge.stats()
+            .worker_snapshots()
             .iter()
             .any(|w| w.closes.get(&("internal", "requested")) == Some(&1))
     });
-    let snaps = edge.worker_snapshots();
+    let snaps = edge.stats().worker_snapshots();
     assert_eq!(snaps.iter().map(|w| w.handshakes_ok[0]).sum::<u64>(), 1);
     assert!(snaps
         .iter()
@@ -337,7 +338,7 @@ fn inbound_messages_are_framed_answered_and_pinged() {
         .unwrap()
         .as_millis() as u64;
     wait_until("idle workers still turn", || {
-        edge.heartbeats().iter().all(|&h| h > now_ms)
+        edge.stats().heartbeats().iter().all(|&h| h > now_ms)
     });
     edge.shutdown(Duration::ZERO);
     edge.try_join().unwrap();
