@@ -11,11 +11,13 @@
 //! crate validates it, renders it and serves it. This crate does not depend on edge-core or the binary.
 
 pub mod histogram;
+pub mod http;
 
 pub mod names;
 pub mod render;
 
 pub use histogram::{LatencyHistogram, LocalHistogram, TurnHistogram};
+pub use http::{serve, serve_with, Exporter, Limits};
 
 pub use render::{render, Rendered, Snapshot};
 

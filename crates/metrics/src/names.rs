@@ -351,7 +351,11 @@ pub const HTTP_REFUSED: Desc = Desc::counter(
     &[fixed("reason", HTTP_REFUSALS)],
 );
 
-/// Every family, in exposition order.
+/// The families the endpoint renders itself ([`crate::http`]); a Source's family of one of these names
+/// is left out and counted as rejected.
+pub const EXPORTER: &[Desc] = &[SAMPLES_REJECTED, HTTP_REFUSED];
+
+/// Every family, in exposition order (the binary's, then [`EXPORTER`]).
 pub const ALL: &[Desc] = &[
     REQUESTS,
     RESPONSES,
