@@ -6,10 +6,10 @@
 //!
 //! One thread, one `mio::Poll`, non-blocking sockets: a slow or silent client holds a slot, never the
 //! thread. Request heads are parsed by `httparse` (hyper's HTTP/1 parser); the IO, the routing and the
-//! bounds are here. The bounds ([`Limits`], defaults in brackets):
-//! - at most `max_connections` [32] open at once; a connection past it is accepted and closed at once;
-//! - a request head of at most `max_head_bytes` [8 KiB] (and 64 header lines): past it, 431;
-//! - the whole head must arrive within `timeout` [5 s] of the accept (not reset by each byte, so a
+//! bounds are here. The bounds ([`Limits`], defaults in parentheses):
+//! - at most `max_connections` (32) open at once; a connection past it is accepted and closed at once;
+//! - a request head of at most `max_head_bytes` (8 KiB, and 64 header lines): past it, 431;
+//! - the whole head must arrive within `timeout` (5 s) of the accept (not reset by each byte, so a
 //!   slowloris trickle does not extend it), else the connection is closed; the response must be taken
 //!   within another `timeout`;
 //! - one request per connection (`Connection: close`); after the response the write side is shut and
@@ -18,7 +18,7 @@
 //! - a scrape renders in one pass on this thread; the Source is called once per request.
 //!
 //! Refusals and cut-offs are counted in `sipedge_metrics_http_refusals_total{reason}`, samples the
-//! renderer left out in `sipedge_metrics_samples_rejected_total` (see [`crate::render`]).
+//! renderer left out in `sipedge_metrics_samples_rejected_total` (see [`mod@crate::render`]).
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};

@@ -2,7 +2,7 @@
 //! It owns the snapshot model a scrape is made of ([`Family`], [`Sample`], the [`Source`] the binary
 //! implements), every metric name with its HELP text and bounded label sets ([`names`]), the per-thread
 //! [`LocalHistogram`] workers fill, the rendering of a snapshot into the text exposition through the
-//! `prometheus` crate ([`Snapshot`], [`render`]) and the bounded `/metrics`, `/healthz`, `/readyz`
+//! `prometheus` crate ([`Snapshot`], [`render()`]) and the bounded `/metrics`, `/healthz`, `/readyz`
 //! endpoint on a thread of its own ([`serve`]).
 //!
 //! The flow: the protocol crates (edge-core, federation-policy) count into plain per-worker counters and
