@@ -10,8 +10,9 @@ log() { printf '== %s\n' "$*"; }
 # Debian packages the black-box tests drive (real peers, not mocks): dnsmasq is the real DNS server
 # of tests/federation_dns.rs; Kamailio (with its TLS module) and SIPp form the interop chain of
 # tests/interop_kamailio.rs. ca-certificates: the operating system trust store the external side
-# trusts (with external.ca_file); the embedded default has no ca_file and needs it.
-APT_PACKAGES=(ca-certificates dnsmasq kamailio kamailio-tls-modules sip-tester)
+# trusts (with external.ca_file); the embedded default has no ca_file and needs it. prometheus: its
+# promtool checks the exposition of crates/metrics/tests/endpoint.rs (`promtool check metrics`).
+APT_PACKAGES=(ca-certificates dnsmasq kamailio kamailio-tls-modules sip-tester prometheus)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,0 +1,546 @@
+//! The metrics endpoint on a thread of its own, never on a SIP worker: `GET /metrics` (the text
+//! exposition of [`Source::families`] plus this crate's own counters, `text/plain; version=0.0.4`),
+//! `GET /healthz` (200 `ok`, or 503 with [`Health::detail`](crate::Health)), `GET /readyz` (200
+//! `ready`, or 503 with the readiness detail, e.g. `draining`). Any other path is 404; another method
+//! on one of these paths is 405 (`Allow: GET`).
+//!
+//! One thread, one `mio::Poll`, non-blocking sockets: a slow or silent client holds a slot, never the
+//! thread. Request heads are parsed by `httparse` (hyper's HTTP/1 parser); the IO, the routing and the
+//! bounds are here. The bounds ([`Limits`], defaults in parentheses):
+//! - at most `max_connections` (32) open at once; a connection past it is accepted and closed at once;
+//! - a request head of at most `max_head_bytes` (8 KiB, and 64 header lines): past it, 431;
+//! - the whole head must arrive within `timeout` (5 s) of the accept (not reset by each byte, so a
+//!   slowloris trickle does not extend it), else the connection is closed; the response must be taken
+//!   within another `timeout`;
+//! - one request per connection (`Connection: close`); after the response the write side is shut and
+//!   what the client still sends is read and discarded for at most 1 s and 64 KiB, so it sees the
+//!   response rather than a reset;
+//! - a scrape renders in one pass on this thread; the Source is called once per request.
+//!
+//! Refusals and cut-offs are counted in `sipedge_metrics_http_refusals_total{reason}`, samples the
+//! renderer left out in `sipedge_metrics_samples_rejected_total` (see [`mod@crate::render`]).
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::names::{EXPORTER, HTTP_REFUSALS, HTTP_REFUSED, SAMPLES_REJECTED};
+use crate::render::Snapshot;
+use crate::Source;
+
+/// The endpoint's own bounds; [`Limits::default`] is what [`serve`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_head_bytes: usize,
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 32,
+            max_head_bytes: 8 * 1024,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+const MAX_HEADERS: usize = 64;
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 64 * 1024;
+/// After a failed accept (e.g. out of descriptors) the listener is tried again this soon.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+const LISTENER: Token = Token(0);
+const WAKE: Token = Token(1);
+const FIRST_CONN: usize = 2;
+
+/// The running endpoint. Dropping it (or [`Exporter::stop`]) stops and joins the thread.
+pub struct Exporter {
+    addr: SocketAddr,
+    waker: Waker,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporter")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Exporter {
+    /// The bound address (the real port when `listen` had port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // A failed wake leaves the thread to notice the flag at its next deadline (at most `timeout`).
+        let _ = self.waker.wake();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Binds `listen` and serves on a new thread with the default [`Limits`]. Errors name the listener:
+/// `metrics listener 127.0.0.1:9464: Address already in use (os error 98)`.
+pub fn serve(listen: SocketAddr, source: Arc<dyn Source>) -> io::Result<Exporter> {
+    serve_with(listen, source, Limits::default())
+}
+
+/// [`serve`] with other bounds (tests use short timeouts).
+pub fn serve_with(listen: SocketAddr, source: Arc<dyn Source>, limits: Limits) -> io::Result<Exporter> {
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("metrics listener {listen}: {e}"));
+    let mut listener = TcpListener::bind(listen).map_err(named)?;
+    let addr = listener.local_addr().map_err(named)?;
+    let poll = Poll::new().map_err(named)?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)
+        .map_err(named)?;
+    let waker = Waker::new(poll.registry(), WAKE).map_err(named)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = Server {
+        poll,
+        listener,
+        conns: Slab::new(),
+        source,
+        limits,
+        stop: Arc::clone(&stop),
+        accept_retry: None,
+        rejected_samples: 0,
+        refusals: [0; 4],
+    };
+    let thread = std::thread::Builder::new()
+        .name("sipedge-metrics".to_owned())
+        .spawn(move || server.run())
+        .map_err(named)?;
+    Ok(Exporter {
+        addr,
+        waker,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// Index into [`HTTP_REFUSALS`].
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    ConnectionLimit = 0,
+    HeadTooLarge = 1,
+    Timeout = 2,
+    BadRequest = 3,
+}
+
+struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    conns: Slab<Conn>,
+    source: Arc<dyn Source>,
+    limits: Limits,
+    stop: Arc<AtomicBool>,
+    accept_retry: Option<Instant>,
+    rejected_samples: u64,
+    refusals: [u64; 4],
+}
+
+struct Conn {
+    stream: TcpStream,
+    state: State,
+    deadline: Instant,
+}
+
+enum State {
+    Reading(Vec<u8>),
+    Writing { out: Vec<u8>, pos: usize },
+    Lingering { discarded: usize },
+}
+
+/// What a connection needs next from the server.
+enum Step {
+    Wait,
+    Close(Option<Refusal>),
+    Respond(Head),
+    Written,
+}
+
+/// A request head, as far as routing cares.
+enum Head {
+    Request { get: bool, path: String },
+    TooLarge,
+    Bad,
+}
+
+impl Server {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(64);
+        while !self.stop.load(Ordering::Acquire) {
+            let now = Instant::now();
+            let timeout = self.next_deadline().map(|d| d.saturating_duration_since(now));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != ErrorKind::Interrupted {
+                    std::thread::sleep(ACCEPT_RETRY);
+                }
+                continue;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    WAKE => {}
+                    LISTENER => self.accept(),
+                    Token(t) => {
+                        if let Some(key) = t.checked_sub(FIRST_CONN) {
+                            self.drive(key);
+                        }
+                    }
+                }
+            }
+            let now = Instant::now();
+            if self.accept_retry.is_some_and(|at| at <= now) {
+                self.accept();
+            }
+            self.expire(now);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.conns
+            .iter()
+            .map(|(_, c)| c.deadline)
+            .chain(self.accept_retry)
+            .min()
+    }
+
+    fn count(&mut self, refusal: Refusal) {
+        if let Some(n) = self.refusals.get_mut(refusal as usize) {
+            *n = n.saturating_add(1);
+        }
+    }
+
+    fn accept(&mut self) {
+        self.accept_retry = None;
+        loop {
+            match self.listener.accept() {
+                Ok((mut stream, _)) => {
+                    if self.conns.len() >= self.limits.max_connections {
+                        self.count(Refusal::ConnectionLimit);
+                        continue; // dropped: closed
+                    }
+                    let entry = self.conns.vacant_entry();
+                    let token = Token(entry.key().saturating_add(FIRST_CONN));
+                    let interest = Interest::READABLE.add(Interest::WRITABLE);
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, token, interest)
+                        .is_ok()
+                    {
+                        let deadline = Instant::now() + self.limits.timeout;
+                        entry.insert(Conn {
+                            stream,
+                            state: State::Reading(Vec::new()),
+                            deadline,
+                        });
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Moves connection `key` on until it waits for the socket or is closed.
+    fn drive(&mut self, key: usize) {
+        loop {
+            let max_head = self.limits.max_head_bytes;
+            let step = match self.conns.get_mut(key) {
+                Some(conn) => conn.step(max_head),
+                None => return,
+            };
+            match step {
+                Step::Wait => return,
+                Step::Close(refusal) => {
+                    if let Some(r) = refusal {
+                        self.count(r);
+                    }
+                    self.close(key);
+                    return;
+                }
+                Step::Respond(head) => {
+                    let out = self.respond(head);
+                    let deadline = Instant::now() + self.limits.timeout;
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        conn.state = State::Writing { out, pos: 0 };
+                        conn.deadline = deadline;
+                    }
+                }
+                Step::Written => {
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        let _ = conn.stream.shutdown(Shutdown::Write);
+                        conn.state = State::Lingering { discarded: 0 };
+                        conn.deadline = Instant::now() + LINGER.min(self.limits.timeout);
+                    }
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        if let Some(mut conn) = self.conns.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let expired: Vec<(usize, bool)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline <= now)
+            .map(|(key, c)| (key, !matches!(c.state, State::Lingering { .. })))
+            .collect();
+        for (key, cut_off) in expired {
+            if cut_off {
+                self.count(Refusal::Timeout);
+            }
+            self.close(key);
+        }
+    }
+
+    fn respond(&mut self, head: Head) -> Vec<u8> {
+        let (get, path) = match head {
+            Head::Request { get, path } => (get, path),
+            Head::TooLarge => {
+                self.count(Refusal::HeadTooLarge);
+                return response(431, "text/plain", b"request head too large\n", "");
+            }
+            Head::Bad => {
+                self.count(Refusal::BadRequest);
+                return response(400, "text/plain", b"bad request\n", "");
+            }
+        };
+        let known = matches!(path.as_str(), "/metrics" | "/healthz" | "/readyz");
+        if !known {
+            return response(404, "text/plain", b"not found\n", "");
+        }
+        if !get {
+            return response(405, "text/plain", b"method not allowed\n", "Allow: GET\r\n");
+        }
+        let source = &self.source;
+        match path.as_str() {
+            "/healthz" => match catch_unwind(AssertUnwindSafe(|| source.health())) {
+                Ok(h) if h.ok => response(200, "text/plain", b"ok\n", ""),
+                Ok(h) => response(503, "text/plain", format!("{}\n", h.detail).as_bytes(), ""),
+                Err(_) => response(503, "text/plain", b"health check failed\n", ""),
+            },
+            "/readyz" => match catch_unwind(AssertUnwindSafe(|| source.readiness())) {
+                Ok(r) if r.ready => response(200, "text/plain", b"ready\n", ""),
+                Ok(r) => response(503, "text/plain", format!("{}\n", r.detail).as_bytes(), ""),
+                Err(_) => response(503, "text/plain", b"readiness check failed\n", ""),
+            },
+            _ => self.scrape(),
+        }
+    }
+
+    fn scrape(&mut self) -> Vec<u8> {
+        let source = &self.source;
+        let Ok(mut families) = catch_unwind(AssertUnwindSafe(|| source.families())) else {
+            return response(500, "text/plain", b"metrics source failed\n", "");
+        };
+        let mut usurped = 0usize;
+        families.retain(|f| {
+            let ours = EXPORTER.iter().any(|d| d.name == f.desc.name);
+            if ours {
+                usurped = usurped.saturating_add(f.samples.len());
+            }
+            !ours
+        });
+        let mut snapshot = Snapshot::new(&families);
+        let rejected = snapshot
+            .rejected()
+            .saturating_add(u64::try_from(usurped).unwrap_or(u64::MAX));
+        self.rejected_samples = self.rejected_samples.saturating_add(rejected);
+        snapshot.push(
+            &SAMPLES_REJECTED
+                .family()
+                .value::<&str>([], self.rejected_samples as f64),
+        );
+        let mut refused = HTTP_REFUSED.family();
+        for (reason, n) in HTTP_REFUSALS.iter().zip(self.refusals) {
+            refused = refused.value([*reason], n as f64);
+        }
+        snapshot.push(&refused);
+        match snapshot.encode() {
+            Ok(text) => response(200, prometheus::TEXT_FORMAT, text.as_bytes(), ""),
+            Err(e) => response(500, "text/plain", format!("{e}\n").as_bytes(), ""),
+        }
+    }
+}
+
+impl Conn {
+    fn step(&mut self, max_head: usize) -> Step {
+        let mut chunk = [0u8; 2048];
+        match &mut self.state {
+            State::Reading(buf) => loop {
+                match self.stream.read(&mut chunk) {
+                    Ok(0) => return Step::Close(None),
+                    Ok(n) => {
+                        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                        if let Some(head) = parse(buf, max_head) {
+                            return Step::Respond(head);
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Wait,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => return Step::Close(None),
+                }
+            },
+            State::Writing { out, pos } => loop {
+                let Some(rest) = out.get(*pos..).filter(|r| !r.is_empty()) else {
+                    return Step::Written;
+                };
+                match self.stream.write(rest) {
+                    Ok(0) => return Step::Close(None),
+                    Ok(n) => *pos = pos.saturating_add(n),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Wait,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => return Step::Close(None),
+                }
+            },
+            State::Lingering { discarded } => loop {
+                match self.stream.read(&mut chunk) {
+                    Ok(0) => return Step::Close(None),
+                    Ok(n) => {
+                        *discarded = discarded.saturating_add(n);
+                        if *discarded > LINGER_BYTES {
+                            return Step::Close(None);
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Wait,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => return Step::Close(None),
+                }
+            },
+        }
+    }
+}
+
+/// The head in `buf`, or `None` while it is incomplete and within `max_head`.
+fn parse(buf: &[u8], max_head: usize) -> Option<Head> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len <= max_head => {
+            let path = req.path.unwrap_or("");
+            let path = path.split_once('?').map_or(path, |(p, _)| p);
+            Some(Head::Request {
+                get: req.method == Some("GET"),
+                path: path.to_owned(),
+            })
+        }
+        Ok(httparse::Status::Complete(_)) | Err(httparse::Error::TooManyHeaders) => Some(Head::TooLarge),
+        Ok(httparse::Status::Partial) if buf.len() > max_head => Some(Head::TooLarge),
+        Ok(httparse::Status::Partial) => None,
+        Err(_) => Some(Head::Bad),
+    }
+}
+
+fn response(status: u16, content_type: &str, body: &[u8], extra_headers: &str) -> Vec<u8> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Internal Server Error",
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n{extra_headers}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(raw: &[u8]) -> Option<(bool, String)> {
+        match parse(raw, 64) {
+            Some(Head::Request { get, path }) => Some((get, path)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn heads_parse_into_method_and_path_without_query() {
+        assert_eq!(
+            route(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Some((true, "/metrics".into()))
+        );
+        assert_eq!(
+            route(b"GET /readyz?verbose=1 HTTP/1.0\r\n\r\n"),
+            Some((true, "/readyz".into()))
+        );
+        assert_eq!(
+            route(b"POST /metrics HTTP/1.1\r\n\r\n"),
+            Some((false, "/metrics".into()))
+        );
+        assert!(
+            parse(b"GET /metrics HTTP/1.1\r\nHost:", 64).is_none(),
+            "incomplete: wait"
+        );
+        assert!(matches!(
+            parse(b"\x16\x03\x01 not http\r\n\r\n", 64),
+            Some(Head::Bad)
+        ));
+        let long = [b"GET /".as_slice(), &[b'a'; 80]].concat();
+        assert!(
+            matches!(parse(&long, 64), Some(Head::TooLarge)),
+            "incomplete past the limit"
+        );
+        let complete = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; 60], b"\r\n\r\n"].concat();
+        assert!(
+            matches!(parse(&complete, 64), Some(Head::TooLarge)),
+            "complete past the limit"
+        );
+    }
+
+    #[test]
+    fn responses_close_and_carry_their_length() {
+        let r = String::from_utf8(response(405, "text/plain", b"no\n", "Allow: GET\r\n")).unwrap();
+        assert_eq!(
+            r,
+            "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\
+             Connection: close\r\nAllow: GET\r\n\r\nno\n"
+        );
+    }
+}
