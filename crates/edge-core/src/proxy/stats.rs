@@ -131,53 +131,81 @@ impl OutcomeLabel {
     }
 }
 
-/// Upper bounds (seconds) of the latency buckets: 0.5 ms … 60 s, then +Inf. Covers a loopback hop
-/// and a mobile endpoint's 60 s answer time.
-pub const LATENCY_BOUNDS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 15.0, 60.0,
+/// Upper bounds of the latency buckets, in microseconds: 0.5 ms … 60 s (a loopback hop to a mobile
+/// endpoint's 60 s answer), the same as the `metrics` crate's (the binary's tests check they agree).
+pub const LATENCY_BOUNDS_MICROS: [u64; 16] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000, 30_000_000, 60_000_000,
 ];
 
-/// A fixed-bucket histogram of durations, owned by one thread: per-bucket (not cumulative) counts,
-/// the last one for values above every bound.
+/// Upper bounds of the event-loop turn buckets, in microseconds: 10 µs … 1 s.
+pub const TURN_BOUNDS_MICROS: [u64; 12] = [
+    10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 100_000, 1_000_000,
+];
+
+/// A fixed-bucket histogram of durations, owned by one thread: per-bucket (not cumulative) counts
+/// over `bounds` (µs), the last one for values above every bound, and the sum in microseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Histogram {
-    pub counts: [u64; LATENCY_BOUNDS.len() + 1],
+    pub bounds: &'static [u64],
+    pub counts: Vec<u64>,
     pub sum_micros: u64,
 }
 
 impl Default for Histogram {
     fn default() -> Self {
-        Histogram {
-            counts: [0; LATENCY_BOUNDS.len() + 1],
-            sum_micros: 0,
-        }
+        Histogram::new(&LATENCY_BOUNDS_MICROS)
     }
 }
 
 impl Histogram {
+    pub fn new(bounds: &'static [u64]) -> Self {
+        Histogram {
+            bounds,
+            counts: vec![0; bounds.len() + 1],
+            sum_micros: 0,
+        }
+    }
+
     pub fn observe(&mut self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let i = LATENCY_BOUNDS
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = self
+            .bounds
             .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(LATENCY_BOUNDS.len());
+            .position(|&b| micros <= b)
+            .unwrap_or(self.bounds.len());
         if let Some(c) = self.counts.get_mut(i) {
             *c += 1;
         }
-        self.sum_micros = self
-            .sum_micros
-            .saturating_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        self.sum_micros = self.sum_micros.saturating_add(micros);
     }
 
     pub fn count(&self) -> u64 {
         self.counts.iter().sum()
     }
 
+    /// Adds another histogram over the same bounds (one over other bounds is ignored).
     pub fn merge(&mut self, other: &Histogram) {
+        if self.bounds != other.bounds {
+            return;
+        }
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
             *a += b;
         }
         self.sum_micros = self.sum_micros.saturating_add(other.sum_micros);
+    }
+
+    /// Cumulative counts per finite bound (Prometheus `le` buckets), without the +Inf bucket.
+    pub fn cumulative(&self) -> Vec<u64> {
+        let mut acc = 0;
+        self.counts
+            .iter()
+            .take(self.bounds.len())
+            .map(|c| {
+                acc += c;
+                acc
+            })
+            .collect()
     }
 }
 
@@ -377,9 +405,15 @@ mod tests {
         h.observe(Duration::from_secs(3600));
         assert_eq!(h.counts[0], 1);
         assert_eq!(
-            h.counts[LATENCY_BOUNDS.len()],
+            h.counts[LATENCY_BOUNDS_MICROS.len()],
             1,
-            "above every bound: the +Inf bucket"
+            "above every bound: +Inf"
         );
+        assert_eq!(h.cumulative().len(), LATENCY_BOUNDS_MICROS.len());
+        assert_eq!(h.cumulative().last(), Some(&1));
+        let mut other = Histogram::new(&TURN_BOUNDS_MICROS);
+        other.observe(Duration::ZERO);
+        h.merge(&other);
+        assert_eq!(h.count(), 2, "other bounds are not merged");
     }
 }

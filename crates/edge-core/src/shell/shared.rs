@@ -89,7 +89,7 @@ pub struct ShellCounters {
 pub const PUBLISH_PERIOD: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// A copy of one worker's counters, as of its last publication.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerSnapshot {
     /// The proxy core's counters (`None` for a core that keeps none).
     pub core: Option<CoreStats>,
@@ -101,6 +101,18 @@ pub struct WorkerSnapshot {
     pub handshakes_ok: [u64; 2],
     /// Connections ended, by (side, close reason) — reasons are `CloseReason::as_str` values.
     pub closes: BTreeMap<(&'static str, &'static str), u64>,
+}
+
+impl Default for WorkerSnapshot {
+    fn default() -> Self {
+        WorkerSnapshot {
+            core: None,
+            loop_turns: Histogram::new(&crate::proxy::stats::TURN_BOUNDS_MICROS),
+            open_connections: [0; 2],
+            handshakes_ok: [0; 2],
+            closes: BTreeMap::new(),
+        }
+    }
 }
 
 /// A copy of the counters, summed over workers.
