@@ -15,7 +15,7 @@ use federation_policy::{Fqdn, SrvRecord};
 pub struct ConnId(pub u64);
 
 /// Which listener (or, for outbound connections, which kind of peer) a connection belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Side {
     /// Front-end servers: mutual TLS, known servers only.
     Internal,

@@ -314,12 +314,17 @@ impl Proxy {
         let ids: Vec<&str> = peer.identities.iter().map(String::as_str).collect();
         match self.policy.decide_inbound(&ids, &domain, srv) {
             InboundVerdict::Refuse(r) => {
-                self.count(|s| s.decision("refuse", r.metric_reason));
+                self.count_decision(Side::External, &domain, "refuse", r.metric_reason);
                 self.refuse(sid, r, now, out);
             }
             InboundVerdict::LookupSrv { name } => self.lookup(name, Pending::InboundSrv { server: sid }, out),
             InboundVerdict::Accept { relationship } => {
-                self.count(|s| s.decision("accept", relationship_label(&relationship)));
+                self.count_decision(
+                    Side::External,
+                    &domain,
+                    "accept",
+                    relationship_label(&relationship),
+                );
                 if relationship == Relationship::DiscoveredPartner
                     && !self.within_limits(sid, &domain, msg, HeaderName::To, now, out)
                 {
@@ -393,14 +398,14 @@ impl Proxy {
         };
         match self.policy.decide_outbound(&domain, srv) {
             OutboundVerdict::Refuse(r) => {
-                self.count(|s| s.decision("refuse", r.metric_reason));
+                self.count_decision(Side::Internal, &domain, "refuse", r.metric_reason);
                 self.refuse(sid, r, now, out);
             }
             OutboundVerdict::LookupSrv { name } => {
                 self.lookup(name, Pending::OutboundSrv { server: sid }, out)
             }
             OutboundVerdict::RoutePinned { fqdn } => {
-                self.count(|s| s.decision("accept", "pinned_partner"));
+                self.count_decision(Side::Internal, &domain, "accept", "allowed_partner");
                 self.forward(
                     sid,
                     msg,
@@ -416,7 +421,7 @@ impl Proxy {
                 let label = targets
                     .first()
                     .map_or("srv", |t| relationship_label(&t.relationship));
-                self.count(|s| s.decision("accept", label));
+                self.count_decision(Side::Internal, &domain, "accept", label);
                 if targets
                     .iter()
                     .any(|t| t.relationship == Relationship::DiscoveredPartner)
@@ -435,6 +440,24 @@ impl Proxy {
                     .collect();
                 self.forward(sid, msg, hops, now, out);
             }
+        }
+    }
+
+    /// One federation decision about `domain`, for a request from `side`: by verdict and reason,
+    /// and, for a configured (allowed) partner, by partner.
+    fn count_decision(
+        &mut self,
+        side: Side,
+        domain: &DomainName,
+        verdict: &'static str,
+        reason: &'static str,
+    ) {
+        if !self.counting {
+            return;
+        }
+        self.stats.decision(side, verdict, reason);
+        if self.policy.allowed(domain).is_some() {
+            self.stats.partner_decision(domain.as_str(), verdict == "accept");
         }
     }
 

@@ -241,8 +241,12 @@ pub struct CoreStats {
     pub responses_in: [[[u64; 6]; MethodLabel::COUNT]; 2],
     /// Responses the edge generated, by status and reason (`none` when not a refusal: 100, 483 ...).
     pub generated: BTreeMap<(u16, &'static str), u64>,
-    /// Federation decisions: (`accept` | `refuse`, relationship or reason).
-    pub decisions: BTreeMap<(&'static str, &'static str), u64>,
+    /// Federation decisions: (side the request came from, `accept` | `refuse`, relationship or
+    /// reason).
+    pub decisions: BTreeMap<(Side, &'static str, &'static str), u64>,
+    /// Federation decisions about configured (allowed) partners only: `[accepted, refused]` by
+    /// domain. Bounded by the configuration's allowed list.
+    pub partner_decisions: BTreeMap<String, [u64; 2]>,
     /// Client transaction outcomes by method.
     pub outcomes: [[u64; OutcomeLabel::COUNT]; MethodLabel::COUNT],
     /// Client transaction latency (sent → outcome) by method.
@@ -261,6 +265,7 @@ impl Default for CoreStats {
             responses_in: [[[0; 6]; MethodLabel::COUNT]; 2],
             generated: BTreeMap::new(),
             decisions: BTreeMap::new(),
+            partner_decisions: BTreeMap::new(),
             outcomes: [[0; OutcomeLabel::COUNT]; MethodLabel::COUNT],
             latency: std::array::from_fn(|_| Histogram::default()),
             responses_wrong_connection: 0,
@@ -303,8 +308,21 @@ impl CoreStats {
         *self.generated.entry((status, reason)).or_default() += 1;
     }
 
-    pub fn decision(&mut self, verdict: &'static str, reason: &'static str) {
-        *self.decisions.entry((verdict, reason)).or_default() += 1;
+    pub fn decision(&mut self, side: Side, verdict: &'static str, reason: &'static str) {
+        *self.decisions.entry((side, verdict, reason)).or_default() += 1;
+    }
+
+    /// A decision about a configured partner (allocates only the first time a partner is seen).
+    pub fn partner_decision(&mut self, domain: &str, accepted: bool) {
+        let i = usize::from(!accepted);
+        match self.partner_decisions.get_mut(domain) {
+            Some(row) => bump(row, i),
+            None => {
+                let mut row = [0; 2];
+                bump(&mut row, i);
+                self.partner_decisions.insert(domain.to_owned(), row);
+            }
+        }
     }
 
     pub fn outcome(&mut self, m: MethodLabel, o: OutcomeLabel, took: Duration) {
@@ -348,6 +366,11 @@ impl CoreStats {
         }
         for (k, v) in &o.decisions {
             *self.decisions.entry(*k).or_default() += v;
+        }
+        for (k, v) in &o.partner_decisions {
+            let row = self.partner_decisions.entry(k.clone()).or_default();
+            row[0] += v[0];
+            row[1] += v[1];
         }
         for (a, b) in self.outcomes.iter_mut().zip(o.outcomes.iter()) {
             add(a, b);

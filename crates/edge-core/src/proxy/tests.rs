@@ -892,7 +892,11 @@ fn every_client_outcome_is_counted_once() {
     assert_eq!(s.generated.get(&(408, "none")), Some(&1));
     assert_eq!(s.generated.get(&(504, "connect_failed")), Some(&1));
     assert_eq!(s.generated.get(&(503, "link_lost")), Some(&1));
-    assert_eq!(s.decisions.get(&("accept", "pinned_partner")), Some(&4));
+    assert_eq!(
+        s.decisions.get(&(Side::Internal, "accept", "allowed_partner")),
+        Some(&4)
+    );
+    assert_eq!(s.partner_decisions.get("partner.example"), Some(&[4, 0]));
     // Counting off: the same traffic counts nothing.
     let mut h = H::new();
     h.proxy.set_counting(false);

@@ -52,6 +52,25 @@ impl CloseReason {
         }
     }
 
+    /// For a close during the TLS handshake: the failure's bucket (a bounded metric label); `None`
+    /// for closes that are not handshake failures. rustls's error text is matched for the cause.
+    pub fn handshake_bucket(&self) -> Option<&'static str> {
+        match self {
+            CloseReason::HandshakeTimeout => Some("timeout"),
+            CloseReason::CertificateMismatch(_) => Some("certificate_mismatch"),
+            CloseReason::Tls(e) => Some(if e.contains("peer closed") {
+                "peer_closed"
+            } else if e.contains("Expired") || e.contains("expired") {
+                "certificate_expired"
+            } else if e.contains("UnknownIssuer") || e.contains("BadCertificate") || e.contains("UnknownCA") {
+                "certificate_untrusted"
+            } else {
+                "protocol_error"
+            }),
+            _ => None,
+        }
+    }
+
     /// What bytes still queued on a connection that never came up are reported as.
     pub fn delivery_failure(&self) -> DeliveryFailure {
         match self {

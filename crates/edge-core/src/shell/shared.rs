@@ -101,6 +101,26 @@ pub struct WorkerSnapshot {
     pub handshakes_ok: [u64; 2],
     /// Connections ended, by (side, close reason) — reasons are `CloseReason::as_str` values.
     pub closes: BTreeMap<(&'static str, &'static str), u64>,
+    /// TLS handshakes that failed, by (side, bucket): `timeout`, `peer_closed`,
+    /// `certificate_untrusted`, `certificate_expired`, `certificate_mismatch`, `protocol_error`.
+    pub handshake_failures: BTreeMap<(&'static str, &'static str), u64>,
+    /// Incoming connections refused, by (side, limit): `max_connections`, `per_ip`.
+    pub refused: BTreeMap<(&'static str, &'static str), u64>,
+    /// Stream framing errors, by (side, kind): `message_too_large`, `header_too_large`,
+    /// `bad_content_length`, `bad_start_line` (not SIP), `message_timeout`.
+    pub framing: BTreeMap<(&'static str, &'static str), u64>,
+}
+
+/// The framing-error kind of a [`sip_codec::FrameError`] (a bounded metric label).
+pub fn framing_kind(e: &sip_codec::FrameError) -> &'static str {
+    use sip_codec::FrameError::*;
+    match e {
+        BodyTooLarge(_) => "message_too_large",
+        HeadTooLarge(_) | TooManyHeaders(_) => "header_too_large",
+        MissingContentLength | BadContentLength | ConflictingContentLength => "bad_content_length",
+        NotSip(_) => "bad_start_line",
+        Stalled(_) => "message_timeout",
+    }
 }
 
 impl Default for WorkerSnapshot {
@@ -111,6 +131,9 @@ impl Default for WorkerSnapshot {
             open_connections: [0; 2],
             handshakes_ok: [0; 2],
             closes: BTreeMap::new(),
+            handshake_failures: BTreeMap::new(),
+            refused: BTreeMap::new(),
+            framing: BTreeMap::new(),
         }
     }
 }

@@ -301,6 +301,11 @@ impl<C: Core> Worker<C> {
             };
             let Some(slot) = ConnSlot::acquire(&self.parts.conn_count) else {
                 bump(&self.parts.counters.rejected_max_connections);
+                *self
+                    .stats
+                    .refused
+                    .entry((side.as_str(), "max_connections"))
+                    .or_default() += 1;
                 self.refusal(
                     "max_connections",
                     format!("connection from {remote} refused: max_connections reached"),
@@ -312,6 +317,7 @@ impl<C: Core> Worker<C> {
             let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
             if from_ip >= self.parts.per_ip_limit {
                 bump(&self.parts.counters.rejected_per_ip);
+                *self.stats.refused.entry((side.as_str(), "per_ip")).or_default() += 1;
                 self.refusal(
                     "max_connections_per_ip",
                     format!("connection from {remote} refused: per-IP limit reached"),
@@ -378,6 +384,8 @@ impl<C: Core> Worker<C> {
             announced: &mut entry.announced,
             counters: &self.parts.counters,
             handshakes_ok: &mut self.stats.handshakes_ok,
+            framing: &mut self.stats.framing,
+            side: entry.conn.side(),
         };
         let result = entry
             .conn
@@ -419,6 +427,8 @@ impl<C: Core> Worker<C> {
                 announced: &mut entry.announced,
                 counters: &self.parts.counters,
                 handshakes_ok: &mut self.stats.handshakes_ok,
+                framing: &mut self.stats.framing,
+                side: entry.conn.side(),
             };
             let result = entry
                 .conn
@@ -456,11 +466,16 @@ impl<C: Core> Worker<C> {
         }
         self.count_close(&reason);
         let side = entry.conn.side();
-        *self
-            .stats
-            .closes
-            .entry((side.as_str(), reason.as_str()))
-            .or_default() += 1;
+        let s = &mut self.stats;
+        *s.closes.entry((side.as_str(), reason.as_str())).or_default() += 1;
+        if let Some(bucket) = reason.handshake_bucket() {
+            *s.handshake_failures.entry((side.as_str(), bucket)).or_default() += 1;
+        }
+        if let CloseReason::Framing(e) = &reason {
+            *s.framing
+                .entry((side.as_str(), super::shared::framing_kind(e)))
+                .or_default() += 1;
+        }
         self.log_close(id, side, entry.conn.remote(), &reason);
         if entry.announced {
             self.core
@@ -545,6 +560,8 @@ struct EventSink<'w, C: Core> {
     announced: &'w mut bool,
     counters: &'w ShellCounters,
     handshakes_ok: &'w mut [u64; 2],
+    framing: &'w mut std::collections::BTreeMap<(&'static str, &'static str), u64>,
+    side: Side,
 }
 
 /// `[internal, external]` index of a side in the published arrays.
@@ -580,6 +597,8 @@ impl<C: Core> EventSink<'_, C> {
                     sip_codec::FrameError::Stalled(_) => bump(&self.counters.message_timeouts),
                     _ => bump(&self.counters.framing_errors),
                 }
+                let key = (self.side.as_str(), super::shared::framing_kind(&error));
+                *self.framing.entry(key).or_default() += 1;
                 self.core
                     .handle(Input::Unframeable { conn, head, error }, now, self.effects)
             }
