@@ -556,3 +556,37 @@ fn a_thousand_reloads_leave_rss_flat() {
     let limit = before + before / 20;
     assert!(after <= limit, "RSS grew more than 5 %: {before} kB → {after} kB");
 }
+
+// ---- `sipedge reload` ----------------------------------------------------------------------------
+
+#[test]
+fn sipedge_reload_sends_sighup_to_the_pid_given() {
+    let w = World::start(|_| {});
+    let bin = sipedge_tests::sipedge_bin();
+    let out = Command::new(&bin)
+        .args(["reload", "--pid", &w.edge.pid().to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("SIGHUP sent"),
+        "{out:?}"
+    );
+    let line = w
+        .edge
+        .wait_log("\"event\":\"reload_applied\"", RELOAD_WAIT)
+        .unwrap_or_else(|| panic!("no reload_applied\n{}", w.edge.log_dump()));
+    assert!(line.contains("\"generation\":2"), "{line}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = Command::new(&bin)
+        .args(["reload", "--pid-file"])
+        .arg(dir.path().join("none.pid"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("cannot read"),
+        "{missing:?}"
+    );
+}
