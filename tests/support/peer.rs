@@ -91,6 +91,15 @@ impl TlsPeer {
         })
     }
 
+    /// The end-entity certificate the server presented in the handshake.
+    pub fn peer_certificate(&self) -> Option<CertificateDer<'static>> {
+        self.stream
+            .conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.clone().into_owned())
+    }
+
     /// Sends SIP text, `\n` line ends turned into `\r\n`.
     pub fn send(&mut self, text: &str) {
         self.send_raw(sip::crlf(text).as_bytes());

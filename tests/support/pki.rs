@@ -77,6 +77,8 @@ pub struct TestPki {
     pub laptop: Identity,
     /// The partner CA's signer, for more partner leaves ([`TestPki::partner_leaf`]).
     partner_signer: CaBuilder,
+    /// The internal CA's signer, for replacement leaves ([`TestPki::internal_leaf`]).
+    internal_signer: CaBuilder,
 }
 
 fn make_ca(dir: &Path, file: &str, cn: &str) -> CaBuilder {
@@ -130,7 +132,10 @@ impl TestPki {
         let rogue = make_leaf(&d, &ext, "rogue.partner.test");
         TestPki {
             dir,
-            internal_ca: int.ca,
+            internal_ca: Ca {
+                cert: int.ca.cert.clone(),
+                file: int.ca.file.clone(),
+            },
             partner_ca: Ca {
                 cert: ext.ca.cert.clone(),
                 file: ext.ca.file.clone(),
@@ -142,7 +147,14 @@ impl TestPki {
             rogue,
             laptop,
             partner_signer: ext,
+            internal_signer: int,
         }
+    }
+
+    /// A new internal-CA leaf for `name` (new key, new serial), written over `<name>.crt` and
+    /// `<name>.key`: for `edge.corp.test`, the edge's external certificate replaced on disk.
+    pub fn internal_leaf(&self, name: &str) -> Identity {
+        make_leaf(self.dir.path(), &self.internal_signer, name)
     }
 
     /// One more partner-CA leaf for `name` (e.g. an SRV target or a hosted provider's FQDN).

@@ -276,6 +276,16 @@ impl Policy {
         self.blocked.iter().any(|b| d.is_within(b))
     }
 
+    /// Our own SIP domains (`edge.sip_domains`).
+    pub fn our_domains(&self) -> &[DomainName] {
+        &self.our_domains
+    }
+
+    /// The blocked list, as configured.
+    pub fn blocked_domains(&self) -> &[DomainName] {
+        &self.blocked
+    }
+
     pub fn allowed(&self, d: &DomainName) -> Option<&AllowedDomain> {
         self.allowed.get(d)
     }

@@ -1,13 +1,25 @@
 //! The known-server table as structured log events (design brief §5): one `known_server` event per
-//! entry when the edge starts, and on a reload one per entry added, removed or changed — the
-//! information Lync's Access Edge logs as event 14492, so the field can compare the two. [`diff`] is
-//! the comparison; [`log_changes`] writes its events to stderr as JSON lines (start: `diff` against an
-//! empty table).
+//! entry when the edge starts — the information Lync's Access Edge logs as event 14492, so the field
+//! can compare the two — and on a reload one per entry added (Lync event 14493), removed (14495) or
+//! changed (logged as re-added, 14493, with the old entry). [`diff`] is the comparison;
+//! [`log_table`] writes the start's events to stderr as JSON lines, [`reload_events`] makes a
+//! reload's (logged by `reload.rs` with the rest of the reload's differences).
 
 use federation_policy::KnownServer;
 
-/// The Lync event id an operator knows for the known-server table.
+/// The Lync event id an operator knows for the known-server table (logged at start).
 pub const LYNC_EVENT_ID: u32 = 14492;
+/// Lync's event for a server added to the known-server table.
+pub const LYNC_EVENT_ADDED: u32 = 14493;
+/// Lync's event for a server removed from the known-server table.
+pub const LYNC_EVENT_REMOVED: u32 = 14495;
+
+/// When a change is logged: the table at start, or a reload's difference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Start,
+    Reload,
+}
 
 /// One difference between two known-server tables, keyed by host name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,14 +67,21 @@ fn product(version: &str) -> &'static str {
 }
 
 /// The JSON log record of one change.
-pub fn event(change: &Change<'_>) -> serde_json::Value {
+pub fn event(change: &Change<'_>, when: When) -> serde_json::Value {
     let (what, k, old) = match change {
         Change::Added(k) => ("added", *k, None),
         Change::Removed(k) => ("removed", *k, None),
         Change::Changed { old, new } => ("changed", *new, Some(*old)),
     };
+    let (lync_event, meaning) = match (when, change) {
+        (When::Start, _) => (LYNC_EVENT_ID, "the known-server table"),
+        (When::Reload, Change::Removed(_)) => {
+            (LYNC_EVENT_REMOVED, "a server removed from the known-server table")
+        }
+        (When::Reload, _) => (LYNC_EVENT_ADDED, "a server added to the known-server table"),
+    };
     let mut text = format!(
-        "known server {} version {}{} {what} (Lync event {LYNC_EVENT_ID}: the known-server table)",
+        "known server {} version {}{} {what} (Lync event {lync_event}: {meaning})",
         k.fqdn,
         k.version,
         product(&k.version)
@@ -76,7 +95,7 @@ pub fn event(change: &Change<'_>) -> serde_json::Value {
         "change": what,
         "fqdn": k.fqdn.to_string(),
         "version": k.version,
-        "lync_event": LYNC_EVENT_ID,
+        "lync_event": lync_event,
         "text": text,
     });
     if let (Some(o), Some(map)) = (old, record.as_object_mut()) {
@@ -86,15 +105,21 @@ pub fn event(change: &Change<'_>) -> serde_json::Value {
     record
 }
 
-/// Logs every change from `old` to `new` on stderr, one JSON line each (at start `old` is empty).
-pub fn log_changes<'a>(
+/// Logs the whole table at start on stderr, one JSON line per entry (Lync event 14492).
+pub fn log_table<'a>(table: impl IntoIterator<Item = &'a KnownServer>) {
+    let table: Vec<_> = table.into_iter().collect();
+    for change in diff(&[], &table) {
+        eprintln!("{}", event(&change, When::Start));
+    }
+}
+
+/// A reload's changes from `old` to `new` as log records (Lync events 14493 and 14495).
+pub fn reload_events<'a>(
     old: impl IntoIterator<Item = &'a KnownServer>,
     new: impl IntoIterator<Item = &'a KnownServer>,
-) {
+) -> Vec<serde_json::Value> {
     let (old, new): (Vec<_>, Vec<_>) = (old.into_iter().collect(), new.into_iter().collect());
-    for change in diff(&old, &new) {
-        eprintln!("{}", event(&change));
-    }
+    diff(&old, &new).iter().map(|c| event(c, When::Reload)).collect()
 }
 
 #[cfg(test)]
@@ -115,7 +140,7 @@ mod tests {
         let changes = diff(&[], &[&a, &b]);
         assert_eq!(changes, [Change::Added(&a), Change::Added(&b)]);
         assert_eq!(
-            event(&changes[0]),
+            event(&changes[0], When::Start),
             serde_json::json!({
                 "level": "info",
                 "event": "known_server",
@@ -167,15 +192,21 @@ mod tests {
                 Change::Removed(&new[3])
             ]
         );
-        let changed = event(&changes[2]);
+        let changed = event(&changes[2], When::Reload);
         assert_eq!(changed["change"], "changed");
         assert_eq!(changed["old_version"], "6");
         assert_eq!(
             changed["text"],
-            "known server fe2.corp.example version 7 changed (Lync event 14492: the known-server table); \
-             was fe2.corp.example version 6"
+            "known server fe2.corp.example version 7 changed (Lync event 14493: a server added to the \
+             known-server table); was fe2.corp.example version 6"
         );
-        assert_eq!(event(&removed[0])["change"], "removed");
+        assert_eq!(changed["lync_event"], 14493);
+        let gone = event(&removed[0], When::Reload);
+        assert_eq!(
+            (&gone["change"], &gone["lync_event"]),
+            (&"removed".into(), &14495.into())
+        );
+        assert_eq!(event(&changes[1], When::Reload)["lync_event"], 14493);
         assert!(diff(&old_refs, &old_refs).is_empty());
     }
 }

@@ -7,6 +7,8 @@ mod decode;
 mod dns_lookups;
 mod explain_route;
 mod known_servers;
+mod reload;
+mod reload_diff;
 mod run;
 mod send;
 
@@ -31,6 +33,20 @@ enum Command {
         /// The TOML configuration file (SIPEDGE__SECTION__KEY environment overrides apply).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Write the process id to this file (for `sipedge reload --pid-file`); none by default.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
+    },
+    /// Ask a running edge to reload its configuration: SIGHUP to its process, the same as
+    /// `kill -HUP <pid>`. The edge logs `reload_applied` (with the new generation) or `reload_failed`
+    /// with every error, keeping the running configuration.
+    Reload {
+        /// The edge's process id.
+        #[arg(long, conflicts_with = "pid_file", required_unless_present = "pid_file")]
+        pid: Option<i32>,
+        /// The file `sipedge run --pid-file` wrote.
+        #[arg(long)]
+        pid_file: Option<PathBuf>,
     },
     /// Perform the real lookups for DOMAIN and print every step of the federation decision and the
     /// verdict with its diagnostic; exit 0 when routable, 1 when not.
@@ -62,7 +78,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => run::run(config.as_deref()),
+        Command::Run { config, pid_file } => run::run(config.as_deref(), pid_file.as_deref()),
+        Command::Reload { pid, pid_file } => reload::send_hup(pid, pid_file.as_deref()),
         Command::ExplainRoute { domain, config } => explain_route::run(&domain, &config),
         Command::Send(args) => send::run(&args),
         Command::Decode => decode::run(),

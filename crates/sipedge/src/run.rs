@@ -1,7 +1,9 @@
 //! `sipedge run [--config FILE]`: load and validate the configuration (the embedded local-only
 //! default without `--config`), start the edge (`edge_core::shell`), print the contract lines
 //! (`listening <role> sip+tls <addr>`; on the embedded default then `local pki <dir>`, see
-//! `config::local_pki`), then wait for signals: SIGTERM/SIGINT drain and exit 0.
+//! `config::local_pki`), then wait for signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the
+//! configuration (`reload.rs`). `--pid-file F` (opt-in) writes the process id there for
+//! `sipedge reload --pid-file F`, and removes it at exit.
 //! Log records and start-up warnings go to stderr as JSON lines.
 
 use std::path::Path;
@@ -16,11 +18,12 @@ use signal_hook::iterator::Signals;
 
 use crate::config::local_pki::LocalPki;
 use crate::config::{Config, TlsIdentity};
+use crate::reload::Reloader;
 
 /// How long open transactions may take to finish after SIGTERM.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
-pub fn run(config_path: Option<&Path>) -> ExitCode {
+pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
     let loaded = match config_path {
         Some(p) => Config::load(p),
         None => Config::embedded_default(),
@@ -53,7 +56,7 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
     for w in config.warnings() {
         log("warn", "config_warning", &w.to_string());
     }
-    crate::known_servers::log_changes([], config.policy().known_servers());
+    crate::known_servers::log_table(config.policy().known_servers());
     let settings = match shell_settings(&config, local_pki.as_ref()) {
         Ok(s) => s,
         Err(e) => {
@@ -70,6 +73,7 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
     // One discovered-partner limiter for the edge: the limits hold whichever worker a partner's
     // connection lands on.
     let limiter = Proxy::discovery_limiter(&policy);
+    let reload_limiter = Arc::clone(&limiter);
     let make_proxy = move |worker: usize, internal: std::net::SocketAddr, external: std::net::SocketAddr| {
         let mut s = ProxySettings::new(
             &edge_fqdn,
@@ -130,17 +134,25 @@ pub fn run(config_path: Option<&Path>) -> ExitCode {
         }
         println!("local pki {}", pki.dir.display());
     }
-    wait_for_signals(handle, signals)
+    if let Some(f) = pid_file {
+        if let Err(e) = std::fs::write(f, format!("{}\n", std::process::id())) {
+            log("warn", "pid_file", &format!("cannot write {}: {e}", f.display()));
+        }
+    }
+    let reloader = Reloader::new(config_path, local_pki, config, reload_limiter);
+    let code = wait_for_signals(handle, signals, reloader);
+    if let Some(f) = pid_file {
+        let _ = std::fs::remove_file(f);
+    }
+    code
 }
 
-fn wait_for_signals(handle: shell::EdgeHandle, mut signals: Signals) -> ExitCode {
+fn wait_for_signals(mut handle: shell::EdgeHandle, mut signals: Signals, mut reloader: Reloader) -> ExitCode {
+    // Signals that arrive while a reload runs are coalesced: one more reload follows, reading the
+    // file as it is then.
     for sig in signals.forever() {
         match sig {
-            SIGHUP => log(
-                "warn",
-                "reload_unsupported",
-                "SIGHUP: configuration reload is not implemented yet; restart to apply changes",
-            ),
+            SIGHUP => reloader.reload(&mut handle),
             _ => {
                 log(
                     "info",
@@ -185,7 +197,7 @@ fn key_pem(key: &rustls_pki_types::PrivateKeyDer<'_>) -> Vec<u8> {
     pem::encode(&pem::Pem::new(tag, key.secret_der().to_vec())).into_bytes()
 }
 
-fn shell_settings(config: &Config, local_pki: Option<&LocalPki>) -> Result<ShellSettings, String> {
+pub(crate) fn shell_settings(config: &Config, local_pki: Option<&LocalPki>) -> Result<ShellSettings, String> {
     let identity = |tls: &TlsIdentity| -> Result<ShellIdentity, String> {
         match tls {
             // Exactly what check-config validated, not a second read of files that may have changed.

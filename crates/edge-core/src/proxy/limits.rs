@@ -30,6 +30,8 @@ struct Inner {
     epoch: Option<Instant>,
     /// The limiter only sees time go forward, whichever worker asks.
     last_ms: u64,
+    /// What `limiter` enforces (compared by [`SharedDiscoveryLimiter::set_limits`]).
+    limits: DiscoveryLimits,
     limiter: DiscoveryLimiter,
 }
 
@@ -39,9 +41,29 @@ impl SharedDiscoveryLimiter {
             inner: Mutex::new(Inner {
                 epoch: None,
                 last_ms: 0,
+                limits,
                 limiter: DiscoveryLimiter::new(limits, MAX_PARTNERS),
             }),
         })
+    }
+
+    /// A reload's limits, applied once for the whole edge (every worker holds this same limiter).
+    /// Unchanged limits keep every partner's budget and contact window as they are; changed limits
+    /// start fresh, since a bucket filled under one rate means nothing under another. Returns
+    /// whether the limits changed.
+    pub fn set_limits(&self, limits: DiscoveryLimits) -> bool {
+        let mut g = self.inner.lock();
+        if g.limits == limits {
+            return false;
+        }
+        g.limits = limits;
+        g.limiter = DiscoveryLimiter::new(limits, MAX_PARTNERS);
+        true
+    }
+
+    /// The limits enforced now.
+    pub fn limits(&self) -> DiscoveryLimits {
+        self.inner.lock().limits
     }
 
     /// One message between our `internal_contact` and the discovered `partner`, at `now`.
@@ -85,5 +107,32 @@ mod tests {
             }
         }
         assert_eq!(allowed, 4, "the rate holds for the edge, not per worker");
+    }
+
+    /// A reload with the same limits keeps a partner's spent budget; new limits start fresh.
+    #[test]
+    fn reload_carries_state_over_only_when_the_limits_did_not_change() {
+        let limits = DiscoveryLimits {
+            messages_per_second: 2,
+            ..DiscoveryLimits::default()
+        };
+        let shared = SharedDiscoveryLimiter::new(limits);
+        let d = DomainName::parse("found.example").unwrap();
+        let t0 = Instant::now();
+        let spend = |n: u32| {
+            (0..n)
+                .filter(|i| shared.check(&d, &format!("u{i}@corp.example"), t0) == LimitVerdict::Allow)
+                .count()
+        };
+        assert_eq!(spend(3), 2, "the budget of 2 is spent");
+        assert!(!shared.set_limits(limits), "same limits: no change");
+        assert_eq!(spend(1), 0, "the spent budget carried over the reload");
+        let higher = DiscoveryLimits {
+            messages_per_second: 3,
+            ..limits
+        };
+        assert!(shared.set_limits(higher));
+        assert_eq!(shared.limits(), higher);
+        assert_eq!(spend(4), 3, "new limits: a fresh budget at the new rate");
     }
 }

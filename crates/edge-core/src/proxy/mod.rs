@@ -174,9 +174,17 @@ impl Proxy {
         }
     }
 
-    /// A new policy snapshot (reload); transactions in flight keep their decisions.
-    pub fn set_policy(&mut self, policy: Arc<Policy>) {
-        self.policy = policy;
+    /// A reload's snapshot: the policy, the internal next hop and the transaction timers apply from
+    /// the next request on; transactions in flight keep their decisions and their armed timers. The
+    /// discovered-partner limiter is edge-wide and set once by the caller
+    /// ([`SharedDiscoveryLimiter::set_limits`]), not here.
+    pub fn apply(&mut self, runtime: &crate::Runtime) {
+        self.policy = Arc::clone(&runtime.policy);
+        let p = &runtime.proxy;
+        self.settings.internal_next_hop = p.internal_next_hop.clone();
+        self.settings.timer_f = p.timer_f;
+        self.settings.timer_b = p.timer_b;
+        self.settings.timer_c = p.timer_c;
     }
 
     pub fn handle(&mut self, input: Input<'_>, now: Instant, out: &mut Vec<Effect>) {

@@ -19,7 +19,7 @@ mod resolver;
 mod settings;
 mod shared;
 mod timers;
-mod tls;
+pub(crate) mod tls;
 mod worker;
 
 #[cfg(test)]
@@ -45,6 +45,7 @@ pub use tls::{names_host_exactly, peer_identities, san_dns_names, OurCertificate
 use crate::dns::{DnsConfig, SharedCache};
 use crate::proxy::io::{Effect, Input, Level, Side};
 use crate::proxy::Proxy;
+use crate::Runtime;
 use conn::ConnLimits;
 use resolver::Resolver;
 use shared::ConnCount;
@@ -63,6 +64,8 @@ pub trait Core {
     fn stats(&self) -> Option<&crate::proxy::stats::CoreStats> {
         None
     }
+    /// A reload's snapshot, applied between events (fakes may ignore it).
+    fn apply(&mut self, _runtime: &Runtime) {}
 }
 
 impl Core for Proxy {
@@ -88,6 +91,10 @@ impl Core for Proxy {
 
     fn stats(&self) -> Option<&crate::proxy::stats::CoreStats> {
         Some(Proxy::stats(self))
+    }
+
+    fn apply(&mut self, runtime: &Runtime) {
+        Proxy::apply(self, runtime);
     }
 }
 
@@ -131,7 +138,7 @@ pub fn start<C: Core + 'static>(settings: ShellSettings, make_core: MakeCore<C>)
             listeners,
             tls: Arc::clone(&tls),
             limits: ConnLimits::from(&settings.limits),
-            per_ip_limit: settings.limits.max_connections_per_ip.div_ceil(workers).max(1),
+            per_ip_limit: per_ip_share(settings.limits.max_connections_per_ip, workers),
             per_hop_limit: settings.limits.outgoing_tls_per_hop,
             conn_count: Arc::clone(&conn_count),
             counters: Arc::clone(&counters),
@@ -166,6 +173,11 @@ pub fn start<C: Core + 'static>(settings: ShellSettings, make_core: MakeCore<C>)
         });
     }
     Ok(handle)
+}
+
+/// One worker's part of `max_connections_per_ip` (see `worker.rs`).
+fn per_ip_share(limit: usize, workers: usize) -> usize {
+    limit.div_ceil(workers.max(1)).max(1)
 }
 
 #[derive(Debug)]
@@ -244,6 +256,38 @@ impl EdgeHandle {
             let _ = w.control.send(Control::Shutdown { deadline });
             let _ = w.waker.wake();
         }
+    }
+
+    /// Hands every worker `runtime` (core seam 2) and waits, at most `timeout`, until each has applied
+    /// it between two events; returns how many did (a worker that already exited does not). From
+    /// then on its core decides with the new policy and timers, and connections accepted or dialled
+    /// use the new TLS configs and limits; connections already up keep theirs. The edge-wide
+    /// connection cap changes here, once.
+    pub fn reload(&mut self, runtime: Arc<Runtime>, timeout: Duration) -> usize {
+        self.conn_count.set_max(runtime.limits.max_connections);
+        self.internal_cert = Arc::clone(&runtime.tls.internal.cert);
+        self.external_cert = Arc::clone(&runtime.tls.external.cert);
+        let per_ip_limit = per_ip_share(runtime.limits.max_connections_per_ip, self.workers.len());
+        let (done, applied) = crossbeam_channel::bounded(self.workers.len());
+        let mut sent = 0;
+        for w in &self.workers {
+            let message = Control::Reload {
+                runtime: Arc::clone(&runtime),
+                per_ip_limit,
+                done: done.clone(),
+            };
+            if w.control.send(message).is_ok() {
+                sent += 1;
+                let _ = w.waker.wake();
+            }
+        }
+        drop(done);
+        let deadline = Instant::now() + timeout;
+        let mut count = 0;
+        while count < sent && applied.recv_deadline(deadline).is_ok() {
+            count += 1;
+        }
+        count
     }
 
     /// Waits for every worker; a worker that failed (a polling error, a panic) is logged.

@@ -16,19 +16,24 @@ use parking_lot::Mutex;
 
 use crate::proxy::stats::{CoreStats, Histogram};
 
-/// The process-wide connection count and its cap.
+/// The process-wide connection count and its cap (a reload may change the cap: connections over a
+/// lowered cap stay, new ones wait for room).
 #[derive(Debug)]
 pub(crate) struct ConnCount {
     open: AtomicUsize,
-    max: usize,
+    max: AtomicUsize,
 }
 
 impl ConnCount {
     pub fn new(max: usize) -> Arc<ConnCount> {
         Arc::new(ConnCount {
             open: AtomicUsize::new(0),
-            max,
+            max: AtomicUsize::new(max),
         })
+    }
+
+    pub fn set_max(&self, max: usize) {
+        self.max.store(max, Ordering::Relaxed);
     }
 
     pub fn open(&self) -> usize {
@@ -44,7 +49,7 @@ impl ConnSlot {
     /// `None` when the cap is reached.
     pub fn acquire(count: &Arc<ConnCount>) -> Option<ConnSlot> {
         let before = count.open.fetch_add(1, Ordering::Relaxed);
-        if before >= count.max {
+        if before >= count.max.load(Ordering::Relaxed) {
             count.open.fetch_sub(1, Ordering::Relaxed);
             return None;
         }

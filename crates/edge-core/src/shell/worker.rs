@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use mio::net::TcpListener;
 use mio::{Events, Poll, Token as MioToken};
 use slab::Slab;
@@ -33,6 +33,7 @@ use super::timers::{earliest, sleep_until, Deadlines};
 use super::tls::TlsConfigs;
 use super::Core;
 use crate::proxy::io::{ConnId, Effect, Input, Level, LogRecord, NextHop, Side, Token};
+use crate::Runtime;
 
 /// Wakes the loop for a [`Control`] message.
 pub(crate) const WAKER: MioToken = MioToken(usize::MAX);
@@ -46,6 +47,14 @@ pub(crate) enum Control {
     /// Stop accepting, let the core refuse new requests, exit when no transaction is open and what
     /// was queued is written, or at `deadline`, closing every connection.
     Shutdown { deadline: Instant },
+    /// A reload's snapshot (`EdgeHandle::reload`): applied at once, then the worker's index is sent
+    /// on `done`.
+    Reload {
+        runtime: Arc<Runtime>,
+        /// This worker's share of `max_connections_per_ip`.
+        per_ip_limit: usize,
+        done: Sender<usize>,
+    },
 }
 
 /// Everything a worker is built from (moved into its thread).
@@ -243,8 +252,27 @@ impl<C: Core> Worker<C> {
         while let Ok(message) = self.parts.control.try_recv() {
             match message {
                 Control::Shutdown { deadline } => self.begin_shutdown(now, deadline),
+                Control::Reload {
+                    runtime,
+                    per_ip_limit,
+                    done,
+                } => {
+                    self.apply_runtime(&runtime, per_ip_limit);
+                    let _ = done.send(self.parts.index);
+                }
             }
         }
+    }
+
+    /// New handshakes (accepted and dialled) and new connections' limits from `runtime`; open
+    /// connections keep the configs and limits they were made with.
+    fn apply_runtime(&mut self, runtime: &Runtime, per_ip_limit: usize) {
+        self.parts.tls = Arc::clone(&runtime.tls);
+        self.parts.limits = ConnLimits::from(&runtime.limits);
+        self.parts.per_ip_limit = per_ip_limit;
+        self.parts.per_hop_limit = runtime.limits.outgoing_tls_per_hop;
+        self.parts.log_debug = runtime.limits.log_debug;
+        self.core.apply(runtime);
     }
 
     fn begin_shutdown(&mut self, now: Instant, deadline: Instant) {

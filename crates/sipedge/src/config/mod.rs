@@ -38,7 +38,8 @@ mod tests_warnings;
 use std::fmt;
 
 pub use load::EMBEDDED_DEFAULT_WARNING;
-pub use settings::{Config, TlsIdentity};
+pub use settings::{CaBundle, Config, LimitSettings, StaticHost, TlsIdentity};
+pub(crate) use tls::date;
 
 /// One configuration error or warning: the key path it is about and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -349,7 +349,7 @@ fn expiry_warning(
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the Unix epoch (proleptic Gregorian calendar).
-pub(super) fn date(ts: i64) -> String {
+pub(crate) fn date(ts: i64) -> String {
     let (days, secs) = (ts.div_euclid(DAY), ts.rem_euclid(DAY));
     // Howard Hinnant's civil_from_days.
     let z = days + 719_468;

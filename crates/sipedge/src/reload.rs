@@ -1,0 +1,278 @@
+//! SIGHUP reload (issue 9): [`Reloader::reload`] reads and validates the whole configuration off the
+//! event loops with the code `check-config` uses. Any error keeps the running configuration: every
+//! error is logged (`reload_error`, one JSON line each), then `reload_failed` with the count. A valid
+//! one has its differences logged (`reload_diff.rs`), each key only a restart applies refused with a
+//! `restart_needed` line (old → new), the discovered-partner limiter set once for the edge, and a new
+//! `edge_core::Runtime` (policy, timers, limits, TLS configs built here) handed to every worker;
+//! `reload_applied` then carries the new configuration generation (1 at start, +1 per applied reload).
+//! [`ReloadStatus`] is what the metrics and `/readyz` read. `sipedge reload` ([`send_hup`]) sends the
+//! signal, like `kill -HUP <pid>`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use edge_core::proxy::SharedDiscoveryLimiter;
+use edge_core::shell::EdgeHandle;
+use edge_core::{ProxyRuntime, Runtime};
+use federation_policy::DiscoveryLimits;
+use parking_lot::Mutex;
+use serde_json::json;
+
+use crate::config::local_pki::LocalPki;
+use crate::config::{Config, Issue};
+use crate::reload_diff::{self, Fixed};
+
+/// How long a reload waits for every worker to apply the snapshot (a worker applies it between two
+/// events, so this is only reached by a worker that is stuck).
+const APPLY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The outcome of the last reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadResult {
+    Ok,
+    Failed,
+}
+
+impl ReloadResult {
+    // Read by the metrics and `/readyz` (the metrics part of issue 9), as is `Reloader::status`.
+    #[allow(dead_code)]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadResult::Ok => "ok",
+            ReloadResult::Failed => "failed",
+        }
+    }
+}
+
+/// What the last reload did, for the metrics and `/readyz` (shared as [`SharedReloadStatus`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReloadStatus {
+    /// The configuration generation running: 1 at start, +1 per applied reload.
+    pub generation: u64,
+    /// When the last reload (applied or failed) finished; `None` before the first.
+    pub last_reload_unix_secs: Option<u64>,
+    /// `Ok` at start.
+    pub last_result: ReloadResult,
+    /// Errors of the last failed reload; 0 after an applied one.
+    pub last_error_count: usize,
+}
+
+impl Default for ReloadStatus {
+    fn default() -> Self {
+        ReloadStatus {
+            generation: 1,
+            last_reload_unix_secs: None,
+            last_result: ReloadResult::Ok,
+            last_error_count: 0,
+        }
+    }
+}
+
+/// The reload status, written by the signal thread and read by whoever reports it.
+pub type SharedReloadStatus = Arc<Mutex<ReloadStatus>>;
+
+/// What a reload needs besides the edge: where the configuration comes from, the running one, and
+/// what was fixed at start.
+#[derive(Debug)]
+pub struct Reloader {
+    /// `None`: the embedded default.
+    path: Option<PathBuf>,
+    local_pki: Option<LocalPki>,
+    fixed: Fixed,
+    current: Config,
+    limiter: Arc<SharedDiscoveryLimiter>,
+    status: SharedReloadStatus,
+}
+
+impl Reloader {
+    pub fn new(
+        path: Option<&Path>,
+        local_pki: Option<LocalPki>,
+        current: Config,
+        limiter: Arc<SharedDiscoveryLimiter>,
+    ) -> Reloader {
+        Reloader {
+            path: path.map(Path::to_path_buf),
+            local_pki,
+            fixed: Fixed::of(&current),
+            current,
+            limiter,
+            status: SharedReloadStatus::default(),
+        }
+    }
+
+    /// The status the metrics and `/readyz` read.
+    #[allow(dead_code)]
+    pub fn status(&self) -> SharedReloadStatus {
+        Arc::clone(&self.status)
+    }
+
+    /// One reload, start to end (see the module comment). Never stops the edge.
+    pub fn reload(&mut self, handle: &mut EdgeHandle) {
+        let loaded = match &self.path {
+            Some(p) => Config::check(p),
+            None => Config::check_embedded_default(),
+        };
+        let new = match loaded {
+            Ok(c) => c,
+            Err(invalid) => return self.failed(&invalid.errors),
+        };
+        let generation = self.status.lock().generation + 1;
+        let runtime = match runtime(&new, self.local_pki.as_ref(), generation) {
+            Ok(r) => r,
+            Err(e) => return self.failed(&[e]),
+        };
+        for w in new.warnings() {
+            log_record(json!({ "level": "warn", "event": "config_warning", "text": w.to_string() }));
+        }
+        let refused = self.fixed.refused(&new);
+        for r in &refused {
+            log_record(json!({
+                "level": "warn", "event": "restart_needed", "key": r.key, "old": r.old, "new": r.new,
+                "text": format!(
+                    "{}: {} → {}: restart needed; this key keeps its running value, the rest of the reload applies",
+                    r.key, r.old, r.new
+                ),
+            }));
+        }
+        let changes = reload_diff::changes(&self.current, &new);
+        for record in &changes {
+            log_record(record.clone());
+        }
+        let discovery = new.policy().discovery().copied().unwrap_or_default();
+        let before = self.limiter.limits();
+        if self.limiter.set_limits(discovery) {
+            log_record(discovery_changed(before, discovery));
+        }
+        let workers = handle.reload(Arc::new(runtime), APPLY_TIMEOUT);
+        self.current = new;
+        {
+            let mut s = self.status.lock();
+            *s = ReloadStatus {
+                generation,
+                last_reload_unix_secs: Some(unix_now()),
+                last_result: ReloadResult::Ok,
+                last_error_count: 0,
+            };
+        }
+        log_record(json!({
+            "level": "info", "event": "reload_applied", "generation": generation,
+            "changes": changes.len(), "restart_needed": refused.len(), "workers": workers,
+            "text": format!(
+                "configuration generation {generation} applied by {workers} workers: {} changes, {} keys need a restart",
+                changes.len(), refused.len()
+            ),
+        }));
+    }
+
+    fn failed(&self, errors: &[Issue]) {
+        for e in errors {
+            log_record(json!({
+                "level": "error", "event": "reload_error", "key": e.key, "problem": e.problem,
+                "text": e.to_string().replace(['\r', '\n'], " "),
+            }));
+        }
+        let generation = {
+            let mut s = self.status.lock();
+            s.last_reload_unix_secs = Some(unix_now());
+            s.last_result = ReloadResult::Failed;
+            s.last_error_count = errors.len();
+            s.generation
+        };
+        log_record(json!({
+            "level": "error", "event": "reload_failed", "errors": errors.len(), "generation": generation,
+            "text": format!(
+                "reload refused: {} errors; the running configuration (generation {generation}) stays",
+                errors.len()
+            ),
+        }));
+    }
+}
+
+/// The snapshot of `config` for the workers: TLS built here, off the event loops.
+pub fn runtime(config: &Config, local_pki: Option<&LocalPki>, generation: u64) -> Result<Runtime, Issue> {
+    let tls_issue = |problem: String| Issue {
+        key: "tls".to_owned(),
+        problem,
+    };
+    let settings = crate::run::shell_settings(config, local_pki).map_err(tls_issue)?;
+    Runtime::build(
+        &settings,
+        Arc::clone(config.policy()),
+        proxy_runtime(config),
+        generation,
+    )
+    .map_err(|e| tls_issue(e.to_string()))
+}
+
+/// The proxy core's reloadable settings from `config`.
+pub fn proxy_runtime(config: &Config) -> ProxyRuntime {
+    let l = config.limits();
+    ProxyRuntime {
+        internal_next_hop: config.internal().next_hop.clone(),
+        timer_f: l.transaction_timeout,
+        timer_b: l.transaction_timeout,
+        timer_c: l.invite_timeout,
+    }
+}
+
+fn discovery_changed(old: DiscoveryLimits, new: DiscoveryLimits) -> serde_json::Value {
+    let show = |l: DiscoveryLimits| {
+        format!(
+            "{}/s, {} contacts per {} s",
+            l.messages_per_second, l.distinct_contacts, l.contact_window_secs
+        )
+    };
+    json!({
+        "level": "info", "event": "limit_changed", "key": "federation.discovery_limits",
+        "old": show(old), "new": show(new),
+        "text": format!(
+            "discovered-partner limits changed from {} to {}: the limiter starts fresh",
+            show(old), show(new)
+        ),
+    })
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn log_record(record: serde_json::Value) {
+    eprintln!("{record}");
+}
+
+/// `sipedge reload`: SIGHUP to `pid`, or to the pid written in `pid_file` (`run --pid-file`).
+/// The same as `kill -HUP <pid>`.
+pub fn send_hup(pid: Option<i32>, pid_file: Option<&Path>) -> ExitCode {
+    let pid = match (pid, pid_file) {
+        (Some(p), _) => Ok(p),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .map_err(|e| format!("cannot read {}: {e}", f.display()))
+            .and_then(|t| {
+                t.trim()
+                    .parse::<i32>()
+                    .map_err(|e| format!("{} holds no pid: {e}", f.display()))
+            }),
+        (None, None) => Err("give --pid PID or --pid-file FILE".to_owned()),
+    };
+    let sent = pid.and_then(|p| {
+        let target = rustix::process::Pid::from_raw(p).ok_or_else(|| format!("{p} is not a process id"))?;
+        rustix::process::kill_process(target, rustix::process::Signal::HUP)
+            .map(|()| p)
+            .map_err(|e| format!("cannot signal process {p}: {e}"))
+    });
+    match sent {
+        Ok(p) => {
+            println!("reload requested: SIGHUP sent to {p}; the edge logs reload_applied or reload_failed");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sipedge reload: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

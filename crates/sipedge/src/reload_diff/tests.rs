@@ -1,0 +1,211 @@
+//! Unit tests of the reload diff: what is logged for each kind of change (domains, providers, known
+//! servers with their Lync events, certificates with old and new serial and expiry, limits, other
+//! settings), nothing for an identical file, and the keys only a restart applies.
+
+use serde_json::Value;
+
+use super::*;
+use crate::config::test_support::{with, Pki, VALID_TOML};
+
+/// The records of one event kind.
+fn of<'a>(records: &'a [Value], event: &str) -> Vec<&'a Value> {
+    records.iter().filter(|r| r["event"] == event).collect()
+}
+
+#[test]
+fn an_identical_file_changes_nothing_and_needs_no_restart() {
+    let pki = Pki::with_edge_cert();
+    let a = pki.load(VALID_TOML, &[]).unwrap();
+    let b = pki.load(VALID_TOML, &[]).unwrap();
+    assert_eq!(changes(&a, &b), Vec::<Value>::new());
+    assert_eq!(Fixed::of(&a).refused(&b), []);
+}
+
+#[test]
+fn federation_lists_and_providers_are_logged_per_entry() {
+    let pki = Pki::with_edge_cert();
+    let old = pki.load(VALID_TOML, &[]).unwrap();
+    let text = with(
+        "",
+        &[
+            (
+                r#"{ domain = "push.lync.com" },"#,
+                r#"{ domain = "new.example" },"#,
+            ),
+            ("sip.partner.example:5062", "edge.partner.example"),
+            (
+                r#"blocked = [{ domain = "evil.example" }]"#,
+                r#"blocked = [{ domain = "worse.example" }]"#,
+            ),
+            ("enabled = true", "enabled = false"),
+        ],
+    );
+    let new = pki.load(&text, &[]).unwrap();
+    let records = changes(&old, &new);
+    let allowed = of(&records, "federation_allowed");
+    let summary: Vec<(&str, &str)> = allowed
+        .iter()
+        .map(|r| (r["change"].as_str().unwrap(), r["domain"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("changed", "partner.example"),
+            ("removed", "push.lync.com"),
+            ("added", "new.example")
+        ],
+        "{records:#?}"
+    );
+    assert_eq!(allowed[0]["proxy_fqdn"], "edge.partner.example");
+    assert_eq!(allowed[0]["old_proxy_fqdn"], "sip.partner.example:5062");
+    let blocked = of(&records, "federation_blocked");
+    assert_eq!(blocked.len(), 2, "{records:#?}");
+    assert_eq!(
+        (&blocked[0]["change"], &blocked[0]["domain"]),
+        (&"removed".into(), &"evil.example".into())
+    );
+    assert_eq!(
+        (&blocked[1]["change"], &blocked[1]["domain"]),
+        (&"added".into(), &"worse.example".into())
+    );
+    let providers = of(&records, "hosted_provider");
+    assert_eq!(providers.len(), 1, "{records:#?}");
+    assert_eq!(providers[0]["change"], "changed");
+    assert_eq!(providers[0]["name"], "LyncOnline");
+    assert_eq!(
+        (&providers[0]["enabled"], &providers[0]["old_enabled"]),
+        (&false.into(), &true.into())
+    );
+}
+
+#[test]
+fn known_servers_carry_the_lync_add_and_remove_events() {
+    let pki = Pki::with_edge_cert();
+    let old = pki.load(VALID_TOML, &[]).unwrap();
+    let text = with(
+        "",
+        &[(
+            r#"{ fqdn = "fe2.corp.example", version = "8.0" },"#,
+            r#"{ fqdn = "fe3.corp.example", version = "6" },"#,
+        )],
+    );
+    let new = pki.load(&text, &[]).unwrap();
+    let records = changes(&old, &new);
+    let known = of(&records, "known_server");
+    let summary: Vec<(&str, &str, u64)> = known
+        .iter()
+        .map(|r| {
+            (
+                r["change"].as_str().unwrap(),
+                r["fqdn"].as_str().unwrap(),
+                r["lync_event"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("removed", "fe2.corp.example", 14495),
+            ("added", "fe3.corp.example", 14493)
+        ],
+        "{records:#?}"
+    );
+}
+
+#[test]
+fn a_replaced_certificate_is_logged_with_old_and_new_serial_and_expiry() {
+    let pki = Pki::with_edge_cert();
+    let old = pki.load(VALID_TOML, &[]).unwrap();
+    // Same files, a new certificate in them (another key, serial and expiry).
+    pki.leaf("edge", &["edge.corp.example", "sip.corp.example"], 200);
+    let new = pki.load(VALID_TOML, &[]).unwrap();
+    let records = changes(&old, &new);
+    let certs = of(&records, "certificate_replaced");
+    assert_eq!(certs.len(), 2, "both sides use edge.crt: {records:#?}");
+    let (internal, external) = (certs[0], certs[1]);
+    assert_eq!(
+        (&internal["side"], &external["side"]),
+        (&"internal".into(), &"external".into())
+    );
+    assert_ne!(internal["serial"], internal["old_serial"], "{internal}");
+    assert!(!internal["serial"].as_str().unwrap().is_empty());
+    assert!(
+        internal["not_after"].as_i64().unwrap() < internal["old_not_after"].as_i64().unwrap(),
+        "200 days instead of 365: {internal}"
+    );
+    assert!(internal["subject"]
+        .as_str()
+        .unwrap()
+        .contains("edge.corp.example"));
+    assert!(internal["expires"].as_str().unwrap().ends_with("UTC"));
+    assert_eq!(records.len(), 2, "nothing else changed: {records:#?}");
+}
+
+#[test]
+fn limits_and_settings_are_logged_with_old_and_new_values() {
+    let pki = Pki::with_edge_cert();
+    let old = pki.load(VALID_TOML, &[]).unwrap();
+    let text = with(
+        "",
+        &[
+            (
+                r#"next_hop = "pool.corp.example""#,
+                r#"next_hop = "pool2.corp.example""#,
+            ),
+            (
+                "[im_filter]",
+                "[limits]\nmax_connections = 77\ntransaction_timeout_ms = 9000\n\n[im_filter]",
+            ),
+        ],
+    );
+    let new = pki.load(&text, &[]).unwrap();
+    let records = changes(&old, &new);
+    let limits = of(&records, "limit_changed");
+    let keys: Vec<(&str, &str)> = limits
+        .iter()
+        .map(|r| (r["key"].as_str().unwrap(), r["new"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("limits.max_connections", "77"),
+            ("limits.transaction_timeout_ms", "9000")
+        ],
+        "{records:#?}"
+    );
+    let settings = of(&records, "setting_changed");
+    assert_eq!(settings.len(), 1, "{records:#?}");
+    assert_eq!(settings[0]["key"], "internal.next_hop");
+    assert_eq!(settings[0]["old"], "pool.corp.example");
+    assert_eq!(settings[0]["new"], "pool2.corp.example");
+}
+
+#[test]
+fn listener_addresses_and_workers_need_a_restart() {
+    let pki = Pki::with_edge_cert();
+    let old = pki.load(VALID_TOML, &[]).unwrap();
+    let text = with(
+        "",
+        &[
+            ("10.0.0.10:5061", "10.0.0.11:5061"),
+            ("[edge]\n", "[edge]\nworkers = 3\n"),
+            (
+                "[im_filter]",
+                "[metrics]\nlisten = \"127.0.0.1:9999\"\n\n[im_filter]",
+            ),
+        ],
+    );
+    let new = pki.load(&text, &[]).unwrap();
+    let refused = Fixed::of(&old).refused(&new);
+    let keys: Vec<(&str, &str, &str)> = refused
+        .iter()
+        .map(|r| (r.key, r.old.as_str(), r.new.as_str()))
+        .collect();
+    assert_eq!(keys.len(), 3, "{refused:#?}");
+    assert_eq!(keys[0], ("internal.listen", "10.0.0.10:5061", "10.0.0.11:5061"));
+    assert_eq!(keys[1].0, "metrics.listen");
+    assert_eq!(keys[1].2, "127.0.0.1:9999");
+    assert_eq!(keys[2], ("edge.workers", "0 (one per core)", "3"));
+    // The listener addresses are not runtime changes: nothing else is logged.
+    assert_eq!(changes(&old, &new), Vec::<Value>::new());
+}
