@@ -38,12 +38,14 @@ pub const SIDES: &[&str] = &["internal", "external"];
 /// The statuses the edge generates itself.
 pub const GENERATED_STATUSES: &[&str] = &[
     "400", "403", "404", "408", "413", "416", "420", "480", "481", "482", "483", "488", "500", "501", "502",
-    "503", "504", "513", OTHER,
+    "503", "504", "505", "513", "487", OTHER,
 ];
 
 /// Refusal reasons (the `metric_reason` of edge-core's and federation-policy's refusals): why the edge
-/// answered a request itself. Shared by generated responses and refusals.
+/// answered a request itself; `none` for a generated answer that is no refusal (408 after Timer F,
+/// 483, 487 after CANCEL). Shared by generated responses and refusals.
 pub const REFUSAL_REASONS: &[&str] = &[
+    "none",
     "shutting_down",
     "loop",
     "method",

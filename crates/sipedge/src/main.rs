@@ -6,6 +6,7 @@ mod config;
 mod decode;
 mod dns_lookups;
 mod explain_route;
+mod exporter;
 mod known_servers;
 mod reload;
 mod reload_diff;

@@ -36,8 +36,6 @@ pub enum ReloadResult {
 }
 
 impl ReloadResult {
-    // Read by the metrics and `/readyz` (the metrics part of issue 9), as is `Reloader::status`.
-    #[allow(dead_code)]
     pub fn as_str(self) -> &'static str {
         match self {
             ReloadResult::Ok => "ok",
@@ -57,6 +55,9 @@ pub struct ReloadStatus {
     pub last_result: ReloadResult,
     /// Errors of the last failed reload; 0 after an applied one.
     pub last_error_count: usize,
+    /// Reloads applied and refused since start.
+    pub applied: u64,
+    pub failed: u64,
 }
 
 impl Default for ReloadStatus {
@@ -66,6 +67,8 @@ impl Default for ReloadStatus {
             last_reload_unix_secs: None,
             last_result: ReloadResult::Ok,
             last_error_count: 0,
+            applied: 0,
+            failed: 0,
         }
     }
 }
@@ -84,6 +87,8 @@ pub struct Reloader {
     current: Config,
     limiter: Arc<SharedDiscoveryLimiter>,
     status: SharedReloadStatus,
+    /// Told the facts of each applied configuration (the metrics' partners and certificates).
+    observer: Option<Arc<crate::exporter::EdgeState>>,
 }
 
 impl Reloader {
@@ -100,11 +105,16 @@ impl Reloader {
             current,
             limiter,
             status: SharedReloadStatus::default(),
+            observer: None,
         }
     }
 
+    /// `state` hears the facts of every configuration applied from now on.
+    pub fn observe_with(&mut self, state: Arc<crate::exporter::EdgeState>) {
+        self.observer = Some(state);
+    }
+
     /// The status the metrics and `/readyz` read.
-    #[allow(dead_code)]
     pub fn status(&self) -> SharedReloadStatus {
         Arc::clone(&self.status)
     }
@@ -155,7 +165,12 @@ impl Reloader {
                 last_reload_unix_secs: Some(unix_now()),
                 last_result: ReloadResult::Ok,
                 last_error_count: 0,
+                applied: s.applied + 1,
+                failed: s.failed,
             };
+        }
+        if let Some(state) = &self.observer {
+            state.observe(&self.current);
         }
         log_record(json!({
             "level": "info", "event": "reload_applied", "generation": generation,
@@ -179,6 +194,7 @@ impl Reloader {
             s.last_reload_unix_secs = Some(unix_now());
             s.last_result = ReloadResult::Failed;
             s.last_error_count = errors.len();
+            s.failed += 1;
             s.generation
         };
         log_record(json!({

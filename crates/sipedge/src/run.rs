@@ -18,6 +18,7 @@ use signal_hook::iterator::Signals;
 
 use crate::config::local_pki::LocalPki;
 use crate::config::{Config, TlsIdentity};
+use crate::exporter::{EdgeMetrics, EdgeState};
 use crate::reload::Reloader;
 
 /// How long open transactions may take to finish after SIGTERM.
@@ -139,21 +140,53 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
             log("warn", "pid_file", &format!("cannot write {}: {e}", f.display()));
         }
     }
-    let reloader = Reloader::new(config_path, local_pki, config, reload_limiter);
-    let code = wait_for_signals(handle, signals, reloader);
+    let state = Arc::new(EdgeState::default());
+    state.observe(&config);
+    let metrics_listen = config.metrics().listen;
+    let mut reloader = Reloader::new(config_path, local_pki, config, reload_limiter);
+    reloader.observe_with(Arc::clone(&state));
+    let source = EdgeMetrics {
+        stats: handle.stats(),
+        state: Arc::clone(&state),
+        reload: reloader.status(),
+    };
+    let exporter = match sipedge_metrics::serve(metrics_listen, Arc::new(source)) {
+        Ok(e) => e,
+        Err(e) => {
+            log(
+                "error",
+                "listen_failed",
+                &format!("cannot start the listeners: {e}"),
+            );
+            handle.shutdown(Duration::ZERO);
+            handle.join();
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("metrics http {}", exporter.addr());
+    state.listening.store(true, std::sync::atomic::Ordering::Relaxed);
+    let code = wait_for_signals(handle, signals, reloader, &state);
+    exporter.stop();
     if let Some(f) = pid_file {
         let _ = std::fs::remove_file(f);
     }
     code
 }
 
-fn wait_for_signals(mut handle: shell::EdgeHandle, mut signals: Signals, mut reloader: Reloader) -> ExitCode {
+fn wait_for_signals(
+    mut handle: shell::EdgeHandle,
+    mut signals: Signals,
+    mut reloader: Reloader,
+    state: &EdgeState,
+) -> ExitCode {
     // Signals that arrive while a reload runs are coalesced: one more reload follows, reading the
     // file as it is then.
     for sig in signals.forever() {
         match sig {
             SIGHUP => reloader.reload(&mut handle),
             _ => {
+                // /readyz fails at once (a load balancer stops sending); /healthz stays 200.
+                state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
                 log(
                     "info",
                     "shutdown",

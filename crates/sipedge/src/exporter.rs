@@ -1,0 +1,368 @@
+//! The edge's metrics [`Source`]: at each scrape (on the metrics thread, never a SIP worker) it sums
+//! the workers' published counters (`edge_core::shell::StatsHandle`) and turns them into the families
+//! of `sipedge_metrics::names`, with every label value from a bounded set; `/healthz` and `/readyz`
+//! read the workers' heartbeats and [`EdgeState`]. The `metrics` crate renders and serves; this file
+//! only maps the edge's vocabulary onto its names.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use edge_core::proxy::io::Side;
+use edge_core::proxy::stats::{CoreStats, Histogram, MethodLabel, OutcomeLabel, STATUS_CLASSES};
+use edge_core::shell::StatsHandle;
+use parking_lot::Mutex;
+use sipedge_metrics::names::{self, bounded};
+use sipedge_metrics::{Family, Health, Readiness, Sample, Source};
+
+use crate::config::{Config, TlsIdentity};
+use crate::reload::{ReloadResult, SharedReloadStatus};
+
+/// A worker whose loop has not turned for this long fails `/healthz` (it turns twice a second even
+/// when idle).
+const STALE_AFTER_MS: u64 = 5_000;
+
+/// What the binary knows about itself that the workers do not: readiness, and the facts of the
+/// running configuration the metrics label (configured partners, certificates).
+#[derive(Debug, Default)]
+pub struct EdgeState {
+    /// Both SIP listeners are bound and the workers run.
+    pub listening: AtomicBool,
+    /// SIGTERM arrived: `/readyz` fails from now on, `/healthz` stays 200 until exit.
+    pub draining: AtomicBool,
+    facts: Mutex<ConfigFacts>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ConfigFacts {
+    /// Configured partners (allowed domains), the only `partner` label values besides `other`.
+    partners: Vec<String>,
+    /// (role, subject, notAfter as Unix seconds) of each configured certificate.
+    certificates: Vec<(&'static str, String, i64)>,
+}
+
+impl EdgeState {
+    /// Records the facts of `config` (at start and after each applied reload).
+    pub fn observe(&self, config: &Config) {
+        let partners = config
+            .policy()
+            .allowed_domains()
+            .map(|a| a.domain.to_string())
+            .collect();
+        let mut certificates = Vec::new();
+        for (role, tls) in [
+            ("internal", &config.internal().tls),
+            ("external", &config.external().tls),
+        ] {
+            if let TlsIdentity::Files(f) = tls {
+                certificates.push((role, f.leaf.subject.clone(), f.leaf.not_after));
+            }
+        }
+        *self.facts.lock() = ConfigFacts {
+            partners,
+            certificates,
+        };
+    }
+}
+
+/// The scrape's view of the edge.
+#[derive(Debug)]
+pub struct EdgeMetrics {
+    pub stats: StatsHandle,
+    pub state: Arc<EdgeState>,
+    pub reload: SharedReloadStatus,
+}
+
+fn side_label(side: Side) -> &'static str {
+    side.as_str()
+}
+
+/// `inbound`: traffic that arrived on the external (federation) side.
+fn direction(from: Side) -> &'static str {
+    match from {
+        Side::External => "inbound",
+        Side::Internal => "outbound",
+    }
+}
+
+fn histogram_sample(h: &Histogram, labels: Vec<String>) -> Sample {
+    Sample::Histogram {
+        labels,
+        cumulative: h.cumulative(),
+        sum: sipedge_metrics::histogram::micros_to_seconds(h.sum_micros),
+        count: h.count(),
+    }
+}
+
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl EdgeMetrics {
+    fn core_families(&self, core: &CoreStats, facts: &ConfigFacts, out: &mut Vec<Family>) {
+        let sides = [Side::Internal, Side::External];
+        let mut requests = names::REQUESTS.family();
+        let mut responses = names::RESPONSES.family();
+        for (si, side) in sides.iter().enumerate() {
+            for (mi, m) in MethodLabel::ALL.iter().enumerate() {
+                let n = core
+                    .requests_in
+                    .get(si)
+                    .and_then(|r| r.get(mi))
+                    .copied()
+                    .unwrap_or(0);
+                if n > 0 {
+                    requests = requests.value([direction(*side), m.as_str()], n as f64);
+                }
+                for (ci, class) in STATUS_CLASSES.iter().enumerate() {
+                    let n = core
+                        .responses_in
+                        .get(si)
+                        .and_then(|r| r.get(mi))
+                        .and_then(|r| r.get(ci))
+                        .copied()
+                        .unwrap_or(0);
+                    // A response from a hop on the external side answers an outbound request.
+                    let dir = match side {
+                        Side::External => "outbound",
+                        Side::Internal => "inbound",
+                    };
+                    if n > 0 {
+                        responses = responses.value([dir, m.as_str(), class], n as f64);
+                    }
+                }
+            }
+        }
+        out.push(requests);
+        out.push(responses);
+
+        let mut generated = std::collections::BTreeMap::<(&str, &str), u64>::new();
+        let mut refusals = std::collections::BTreeMap::<&str, u64>::new();
+        for ((status, reason), n) in &core.generated {
+            if *status < 200 {
+                continue; // 100 Trying is hop by hop, not an answer
+            }
+            let status = bounded(names::GENERATED_STATUSES, &status.to_string());
+            let reason = bounded(names::REFUSAL_REASONS, reason);
+            *generated.entry((status, reason)).or_default() += n;
+            if reason != "none" {
+                *refusals.entry(reason).or_default() += n;
+            }
+        }
+        let mut family = names::GENERATED_RESPONSES.family();
+        for ((status, reason), n) in generated {
+            family = family.value([status, reason], n as f64);
+        }
+        out.push(family);
+        let mut family = names::REFUSALS.family();
+        for (reason, n) in refusals {
+            family = family.value([reason], n as f64);
+        }
+        out.push(family);
+
+        out.push(
+            names::RESPONSES_DROPPED
+                .family()
+                .value(["wrong_connection"], core.responses_wrong_connection as f64)
+                .value(["unknown_branch"], core.responses_unknown_branch as f64),
+        );
+
+        let mut decisions = std::collections::BTreeMap::<(&str, &str, &str), u64>::new();
+        for ((side, verdict, reason), n) in &core.decisions {
+            let key = (
+                direction(*side),
+                *verdict,
+                bounded(names::DECISION_REASONS, reason),
+            );
+            *decisions.entry(key).or_default() += n;
+        }
+        let mut family = names::FEDERATION_DECISIONS.family();
+        for ((dir, verdict, reason), n) in decisions {
+            family = family.value([dir, verdict, reason], n as f64);
+        }
+        out.push(family);
+        let mut by_partner = std::collections::BTreeMap::<&str, [u64; 2]>::new();
+        for (domain, row) in &core.partner_decisions {
+            let partner = facts
+                .partners
+                .iter()
+                .find(|p| p.as_str() == domain)
+                .map_or(names::OTHER, String::as_str);
+            let e = by_partner.entry(partner).or_default();
+            e[0] += row[0];
+            e[1] += row[1];
+        }
+        let mut family = names::PARTNER_DECISIONS.family();
+        for (partner, row) in by_partner {
+            family = family
+                .value([partner, "accept"], row[0] as f64)
+                .value([partner, "refuse"], row[1] as f64);
+        }
+        out.push(family);
+
+        let mut family = names::TRANSACTION_DURATION.family();
+        for (mi, m) in MethodLabel::ALL.iter().enumerate() {
+            if let Some(h) = core.latency.get(mi).filter(|h| h.count() > 0) {
+                family = family.sample(histogram_sample(h, vec![m.as_str().to_owned()]));
+            }
+        }
+        out.push(family);
+        let _ = OutcomeLabel::ALL; // outcomes are exported with the push relay's families (issue 10)
+    }
+}
+
+impl Source for EdgeMetrics {
+    fn families(&self) -> Vec<Family> {
+        let workers = self.stats.worker_snapshots();
+        let facts = self.state.facts.lock().clone();
+        let mut out = Vec::new();
+        let mut core = CoreStats::default();
+        for w in &workers {
+            if let Some(c) = &w.core {
+                core.merge(c);
+            }
+        }
+        self.core_families(&core, &facts, &mut out);
+
+        let mut handshakes = names::TLS_HANDSHAKES.family();
+        let mut active = names::CONNECTIONS_ACTIVE.family();
+        let mut closed = std::collections::BTreeMap::<(&str, &str), u64>::new();
+        let mut failures = std::collections::BTreeMap::<(&str, &str), u64>::new();
+        let mut refused = std::collections::BTreeMap::<(&str, &str), u64>::new();
+        let mut framing = std::collections::BTreeMap::<(&str, &str), u64>::new();
+        let mut hostile = std::collections::BTreeMap::<(&str, &str), u64>::new();
+        let mut turns = names::LOOP_TURN_DURATION.family();
+        for (i, side) in [Side::Internal, Side::External].iter().enumerate() {
+            let ok: u64 = workers.iter().filter_map(|w| w.handshakes_ok.get(i)).sum();
+            handshakes = handshakes.value([side_label(*side), "ok"], ok as f64);
+            let open: u64 = workers.iter().filter_map(|w| w.open_connections.get(i)).sum();
+            active = active.value([side_label(*side)], open as f64);
+        }
+        for (wi, w) in workers.iter().enumerate() {
+            for ((side, reason), n) in &w.closes {
+                *closed
+                    .entry((side, bounded(names::CLOSE_REASONS, reason)))
+                    .or_default() += n;
+                if let Some(kind) = names::HOSTILE_KINDS.iter().find(|k| *k == reason) {
+                    *hostile.entry((side, kind)).or_default() += n;
+                }
+            }
+            for ((side, bucket), n) in &w.handshake_failures {
+                *failures
+                    .entry((side, bounded(names::TLS_RESULTS, bucket)))
+                    .or_default() += n;
+            }
+            for ((side, limit), n) in &w.refused {
+                *refused
+                    .entry((side, bounded(names::CONNECTION_LIMITS, limit)))
+                    .or_default() += n;
+            }
+            for ((side, kind), n) in &w.framing {
+                *framing
+                    .entry((side, bounded(names::FRAMING_KINDS, kind)))
+                    .or_default() += n;
+            }
+            turns = turns.sample(histogram_sample(&w.loop_turns, vec![wi.to_string()]));
+        }
+        for ((side, result), n) in failures {
+            handshakes = handshakes.value([side, result], n as f64);
+        }
+        out.push(handshakes);
+        out.push(active);
+        for (desc, map) in [
+            (names::CONNECTIONS_CLOSED, closed),
+            (names::CONNECTIONS_REFUSED, refused),
+            (names::FRAMING_ERRORS, framing),
+            (names::HOSTILE_CLOSES, hostile),
+        ] {
+            let mut family = desc.family();
+            for ((a, b), n) in map {
+                family = family.value([a, b], n as f64);
+            }
+            out.push(family);
+        }
+        out.push(turns);
+
+        let reload = *self.reload.lock();
+        out.push(
+            names::CONFIG_GENERATION
+                .family()
+                .value(Vec::<String>::new(), reload.generation as f64),
+        );
+        out.push(names::CONFIG_LAST_RELOAD.family().value(
+            Vec::<String>::new(),
+            reload.last_reload_unix_secs.unwrap_or(0) as f64,
+        ));
+        let success = f64::from(u8::from(reload.last_result == ReloadResult::Ok));
+        out.push(
+            names::CONFIG_LAST_RELOAD_SUCCESS
+                .family()
+                .value(Vec::<String>::new(), success),
+        );
+        out.push(
+            names::CONFIG_RELOADS
+                .family()
+                .value(["success"], reload.applied as f64)
+                .value(["failure"], reload.failed as f64),
+        );
+        let mut certs = names::CERTIFICATE_EXPIRY.family();
+        for (role, subject, not_after) in &facts.certificates {
+            certs = certs.value([*role, subject.as_str()], *not_after as f64);
+        }
+        out.push(certs);
+        out.push(names::BUILD_INFO.family().value(
+            [
+                env!("CARGO_PKG_VERSION"),
+                option_env!("SIPEDGE_COMMIT").unwrap_or("unknown"),
+            ],
+            1.0,
+        ));
+        out
+    }
+
+    fn health(&self) -> Health {
+        let now = unix_now_ms();
+        let stale: Vec<String> = self
+            .stats
+            .heartbeats()
+            .iter()
+            .enumerate()
+            .filter(|(_, &h)| now.saturating_sub(h) > STALE_AFTER_MS)
+            .map(|(i, &h)| format!("worker {i} has not turned for {} ms", now.saturating_sub(h)))
+            .collect();
+        Health {
+            ok: stale.is_empty(),
+            detail: stale.join("; "),
+        }
+    }
+
+    fn readiness(&self) -> Readiness {
+        let reload = *self.reload.lock();
+        let last = match reload.last_result {
+            ReloadResult::Ok => format!("configuration generation {}", reload.generation),
+            ReloadResult::Failed => format!(
+                "configuration generation {} (last reload {}: {} errors, the running configuration stays)",
+                reload.generation,
+                reload.last_result.as_str(),
+                reload.last_error_count
+            ),
+        };
+        if self.state.draining.load(Ordering::Relaxed) {
+            return Readiness {
+                ready: false,
+                detail: format!("draining: SIGTERM received; {last}"),
+            };
+        }
+        if !self.state.listening.load(Ordering::Relaxed) {
+            return Readiness {
+                ready: false,
+                detail: "listeners not up yet".to_owned(),
+            };
+        }
+        Readiness {
+            ready: true,
+            detail: last,
+        }
+    }
+}
