@@ -89,7 +89,7 @@ impl Edge {
         }
         let deadline = Instant::now() + START_TIMEOUT;
         let (mut internal, mut external, mut metrics) = (None, None, None);
-        while internal.is_none() || external.is_none() {
+        while internal.is_none() || external.is_none() || metrics.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left.min(Duration::from_millis(200))) {
                 Ok(line) => {
@@ -116,14 +116,13 @@ impl Edge {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "sipedge run did not print both listening lines within {START_TIMEOUT:?};\nstdout: {:?}\nstderr:\n{}",
+                    "sipedge run did not print its listening and metrics lines within {START_TIMEOUT:?};\nstdout: {:?}\nstderr:\n{}",
                     stdout_lines.lock().unwrap(),
                     logs.lock().unwrap().join("\n")
                 );
             }
         }
-        // No waiting for a `metrics http` line: the binary prints none until metrics exist (a line
-        // printed before the listener lines is still parsed above).
+        // `metrics http <addr>` comes after the listener lines (design brief §6).
         Edge {
             child,
             internal_addr: internal.unwrap(),

@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod edge;
+pub mod http;
 pub mod peer;
 pub mod pki;
 pub mod sip;

@@ -1,7 +1,7 @@
 //! The metrics endpoint on a thread of its own, never on a SIP worker: `GET /metrics` (the text
 //! exposition of [`Source::families`] plus this crate's own counters, `text/plain; version=0.0.4`),
 //! `GET /healthz` (200 `ok`, or 503 with [`Health::detail`](crate::Health)), `GET /readyz` (200
-//! `ready`, or 503 with the readiness detail, e.g. `draining`). Any other path is 404; another method
+//! `ready` with the readiness detail after a colon when there is one, or 503 with the readiness detail, e.g. `draining`). Any other path is 404; another method
 //! on one of these paths is 405 (`Allow: GET`).
 //!
 //! One thread, one `mio::Poll`, non-blocking sockets: a slow or silent client holds a slot, never the
@@ -358,7 +358,11 @@ impl Server {
                 Err(_) => response(503, "text/plain", b"health check failed\n", ""),
             },
             "/readyz" => match catch_unwind(AssertUnwindSafe(|| source.readiness())) {
-                Ok(r) if r.ready => response(200, "text/plain", b"ready\n", ""),
+                // The detail says what runs (e.g. the configuration generation, a refused reload).
+                Ok(r) if r.ready && r.detail.is_empty() => response(200, "text/plain", b"ready\n", ""),
+                Ok(r) if r.ready => {
+                    response(200, "text/plain", format!("ready: {}\n", r.detail).as_bytes(), "")
+                }
                 Ok(r) => response(503, "text/plain", format!("{}\n", r.detail).as_bytes(), ""),
                 Err(_) => response(503, "text/plain", b"readiness check failed\n", ""),
             },

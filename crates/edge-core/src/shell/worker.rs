@@ -176,6 +176,8 @@ impl<C: Core> Worker<C> {
     /// The loop; returns when shutdown completes, or with the error that stopped polling.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        // A heartbeat before the first sleep: the worker is alive from its first instant.
+        self.publish(Instant::now());
         loop {
             let now = Instant::now();
             if let Some(deadline) = self.shutdown {

@@ -1,0 +1,350 @@
+//! Issue 9, metrics, black-box: the real `sipedge run` binary serves `/metrics`, `/healthz` and
+//! `/readyz` on `metrics.listen` (the `metrics http <addr>` line); a real Prometheus (the Debian
+//! package, started here on loopback) scrapes it, and the test asks Prometheus's HTTP API for the
+//! series it drove — requests by method, a refusal by reason, a reload. `promtool check metrics` is
+//! clean on the edge's real exposition. SIGTERM fails `/readyz` at once while `/healthz` stays 200
+//! until the edge exits. Every wait is bounded; loopback only.
+
+// Test code: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod support;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sip_codec::Message;
+use support::http;
+use support::sip::{self, reply};
+use support::{Edge, EdgeOpts, Reply, TestPki, TlsPeer, TlsUas};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A UAS answering 200 to everything but ACK (`silent`: nothing at all).
+fn uas(pki: &TestPki, identity: &support::pki::Identity, silent: bool) -> TlsUas {
+    TlsUas::start_with(identity, &pki.internal_ca.cert, move |m: &Message<'_>| {
+        match m.method() {
+            Some("ACK") => vec![],
+            _ if silent => vec![],
+            _ => vec![Reply::Now(reply(m, 200, "OK", Some("uas-tag")))],
+        }
+    })
+}
+
+fn fe(edge: &Edge, pki: &TestPki) -> TlsPeer {
+    TlsPeer::connect(
+        edge.internal_addr,
+        &pki.fe,
+        &pki.internal_ca.cert,
+        "edge-int.corp.test",
+    )
+    .unwrap_or_else(|e| panic!("FE cannot connect: {e}\n{}", edge.log_dump()))
+}
+
+fn final_status(fe: &mut TlsPeer, edge: &Edge, uri: &str, branch: &str) -> u16 {
+    fe.send(&sip::message(
+        uri,
+        "fe1.corp.test:5061",
+        branch,
+        "sip:alice@corp.test",
+    ));
+    let r = fe
+        .recv_matching(WAIT, |m| sip::status(m) >= 200 && sip::top_branch(m) == branch)
+        .unwrap_or_else(|| panic!("no final response for {branch}\n{}", edge.log_dump()));
+    sip::status(&r)
+}
+
+fn metrics_addr(edge: &Edge) -> SocketAddr {
+    edge.metrics_addr.expect("the edge printed `metrics http <addr>`")
+}
+
+/// The value of the first sample line of `/metrics` that starts with `series` (name and labels
+/// exactly as rendered), polled until `pred` holds (the workers publish twice a second).
+fn scrape_until(edge: &Edge, series: &str, pred: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = http::get(metrics_addr(edge), "/metrics").unwrap();
+        assert_eq!(status, 200, "{body}");
+        let v = body
+            .lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok());
+        if let Some(v) = v.filter(|v| pred(*v)) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series}: {v:?} within {WAIT:?}\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A Prometheus server scraping `target` every second, its data in a temporary directory.
+struct Prometheus {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(target: SocketAddr) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: sipedge\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start prometheus ({e}): install the Debian package `prometheus` (scripts/test.sh does)")
+            });
+        Prometheus {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    /// The value of the instant query `q` once it returns one series whose value satisfies
+    /// `pred` (scrapes are every second; bounded at 30 s).
+    fn value_when(&self, q: &str, pred: impl Fn(f64) -> bool) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            if let Ok((200, body)) = http::get(self.addr, &format!("/api/v1/query?query={}", http::encode(q)))
+            {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                let value = v["data"]["result"][0]["value"][1]
+                    .as_str()
+                    .and_then(|s| s.parse::<f64>().ok());
+                if let Some(x) = value.filter(|x| pred(*x)) {
+                    return x;
+                }
+                last = body;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("Prometheus never had {q} as expected; last answer: {last}");
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_real_prometheus_scrapes_what_the_test_drove() {
+    let pki = TestPki::new();
+    let fe_uas = uas(&pki, &pki.fe, false);
+    let partner = uas(&pki, &pki.partner, false);
+    let mut opts = EdgeOpts::new(fe_uas.port(), partner.port());
+    opts.blocked.push("blocked.test".into());
+    let edge = Edge::start(&opts.render(&pki), &pki);
+    let prom = Prometheus::start(metrics_addr(&edge));
+
+    let mut c = fe(&edge, &pki);
+    for i in 0..3 {
+        assert_eq!(
+            final_status(&mut c, &edge, "sip:bob@partner.test", &format!("z9hG4bKm-ok{i}")),
+            200
+        );
+    }
+    assert_eq!(
+        final_status(&mut c, &edge, "sip:x@blocked.test", "z9hG4bKm-blk"),
+        403
+    );
+    // A reload with the same file: applied, generation 2.
+    let pid = edge.pid().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    edge.wait_log("reload_applied", Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("no reload_applied\n{}", edge.log_dump()));
+
+    let q = |s: &str| s.to_owned();
+    let n = prom.value_when(
+        &q(r#"sipedge_requests_total{direction="outbound",method="MESSAGE"}"#),
+        |v| v >= 4.0,
+    );
+    assert_eq!(n, 4.0);
+    assert_eq!(
+        prom.value_when(&q(r#"sipedge_refusals_total{reason="blocked"}"#), |v| v >= 1.0),
+        1.0
+    );
+    assert_eq!(
+        prom.value_when(
+            &q(r#"sipedge_responses_total{direction="outbound",method="MESSAGE",class="2xx"}"#),
+            |v| v >= 3.0
+        ),
+        3.0
+    );
+    assert_eq!(
+        prom.value_when(&q(r#"sipedge_config_reloads_total{result="success"}"#), |v| v
+            >= 1.0),
+        1.0
+    );
+    assert_eq!(
+        prom.value_when(&q("sipedge_config_generation"), |v| v >= 2.0),
+        2.0
+    );
+    assert_eq!(
+        prom.value_when(
+            &q(r#"sipedge_federation_partner_decisions_total{partner="partner.test",verdict="accept"}"#),
+            |v| v >= 3.0
+        ),
+        3.0
+    );
+    // A histogram Prometheus can compute with: the 3 answered MESSAGEs.
+    assert_eq!(
+        prom.value_when(
+            &q(r#"sipedge_transaction_duration_seconds_count{method="MESSAGE"}"#),
+            |v| v >= 3.0
+        ),
+        3.0
+    );
+    assert!(prom.value_when(&q(r#"up{job="sipedge"}"#), |v| v == 1.0) == 1.0);
+}
+
+#[test]
+fn promtool_finds_the_real_exposition_clean() {
+    let pki = TestPki::new();
+    let fe_uas = uas(&pki, &pki.fe, false);
+    let partner = uas(&pki, &pki.partner, false);
+    let edge = Edge::start(&EdgeOpts::new(fe_uas.port(), partner.port()).render(&pki), &pki);
+    let mut c = fe(&edge, &pki);
+    assert_eq!(
+        final_status(&mut c, &edge, "sip:bob@partner.test", "z9hG4bKm-pt1"),
+        200
+    );
+    scrape_until(
+        &edge,
+        r#"sipedge_transaction_duration_seconds_count{method="MESSAGE"}"#,
+        |v| v >= 1.0,
+    );
+    let (_, body) = http::get(metrics_addr(&edge), "/metrics").unwrap();
+    for family in body.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let name = family.split_whitespace().nth(2).unwrap();
+        assert!(body.contains(&format!("# HELP {name} ")), "HELP for {name}");
+        assert!(name.starts_with("sipedge_"), "{name}");
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("promtool missing ({e}): install the Debian package `prometheus`"));
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{body}"
+    );
+}
+
+#[test]
+fn sigterm_fails_readyz_at_once_while_healthz_stays_up_until_exit() {
+    let pki = TestPki::new();
+    let fe_uas = uas(&pki, &pki.fe, false);
+    let silent = uas(&pki, &pki.partner, true);
+    let mut opts = EdgeOpts::new(fe_uas.port(), silent.port());
+    opts.transaction_timeout_ms = 3000;
+    let mut edge = Edge::start(&opts.render(&pki), &pki);
+    let addr = metrics_addr(&edge);
+    let (status, body) = http::get(addr, "/readyz").unwrap();
+    assert_eq!((status, body.contains("generation 1")), (200, true), "{body}");
+    assert_eq!(http::get(addr, "/healthz").unwrap().0, 200);
+    assert_eq!(http::get(addr, "/nothing-here").unwrap().0, 404);
+    // An open transaction keeps the edge draining for up to Timer F.
+    let mut c = fe(&edge, &pki);
+    c.send(&sip::message(
+        "sip:bob@partner.test",
+        "fe1.corp.test:5061",
+        "z9hG4bKm-open",
+        "sip:alice@corp.test",
+    ));
+    silent
+        .wait_request(WAIT, |r| sip::method(r) == "MESSAGE")
+        .expect("the MESSAGE reached the silent partner");
+    let pid = edge.pid().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + WAIT;
+    let body = loop {
+        let (status, body) = http::get(addr, "/readyz").unwrap();
+        if status == 503 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "/readyz still {status} after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(body.contains("draining"), "{body}");
+    assert_eq!(
+        http::get(addr, "/healthz").unwrap().0,
+        200,
+        "alive while draining"
+    );
+    // New requests get 503 with Retry-After while the open one finishes by its timer.
+    c.send(&sip::message(
+        "sip:bob@partner.test",
+        "fe1.corp.test:5061",
+        "z9hG4bKm-late",
+        "sip:alice@corp.test",
+    ));
+    let late = c
+        .recv_matching(WAIT, |m| sip::top_branch(m) == "z9hG4bKm-late")
+        .expect("an answer while draining");
+    assert_eq!(sip::status(&late), 503, "{late}");
+    assert!(sip::header(&late, "Retry-After").is_some(), "{late}");
+    let open = c
+        .recv_matching(WAIT, |m| sip::top_branch(m) == "z9hG4bKm-open")
+        .expect("the open transaction finished");
+    assert_eq!(sip::status(&open), 408);
+    let code = edge.stop(WAIT).expect("the edge exited");
+    assert!(code.success(), "{code:?}");
+    assert!(
+        http::get(addr, "/healthz").is_err(),
+        "the endpoint is gone with the process"
+    );
+}
