@@ -212,6 +212,27 @@ impl EdgeMetrics {
     }
 }
 
+/// DNS queries, cache hits, failures and latency, by record type.
+fn dns_families(dns: &edge_core::dns::DnsStats, out: &mut Vec<Family>) {
+    use edge_core::dns::DnsStats;
+    let (mut queries, mut hits) = (names::DNS_QUERIES.family(), names::DNS_CACHE_HITS.family());
+    let (mut failures, mut latency) = (names::DNS_FAILURES_TOTAL.family(), names::DNS_DURATION.family());
+    for (i, rtype) in DnsStats::TYPES.iter().enumerate() {
+        queries = queries.value([*rtype], dns.queries.get(i).copied().unwrap_or(0) as f64);
+        hits = hits.value([*rtype], dns.cache_hits.get(i).copied().unwrap_or(0) as f64);
+        for (k, kind) in DnsStats::FAILURE_KINDS.iter().enumerate() {
+            let n = dns.failures.get(i).and_then(|r| r.get(k)).copied().unwrap_or(0);
+            if n > 0 {
+                failures = failures.value([*rtype, bounded(names::DNS_FAILURES, kind)], n as f64);
+            }
+        }
+        if let Some(h) = dns.latency.get(i).filter(|h| h.count() > 0) {
+            latency = latency.sample(histogram_sample(h, vec![(*rtype).to_owned()]));
+        }
+    }
+    out.extend([queries, hits, failures, latency]);
+}
+
 impl Source for EdgeMetrics {
     fn families(&self) -> Vec<Family> {
         let workers = self.stats.worker_snapshots();
@@ -283,6 +304,11 @@ impl Source for EdgeMetrics {
             out.push(family);
         }
         out.push(turns);
+        let mut dns = edge_core::dns::DnsStats::default();
+        for w in &workers {
+            dns.merge(&w.dns);
+        }
+        dns_families(&dns, &mut out);
 
         let reload = *self.reload.lock();
         out.push(

@@ -40,6 +40,7 @@ impl DnsClient {
             excluded: Vec::new(),
             last_error: String::new(),
             waiters: vec![waiter],
+            started: now,
         };
         match self.send(id, &mut pending, now) {
             Ok(()) => {
@@ -65,6 +66,9 @@ impl DnsClient {
             }
         };
         pending.sent += 1;
+        if let Some(n) = super::DnsStats::slot(pending.rtype).and_then(|i| self.stats.queries.get_mut(i)) {
+            *n += 1;
+        }
         pending.deadline = now.checked_add(self.config.timeout).unwrap_or(now);
         self.transmits.push_back(Transmit {
             server: pending.server,
@@ -169,6 +173,17 @@ impl DnsClient {
 
     /// Ends a wire query: every lookup part waiting on it is done, or follows the alias.
     pub(super) fn finish(&mut self, pending: Pending, resolution: Resolution, now: Instant) {
+        if let Some(i) = super::DnsStats::slot(pending.rtype) {
+            if let Some(h) = self.stats.latency.get_mut(i) {
+                h.observe(now.saturating_duration_since(pending.started));
+            }
+            if let Resolution::Done(Answer::Failed(reason)) = &resolution {
+                let kind = super::DnsStats::failure_kind(reason);
+                if let Some(n) = self.stats.failures.get_mut(i).and_then(|r| r.get_mut(kind)) {
+                    *n += 1;
+                }
+            }
+        }
         self.inflight.remove(&(pending.name, pending.rtype));
         for waiter in pending.waiters {
             match &resolution {
@@ -273,6 +288,8 @@ pub(super) struct Pending {
     pub(super) excluded: Vec<SocketAddr>,
     pub(super) last_error: String,
     pub(super) waiters: Vec<Waiter>,
+    /// When the query was first sent (its latency runs from here).
+    pub(super) started: Instant,
 }
 
 #[derive(Debug)]

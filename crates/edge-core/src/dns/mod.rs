@@ -123,6 +123,86 @@ pub struct DnsClient {
     inflight: HashMap<(String, RrType), QueryId>,
     transmits: VecDeque<Transmit>,
     answers: VecDeque<(u64, Answer)>,
+    stats: DnsStats,
+}
+
+/// What one client counted: plain integers indexed by record type (`SRV`, `A`, `AAAA`), owned by the
+/// worker that owns the client and published with its other counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsStats {
+    /// Wire queries sent (retries and TCP fallbacks included).
+    pub queries: [u64; 3],
+    /// Lookup parts answered from the cache.
+    pub cache_hits: [u64; 3],
+    /// Wire queries that ended without a usable answer, by kind: `timeout`, `servfail`, `refused`,
+    /// `malformed`, `io_error`, `other` (see [`DnsStats::FAILURE_KINDS`]).
+    pub failures: [[u64; 6]; 3],
+    /// Time from a wire query's first transmission to its end.
+    pub latency: [crate::proxy::stats::Histogram; 3],
+}
+
+impl Default for DnsStats {
+    fn default() -> Self {
+        DnsStats {
+            queries: [0; 3],
+            cache_hits: [0; 3],
+            failures: [[0; 6]; 3],
+            latency: std::array::from_fn(|_| crate::proxy::stats::Histogram::default()),
+        }
+    }
+}
+
+impl DnsStats {
+    pub const TYPES: [&'static str; 3] = ["SRV", "A", "AAAA"];
+    pub const FAILURE_KINDS: [&'static str; 6] =
+        ["timeout", "servfail", "refused", "malformed", "io_error", "other"];
+
+    /// The index of a record type in the arrays (a CNAME counts with the type it was chasing: `None`).
+    pub(crate) fn slot(rtype: RrType) -> Option<usize> {
+        match rtype {
+            RrType::Srv => Some(0),
+            RrType::A => Some(1),
+            RrType::Aaaa => Some(2),
+            RrType::Cname => None,
+        }
+    }
+
+    /// The kind of a failure, from the reason the engine wrote.
+    pub(crate) fn failure_kind(reason: &str) -> usize {
+        let r = reason.to_ascii_lowercase();
+        if r.contains("timed out") || r.contains("timeout") {
+            0
+        } else if r.contains("servfail") || r.contains("server failure") {
+            1
+        } else if r.contains("refused") {
+            2
+        } else if r.contains("malformed") || r.contains("cannot parse") || r.contains("decode") {
+            3
+        } else if r.contains("os error") || r.contains("i/o") || r.contains("connect") {
+            4
+        } else {
+            5
+        }
+    }
+
+    pub fn merge(&mut self, o: &DnsStats) {
+        for i in 0..3 {
+            if let (Some(a), Some(b)) = (self.queries.get_mut(i), o.queries.get(i)) {
+                *a += b;
+            }
+            if let (Some(a), Some(b)) = (self.cache_hits.get_mut(i), o.cache_hits.get(i)) {
+                *a += b;
+            }
+            if let (Some(a), Some(b)) = (self.failures.get_mut(i), o.failures.get(i)) {
+                for (x, y) in a.iter_mut().zip(b.iter()) {
+                    *x += y;
+                }
+            }
+            if let (Some(a), Some(b)) = (self.latency.get_mut(i), o.latency.get(i)) {
+                a.merge(b);
+            }
+        }
+    }
 }
 
 impl DnsClient {
@@ -139,7 +219,13 @@ impl DnsClient {
             inflight: HashMap::new(),
             transmits: VecDeque::new(),
             answers: VecDeque::new(),
+            stats: DnsStats::default(),
         }
+    }
+
+    /// What this client counted so far.
+    pub fn stats(&self) -> &DnsStats {
+        &self.stats
     }
 
     /// `Some`: answered now (cache, IP literal, invalid name, no servers). `None`: `token` is
@@ -167,7 +253,13 @@ impl DnsClient {
             let cache = self.cache.read();
             for (idx, &rtype) in rtypes.iter().enumerate() {
                 match cached(&cache, name.clone(), rtype, 0, max, now) {
-                    FromCache::Hit(answer) => parts.push(Part::done(rtype, answer)),
+                    FromCache::Hit(answer) => {
+                        if let Some(n) = DnsStats::slot(rtype).and_then(|i| self.stats.cache_hits.get_mut(i))
+                        {
+                            *n += 1;
+                        }
+                        parts.push(Part::done(rtype, answer))
+                    }
                     FromCache::Miss { name, depth } => {
                         parts.push(Part {
                             rtype,

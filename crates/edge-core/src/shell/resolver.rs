@@ -262,6 +262,11 @@ impl Resolver {
         }
     }
 
+    /// What the DNS client counted (queries, cache hits, failures, latency).
+    pub fn dns_stats(&self) -> &crate::dns::DnsStats {
+        self.client.stats()
+    }
+
     pub fn poll_timeout(&self) -> Option<Instant> {
         let tcp = self.tcp.iter().map(|(_, x)| x.started + TCP_LIMIT).min();
         match (self.client.poll_timeout(), tcp) {

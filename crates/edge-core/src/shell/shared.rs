@@ -114,6 +114,8 @@ pub struct WorkerSnapshot {
     /// Stream framing errors, by (side, kind): `message_too_large`, `header_too_large`,
     /// `bad_content_length`, `bad_start_line` (not SIP), `message_timeout`.
     pub framing: BTreeMap<(&'static str, &'static str), u64>,
+    /// The worker's DNS client.
+    pub dns: crate::dns::DnsStats,
 }
 
 /// The framing-error kind of a [`sip_codec::FrameError`] (a bounded metric label).
@@ -139,6 +141,7 @@ impl Default for WorkerSnapshot {
             handshake_failures: BTreeMap::new(),
             refused: BTreeMap::new(),
             framing: BTreeMap::new(),
+            dns: crate::dns::DnsStats::default(),
         }
     }
 }

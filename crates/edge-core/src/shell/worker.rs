@@ -171,6 +171,7 @@ impl<C: Core> Worker<C> {
         let mut slot = self.parts.counters.published.lock();
         slot.clone_from(&self.stats);
         slot.core = self.core.stats().cloned();
+        slot.dns.clone_from(self.resolver.dns_stats());
     }
 
     /// The loop; returns when shutdown completes, or with the error that stopped polling.

@@ -101,6 +101,16 @@ fn timeouts_go_round_the_servers_then_fail() {
     assert_eq!(c.poll_timeout(), None);
     // Failures are not cached.
     assert_eq!(c.lookup(Question::Srv(SRV_NAME.into()), 2, now), None);
+    // Counted: five SRV transmissions (four attempts, then the new lookup's first), one failure
+    // of kind timeout, its latency the four timeouts.
+    let st = c.stats();
+    assert_eq!(st.queries, [5, 0, 0], "{st:?}");
+    assert_eq!(st.failures[0], [1, 0, 0, 0, 0, 0], "{st:?}");
+    assert_eq!(st.latency[0].count(), 1);
+    assert_eq!(
+        st.latency[0].sum_micros,
+        u64::try_from((now - t0).as_micros()).unwrap()
+    );
 }
 
 #[test]

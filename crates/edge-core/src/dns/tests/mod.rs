@@ -171,6 +171,11 @@ fn srv_answer_is_sorted_by_priority_and_cached() {
     let upper = format!("{}.", SRV_NAME.to_uppercase());
     assert_eq!(c.lookup(Question::Srv(upper), 8, t0 + secs(2)), Some(expected));
     assert!(transmits(&mut c).is_empty());
+    // Counted: one SRV query that took 1 s, one cache hit, no failure.
+    let st = c.stats();
+    assert_eq!((st.queries, st.cache_hits), ([1, 0, 0], [1, 0, 0]));
+    assert_eq!(st.failures, [[0; 6]; 3]);
+    assert_eq!((st.latency[0].count(), st.latency[0].sum_micros), (1, 1_000_000));
 }
 
 #[test]
