@@ -132,6 +132,13 @@ pub fn start<C: Core + 'static>(settings: ShellSettings, make_core: MakeCore<C>)
         }
         let (control, control_rx) = crossbeam_channel::unbounded();
         let counters = Arc::new(ShellCounters::default());
+        // Alive from its creation: a health check before the thread's first turn must not fail it.
+        let born = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        counters
+            .heartbeat_unix_ms
+            .store(born, std::sync::atomic::Ordering::Relaxed);
         let parts = WorkerParts {
             index,
             poll,
