@@ -158,6 +158,23 @@ pub const DROP_REASONS: &[&str] = &["wrong_connection", "unknown_branch"];
 pub const DNS_TYPES: &[&str] = &["SRV", "A", "AAAA"];
 pub const DNS_FAILURES: &[&str] = &["timeout", "servfail", "refused", "malformed", "io_error", OTHER];
 pub const RELOAD_RESULTS: &[&str] = &["success", "failure"];
+/// A push request's first transmission to its provider, or a retry.
+pub const PUSH_ATTEMPT_KINDS: &[&str] = &["first", "retry"];
+/// How a push ended: the provider's answer (`accepted`: 2xx, `rejected`: any other final), the
+/// relay's own (`timed_out`, `failed`: delivery, `short_circuited`: breaker open), or a refusal
+/// before anything was sent (`filtered`: IM URL filter, `no_subscription`: RFC 8599, `refused`:
+/// federation policy).
+pub const PUSH_OUTCOMES: &[&str] = &[
+    "accepted",
+    "rejected",
+    "timed_out",
+    "failed",
+    "short_circuited",
+    "filtered",
+    "no_subscription",
+    "refused",
+];
+pub const PROBE_RESULTS: &[&str] = &["success", "failure"];
 /// Requests the endpoint itself refused.
 pub const HTTP_REFUSALS: &[&str] = &["connection_limit", "head_too_large", "timeout", "bad_request"];
 
@@ -358,6 +375,33 @@ pub const HTTP_REFUSED: Desc = Desc::counter(
 pub const EXPORTER: &[Desc] = &[SAMPLES_REJECTED, HTTP_REFUSED];
 
 /// Every family, in exposition order (the binary's, then [`EXPORTER`]).
+pub const PUSH_ATTEMPTS: Desc = Desc::counter(
+    "sipedge_push_attempts_total",
+    "Push requests sent to their provider, first transmissions and retries.",
+    &[fixed("kind", PUSH_ATTEMPT_KINDS)],
+);
+pub const PUSH_OUTCOMES_TOTAL: Desc = Desc::counter(
+    "sipedge_push_outcomes_total",
+    "Push requests by how they ended and the status class answered to the sender.",
+    &[fixed("outcome", PUSH_OUTCOMES), CLASS],
+);
+pub const PUSH_DURATION: Desc = Desc::histogram(
+    "sipedge_push_duration_seconds",
+    "Time from a push request's arrival to its final answer, retries included.",
+    &LATENCY_BOUNDS_MICROS,
+    &[],
+);
+pub const PUSH_BREAKER_STATE: Desc = Desc::gauge(
+    "sipedge_push_breaker_state",
+    "Circuit breaker of each push provider: 0 closed, 1 half-open (a probe in flight), 2 open.",
+    &[PARTNER],
+);
+pub const PUSH_PROBES: Desc = Desc::counter(
+    "sipedge_push_probes_total",
+    "Synthetic push transactions run by GET /probe/push (cached answers not counted), by result.",
+    &[fixed("result", PROBE_RESULTS)],
+);
+
 pub const ALL: &[Desc] = &[
     REQUESTS,
     RESPONSES,
@@ -386,6 +430,11 @@ pub const ALL: &[Desc] = &[
     BUILD_INFO,
     SAMPLES_REJECTED,
     HTTP_REFUSED,
+    PUSH_ATTEMPTS,
+    PUSH_OUTCOMES_TOTAL,
+    PUSH_DURATION,
+    PUSH_BREAKER_STATE,
+    PUSH_PROBES,
 ];
 
 /// How many values `label` can take for this configuration.
@@ -417,8 +466,8 @@ pub fn lines_per_series(desc: &Desc) -> usize {
 /// It is an upper bound: `status × reason` of generated responses and `verdict × reason` of decisions
 /// count pairs that never occur together. Today it comes to
 /// `BASE + workers · PER_WORKER + configured_partners · PER_PARTNER + certificates` with
-/// `BASE = 1 373`, `PER_WORKER = 15` (one turn histogram), `PER_PARTNER = 2` (accept and refuse) —
-/// e.g. 4 workers, 20 partners and 2 certificates: 1 475 series (609 of the base are the `status × reason` pairs of generated responses). The unit tests keep these numbers and
+/// `BASE = 1 445`, `PER_WORKER = 15` (one turn histogram), `PER_PARTNER = 3` (accept and refuse; a provider's breaker state) —
+/// e.g. 4 workers, 20 partners and 2 certificates: 1 567 series (609 of the base are the `status × reason` pairs of generated responses). The unit tests keep these numbers and
 /// check the function against a rendered exposition of every possible series.
 pub fn max_series(workers: usize, configured_partners: usize, certificates: usize) -> usize {
     ALL.iter()
@@ -433,7 +482,7 @@ pub fn max_series(workers: usize, configured_partners: usize, certificates: usiz
 
 /// Lines per worker and per partner, and the base, of [`max_series`] (quoted in its doc).
 pub const PER_WORKER_SERIES: usize = TURN_BUCKETS + 3;
-pub const PER_PARTNER_SERIES: usize = 2;
+pub const PER_PARTNER_SERIES: usize = 3;
 
 /// Every series [`max_series`] counts, with made-up values (partners `partner0`…, certificates
 /// `certificate0`…, histograms one observation per bucket and one above): a complete example exposition
@@ -555,12 +604,12 @@ mod tests {
     #[test]
     fn max_series_is_base_plus_workers_partners_and_certificates() {
         let base = max_series(0, 0, 0);
-        assert_eq!(base, 1_373, "update the figures in max_series' doc");
+        assert_eq!(base, 1_445, "update the figures in max_series' doc");
         assert_eq!(max_series(1, 0, 0) - base, PER_WORKER_SERIES);
         assert_eq!(PER_WORKER_SERIES, 15);
         assert_eq!(max_series(0, 1, 0) - base, PER_PARTNER_SERIES);
         assert_eq!(max_series(0, 0, 1) - base, 1);
-        assert_eq!(max_series(4, 20, 2), 1_475);
+        assert_eq!(max_series(4, 20, 2), 1_567);
         assert_eq!(
             max_series(7, 13, 2),
             base + 7 * PER_WORKER_SERIES + 13 * PER_PARTNER_SERIES + 2,
