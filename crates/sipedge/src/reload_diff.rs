@@ -154,10 +154,25 @@ pub fn changes(old: &Config, new: &Config) -> Vec<Value> {
         old.push().proxy_uri.to_string(),
         new.push().proxy_uri.to_string(),
     );
+    let (a, b) = (old.push(), new.push());
+    let ms = |d: std::time::Duration| d.as_millis().to_string();
+    settings("push.timeout_ms", ms(a.timeout), ms(b.timeout));
     settings(
-        "push.timeout_ms",
-        old.push().timeout.as_millis().to_string(),
-        new.push().timeout.as_millis().to_string(),
+        "push.max_retries",
+        a.max_retries.to_string(),
+        b.max_retries.to_string(),
+    );
+    settings("push.backoff_ms", ms(a.backoff), ms(b.backoff));
+    settings("push.backoff_max_ms", ms(a.backoff_max), ms(b.backoff_max));
+    settings(
+        "push.breaker_failures",
+        a.breaker_failures.to_string(),
+        b.breaker_failures.to_string(),
+    );
+    settings(
+        "push.breaker_cooldown_ms",
+        ms(a.breaker_cooldown),
+        ms(b.breaker_cooldown),
     );
     out
 }

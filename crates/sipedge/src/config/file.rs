@@ -16,6 +16,16 @@ pub const DEFAULT_DISCOVERY_CONTACTS_PER_HOUR: u64 = 1000;
 pub const DEFAULT_PUSH_PROXY_URI: &str = "sip:push@push.lync.com";
 /// `push.timeout_ms`: well under Timer F (32 s), so the mobility service hears our answer first.
 pub const DEFAULT_PUSH_TIMEOUT_MS: u64 = 10_000;
+/// `push.max_retries`: one retry after a 503 or an attempt that got no response at all.
+pub const DEFAULT_PUSH_MAX_RETRIES: u64 = 1;
+/// `push.backoff_ms`: the wait before the first retry, doubled for each later one.
+pub const DEFAULT_PUSH_BACKOFF_MS: u64 = 200;
+/// `push.backoff_max_ms`: the longest wait between two attempts.
+pub const DEFAULT_PUSH_BACKOFF_MAX_MS: u64 = 2_000;
+/// `push.breaker_failures`: consecutive failed attempts that open a provider's breaker.
+pub const DEFAULT_PUSH_BREAKER_FAILURES: u64 = 5;
+/// `push.breaker_cooldown_ms`: how long an open breaker answers 503 at once before a probe.
+pub const DEFAULT_PUSH_BREAKER_COOLDOWN_MS: u64 = 30_000;
 /// `im_filter.action`.
 pub const DEFAULT_IM_FILTER_ACTION: &str = "block";
 /// `metrics.listen`: loopback unless the operator opens it on purpose (never on the external side).
@@ -147,6 +157,11 @@ pub struct ProviderFile {
 pub struct PushFile {
     pub proxy_uri: Option<String>,
     pub timeout_ms: Option<u64>,
+    pub max_retries: Option<u64>,
+    pub backoff_ms: Option<u64>,
+    pub backoff_max_ms: Option<u64>,
+    pub breaker_failures: Option<u64>,
+    pub breaker_cooldown_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

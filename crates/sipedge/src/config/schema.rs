@@ -77,7 +77,15 @@ const FEDERATION: &[Field] = &[
     f("blocked", Kind::TableList(BLOCKED)),
     f("hosted_providers", Kind::TableList(PROVIDER)),
 ];
-const PUSH: &[Field] = &[f("proxy_uri", Kind::Str), f("timeout_ms", Kind::UInt)];
+const PUSH: &[Field] = &[
+    f("proxy_uri", Kind::Str),
+    f("timeout_ms", Kind::UInt),
+    f("max_retries", Kind::UInt),
+    f("backoff_ms", Kind::UInt),
+    f("backoff_max_ms", Kind::UInt),
+    f("breaker_failures", Kind::UInt),
+    f("breaker_cooldown_ms", Kind::UInt),
+];
 const IM_FILTER: &[Field] = &[f("blocked_prefixes", Kind::StrList), f("action", Kind::Str)];
 const HOST: &[Field] = &[f("name", Kind::Str), f("ip", Kind::Str)];
 const DNS: &[Field] = &[f("servers", Kind::StrList), f("hosts", Kind::TableList(HOST))];

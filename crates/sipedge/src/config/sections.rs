@@ -158,7 +158,16 @@ pub(super) fn listener_conflicts(listeners: &[(&str, Option<SocketAddr>)], i: &m
     }
 }
 
-pub(super) fn push(p: &PushFile, i: &mut Issues) -> Option<PushSettings> {
+/// `[push]`. `timer_f` is `limits.transaction_timeout_ms` when it validated: `push.timeout_ms` must
+/// be below it, and its default is 10000 ms or a third of Timer F, whichever is shorter (at least
+/// 100), so lowering Timer F alone (to 300 ms or more) never makes a file invalid, and with the
+/// default retry a whole push still ends before Timer F.
+pub(super) fn push(
+    p: &PushFile,
+    timer_f: Option<Duration>,
+    i: &mut Issues,
+    w: &mut Issues,
+) -> Option<PushSettings> {
     let text = p
         .proxy_uri
         .clone()
@@ -192,18 +201,106 @@ pub(super) fn push(p: &PushFile, i: &mut Issues) -> Option<PushSettings> {
             port: u.port,
         })
     });
-    let timeout = number(
-        p.timeout_ms,
-        DEFAULT_PUSH_TIMEOUT_MS,
-        "push.timeout_ms",
-        100,
-        32_000,
+    let default_timeout = timer_f.map_or(DEFAULT_PUSH_TIMEOUT_MS, |f| {
+        let third = u64::try_from(f.as_millis() / 3).unwrap_or(u64::MAX);
+        DEFAULT_PUSH_TIMEOUT_MS.min(third).max(100)
+    });
+    let timeout = number(p.timeout_ms, default_timeout, "push.timeout_ms", 100, 32_000, i);
+    let max_retries = number(
+        p.max_retries,
+        DEFAULT_PUSH_MAX_RETRIES,
+        "push.max_retries",
+        0,
+        5,
         i,
     );
-    Some(PushSettings {
+    let backoff = number(
+        p.backoff_ms,
+        DEFAULT_PUSH_BACKOFF_MS,
+        "push.backoff_ms",
+        0,
+        10_000,
+        i,
+    );
+    let backoff_max = number(
+        p.backoff_max_ms,
+        DEFAULT_PUSH_BACKOFF_MAX_MS,
+        "push.backoff_max_ms",
+        0,
+        60_000,
+        i,
+    );
+    if let (Some(first), Some(max)) = (backoff, backoff_max) {
+        if max < first {
+            i.push(
+                "push.backoff_max_ms",
+                format!("{max} is below push.backoff_ms ({first}): the longest wait cannot be shorter than the first"),
+            );
+        }
+    }
+    let breaker_failures = number(
+        p.breaker_failures,
+        DEFAULT_PUSH_BREAKER_FAILURES,
+        "push.breaker_failures",
+        1,
+        1_000,
+        i,
+    );
+    let breaker_cooldown = number(
+        p.breaker_cooldown_ms,
+        DEFAULT_PUSH_BREAKER_COOLDOWN_MS,
+        "push.breaker_cooldown_ms",
+        1_000,
+        3_600_000,
+        i,
+    );
+    let backoff_max = backoff_max.filter(|&max| backoff.is_none_or(|first| max >= first));
+    let push = PushSettings {
         proxy_uri: proxy_uri?,
         timeout: Duration::from_millis(timeout?),
-    })
+        max_retries: u32::try_from(max_retries?).ok()?,
+        backoff: Duration::from_millis(backoff?),
+        backoff_max: Duration::from_millis(backoff_max?),
+        breaker_failures: u32::try_from(breaker_failures?).ok()?,
+        breaker_cooldown: Duration::from_millis(breaker_cooldown?),
+    };
+    match timer_f {
+        Some(f) if within_timer_f(&push, f, i, w) => Some(push),
+        Some(_) => None,
+        None => Some(push),
+    }
+}
+
+/// The relay's own timeout must end before Timer F, or the sender's transaction times out (408)
+/// before the edge can answer 504 itself (an error). A whole push with its retries longer than Timer
+/// F is a warning: the sender may give up before the last retry's answer.
+fn within_timer_f(push: &PushSettings, timer_f: Duration, i: &mut Issues, w: &mut Issues) -> bool {
+    if push.timeout >= timer_f {
+        i.push(
+            "push.timeout_ms",
+            format!(
+                "{} ms is not below limits.transaction_timeout_ms ({} ms): the relay's own timeout must be \
+                 shorter than Timer F, so the sender hears the edge's 504 rather than its own 408",
+                push.timeout.as_millis(),
+                timer_f.as_millis()
+            ),
+        );
+        return false;
+    }
+    let budget = push.relay_settings().budget();
+    if budget > timer_f {
+        w.push(
+            "push.max_retries",
+            format!(
+                "a push with all its retries may take {} ms (push.timeout_ms x (1 + push.max_retries) plus the \
+                 backoffs), longer than Timer F (limits.transaction_timeout_ms {} ms): the sender may time out \
+                 (408) before the last retry is answered; lower push.timeout_ms or push.max_retries",
+                budget.as_millis(),
+                timer_f.as_millis()
+            ),
+        );
+    }
+    true
 }
 
 pub(super) fn dns(d: &DnsFile, i: &mut Issues) -> Option<DnsSettings> {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use federation_policy::{DomainName, Fqdn, KnownServer, Policy};
+use push_relay::RelaySettings;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::Issue;
@@ -162,7 +163,32 @@ pub struct CaBundle {
 #[derive(Debug)]
 pub struct PushSettings {
     pub proxy_uri: PushUri,
+    /// One attempt's timeout (`push.timeout_ms`), below Timer F.
     pub timeout: Duration,
+    /// `push.max_retries` (0..=5).
+    pub max_retries: u32,
+    /// `push.backoff_ms`: the first retry's wait.
+    pub backoff: Duration,
+    /// `push.backoff_max_ms` (>= `backoff`).
+    pub backoff_max: Duration,
+    /// `push.breaker_failures` (1..=1000).
+    pub breaker_failures: u32,
+    /// `push.breaker_cooldown_ms` (1 s..=1 h).
+    pub breaker_cooldown: Duration,
+}
+
+impl PushSettings {
+    /// The push relay's policy settings (`push_relay::Relay::new` / `set_settings` on reload).
+    pub fn relay_settings(&self) -> RelaySettings {
+        RelaySettings {
+            timeout: self.timeout,
+            max_retries: self.max_retries,
+            backoff_initial: self.backoff,
+            backoff_max: self.backoff_max,
+            breaker_failures: self.breaker_failures,
+            breaker_cooldown: self.breaker_cooldown,
+        }
+    }
 }
 
 /// `push.proxy_uri`, checked with `sip_codec::SipUri::parse`; its host is the push domain.

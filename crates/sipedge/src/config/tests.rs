@@ -540,3 +540,168 @@ fn version_numbers_in_their_shortest_form() {
         assert_eq!(version_number(bad), None, "{bad:?}");
     }
 }
+
+#[test]
+fn push_relay_keys_default_and_become_relay_settings() {
+    let pki = Pki::with_edge_cert();
+    let c = pki.load(VALID_TOML, &[]).unwrap();
+    let want = push_relay::RelaySettings {
+        timeout: Duration::from_millis(10_000),
+        max_retries: 1,
+        backoff_initial: Duration::from_millis(200),
+        backoff_max: Duration::from_millis(2_000),
+        breaker_failures: 5,
+        breaker_cooldown: Duration::from_millis(30_000),
+    };
+    assert_eq!(c.push().relay_settings(), want);
+
+    let text = with(
+        "",
+        &[(
+            "[im_filter]",
+            "[push]\ntimeout_ms = 4000\nmax_retries = 3\nbackoff_ms = 0\nbackoff_max_ms = 0\n\
+             breaker_failures = 1000\nbreaker_cooldown_ms = 3600000\n\n[im_filter]",
+        )],
+    );
+    let c = pki.load(&text, &[]).unwrap();
+    let want = push_relay::RelaySettings {
+        timeout: Duration::from_millis(4_000),
+        max_retries: 3,
+        backoff_initial: Duration::ZERO,
+        backoff_max: Duration::ZERO,
+        breaker_failures: 1000,
+        breaker_cooldown: Duration::from_secs(3600),
+    };
+    assert_eq!(c.push().relay_settings(), want);
+    assert_eq!(c.warnings(), &[] as &[Issue], "16 s of budget is within Timer F");
+
+    let env = [
+        ("SIPEDGE__PUSH__MAX_RETRIES", "0"),
+        ("SIPEDGE__PUSH__BREAKER_COOLDOWN_MS", "1000"),
+    ];
+    let c = pki.load(VALID_TOML, &env).unwrap();
+    assert_eq!(c.push().max_retries, 0);
+    assert_eq!(c.push().breaker_cooldown, Duration::from_secs(1));
+}
+
+#[test]
+fn push_relay_keys_out_of_range_are_each_named() {
+    let pki = Pki::with_edge_cert();
+    // (the [push] lines, the key with the error, a text the problem must contain)
+    let cases: &[(&str, &str, &str)] = &[
+        ("max_retries = 6", "push.max_retries", "0..=5"),
+        ("backoff_ms = 10001", "push.backoff_ms", "0..=10000"),
+        ("backoff_max_ms = 60001", "push.backoff_max_ms", "0..=60000"),
+        (
+            "backoff_ms = 500\nbackoff_max_ms = 499",
+            "push.backoff_max_ms",
+            "below push.backoff_ms (500)",
+        ),
+        (
+            "backoff_max_ms = 100",
+            "push.backoff_max_ms",
+            "below push.backoff_ms (200)",
+        ),
+        ("breaker_failures = 0", "push.breaker_failures", "1..=1000"),
+        ("breaker_failures = 1001", "push.breaker_failures", "1..=1000"),
+        (
+            "breaker_cooldown_ms = 999",
+            "push.breaker_cooldown_ms",
+            "1000..=3600000",
+        ),
+        (
+            "breaker_cooldown_ms = 3600001",
+            "push.breaker_cooldown_ms",
+            "1000..=3600000",
+        ),
+        ("max_retries = -1", "push.max_retries", "negative"),
+        ("breaker_failures = \"five\"", "push.breaker_failures", ""),
+        ("breaker_probe = 1", "push.breaker_probe", "unknown"),
+    ];
+    for (lines, key, text) in cases {
+        let file = with("", &[("[im_filter]", &format!("[push]\n{lines}\n\n[im_filter]"))]);
+        let errors = pki.load(&file, &[]).unwrap_err();
+        assert_eq!(keys(&errors), [*key], "{lines}: {errors:#?}");
+        assert!(at(&errors, key).problem.contains(text), "{lines}: {errors:#?}");
+    }
+}
+
+#[test]
+fn push_timeout_must_be_shorter_than_timer_f() {
+    let pki = Pki::with_edge_cert();
+    let push_and_limits = |push: &str, limits: &str| {
+        with(
+            "",
+            &[(
+                "[im_filter]",
+                &format!("[push]\n{push}\n[limits]\n{limits}\n\n[im_filter]"),
+            )],
+        )
+    };
+    // Written and not below Timer F: an error naming the key and the rule.
+    for (push, limits) in [
+        ("timeout_ms = 5000", "transaction_timeout_ms = 5000"),
+        ("timeout_ms = 5001", "transaction_timeout_ms = 5000"),
+        ("timeout_ms = 32000", ""),
+    ] {
+        let errors = pki.load(&push_and_limits(push, limits), &[]).unwrap_err();
+        assert_eq!(keys(&errors), ["push.timeout_ms"], "{push} / {limits}");
+        assert!(
+            at(&errors, "push.timeout_ms")
+                .problem
+                .contains("the relay's own timeout must be shorter than Timer F"),
+            "{errors:#?}"
+        );
+    }
+    let c = pki
+        .load(
+            &push_and_limits("timeout_ms = 4999", "transaction_timeout_ms = 5000"),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(c.push().timeout, Duration::from_millis(4999));
+    // Not written: 10 s or a third of Timer F, whichever is shorter, at least 100 ms.
+    for (timer_f, want) in [
+        (32_000, 10_000),
+        (60_000, 10_000),
+        (9_000, 3_000),
+        (1_500, 500),
+        (300, 100),
+    ] {
+        let c = pki
+            .load(
+                &push_and_limits("", &format!("transaction_timeout_ms = {timer_f}")),
+                &[],
+            )
+            .unwrap();
+        assert_eq!(c.push().timeout, Duration::from_millis(want), "Timer F {timer_f}");
+    }
+    let errors = pki
+        .load(&push_and_limits("", "transaction_timeout_ms = 100"), &[])
+        .unwrap_err();
+    assert_eq!(keys(&errors), ["push.timeout_ms"]);
+}
+
+#[test]
+fn a_push_whose_retries_outlast_timer_f_is_warned_about() {
+    let pki = Pki::with_edge_cert();
+    let file = with(
+        "",
+        &[("[im_filter]", "[push]\ntimeout_ms = 20000\n\n[im_filter]")],
+    );
+    let c = pki.load(&file, &[]).unwrap();
+    assert_eq!(keys(c.warnings()), ["push.max_retries"]);
+    assert!(
+        c.warnings()[0].problem.contains("40200 ms"),
+        "{:#?}",
+        c.warnings()
+    );
+    let file = with(
+        "",
+        &[(
+            "[im_filter]",
+            "[push]\ntimeout_ms = 20000\nmax_retries = 0\n\n[im_filter]",
+        )],
+    );
+    assert_eq!(pki.load(&file, &[]).unwrap().warnings(), &[] as &[Issue]);
+}

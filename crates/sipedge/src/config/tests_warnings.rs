@@ -283,6 +283,11 @@ fn schema_matches_the_file_structs() {
         push: PushFile {
             proxy_uri: s(),
             timeout_ms: Some(1),
+            max_retries: Some(1),
+            backoff_ms: Some(1),
+            backoff_max_ms: Some(1),
+            breaker_failures: Some(1),
+            breaker_cooldown_ms: Some(1),
         },
         im_filter: ImFilterFile {
             blocked_prefixes: Some(vec![]),

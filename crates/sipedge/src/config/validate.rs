@@ -173,9 +173,10 @@ pub(super) fn build(
         }
     }
 
-    let push = sections::push(&file.push, i);
     let dns = sections::dns(&file.dns, i);
     let limits = sections::limits(&file.limits, i, &mut warns);
+    let timer_f = limits.as_ref().map(|l| l.transaction_timeout);
+    let push = sections::push(&file.push, timer_f, i, &mut warns);
     let our = sip_domains.as_deref().unwrap_or_default();
     let policy = federation::build(&file, fqdn.as_ref(), our, &known, i);
 

@@ -174,10 +174,48 @@ fn limits_and_settings_are_logged_with_old_and_new_values() {
         "{records:#?}"
     );
     let settings = of(&records, "setting_changed");
-    assert_eq!(settings.len(), 1, "{records:#?}");
+    assert_eq!(settings.len(), 2, "{records:#?}");
     assert_eq!(settings[0]["key"], "internal.next_hop");
     assert_eq!(settings[0]["old"], "pool.corp.example");
     assert_eq!(settings[0]["new"], "pool2.corp.example");
+    // push.timeout_ms is not written: its default follows Timer F (a third of 9000 ms).
+    assert_eq!(settings[1]["key"], "push.timeout_ms");
+    assert_eq!(settings[1]["old"], "10000");
+    assert_eq!(settings[1]["new"], "3000");
+}
+
+#[test]
+fn push_relay_settings_are_logged() {
+    let pki = Pki::with_edge_cert();
+    let old = pki.load(VALID_TOML, &[]).unwrap();
+    let text = with(
+        "",
+        &[(
+            "[im_filter]",
+            "[push]\nmax_retries = 2\nbackoff_ms = 100\nbackoff_max_ms = 900\nbreaker_failures = 7\n\
+             breaker_cooldown_ms = 5000\n\n[im_filter]",
+        )],
+    );
+    let new = pki.load(&text, &[]).unwrap();
+    let records = changes(&old, &new);
+    let got: Vec<(&str, &str, &str)> = of(&records, "setting_changed")
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap();
+            (s("key"), s("old"), s("new"))
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("push.max_retries", "1", "2"),
+            ("push.backoff_ms", "200", "100"),
+            ("push.backoff_max_ms", "2000", "900"),
+            ("push.breaker_failures", "5", "7"),
+            ("push.breaker_cooldown_ms", "30000", "5000"),
+        ],
+        "{records:#?}"
+    );
 }
 
 #[test]
