@@ -143,7 +143,13 @@ fn srv(domain: &str) -> String {
 }
 
 /// Asserts dnsmasq was asked for the SRV record of `domain` (the decision really went through DNS).
+/// dnsmasq's log reaches the test through a reader thread: a query is waited for (bounded), not
+/// expected on the spot.
 fn assert_srv_queried(dns: &Dnsmasq, domain: &str) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while dns.queries_for(&srv(domain)) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         dns.queries_for(&srv(domain)) >= 1,
         "the edge never asked DNS for {}; dnsmasq log:\n{}",

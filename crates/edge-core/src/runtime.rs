@@ -27,6 +27,9 @@ pub struct ProxyRuntime {
     pub timer_b: Duration,
     /// INVITE after a provisional response (Timer C).
     pub timer_c: Duration,
+    /// `push.proxy_uri` and `push.timeout_ms` (the relay's policy settings go to the shared relay).
+    pub push_uri: Option<String>,
+    pub push_timeout: Duration,
 }
 
 /// One reload's snapshot, shared read-only by every worker (`Arc<Runtime>`).

@@ -15,6 +15,9 @@
 //! | 1906 | Request already passed through this edge | 482 |
 //! | 1907 | From domain is not one of this edge's domains | 403 |
 //! | 1908 | Request-URI domain is not one of this edge's domains | 403 |
+//! | 1909 | Push Notification request was rejected (IM URL filter) | 403 |
+//! | 1910 | No push subscription for target device (RFC 8599 identity) | 480 |
+//! | 1911 | The push notification provider did not answer | 504 |
 
 use std::fmt::Write;
 
@@ -45,6 +48,12 @@ impl DiagnosticId {
     pub const FROM_DOMAIN_NOT_OURS: Self = Self(1907);
     /// A partner sent an out-of-dialog request for a domain this edge does not serve (relay).
     pub const RELAY_REFUSED: Self = Self(1908);
+    /// The IM URL filter blocked a push request's body (the field text, with the prefix).
+    pub const PUSH_REJECTED: Self = Self(1909);
+    /// A push request's RFC 8599 target identity is incomplete or names no provider (480).
+    pub const NO_PUSH_SUBSCRIPTION: Self = Self(1910);
+    /// Every attempt of a push timed out before the provider answered anything (504).
+    pub const PUSH_PROVIDER_TIMEOUT: Self = Self(1911);
 }
 
 /// One structured log event: a stable name to filter on and the text operators search for.

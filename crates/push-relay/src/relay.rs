@@ -26,6 +26,21 @@ pub struct RelaySettings {
     pub breaker_cooldown: Duration,
 }
 
+/// The configuration's defaults (`deploy/sipedge.toml`): 10 s per attempt, one retry, 200 ms backoff
+/// doubling to 2 s, the breaker opening after 5 failures for 30 s.
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            timeout: Duration::from_secs(10),
+            max_retries: 1,
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(2),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
 impl RelaySettings {
     /// The wait before retry number `retry` (1 = the first retry): `backoff_initial × 2^(retry-1)`,
     /// at most `backoff_max`. No jitter: pushes are few and each goes to one provider.

@@ -38,6 +38,8 @@ struct ConfigFacts {
     partners: Vec<String>,
     /// (role, subject, notAfter as Unix seconds) of each configured certificate.
     certificates: Vec<(&'static str, String, i64)>,
+    /// Configured hosted providers (the breakers' `partner` label values).
+    providers: Vec<String>,
 }
 
 impl EdgeState {
@@ -57,9 +59,16 @@ impl EdgeState {
                 certificates.push((role, f.leaf.subject.clone(), f.leaf.not_after));
             }
         }
+        let providers = config
+            .policy()
+            .providers()
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
         *self.facts.lock() = ConfigFacts {
             partners,
             certificates,
+            providers,
         };
     }
 }
@@ -70,6 +79,8 @@ pub struct EdgeMetrics {
     pub stats: StatsHandle,
     pub state: Arc<EdgeState>,
     pub reload: SharedReloadStatus,
+    /// The push relay, for its breakers' state.
+    pub relay: edge_core::proxy::push::SharedRelay,
 }
 
 fn side_label(side: Side) -> &'static str {
@@ -208,8 +219,62 @@ impl EdgeMetrics {
             }
         }
         out.push(family);
-        let _ = OutcomeLabel::ALL; // outcomes are exported with the push relay's families (issue 10)
+        let _ = OutcomeLabel::ALL;
+        push_families(&core.push, out);
     }
+
+    /// Each push provider's breaker: 0 closed, 1 half-open, 2 open.
+    fn breaker_family(&self, facts: &ConfigFacts) -> Family {
+        let now = std::time::Instant::now();
+        let mut family = names::PUSH_BREAKER_STATE.family();
+        let mut states = std::collections::BTreeMap::<String, f64>::new();
+        for (provider, state) in self.relay.lock().breakers() {
+            let v = match state {
+                push_relay::BreakerState::Closed { .. } => 0.0,
+                push_relay::BreakerState::HalfOpen { .. } => 1.0,
+                push_relay::BreakerState::Open { until } if until > now => 2.0,
+                push_relay::BreakerState::Open { .. } => 1.0,
+            };
+            let label = if facts.providers.contains(&provider) {
+                provider
+            } else {
+                names::OTHER.to_owned()
+            };
+            // Several unconfigured keys fold into `other`: the worst state shows.
+            let e = states.entry(label).or_insert(0.0_f64);
+            *e = e.max(v);
+        }
+        for (label, v) in states {
+            family = family.value([label], v);
+        }
+        family
+    }
+}
+
+/// Push attempts, outcomes by the class answered, and latency.
+fn push_families(p: &edge_core::proxy::stats::PushStats, out: &mut Vec<Family>) {
+    use edge_core::proxy::push::PushOutcome;
+    out.push(
+        names::PUSH_ATTEMPTS
+            .family()
+            .value(["first"], p.sent as f64)
+            .value(["retry"], p.retries as f64),
+    );
+    let mut outcomes = names::PUSH_OUTCOMES_TOTAL.family();
+    for (oi, outcome) in PushOutcome::ALL.iter().enumerate() {
+        for (ci, class) in STATUS_CLASSES.iter().enumerate() {
+            let n = p.outcomes.get(oi).and_then(|r| r.get(ci)).copied().unwrap_or(0);
+            if n > 0 {
+                outcomes = outcomes.value([bounded(names::PUSH_OUTCOMES, outcome.as_str()), class], n as f64);
+            }
+        }
+    }
+    out.push(outcomes);
+    let mut latency = names::PUSH_DURATION.family();
+    if p.latency.count() > 0 {
+        latency = latency.sample(histogram_sample(&p.latency, Vec::new()));
+    }
+    out.push(latency);
 }
 
 /// DNS queries, cache hits, failures and latency, by record type.
@@ -245,6 +310,7 @@ impl Source for EdgeMetrics {
             }
         }
         self.core_families(&core, &facts, &mut out);
+        out.push(self.breaker_family(&facts));
 
         let mut handshakes = names::TLS_HANDSHAKES.family();
         let mut active = names::CONNECTIONS_ACTIVE.family();

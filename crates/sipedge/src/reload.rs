@@ -89,6 +89,8 @@ pub struct Reloader {
     status: SharedReloadStatus,
     /// Told the facts of each applied configuration (the metrics' partners and certificates).
     observer: Option<Arc<crate::exporter::EdgeState>>,
+    /// The edge's push relay: its retry and breaker settings follow the configuration.
+    relay: Option<edge_core::proxy::push::SharedRelay>,
 }
 
 impl Reloader {
@@ -106,7 +108,14 @@ impl Reloader {
             limiter,
             status: SharedReloadStatus::default(),
             observer: None,
+            relay: None,
         }
+    }
+
+    /// `relay` takes the push settings of every configuration applied from now on (its breakers'
+    /// state carries over).
+    pub fn relay_with(&mut self, relay: edge_core::proxy::push::SharedRelay) {
+        self.relay = Some(relay);
     }
 
     /// `state` hears the facts of every configuration applied from now on.
@@ -172,6 +181,9 @@ impl Reloader {
         if let Some(state) = &self.observer {
             state.observe(&self.current);
         }
+        if let Some(relay) = &self.relay {
+            relay.lock().set_settings(self.current.push().relay_settings());
+        }
         log_record(json!({
             "level": "info", "event": "reload_applied", "generation": generation,
             "changes": changes.len(), "restart_needed": refused.len(), "workers": workers,
@@ -231,6 +243,8 @@ pub fn proxy_runtime(config: &Config) -> ProxyRuntime {
         timer_f: l.transaction_timeout,
         timer_b: l.transaction_timeout,
         timer_c: l.invite_timeout,
+        push_uri: Some(config.push().proxy_uri.to_string()),
+        push_timeout: config.push().timeout,
     }
 }
 

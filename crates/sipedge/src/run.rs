@@ -75,6 +75,12 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
     // connection lands on.
     let limiter = Proxy::discovery_limiter(&policy);
     let reload_limiter = Arc::clone(&limiter);
+    // One push relay (policy and breakers) for the edge, whichever worker a push lands on.
+    let relay: edge_core::proxy::push::SharedRelay = Arc::new(parking_lot::Mutex::new(
+        push_relay::Relay::new(config.push().relay_settings()),
+    ));
+    let (push_uri, push_timeout) = (config.push().proxy_uri.to_string(), config.push().timeout);
+    let worker_relay = Arc::clone(&relay);
     let make_proxy = move |worker: usize, internal: std::net::SocketAddr, external: std::net::SocketAddr| {
         let mut s = ProxySettings::new(
             &edge_fqdn,
@@ -85,12 +91,16 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
         s.timer_f = timer_f;
         s.timer_b = timer_f;
         s.timer_c = timer_c;
-        Proxy::with_limiter(
+        s.push_uri = Some(push_uri.clone());
+        s.push_timeout = push_timeout;
+        let mut p = Proxy::with_limiter(
             s,
             Arc::clone(&policy),
             u16::try_from(worker).unwrap_or(u16::MAX),
             Arc::clone(&limiter),
-        )
+        );
+        p.set_relay(Arc::clone(&worker_relay));
+        p
     };
     // No other process may hold the metrics address either (the SIP listeners are probed by the
     // shell before its workers bind them).
@@ -145,10 +155,12 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
     let metrics_listen = config.metrics().listen;
     let mut reloader = Reloader::new(config_path, local_pki, config, reload_limiter);
     reloader.observe_with(Arc::clone(&state));
+    reloader.relay_with(Arc::clone(&relay));
     let source = EdgeMetrics {
         stats: handle.stats(),
         state: Arc::clone(&state),
         reload: reloader.status(),
+        relay,
     };
     let exporter = match sipedge_metrics::serve(metrics_listen, Arc::new(source)) {
         Ok(e) => e,

@@ -44,7 +44,7 @@ impl Proxy {
         out: &mut Vec<Effect>,
     ) {
         let Some(s) = self.servers.get(&sid) else { return };
-        let (in_side, is_invite) = (s.side, s.is_invite);
+        let (in_side, is_invite, is_push) = (s.side, s.is_invite, s.push.is_some());
         if hops.is_empty() {
             return;
         }
@@ -92,11 +92,22 @@ impl Proxy {
             bytes,
             token: Some(token),
         });
-        let after = if is_invite {
-            self.settings.timer_b
-        } else {
-            self.settings.timer_f
+        // A push gets the relay's own timeout per attempt (shorter than Timer F).
+        let after = match (is_push, is_invite) {
+            (true, _) => self.settings.push_timeout,
+            (false, true) => self.settings.timer_b,
+            (false, false) => self.settings.timer_f,
         };
+        if is_push {
+            let first = self
+                .servers
+                .get(&sid)
+                .and_then(|s| s.push.as_ref())
+                .is_none_or(|p| p.attempt <= 1);
+            if first {
+                self.count(|s| s.push.sent += 1);
+            }
+        }
         self.arm_client(cid, now, after);
     }
 
@@ -231,7 +242,8 @@ impl Proxy {
             // The one outcome path: counts the transaction and says whether this response is the
             // one that concluded it.
             let first_final =
-                self.conclude(cid, Outcome::Response(status), now, out) == Concluded::ForwardResponse;
+                self.conclude(cid, Outcome::Response(status, Proxy::retry_after(msg)), now, out)
+                    == Concluded::ForwardResponse;
             if is_invite && status >= 300 {
                 self.send_ack(cid, msg, out);
             }
@@ -278,6 +290,11 @@ impl Proxy {
                 if s.final_status.is_none() {
                     s.final_status = Some(status);
                     s.last_response = Some(bytes.clone());
+                    let outcome = match status {
+                        200..=299 => super::push::PushOutcome::Accepted,
+                        _ => super::push::PushOutcome::Rejected,
+                    };
+                    self.push_finished(sid, status, outcome, now);
                     self.finish(sid, now);
                 }
             }

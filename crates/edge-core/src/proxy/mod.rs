@@ -17,6 +17,7 @@
 mod forward;
 pub mod io;
 mod limits;
+pub mod push;
 mod request;
 mod respond;
 mod route;
@@ -54,6 +55,10 @@ pub struct ProxySettings {
     pub timer_c: Duration,
     /// How long a finished transaction lingers to absorb retransmissions and further 2xx.
     pub linger: Duration,
+    /// `push.proxy_uri`: requests from the internal side to it are push requests (`push.rs`).
+    pub push_uri: Option<String>,
+    /// `push.timeout_ms`: each attempt of a push (shorter than Timer F).
+    pub push_timeout: Duration,
 }
 
 impl ProxySettings {
@@ -67,6 +72,8 @@ impl ProxySettings {
             timer_b: Duration::from_secs(32),
             timer_c: Duration::from_secs(181),
             linger: Duration::from_secs(32),
+            push_uri: None,
+            push_timeout: Duration::from_secs(10),
         }
     }
 
@@ -103,6 +110,8 @@ pub struct Proxy {
     timer_kinds: HashMap<u64, (Instant, TimerKind)>,
     /// Edge-wide: shared by every worker's core (`limits.rs`).
     limiter: Arc<SharedDiscoveryLimiter>,
+    /// Edge-wide: the push relay policy and its breakers (`push.rs`).
+    relay: push::SharedRelay,
     shutting_down: bool,
 }
 
@@ -146,8 +155,16 @@ impl Proxy {
             timers: BTreeSet::new(),
             timer_kinds: HashMap::new(),
             limiter,
+            relay: Arc::new(parking_lot::Mutex::new(push_relay::Relay::new(
+                push_relay::RelaySettings::default(),
+            ))),
             shutting_down: false,
         }
+    }
+
+    /// Shares `relay` (one set of push breakers for the edge) instead of this core's own.
+    pub fn set_relay(&mut self, relay: push::SharedRelay) {
+        self.relay = relay;
     }
 
     /// Replaces the OS-seeded generator (tests that want repeatable branches and SRV draws).
@@ -185,6 +202,8 @@ impl Proxy {
         self.settings.timer_f = p.timer_f;
         self.settings.timer_b = p.timer_b;
         self.settings.timer_c = p.timer_c;
+        self.settings.push_uri.clone_from(&p.push_uri);
+        self.settings.push_timeout = p.push_timeout;
     }
 
     pub fn handle(&mut self, input: Input<'_>, now: Instant, out: &mut Vec<Effect>) {
@@ -284,5 +303,7 @@ impl Proxy {
     }
 }
 
+#[cfg(test)]
+mod push_tests;
 #[cfg(test)]
 mod tests;

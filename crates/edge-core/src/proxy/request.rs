@@ -242,6 +242,19 @@ impl Proxy {
         if let Some(r) = self.foreign_domain(peer.side, msg) {
             return self.refuse(sid, r, now, out);
         }
+        if self.is_push(peer.side, msg) {
+            if let Some(s) = self.servers.get_mut(&sid) {
+                s.push = Some(super::push::PushTxn {
+                    provider: String::new(),
+                    attempt: 0,
+                    hops: Vec::new(),
+                    started: now,
+                });
+            }
+            if let Some(r) = self.push_refusal(msg, out) {
+                return self.refuse(sid, r, now, out);
+            }
+        }
         match peer.side {
             Side::External => self.route_inbound(sid, peer, msg, SrvAnswer::NotLookedUp, now, out),
             Side::Internal => self.route_outbound(sid, msg, SrvAnswer::NotLookedUp, now, out),
@@ -406,16 +419,20 @@ impl Proxy {
             }
             OutboundVerdict::RoutePinned { fqdn } => {
                 self.count_decision(Side::Internal, &domain, "accept", "allowed_partner");
-                self.forward(
-                    sid,
-                    msg,
-                    vec![NextHop {
-                        fqdn,
-                        side: Side::External,
-                    }],
-                    now,
-                    out,
-                )
+                let hops = vec![NextHop {
+                    fqdn,
+                    side: Side::External,
+                }];
+                if self.pushing(sid) {
+                    let provider = hops
+                        .first()
+                        .map(|h| h.fqdn.host().to_string())
+                        .unwrap_or_default();
+                    if !self.push_admit(sid, provider, &hops, now, out) {
+                        return;
+                    }
+                }
+                self.forward(sid, msg, hops, now, out)
             }
             OutboundVerdict::RouteSrv { targets } => {
                 let label = targets
@@ -431,13 +448,21 @@ impl Proxy {
                 }
                 let ordered =
                     federation_policy::order_srv(&targets, |t| (t.priority, t.weight), |n| self.random(n));
-                let hops = ordered
+                // A push's breaker key: the hosted provider it goes through, else the target.
+                let provider = ordered.first().map(|t| match &t.relationship {
+                    Relationship::HostedProvider(name) => name.clone(),
+                    _ => t.fqdn.host().to_string(),
+                });
+                let hops: Vec<NextHop> = ordered
                     .into_iter()
                     .map(|t| NextHop {
                         fqdn: t.fqdn,
                         side: Side::External,
                     })
                     .collect();
+                if self.pushing(sid) && !self.push_admit(sid, provider.unwrap_or_default(), &hops, now, out) {
+                    return;
+                }
                 self.forward(sid, msg, hops, now, out);
             }
         }
@@ -599,6 +624,16 @@ impl Proxy {
             // Still deciding where to send it (SRV lookup): nothing went out, terminate here.
             None => self.respond(sid, 487, Extra::default(), now, out),
         }
+    }
+}
+
+impl Proxy {
+    /// Whether server transaction `sid` is a push not yet routed.
+    fn pushing(&self, sid: u64) -> bool {
+        self.servers
+            .get(&sid)
+            .and_then(|s| s.push.as_ref())
+            .is_some_and(|p| p.provider.is_empty())
     }
 }
 

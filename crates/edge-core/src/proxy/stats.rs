@@ -230,6 +230,39 @@ fn class_index(status: u16) -> usize {
 
 pub const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "6xx"];
 
+/// What the push relay counted (`push.rs`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushStats {
+    /// Pushes sent to their provider (first attempts).
+    pub sent: u64,
+    /// Further attempts after a 503 or no answer.
+    pub retries: u64,
+    /// Pushes by how they ended (`PushOutcome::ALL` order) and the class of the final answer.
+    pub outcomes: [[u64; 6]; 8],
+    /// Arrival → final answer, retries included.
+    pub latency: Histogram,
+}
+
+impl PushStats {
+    pub fn finished(&mut self, outcome: super::push::PushOutcome, status: u16, took: Duration) {
+        if let Some(row) = self.outcomes.get_mut(outcome as usize) {
+            bump(row, class_index(status));
+        }
+        self.latency.observe(took);
+    }
+
+    pub fn merge(&mut self, o: &PushStats) {
+        self.sent += o.sent;
+        self.retries += o.retries;
+        for (a, b) in self.outcomes.iter_mut().zip(o.outcomes.iter()) {
+            for (x, y) in a.iter_mut().zip(b.iter()) {
+                *x += y;
+            }
+        }
+        self.latency.merge(&o.latency);
+    }
+}
+
 /// One worker's core counters. Plain integers: copied, not shared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreStats {
@@ -255,6 +288,8 @@ pub struct CoreStats {
     pub responses_wrong_connection: u64,
     /// Responses dropped: a branch this worker does not know.
     pub responses_unknown_branch: u64,
+    /// The push relay's counters.
+    pub push: PushStats,
 }
 
 impl Default for CoreStats {
@@ -270,6 +305,7 @@ impl Default for CoreStats {
             latency: std::array::from_fn(|_| Histogram::default()),
             responses_wrong_connection: 0,
             responses_unknown_branch: 0,
+            push: PushStats::default(),
         }
     }
 }
@@ -380,6 +416,7 @@ impl CoreStats {
         }
         self.responses_wrong_connection += o.responses_wrong_connection;
         self.responses_unknown_branch += o.responses_unknown_branch;
+        self.push.merge(&o.push);
     }
 }
 

@@ -35,6 +35,8 @@ pub(crate) struct ServerTxn {
     pub client: Option<u64>,
     /// The connection it came on is gone: responses have nowhere to go.
     pub orphaned: bool,
+    /// A push request (`push.rs`): its provider, attempts and route.
+    pub push: Option<super::push::PushTxn>,
 }
 
 #[derive(Debug)]
@@ -62,8 +64,8 @@ pub(crate) struct ClientTxn {
 /// How a client transaction ended: the input of [`Proxy::conclude`].
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// A final response (status) from the next hop; the caller forwards it.
-    Response(u16),
+    /// A final response (status, its Retry-After) from the next hop; the caller forwards it.
+    Response(u16, Option<std::time::Duration>),
     /// The bytes could not be delivered to the hop.
     DeliveryFailed(DeliveryFailure),
     /// Timer F, B or C expired without a final response.
@@ -103,6 +105,8 @@ pub(crate) enum TimerKind {
     ClientTimeout(u64),
     /// Remove a finished server transaction (and its client).
     Linger(u64),
+    /// The next attempt of a push request (server transaction id).
+    PushRetry(u64),
 }
 
 impl Proxy {
@@ -156,6 +160,7 @@ impl Proxy {
                 last_response: None,
                 client: None,
                 orphaned: false,
+                push: None,
             },
         );
         id
@@ -226,6 +231,8 @@ impl Proxy {
             self.log(out, Level::Info, r.event.name, text, fields);
         }
         if status >= 200 {
+            let outcome = super::push::PushOutcome::of_refusal(reason);
+            self.push_finished(sid, status, outcome, now);
             self.finish(sid, now);
         }
     }
@@ -268,6 +275,7 @@ impl Proxy {
                     }
                 }
             }
+            TimerKind::PushRetry(sid) => self.push_retry(sid, now, out),
             TimerKind::ClientTimeout(cid) => {
                 let live = self
                     .clients
@@ -326,7 +334,7 @@ impl Proxy {
             }
         }
         let status = match &outcome {
-            Outcome::Response(s) => *s,
+            Outcome::Response(s, _) => *s,
             Outcome::DeliveryFailed(f) => super::route::refusal_for_delivery("", f).0,
             Outcome::TimedOut => 408,
             Outcome::LinkLost => 503,
@@ -335,17 +343,22 @@ impl Proxy {
         let (sid, timer, hop) = (c.server, c.timer.take(), c.hop.fqdn.to_string());
         let (method, took) = (c.method, now.saturating_duration_since(c.started));
         let invite_proceeding = c.is_invite && c.provisional;
-        let is_invite = c.is_invite;
+        let (is_invite, provisional) = (c.is_invite, c.provisional);
         self.disarm(timer);
         let label = match &outcome {
-            Outcome::Response(_) => OutcomeLabel::Answered,
+            Outcome::Response(..) => OutcomeLabel::Answered,
             Outcome::DeliveryFailed(_) => OutcomeLabel::DeliveryFailed,
             Outcome::TimedOut => OutcomeLabel::TimedOut,
             Outcome::LinkLost => OutcomeLabel::LinkLost,
         };
         self.count(|s| s.outcome(method, label, took));
+        // A push: the relay policy may retry (a 503, or no answer at all) instead of answering.
+        if let Some(after) = self.push_decide(sid, &outcome, provisional, now) {
+            self.push_schedule_retry(sid, after, now, out);
+            return Concluded::Done;
+        }
         match outcome {
-            Outcome::Response(_) => return Concluded::ForwardResponse,
+            Outcome::Response(..) => return Concluded::ForwardResponse,
             Outcome::DeliveryFailed(failure) => {
                 let (status, refusal) = super::route::refusal_for_delivery(&hop, &failure);
                 let retry_after = (status == 503).then_some(10);
@@ -373,7 +386,11 @@ impl Proxy {
                     format!("no final response before {which}: 408"),
                     vec![],
                 );
-                self.respond(sid, 408, Extra::default(), now, out);
+                match self.push_timeout_refusal(sid) {
+                    // A push the provider never answered: 504, as the field knows it.
+                    Some(r) => self.refuse(sid, r, now, out),
+                    None => self.respond(sid, 408, Extra::default(), now, out),
+                }
             }
             Outcome::LinkLost => {
                 let extra = Extra {
