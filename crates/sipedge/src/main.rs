@@ -12,6 +12,7 @@ mod reload;
 mod reload_diff;
 mod run;
 mod send;
+mod sip_client;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
