@@ -76,6 +76,16 @@ pub struct Response {
     pub diagnostics: Vec<(String, String)>,
 }
 
+impl Response {
+    /// The value of the first `ms-diagnostics` header, if any.
+    pub fn ms_diagnostics(&self) -> Option<&str> {
+        self.diagnostics
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("ms-diagnostics"))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// What [`transact`] reports as it goes.
 #[derive(Debug)]
 pub enum Event<'a> {
@@ -402,7 +412,10 @@ mod tests {
                    Content-Length: 0\r\n\r\n";
         let r = response(raw.as_bytes(), "c1").unwrap();
         assert_eq!((r.status, r.reason.as_str()), (504, "Server Time-out"));
-        assert_eq!(r.diagnostics.len(), 1);
+        assert_eq!(
+            r.ms_diagnostics(),
+            Some("1008;reason=\"Unable to resolve DNS SRV record\"")
+        );
         assert!(response(raw.as_bytes(), "other").is_none(), "not ours");
     }
 }
