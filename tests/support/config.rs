@@ -56,6 +56,16 @@ impl EdgeOpts {
         }
     }
 
+    /// The hosted provider LyncOnline (`sipfed.online.lync.com`), enabled.
+    pub fn lync_online(&mut self) {
+        self.hosted_providers.push((
+            "LyncOnline".into(),
+            "sipfed.online.lync.com".into(),
+            true,
+            "AlwaysVerifiable".into(),
+        ));
+    }
+
     pub fn render(&self, pki: &TestPki) -> String {
         let p = |path: &std::path::Path| path.display().to_string();
         let mut s = String::new();

@@ -172,6 +172,29 @@ impl Edge {
         self.child.id()
     }
 
+    /// SIGHUP (`kill -HUP`), then waits (bounded) for the `reload_applied` record (panics without).
+    pub fn reload_applied(&self, timeout: Duration) -> String {
+        let before = self.logs_with("reload_applied").len();
+        let ok = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.pid().to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -HUP {} failed", self.pid());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.logs_with("reload_applied").into_iter().nth(before) {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reload_applied within {timeout:?}:\n{}",
+                self.log_dump()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

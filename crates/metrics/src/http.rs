@@ -1,8 +1,10 @@
 //! The metrics endpoint on a thread of its own, never on a SIP worker: `GET /metrics` (the text
 //! exposition of [`Source::families`] plus this crate's own counters, `text/plain; version=0.0.4`),
 //! `GET /healthz` (200 `ok`, or 503 with [`Health::detail`](crate::Health)), `GET /readyz` (200
-//! `ready` with the readiness detail after a colon when there is one, or 503 with the readiness detail, e.g. `draining`). Any other path is 404; another method
-//! on one of these paths is 405 (`Allow: GET`).
+//! `ready` with the readiness detail after a colon when there is one, or 503 with the readiness detail, e.g. `draining`). A `GET` of any other path is
+//! offered to [`Source::probe`] (`/probe/push`), else 404; another method on one of the three is 405
+//! (`Allow: GET`). A probe answer that is [`Probe::Pending`] parks its connection (the thread serves
+//! others, checking the answer every few milliseconds) until the answer or its `wait`, then 504.
 //!
 //! One thread, one `mio::Poll`, non-blocking sockets: a slow or silent client holds a slot, never the
 //! thread. Request heads are parsed by `httparse` (hyper's HTTP/1 parser); the IO, the routing and the
@@ -34,7 +36,7 @@ use slab::Slab;
 
 use crate::names::{EXPORTER, HTTP_REFUSALS, HTTP_REFUSED, SAMPLES_REJECTED};
 use crate::render::Snapshot;
-use crate::Source;
+use crate::{Probe, Reply, Source};
 
 /// The endpoint's own bounds; [`Limits::default`] is what [`serve`] uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +64,8 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 const LISTENER: Token = Token(0);
 const WAKE: Token = Token(1);
 const FIRST_CONN: usize = 2;
+/// How often parked probe connections are checked for their answer.
+const PROBE_POLL: Duration = Duration::from_millis(10);
 
 /// The running endpoint. Dropping it (or [`Exporter::stop`]) stops and joins the thread.
 pub struct Exporter {
@@ -174,8 +178,15 @@ struct Conn {
 
 enum State {
     Reading(Vec<u8>),
-    Writing { out: Vec<u8>, pos: usize },
-    Lingering { discarded: usize },
+    /// A probe's answer is still coming.
+    Parked(std::sync::mpsc::Receiver<Reply>),
+    Writing {
+        out: Vec<u8>,
+        pos: usize,
+    },
+    Lingering {
+        discarded: usize,
+    },
 }
 
 /// What a connection needs next from the server.
@@ -198,7 +209,14 @@ impl Server {
         let mut events = Events::with_capacity(64);
         while !self.stop.load(Ordering::Acquire) {
             let now = Instant::now();
-            let timeout = self.next_deadline().map(|d| d.saturating_duration_since(now));
+            let mut timeout = self.next_deadline().map(|d| d.saturating_duration_since(now));
+            if self
+                .conns
+                .iter()
+                .any(|(_, c)| matches!(c.state, State::Parked(_)))
+            {
+                timeout = Some(timeout.map_or(PROBE_POLL, |t| t.min(PROBE_POLL)));
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != ErrorKind::Interrupted {
                     std::thread::sleep(ACCEPT_RETRY);
@@ -216,6 +234,7 @@ impl Server {
                     }
                 }
             }
+            self.collect_probes();
             let now = Instant::now();
             if self.accept_retry.is_some_and(|at| at <= now) {
                 self.accept();
@@ -291,14 +310,16 @@ impl Server {
                     self.close(key);
                     return;
                 }
-                Step::Respond(head) => {
-                    let out = self.respond(head);
-                    let deadline = Instant::now() + self.limits.timeout;
-                    if let Some(conn) = self.conns.get_mut(key) {
-                        conn.state = State::Writing { out, pos: 0 };
-                        conn.deadline = deadline;
+                Step::Respond(head) => match self.respond(head) {
+                    Answer::Now(out) => self.start_writing(key, out),
+                    Answer::Later { reply, wait } => {
+                        if let Some(conn) = self.conns.get_mut(key) {
+                            conn.state = State::Parked(reply);
+                            conn.deadline = Instant::now() + wait;
+                        }
+                        return;
                     }
-                }
+                },
                 Step::Written => {
                     if let Some(conn) = self.conns.get_mut(key) {
                         let _ = conn.stream.shutdown(Shutdown::Write);
@@ -307,6 +328,34 @@ impl Server {
                     }
                 }
             }
+        }
+    }
+
+    fn start_writing(&mut self, key: usize, out: Vec<u8>) {
+        let deadline = Instant::now() + self.limits.timeout;
+        if let Some(conn) = self.conns.get_mut(key) {
+            conn.state = State::Writing { out, pos: 0 };
+            conn.deadline = deadline;
+        }
+    }
+
+    /// Parked probe connections whose answer came (or whose sender is gone) start writing.
+    fn collect_probes(&mut self) {
+        let mut ready = Vec::new();
+        for (key, conn) in &self.conns {
+            if let State::Parked(rx) = &conn.state {
+                match rx.try_recv() {
+                    Ok(r) => ready.push((key, reply_bytes(&r))),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                        ready.push((key, response(500, "text/plain", b"probe failed\n", "")));
+                    }
+                }
+            }
+        }
+        for (key, out) in ready {
+            self.start_writing(key, out);
+            self.drive(key);
         }
     }
 
@@ -324,6 +373,16 @@ impl Server {
             .map(|(key, c)| (key, !matches!(c.state, State::Lingering { .. })))
             .collect();
         for (key, cut_off) in expired {
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| matches!(c.state, State::Parked(_)))
+            {
+                let out = response(504, "text/plain", b"the probe did not finish in time\n", "");
+                self.start_writing(key, out);
+                self.drive(key);
+                continue;
+            }
             if cut_off {
                 self.count(Refusal::Timeout);
             }
@@ -331,27 +390,42 @@ impl Server {
         }
     }
 
-    fn respond(&mut self, head: Head) -> Vec<u8> {
+    fn respond(&mut self, head: Head) -> Answer {
         let (get, path) = match head {
             Head::Request { get, path } => (get, path),
             Head::TooLarge => {
                 self.count(Refusal::HeadTooLarge);
-                return response(431, "text/plain", b"request head too large\n", "");
+                return Answer::Now(response(431, "text/plain", b"request head too large\n", ""));
             }
             Head::Bad => {
                 self.count(Refusal::BadRequest);
-                return response(400, "text/plain", b"bad request\n", "");
+                return Answer::Now(response(400, "text/plain", b"bad request\n", ""));
             }
         };
         let known = matches!(path.as_str(), "/metrics" | "/healthz" | "/readyz");
         if !known {
-            return response(404, "text/plain", b"not found\n", "");
+            let source = &self.source;
+            let probe = if get {
+                catch_unwind(AssertUnwindSafe(|| source.probe(&path)))
+            } else {
+                Ok(None)
+            };
+            return match probe {
+                Ok(Some(Probe::Ready(r))) => Answer::Now(reply_bytes(&r)),
+                Ok(Some(Probe::Pending { reply, wait })) => Answer::Later { reply, wait },
+                Ok(None) => Answer::Now(response(404, "text/plain", b"not found\n", "")),
+                Err(_) => Answer::Now(response(500, "text/plain", b"probe failed\n", "")),
+            };
         }
+        Answer::Now(self.respond_known(get, &path))
+    }
+
+    fn respond_known(&mut self, get: bool, path: &str) -> Vec<u8> {
         if !get {
             return response(405, "text/plain", b"method not allowed\n", "Allow: GET\r\n");
         }
         let source = &self.source;
-        match path.as_str() {
+        match path {
             "/healthz" => match catch_unwind(AssertUnwindSafe(|| source.health())) {
                 Ok(h) if h.ok => response(200, "text/plain", b"ok\n", ""),
                 Ok(h) => response(503, "text/plain", format!("{}\n", h.detail).as_bytes(), ""),
@@ -435,6 +509,16 @@ impl Conn {
                     Err(_) => return Step::Close(None),
                 }
             },
+            // Waiting for a probe's answer: what the client sends meanwhile is discarded.
+            State::Parked(_) => loop {
+                match self.stream.read(&mut chunk) {
+                    Ok(0) => return Step::Close(None),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Step::Wait,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => return Step::Close(None),
+                }
+            },
             State::Lingering { discarded } => loop {
                 match self.stream.read(&mut chunk) {
                     Ok(0) => return Step::Close(None),
@@ -473,6 +557,19 @@ fn parse(buf: &[u8], max_head: usize) -> Option<Head> {
     }
 }
 
+/// What a request gets: bytes now, or a probe's answer later.
+enum Answer {
+    Now(Vec<u8>),
+    Later {
+        reply: std::sync::mpsc::Receiver<Reply>,
+        wait: Duration,
+    },
+}
+
+fn reply_bytes(r: &Reply) -> Vec<u8> {
+    response(r.status, &r.content_type, r.body.as_bytes(), "")
+}
+
 fn response(status: u16, content_type: &str, body: &[u8], extra_headers: &str) -> Vec<u8> {
     let reason = match status {
         200 => "OK",
@@ -481,6 +578,7 @@ fn response(status: u16, content_type: &str, body: &[u8], extra_headers: &str) -
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         _ => "Internal Server Error",
     };
     let mut out = format!(

@@ -3,7 +3,8 @@
 //! implements), every metric name with its HELP text and bounded label sets ([`names`]), the per-thread
 //! [`LocalHistogram`] workers fill, the rendering of a snapshot into the text exposition through the
 //! `prometheus` crate ([`Snapshot`], [`render()`]) and the bounded `/metrics`, `/healthz`, `/readyz`
-//! endpoint on a thread of its own ([`serve`]).
+//! endpoint on a thread of its own ([`serve`]), which also answers the edge's own paths such as
+//! `/probe/push` ([`Source::probe`]).
 //!
 //! The flow: the protocol crates (edge-core, federation-policy) count into plain per-worker counters and
 //! know nothing of this crate; at scrape time the binary (`crates/sipedge`) sums them into a
@@ -173,12 +174,38 @@ pub struct Readiness {
     pub detail: String,
 }
 
+/// An answer of the edge's own for a path the endpoint does not serve itself (e.g. `/probe/push`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+/// What [`Source::probe`] gives for a path it serves.
+#[derive(Debug)]
+pub enum Probe {
+    /// The answer now (e.g. from a cache).
+    Ready(Reply),
+    /// The answer comes on `reply` (from a thread of the edge's); the endpoint keeps serving other
+    /// requests meanwhile and answers 504 if nothing came within `wait`, 500 if the sender is dropped.
+    Pending {
+        reply: std::sync::mpsc::Receiver<Reply>,
+        wait: std::time::Duration,
+    },
+}
+
 /// What the endpoint asks the edge for, on its own thread (never on a SIP worker), once per request.
 pub trait Source: Send + Sync + 'static {
     /// This scrape's snapshot: every family the edge exports, summed over workers.
     fn families(&self) -> Vec<Family>;
     fn health(&self) -> Health;
     fn readiness(&self) -> Readiness;
+    /// A `GET` of a path other than `/metrics`, `/healthz` and `/readyz`: `None` (the default) is
+    /// 404. Must not block: slow work goes to another thread and comes back as [`Probe::Pending`].
+    fn probe(&self, _path: &str) -> Option<Probe> {
+        None
+    }
 }
 
 /// The crate's one error type.

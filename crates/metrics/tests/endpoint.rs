@@ -394,3 +394,100 @@ fn promtool_check_metrics_is_clean() {
         out.status
     );
 }
+
+/// A Source with probe paths of every kind: ready now, answered later by a thread, never answered
+/// (its sender kept), and given up (its sender dropped).
+struct Prober {
+    keep: std::sync::Mutex<Vec<std::sync::mpsc::Sender<sipedge_metrics::Reply>>>,
+}
+
+impl Source for Prober {
+    fn families(&self) -> Vec<Family> {
+        Vec::new()
+    }
+    fn health(&self) -> Health {
+        Health {
+            ok: true,
+            detail: String::new(),
+        }
+    }
+    fn readiness(&self) -> Readiness {
+        Readiness {
+            ready: true,
+            detail: String::new(),
+        }
+    }
+    fn probe(&self, path: &str) -> Option<sipedge_metrics::Probe> {
+        use sipedge_metrics::Probe;
+        let reply = |status: u16, body: &str| sipedge_metrics::Reply {
+            status,
+            content_type: "application/json".into(),
+            body: body.into(),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let wait = Duration::from_millis(600);
+        match path {
+            "/probe/now" => Some(Probe::Ready(reply(200, "{\"now\":true}"))),
+            "/probe/later" => {
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(300));
+                    let _ = tx.send(reply(503, "{\"later\":true}"));
+                });
+                Some(Probe::Pending { reply: rx, wait })
+            }
+            "/probe/never" => {
+                self.keep.lock().unwrap().push(tx);
+                Some(Probe::Pending { reply: rx, wait })
+            }
+            "/probe/dropped" => Some(Probe::Pending { reply: rx, wait }),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn probe_paths_answer_now_later_or_504_without_blocking_the_thread() {
+    let source: Arc<dyn Source> = Arc::new(Prober {
+        keep: std::sync::Mutex::default(),
+    });
+    let exporter = serve_with("127.0.0.1:0".parse().unwrap(), source, short()).unwrap();
+    let addr = exporter.addr();
+    let r = get(addr, "/probe/now");
+    assert_eq!((r.status, r.body.as_str()), (200, "{\"now\":true}"), "{}", r.head);
+    assert!(r.head.contains("Content-Type: application/json"), "{}", r.head);
+
+    // While /probe/later waits for its thread, /healthz is answered at once.
+    let later = std::thread::spawn(move || {
+        let started = Instant::now();
+        (get(addr, "/probe/later"), started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    assert_eq!(get(addr, "/healthz").status, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "the metrics thread was blocked: {:?}",
+        started.elapsed()
+    );
+    let (r, took) = later.join().unwrap();
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (503, "{\"later\":true}"),
+        "{}",
+        r.head
+    );
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+
+    let started = Instant::now();
+    let r = get(addr, "/probe/never");
+    assert_eq!(r.status, 504, "{}", r.head);
+    assert!(
+        started.elapsed() >= Duration::from_millis(550),
+        "waited its `wait`"
+    );
+    assert_eq!(get(addr, "/probe/dropped").status, 500);
+    assert_eq!(get(addr, "/probe/unknown").status, 404);
+    let r = exchange(addr, b"POST /probe/now HTTP/1.1\r\n\r\n");
+    assert_eq!(r.status, 404, "only GET reaches a probe");
+    assert_eq!(get(addr, "/readyz").status, 200, "the known paths unchanged");
+}

@@ -1,7 +1,7 @@
 //! The edge's metrics [`Source`]: at each scrape (on the metrics thread, never a SIP worker) it sums
 //! the workers' published counters (`edge_core::shell::StatsHandle`) and turns them into the families
 //! of `sipedge_metrics::names`, with every label value from a bounded set; `/healthz` and `/readyz`
-//! read the workers' heartbeats and [`EdgeState`]. The `metrics` crate renders and serves; this file
+//! read the workers' heartbeats and [`EdgeState`]; `/probe/push` is `push_probe.rs`. The `metrics` crate renders and serves; this file
 //! only maps the edge's vocabulary onto its names.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +30,8 @@ pub struct EdgeState {
     /// SIGTERM arrived: `/readyz` fails from now on, `/healthz` stays 200 until exit.
     pub draining: AtomicBool,
     facts: Mutex<ConfigFacts>,
+    /// `GET /probe/push` (its setup follows the running configuration).
+    pub probe: crate::push_probe::PushProbe,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -70,6 +72,7 @@ impl EdgeState {
             certificates,
             providers,
         };
+        self.probe.configure(config);
     }
 }
 
@@ -411,6 +414,10 @@ impl Source for EdgeMetrics {
             1.0,
         ));
         out
+    }
+
+    fn probe(&self, path: &str) -> Option<sipedge_metrics::Probe> {
+        self.state.probe.answer(path)
     }
 
     fn health(&self) -> Health {

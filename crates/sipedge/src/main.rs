@@ -8,10 +8,13 @@ mod dns_lookups;
 mod explain_route;
 mod exporter;
 mod known_servers;
+mod push_probe;
 mod reload;
 mod reload_diff;
 mod run;
 mod send;
+mod sip_client;
+mod test_push;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +65,10 @@ enum Command {
     /// answer with its diagnostics; exit 0 on 2xx, 1 on another final response, 2 on none. Without
     /// flags: a client of `sipedge run` without --config, using its local PKI.
     Send(send::Args),
+    /// Send a test push through a running edge (after Test-CsMcxPushNotification) and print
+    /// TargetFqdn / Result / Latency / Error / Diagnosis; exit 0 on success, 1 on failure. Without
+    /// flags: a client of `sipedge run` without --config, using its local PKI.
+    TestPush(test_push::Args),
     /// Read one SIP message on stdin (as one datagram carries it) and print it as JSON.
     Decode,
     /// Validate a configuration file (with SIPEDGE__SECTION__KEY environment overrides): print every
@@ -83,6 +90,7 @@ fn main() -> ExitCode {
         Command::Reload { pid, pid_file } => reload::send_hup(pid, pid_file.as_deref()),
         Command::ExplainRoute { domain, config } => explain_route::run(&domain, &config),
         Command::Send(args) => send::run(&args),
+        Command::TestPush(args) => test_push::run(&args),
         Command::Decode => decode::run(),
         Command::CheckConfig { file, .. } => check_config::run(file.as_deref()),
     }

@@ -151,6 +151,7 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
         }
     }
     let state = Arc::new(EdgeState::default());
+    state.probe.set_internal_addr(handle.internal_addr());
     state.observe(&config);
     let metrics_listen = config.metrics().listen;
     let mut reloader = Reloader::new(config_path, local_pki, config, reload_limiter);
@@ -175,8 +176,9 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("metrics http {}", exporter.addr());
+    // Ready before the line: a client that reads `metrics http` may ask /readyz at once.
     state.listening.store(true, std::sync::atomic::Ordering::Relaxed);
+    println!("metrics http {}", exporter.addr());
     let code = wait_for_signals(handle, signals, reloader, &state);
     exporter.stop();
     if let Some(f) = pid_file {
