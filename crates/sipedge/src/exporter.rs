@@ -314,6 +314,13 @@ impl Source for EdgeMetrics {
         }
         self.core_families(&core, &facts, &mut out);
         out.push(self.breaker_family(&facts));
+        let (ok, failed) = self.state.probe.results();
+        out.push(
+            names::PUSH_PROBES
+                .family()
+                .value(["success"], ok as f64)
+                .value(["failure"], failed as f64),
+        );
 
         let mut handshakes = names::TLS_HANDSHAKES.family();
         let mut active = names::CONNECTIONS_ACTIVE.family();

@@ -53,6 +53,8 @@ struct Inner {
     cache: Option<(Instant, Outcome)>,
     waiters: Vec<Sender<Reply>>,
     running: bool,
+    /// Transactions run (cached answers not counted): `[success, failure]`.
+    results: [u64; 2],
 }
 
 impl PushProbe {
@@ -68,6 +70,12 @@ impl PushProbe {
         inner.setup = Some(setup);
         inner.generation = inner.generation.wrapping_add(1);
         inner.cache = None;
+    }
+
+    /// Transactions the probe ran so far: `(successes, failures)` (for `sipedge_push_probes_total`).
+    pub fn results(&self) -> (u64, u64) {
+        let r = self.inner.lock().results;
+        (r[0], r[1])
     }
 
     /// The answer for `path`: `None` unless it is [`PATH`].
@@ -124,6 +132,9 @@ fn run(shared: &Mutex<Inner>, setup: Result<Setup, Outcome>, internal: Option<So
         Err(o) => o,
     };
     let mut inner = shared.lock();
+    if let Some(n) = inner.results.get_mut(usize::from(!outcome.success)) {
+        *n += 1;
+    }
     if inner.generation == generation {
         inner.cache = Some((Instant::now(), outcome.clone()));
     }

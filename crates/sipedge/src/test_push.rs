@@ -589,6 +589,16 @@ pub fn diagnose(
             param("fqdn")
         ),
         1034 => format!("the provider answered {status} {reason} without a diagnostic of its own ({header})"),
+        1911 => format!(
+            "{FIELD_504} The provider {} did not answer within push.timeout_ms ({} ms) in {} attempts: check              that it is up and reachable from the edge (sipedge explain-route {domain}); after              push.breaker_failures such failures the edge refuses pushes at once for push.breaker_cooldown_ms",
+            param("provider"),
+            param("timeout-ms"),
+            param("attempts")
+        ),
+        1910 => format!(
+            "No push subscription for target device: the push request's RFC 8599 identity is incomplete or              names no known provider ({}): the sender must give pn-provider (apns, fcm, webpush) with pn-prid",
+            param("problem")
+        ),
         id if !edge_generated(id) => format!("the provider answered {status} {reason}: {header}"),
         _ => format!("the edge answered {status} {reason}: {text}"),
     }

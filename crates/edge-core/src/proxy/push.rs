@@ -183,7 +183,7 @@ impl Proxy {
                 "push_breaker_open",
                 vec![
                     ("provider", provider.clone()),
-                    ("until", format!("in {} ms", left.as_millis())),
+                    ("until", format!("{} s from now", left.as_millis().div_ceil(1000))),
                 ],
             );
             let extra = Extra {
