@@ -325,7 +325,17 @@ fn sigterm_fails_readyz_at_once_while_healthz_stays_up_until_exit() {
         200,
         "alive while draining"
     );
-    // New requests get 503 with Retry-After while the open one finishes by its timer.
+    // New requests get 503 with Retry-After while the open one finishes by its timer — once every
+    // worker has taken the drain (each logs shutdown_started; /readyz fails before that).
+    let deadline = Instant::now() + WAIT;
+    while edge.logs_with("\"shutdown_started\"").len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "workers never started draining\n{}",
+            edge.log_dump()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     c.send(&sip::message(
         "sip:bob@partner.test",
         "fe1.corp.test:5061",
