@@ -31,6 +31,8 @@ pub struct EdgeOpts {
     pub discovery_messages_per_second: Option<u64>,
     /// `None`: the default (5000).
     pub message_timeout_ms: Option<u64>,
+    /// Appended as written (whole tables, e.g. `[push]` with its keys).
+    pub extra_toml: String,
     /// `[dns] servers`; empty: a dead loopback port (names come from the static entries only).
     pub dns_servers: Vec<String>,
 }
@@ -53,6 +55,7 @@ impl EdgeOpts {
             discovery_messages_per_second: None,
             dns_servers: Vec::new(),
             message_timeout_ms: None,
+            extra_toml: String::new(),
         }
     }
 
@@ -163,6 +166,8 @@ proxy_fqdn = "edge.partner.test:{partner_port}"
         if let Some(t) = self.message_timeout_ms {
             writeln!(s, "message_timeout_ms = {t}").unwrap();
         }
+        s.push('\n');
+        s.push_str(&self.extra_toml);
         s
     }
 }

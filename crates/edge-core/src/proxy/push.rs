@@ -37,6 +37,9 @@ pub(crate) struct PushTxn {
     pub hops: Vec<NextHop>,
     /// When the push arrived (its latency runs from here to its final answer).
     pub started: Instant,
+    /// When its first attempt went out: the relay's budget runs from here (routing, e.g. the SRV
+    /// lookup, is not the provider's time).
+    pub first_sent: Option<Instant>,
 }
 
 /// How a push ended, for its counters (`stats.rs`, `PushStats`).
@@ -198,6 +201,7 @@ impl Proxy {
             p.provider = provider;
             p.attempt = 1;
             p.hops = hops.to_vec();
+            p.first_sent = Some(now);
         }
         true
     }
@@ -215,7 +219,7 @@ impl Proxy {
             let p = self.servers.get(&sid)?.push.as_ref()?;
             let attempt = Attempt {
                 number: p.attempt,
-                push_started: p.started,
+                push_started: p.first_sent.unwrap_or(p.started),
             };
             (p.provider.clone(), attempt)
         };

@@ -371,3 +371,45 @@ fn other_requests_are_not_pushes() {
     });
     assert_eq!(h.proxy.stats().push, super::stats::PushStats::default());
 }
+
+/// Real clocks: the SRV answer takes a while and the attempt's timer fires a little late. The retry
+/// the budget has room for still happens (the budget runs from the first transmission, and a
+/// timeout is judged at its nominal instant).
+#[test]
+fn a_late_timer_and_a_slow_srv_answer_do_not_cost_the_retry() {
+    let mut h = H::new(None);
+    let text = format!(
+        "MESSAGE {PUSH_URI} SIP/2.0\r\nVia: SIP/2.0/TLS fe1.corp.example:5061;branch=z9hG4bKlate\r\nMax-Forwards: 70\r\nFrom: <sip:mobility@corp.example>;tag=m1\r\nTo: <{PUSH_URI}>\r\nCall-ID: late\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+    );
+    let eff = h.input(Input::Message {
+        conn: FE,
+        bytes: text.as_bytes(),
+    });
+    let token = eff
+        .iter()
+        .find_map(|e| match e {
+            Effect::LookupSrv { token, .. } => Some(*token),
+            _ => None,
+        })
+        .unwrap();
+    h.now += Duration::from_millis(80);
+    let eff = h.input(Input::Srv {
+        token,
+        result: SrvResult::Records(vec![SrvRecord {
+            priority: 0,
+            weight: 0,
+            port: 5061,
+            target: "sipfed.online.lync.com".into(),
+        }]),
+    });
+    h.sent(&eff).provider();
+    // The attempt's timer, 7 ms late; the retry after its backoff, 5 ms late.
+    let eff = h.advance(Duration::from_millis(2007));
+    assert_eq!(h.sent(&eff), Sent::Nothing);
+    let second = h.advance(Duration::from_millis(198));
+    assert!(
+        matches!(h.sent(&second), Sent::Provider(_)),
+        "retried: {second:?}"
+    );
+    assert_eq!(h.proxy.stats().push.retries, 1);
+}

@@ -249,6 +249,7 @@ impl Proxy {
                     attempt: 0,
                     hops: Vec::new(),
                     started: now,
+                    first_sent: None,
                 });
             }
             if let Some(r) = self.push_refusal(msg, out) {

@@ -342,6 +342,7 @@ impl Proxy {
         c.final_status = Some(status);
         let (sid, timer, hop) = (c.server, c.timer.take(), c.hop.fqdn.to_string());
         let (method, took) = (c.method, now.saturating_duration_since(c.started));
+        let attempt_started = c.started;
         let invite_proceeding = c.is_invite && c.provisional;
         let (is_invite, provisional) = (c.is_invite, c.provisional);
         self.disarm(timer);
@@ -352,9 +353,16 @@ impl Proxy {
             Outcome::LinkLost => OutcomeLabel::LinkLost,
         };
         self.count(|s| s.outcome(method, label, took));
-        // A push: the relay policy may retry (a 503, or no answer at all) instead of answering.
-        if let Some(after) = self.push_decide(sid, &outcome, provisional, now) {
-            self.push_schedule_retry(sid, after, now, out);
+        // A push: the relay policy may retry (a 503, or no answer at all) instead of answering. A
+        // timeout is judged at its nominal instant (the attempt's start + push.timeout_ms): a timer
+        // that fires a little late must not cost the retry the budget has room for.
+        let judged_at = match &outcome {
+            Outcome::TimedOut => now.min(attempt_started + self.settings.push_timeout),
+            _ => now,
+        };
+        if let Some(after) = self.push_decide(sid, &outcome, provisional, judged_at) {
+            let retry_at = judged_at + after;
+            self.push_schedule_retry(sid, retry_at.saturating_duration_since(now), now, out);
             return Concluded::Done;
         }
         match outcome {
