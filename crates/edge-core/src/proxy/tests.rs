@@ -553,10 +553,31 @@ fn retransmissions_and_partner_failures_without_diagnostics() {
         Some("edge.partner.example"),
         "the certificate name of the link the failure came on"
     );
-    // The requester retransmits: the same final response again, nothing forwarded.
-    let again = sends(&h.msg(FE, &req));
+    // A non-INVITE transaction keeps nothing after its final on a reliable transport (RFC 3261
+    // Timer J = 0): gone at the end of the turn.
+    h.advance(Duration::ZERO);
+    assert_eq!((h.proxy.servers.len(), h.proxy.clients.len()), (0, 0));
+    // An INVITE lingers (Timer L): its retransmission gets the same final again, nothing forwarded.
+    let inv = request("INVITE", "sip:bob@partner.example", "z9hG4bKr2", "");
+    let eff = h.msg(FE, &inv);
+    let (_, fwd, token) = sends(&eff)
+        .into_iter()
+        .find(|(d, _, _)| matches!(d, Destination::Hop(_)))
+        .unwrap();
+    h.delivered(token.unwrap());
+    let r = sends(&h.msg(ConnId(100), &answer(&fwd, 486, "Busy Here", Some("b"))));
+    let busy = r
+        .iter()
+        .find(|(d, _, _)| *d == Destination::Conn(FE))
+        .unwrap()
+        .1
+        .clone();
+    h.advance(Duration::from_secs(1));
+    let again = sends(&h.msg(FE, &inv));
     assert_eq!(again.len(), 1);
-    assert_eq!(again[0].1, r[0].1);
+    assert_eq!(again[0].1, busy);
+    h.advance(Duration::from_secs(32));
+    assert_eq!(h.proxy.servers.len(), 0, "gone after Timer L");
 }
 
 #[test]

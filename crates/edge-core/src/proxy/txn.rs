@@ -258,9 +258,19 @@ impl Proxy {
         );
     }
 
-    /// A server transaction has its final response: linger, then forget it.
+    /// A server transaction has its final response: forget it once the RFC lets us. Every link of
+    /// this edge is reliable (TLS over TCP), so a non-INVITE transaction keeps nothing: RFC 3261
+    /// Timer J (server) and Timer K (client) are zero on reliable transports — no retransmission
+    /// can arrive — and it goes at the end of this loop turn. An INVITE lingers `linger` (32 s,
+    /// RFC 6026 Timer L) to forward the further 2xx of a forked call and absorb the ACK of a
+    /// non-2xx final. Memory therefore follows the work in flight, not the rate times 32 s.
     pub(crate) fn finish(&mut self, sid: u64, now: Instant) {
-        let at = now + self.settings.linger;
+        let is_invite = self.servers.get(&sid).is_some_and(|s| s.is_invite);
+        let at = if is_invite {
+            now + self.settings.linger
+        } else {
+            now
+        };
         self.arm(at, TimerKind::Linger(sid));
     }
 
