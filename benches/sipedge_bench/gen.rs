@@ -81,19 +81,22 @@ impl Tally {
         })
     }
 
+    /// Starts the window. Connections already lost stay counted: they carry nothing in it, and a
+    /// run whose connections all failed during the warm-up must not report zero failures.
     fn reset(&mut self) {
         self.completed = 0;
-        self.failures = Failures::default();
+        self.failures = Failures {
+            connection: self.failures.connection,
+            ..Failures::default()
+        };
         self.latency.reset();
         self.measuring = true;
     }
 
     fn lost(&mut self, conn: &mut Conn) {
         conn.alive = false;
-        if self.measuring {
-            let n = conn.outstanding.len() as u64;
-            self.failures.connection += if conn.used { n } else { n.max(1) };
-        }
+        let n = conn.outstanding.len() as u64;
+        self.failures.connection += if conn.used { n } else { n.max(1) };
         conn.outstanding.clear();
     }
 }
@@ -361,6 +364,19 @@ mod tests {
         assert!(m.failures.connection >= 2, "{m:?}");
         assert_eq!(m.failures.total(), m.failures.connection);
         assert!(m.window_s < 0.3, "ends once every connection is gone: {m:?}");
+    }
+
+    #[test]
+    fn connections_lost_in_the_warm_up_are_still_reported() {
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let mut o = opts(addr, None);
+        o.warmup = Duration::from_millis(300);
+        let (m, _) = run(&o).unwrap();
+        assert_eq!(m.completed, 0);
+        assert!(m.failures.connection >= 2, "{m:?}");
     }
 
     #[test]
