@@ -29,6 +29,12 @@ pub fn shared_dir() -> PathBuf {
 
 /// The `sipedge` binary cargo built for this test run.
 pub fn sipedge_bin() -> PathBuf {
+    workspace_bin("sipedge")
+}
+
+/// A binary of the workspace named `name` (e.g. `sipedge-bench` of the benches crate), in the
+/// profile this test run was built with; `cargo test --workspace` builds them all.
+pub fn workspace_bin(name: &str) -> PathBuf {
     let root = workspace_root();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -38,7 +44,7 @@ pub fn sipedge_bin() -> PathBuf {
     } else {
         "release"
     };
-    target.join(profile).join("sipedge")
+    target.join(profile).join(name)
 }
 
 /// Spawns `cmd` (a command of [`sipedge_bin`]); a missing binary fails with how to build it.

@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# benches/compare.sh — one command, one run, one table (issue 11): the same sipedge-bench load
+#   (a) generator -> sink directly (the ceiling; "proxy" CPU is then the sink's own),
+#   (b) generator -> sipedge (release build) -> sink,
+#   (c) generator -> Kamailio 5.6 (tm, record-route, tls, -x tlsf -X tlsf) -> sink,
+# over TLS (mutual, both legs) and plain TCP (sipedge has no plain-TCP listener: its TCP row is
+# absent), and prints one table with the date, nproc, the CPU model and the commit.
+#
+# Knobs (environment): DURATION=10 WARMUP=2 CONNS=2 INFLIGHT=32 RATE=0 (0: max)
+#   TRANSPORTS="tls tcp" TARGETS="direct sipedge kamailio" NO_BUILD=1 (reuse target/release)
+#   KEEP=1 (keep the work directory: reports, configs, logs)
+#   KAM_SHM_MB=4096 (Kamailio's shared memory: tm keeps each transaction for its 5 s wait timer
+#   after the final response; at ~19,000/s 1024 MB ran out within 3 s, 256 within one)
+# Certificates come from `sipedge-bench pki`; Kamailio from the Debian packages kamailio and
+# kamailio-tls-modules (scripts/test.sh installs them). Generator and proxy share the machine:
+# compare CPU µs per transaction, and read the generator's own column to see it is not the limit.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+CONNS=${CONNS:-2}
+INFLIGHT=${INFLIGHT:-32}
+RATE=${RATE:-0}
+TRANSPORTS=${TRANSPORTS:-"tls tcp"}
+TARGETS=${TARGETS:-"direct sipedge kamailio"}
+CHILDREN=$(nproc)
+
+if [[ -z ${NO_BUILD:-} ]]; then
+    (cd "$ROOT" && cargo build --release -p sipedge -p sipedge-benches --bin sipedge --bin sipedge-bench)
+fi
+BENCH=$ROOT/target/release/sipedge-bench
+EDGE=$ROOT/target/release/sipedge
+WORK=$(mktemp -d /tmp/sipedge-compare.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [[ -n ${KEEP:-} ]]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+# start NAME CMD... : runs CMD in its own process group, stdout/stderr to $WORK/NAME.{out,log}.
+start() {
+    local name=$1; shift
+    setsid "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" </dev/null &
+    PIDS+=($!)
+    LAST_PID=$!
+}
+# wait_line FILE PATTERN : the first line of FILE matching PATTERN (10 s at most).
+wait_line() {
+    local i
+    for i in $(seq 100); do
+        if grep -m1 -E "$2" "$1" 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "compare.sh: no line matching '$2' in $1 within 10 s:" >&2
+    tail -20 "${1%.out}.log" >&2 || true
+    return 1
+}
+port_of() { sed -E 's/.*:([0-9]+)$/\1/'; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    local i
+    for i in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "compare.sh: nothing listens on 127.0.0.1:$1 within 10 s" >&2
+    return 1
+}
+
+P=$WORK/pki
+"$BENCH" pki --dir "$P"
+
+# run LABEL TRANSPORT TARGET SERVER_NAME CA PIDS : one generator run, its JSON report kept.
+REPORTS=()
+run() {
+    local label=$1 tr=$2 target=$3 name=$4 ca=$5 pids=$6 tls_args=()
+    if [[ $tr == tcp ]]; then
+        tls_args=(--tcp)
+    else
+        tls_args=(--server-name "$name" --cert "$P/fe1.corp.test.crt" --key "$P/fe1.corp.test.key" --ca "$ca")
+    fi
+    echo "== $label over $tr: $CONNS connections, $INFLIGHT in flight each, rate $RATE, ${DURATION}s (+${WARMUP}s warm-up)" >&2
+    "$BENCH" run --target "$target" "${tls_args[@]}" -c "$CONNS" --inflight "$INFLIGHT" --rate "$RATE" \
+        --duration "$DURATION" --warmup "$WARMUP" --pid "$pids" --label "$label" --json \
+        >"$WORK/$label-$tr.json"
+    "$BENCH" table "$WORK/$label-$tr.json" | tail -1 >&2
+    REPORTS+=("$WORK/$label-$tr.json")
+}
+
+declare -A SINK SINK_PID
+for tr in $TRANSPORTS; do
+    if [[ $tr == tcp ]]; then
+        start "sink-$tr" "$BENCH" sink --listen 127.0.0.1:0 --tcp
+    else
+        start "sink-$tr" "$BENCH" sink --listen 127.0.0.1:0 \
+            --cert "$P/edge.partner.test.crt" --key "$P/edge.partner.test.key" --ca "$P/internal-ca.pem"
+    fi
+    SINK_PID[$tr]=$LAST_PID
+    SINK[$tr]=$(wait_line "$WORK/sink-$tr.out" '^listening ' | awk '{print $3}')
+done
+
+for target in $TARGETS; do
+    case $target in
+    direct)
+        for tr in $TRANSPORTS; do
+            run direct "$tr" "${SINK[$tr]}" edge.partner.test "$P/partner-ca.pem" "${SINK_PID[$tr]}"
+        done
+        ;;
+    sipedge)
+        [[ " $TRANSPORTS " == *" tls "* ]] || continue
+        cat >"$WORK/sipedge.toml" <<TOML
+[edge]
+fqdn = "edge.corp.test"
+sip_domains = ["corp.test"]
+workers = $CHILDREN
+
+[internal]
+fqdn = "edge-int.corp.test"
+listen = "127.0.0.1:0"
+next_hop = "fe1.corp.test:9"
+cert_file = "$P/edge-int.corp.test.crt"
+key_file = "$P/edge-int.corp.test.key"
+ca_file = "$P/internal-ca.pem"
+
+[[internal.known_servers]]
+fqdn = "fe1.corp.test"
+version = "7.0"
+
+[external]
+listen = "127.0.0.1:0"
+cert_file = "$P/edge.corp.test.crt"
+key_file = "$P/edge.corp.test.key"
+ca_file = "$P/partner-ca.pem"
+
+[federation]
+enable_partner_discovery = false
+
+[[federation.allowed]]
+domain = "partner.test"
+proxy_fqdn = "edge.partner.test:$(echo "${SINK[tls]}" | port_of)"
+
+[dns]
+servers = ["127.0.0.1:53"]
+
+[[dns.hosts]]
+name = "fe1.corp.test"
+ip = "127.0.0.1"
+
+[[dns.hosts]]
+name = "edge.partner.test"
+ip = "127.0.0.1"
+TOML
+        start sipedge "$EDGE" run --config "$WORK/sipedge.toml"
+        edge_pid=$LAST_PID
+        addr=$(wait_line "$WORK/sipedge.out" '^listening internal sip\+tls ' | awk '{print $4}')
+        run sipedge tls "$addr" edge-int.corp.test "$P/internal-ca.pem" "$edge_pid"
+        kill -TERM "$edge_pid" 2>/dev/null || true
+        ;;
+    kamailio)
+        KAM=$(command -v kamailio || echo /usr/sbin/kamailio)
+        if [[ ! -x $KAM ]]; then
+            echo "compare.sh: kamailio is not installed (apt-get install kamailio kamailio-tls-modules): no Kamailio rows" >&2
+            continue
+        fi
+        ktls=$(free_port)
+        ktcp=$(free_port)
+        sed -e "s#@CERT@#$P/kamailio.corp.test.crt#" -e "s#@KEY@#$P/kamailio.corp.test.key#" \
+            -e "s#@CA@#$P/all-ca.pem#" "$ROOT/benches/kamailio/kamailio-tls.cfg.in" >"$WORK/kamailio-tls.cfg"
+        tls_sink="sip:${SINK[tls]:-127.0.0.1:9};transport=tls"
+        tcp_sink="sip:${SINK[tcp]:-127.0.0.1:9};transport=tcp"
+        sed -e "s#@CHILDREN@#$CHILDREN#" -e "s#@TLS_PORT@#$ktls#" -e "s#@TCP_PORT@#$ktcp#" \
+            -e "s#@TLS_CFG@#$WORK/kamailio-tls.cfg#" -e "s#@TLS_SINK@#$tls_sink#" -e "s#@TCP_SINK@#$tcp_sink#" \
+            "$ROOT/benches/kamailio/kamailio.cfg.in" >"$WORK/kamailio.cfg"
+        mkdir -p "$WORK/kamailio-run"
+        # A fresh Kamailio per transport: the TCP run does not inherit the TLS run's transactions.
+        for tr in $TRANSPORTS; do
+            start "kamailio-$tr" "$KAM" -DD -E -x tlsf -X tlsf -m "${KAM_SHM_MB:-4096}" -M 16 \
+                -f "$WORK/kamailio.cfg" -w "$WORK/kamailio-run" -Y "$WORK/kamailio-run"
+            kam_pid=$LAST_PID
+            if ! { wait_port "$ktls" && wait_port "$ktcp"; }; then
+                echo "compare.sh: Kamailio did not start (no Kamailio $tr row); its log:" >&2
+                tail -20 "$WORK/kamailio-$tr.log" >&2
+                kill -TERM -- "-$kam_pid" 2>/dev/null || true
+                continue
+            fi
+            sleep 0.5
+            # Every process of its group: the main one and its forked workers.
+            kam_pids=$(pgrep -g "$kam_pid" | paste -sd, -)
+            if [[ $tr == tcp ]]; then port=$ktcp; else port=$ktls; fi
+            run kamailio "$tr" "127.0.0.1:$port" kamailio.corp.test "$P/internal-ca.pem" "$kam_pids"
+            kill -TERM -- "-$kam_pid" 2>/dev/null || true
+            for _ in $(seq 50); do kill -0 "$kam_pid" 2>/dev/null || break; sleep 0.1; done
+        done
+        ;;
+    esac
+done
+
+echo
+echo "sipedge-bench comparison — $(date -u '+%Y-%m-%d %H:%M UTC'), nproc $(nproc)," \
+    "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), commit $(git -C "$ROOT" rev-parse --short HEAD)"
+echo "load: $CONNS connections x $INFLIGHT in flight, MESSAGE (~300-byte body) + 200 OK, rate ${RATE/#0/max}," \
+    "${DURATION}s measured after ${WARMUP}s; proxy and generator share the machine"
+"$BENCH" table "${REPORTS[@]}"
+echo "proxy µs/tx: CPU of the process under test (all its threads/processes) per completed transaction;" \
+    "for direct it is the sink's. ×kam: tx/s ours/Kamailio's, CPU Kamailio's/ours (above 1: better)."

@@ -1,0 +1,78 @@
+//! The sink: a UAS on one `mio` thread that answers every request with 200 OK (`sip::answer`),
+//! pipelined — each connection's answers of one read leave in one write. TLS (client certificates
+//! required from `--ca`) or plain TCP. Prints `listening sip+tls ADDR` (or `sip+tcp`) on stdout
+//! once bound, so callers can bind port 0; runs until killed.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use rustls::ServerConfig;
+
+use crate::sip::answer;
+use crate::stream::{scratch, Stream};
+
+const LISTENER: Token = Token(usize::MAX);
+
+/// Binds the listener and prints its `listening` line.
+pub fn bind(listen: SocketAddr, tls: bool) -> Result<TcpListener> {
+    let listener = TcpListener::bind(listen).with_context(|| format!("bind {listen}"))?;
+    let kind = if tls { "sip+tls" } else { "sip+tcp" };
+    let mut out = std::io::stdout();
+    writeln!(out, "listening {kind} {}", listener.local_addr()?)?;
+    out.flush()?;
+    Ok(listener)
+}
+
+/// Serves on `listener` until the process is killed.
+pub fn serve(mut listener: TcpListener, tls: Option<Arc<ServerConfig>>) -> Result<()> {
+    let mut poll = Poll::new()?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut conns: Vec<Option<Stream>> = Vec::new();
+    let mut events = Events::with_capacity(256);
+    let mut rd = scratch();
+    let mut answers = Vec::with_capacity(64 * 1024);
+    loop {
+        poll.poll(&mut events, None)?;
+        for ev in events.iter() {
+            if ev.token() == LISTENER {
+                while let Ok((sock, _)) = listener.accept() {
+                    let _ = sock.set_nodelay(true);
+                    let session = match &tls {
+                        Some(cfg) => Some(rustls::Connection::Server(rustls::ServerConnection::new(
+                            Arc::clone(cfg),
+                        )?)),
+                        None => None,
+                    };
+                    let slot = conns.iter().position(Option::is_none).unwrap_or(conns.len());
+                    let mut stream = Stream::new(sock, session);
+                    stream.register(poll.registry(), Token(slot))?;
+                    match conns.get_mut(slot) {
+                        Some(s) => *s = Some(stream),
+                        None => conns.push(Some(stream)),
+                    }
+                }
+                continue;
+            }
+            let token = ev.token();
+            let Some(entry) = conns.get_mut(token.0) else {
+                continue;
+            };
+            let Some(c) = entry.as_mut() else { continue };
+            let open = c.read(&mut rd).unwrap_or(false);
+            answers.clear();
+            let framed = c.frames(|msg| answer(msg, &mut answers));
+            let ok = framed
+                && (answers.is_empty() || c.queue(&answers).is_ok())
+                && c.flush(poll.registry(), token).is_ok();
+            if !open || !ok {
+                let _ = poll.registry().deregister(&mut c.sock);
+                *entry = None;
+            }
+        }
+    }
+}
