@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# benches/soak.sh — the soak scenario of issue 11: sustained load through sipedge with its RSS sampled
+# over time. sipedge-bench drives 2 mutual-TLS connections x 32 pipelined MESSAGE + 200 OK at max rate
+# (or RATE) for DURATION seconds into a sipedge-bench sink behind the edge; VmRSS of the edge is printed
+# every INTERVAL seconds, then once a minute after the load stops (AFTER seconds), with the achieved
+# rate and CPU per transaction.
+#
+# Knobs (environment): DURATION=600 INTERVAL=10 AFTER=60 RATE=0 CONNS=2 INFLIGHT=32
+#   EDGE=target/release/sipedge (any build of the edge: compare two side by side) NO_BUILD=1
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DURATION=${DURATION:-600}
+INTERVAL=${INTERVAL:-10}
+AFTER=${AFTER:-60}
+RATE=${RATE:-0}
+CONNS=${CONNS:-2}
+INFLIGHT=${INFLIGHT:-32}
+if [[ -z ${NO_BUILD:-} ]]; then
+    (cd "$ROOT" && cargo build --release -p sipedge -p sipedge-benches --bin sipedge --bin sipedge-bench)
+fi
+BENCH=$ROOT/target/release/sipedge-bench
+EDGE=${EDGE:-$ROOT/target/release/sipedge}
+WORK=$(mktemp -d /tmp/sipedge-soak.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_line() { # FILE REGEX: the first line matching, within 10 s
+    for _ in $(seq 100); do
+        if grep -Eq "$2" "$1" 2>/dev/null; then grep -E "$2" "$1" | head -1; return 0; fi
+        sleep 0.1
+    done
+    echo "soak.sh: no line matching '$2' in $1" >&2
+    cat "$1" >&2
+    return 1
+}
+rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+
+P=$WORK/pki
+"$BENCH" pki --dir "$P" >/dev/null
+"$BENCH" sink --listen 127.0.0.1:0 --cert "$P/edge.partner.test.crt" --key "$P/edge.partner.test.key" \
+    --ca "$P/internal-ca.pem" >"$WORK/sink.out" 2>&1 &
+PIDS+=($!)
+sink=$(wait_line "$WORK/sink.out" '^listening ' | awk '{print $3}')
+cat >"$WORK/sipedge.toml" <<TOML
+[edge]
+fqdn = "edge.corp.test"
+sip_domains = ["corp.test"]
+workers = $(nproc)
+
+[internal]
+fqdn = "edge-int.corp.test"
+listen = "127.0.0.1:0"
+next_hop = "fe1.corp.test:9"
+cert_file = "$P/edge-int.corp.test.crt"
+key_file = "$P/edge-int.corp.test.key"
+ca_file = "$P/internal-ca.pem"
+
+[[internal.known_servers]]
+fqdn = "fe1.corp.test"
+version = 7
+
+[external]
+listen = "127.0.0.1:0"
+cert_file = "$P/edge.corp.test.crt"
+key_file = "$P/edge.corp.test.key"
+ca_file = "$P/partner-ca.pem"
+
+[[federation.allowed]]
+domain = "partner.test"
+proxy_fqdn = "edge.partner.test:${sink##*:}"
+
+[dns]
+servers = ["127.0.0.1:53"]
+
+[[dns.hosts]]
+name = "fe1.corp.test"
+ip = "127.0.0.1"
+
+[[dns.hosts]]
+name = "edge.partner.test"
+ip = "127.0.0.1"
+
+[metrics]
+listen = "127.0.0.1:0"
+TOML
+"$EDGE" run --config "$WORK/sipedge.toml" >"$WORK/edge.out" 2>"$WORK/edge.err" &
+edge=$!
+PIDS+=($edge)
+addr=$(wait_line "$WORK/edge.out" '^listening internal sip\+tls ' | awk '{print $4}')
+echo "soak: $EDGE ($(cd "$ROOT" && git rev-parse --short HEAD)), $(date -u '+%F %H:%M UTC'), nproc $(nproc)"
+echo "load: $CONNS connections x $INFLIGHT in flight, rate ${RATE} (0: max), ${DURATION}s"
+echo "idle RSS: $(rss "$edge") kB"
+"$BENCH" run --target "$addr" --server-name edge-int.corp.test --cert "$P/fe1.corp.test.crt" \
+    --key "$P/fe1.corp.test.key" --ca "$P/internal-ca.pem" -c "$CONNS" --inflight "$INFLIGHT" \
+    --rate "$RATE" --duration "$DURATION" --warmup 0 --pid "$edge" --label soak >"$WORK/run.out" &
+gen=$!
+t=0
+while kill -0 "$gen" 2>/dev/null; do
+    sleep "$INTERVAL"
+    t=$((t + INTERVAL))
+    kill -0 "$gen" 2>/dev/null && echo "t=${t}s RSS: $(rss "$edge") kB"
+done
+wait "$gen"
+cat "$WORK/run.out"
+for a in $(seq 60 60 "$AFTER"); do
+    sleep 60
+    echo "${a}s after the load: RSS $(rss "$edge") kB"
+done
