@@ -1,5 +1,7 @@
 //! The sans-IO proxy core: a transaction-stateful SIP proxy (RFC 3261 §16/§17) for the edge.
-//! Inputs and effects are in [`io`]; time is passed in. One `Proxy` per worker; nothing is shared.
+//! Inputs and effects are in [`io`]; time is passed in. One `Proxy` per worker; what the workers
+//! share is two small edge-wide policies behind their own locks, taken only on their traffic: the
+//! discovered-partner limiter (`limits.rs`) and the push relay (`push.rs`).
 //!
 //! Lifecycle of a request (not ACK/CANCEL) that enters on connection C:
 //! parse and check → a *server transaction* keyed by its Via branch (INVITE: 100 Trying at once) →
@@ -8,11 +10,14 @@
 //! transaction* with our branch (Timer F for non-INVITE, Timer B then Timer C for INVITE) → responses
 //! come back by that branch, lose our Via and go to C. A request that cannot be forwarded gets the
 //! core's own final response with a diagnostic. Each server transaction sends exactly one final
-//! response (an INVITE may add further 2xx from forks), then lingers to absorb retransmissions.
+//! response (an INVITE may add further 2xx from forks); a non-INVITE is then forgotten at once (Timer
+//! J/K are zero on TLS), an INVITE lingers 32 s (Timer L). However a client transaction ends, it
+//! ends in one place, `txn.rs::conclude`.
 //!
-//! Files: `txn.rs` (transaction tables, timers, final responses), `request.rs` (requests, ACK,
-//! CANCEL), `route.rs` (where a request goes), `forward.rs` (edit and send, responses back),
-//! `respond.rs` (generated responses).
+//! Files: `txn.rs` (transaction tables, timers, the one outcome path, final responses),
+//! `request.rs` (requests, ACK, CANCEL), `route.rs` (where a request goes), `forward.rs` (edit and
+//! send, responses back), `respond.rs` (generated responses), `push.rs` (push requests: checks,
+//! breaker, retries), `limits.rs` (discovered-partner limits), `stats.rs` (the counters).
 
 mod forward;
 pub mod io;
