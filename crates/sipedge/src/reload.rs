@@ -166,6 +166,16 @@ impl Reloader {
             log_record(discovery_changed(before, discovery));
         }
         let workers = handle.reload(Arc::new(runtime), APPLY_TIMEOUT);
+        // Hosted providers the new configuration no longer has: their breakers go (a breaker keyed
+        // by a hop's name, for a push routed to no provider, stays).
+        let dropped: Vec<String> = self
+            .current
+            .policy()
+            .providers()
+            .iter()
+            .map(|p| p.name.clone())
+            .filter(|name| !new.policy().providers().iter().any(|p| &p.name == name))
+            .collect();
         self.current = new;
         {
             let mut s = self.status.lock();
@@ -182,7 +192,9 @@ impl Reloader {
             state.observe(&self.current);
         }
         if let Some(relay) = &self.relay {
-            relay.lock().set_settings(self.current.push().relay_settings());
+            let mut relay = relay.lock();
+            relay.set_settings(self.current.push().relay_settings());
+            relay.retain_providers(|key| !dropped.iter().any(|d| d == key));
         }
         log_record(json!({
             "level": "info", "event": "reload_applied", "generation": generation,
