@@ -12,7 +12,7 @@
 //! - `im_filter.rs`: the IM URL filter.
 #![forbid(unsafe_code)]
 
-mod im_filter;
+pub mod im_filter;
 mod inbound;
 mod limits;
 mod names;
