@@ -119,6 +119,12 @@ pub(crate) struct Conn {
     /// waiting for a readiness event (mio is edge-triggered; none will come for data already there).
     input_pending: bool,
     wq: VecDeque<Vec<u8>>,
+    /// Messages were queued since the last flush: the worker flushes once at the end of the loop
+    /// turn (`flush_pending`), so what a turn produced for this peer leaves in as few TLS records
+    /// and syscalls as the peer allows.
+    dirty: bool,
+    /// Reused to coalesce queued messages into one TLS record (at most `CHUNK`).
+    scratch: Vec<u8>,
     /// Octets of the front of `wq` already handed to rustls.
     wq_head: usize,
     wq_bytes: usize,
@@ -226,6 +232,8 @@ impl Conn {
             discarding: false,
             input_pending: false,
             wq: VecDeque::new(),
+            dirty: false,
+            scratch: Vec::new(),
             wq_head: 0,
             wq_bytes: 0,
             last_rx: now,
@@ -316,18 +324,36 @@ impl Conn {
         Ok(())
     }
 
+    /// Whether messages were queued since the last flush (the worker keeps a list of such links).
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// The end of a loop turn: writes what was queued during it.
+    pub fn flush_pending(&mut self) -> Result<(), CloseReason> {
+        if !self.dirty {
+            return Ok(());
+        }
+        match self.phase {
+            Phase::Closing => self.flush_closing(),
+            _ => self.flush(),
+        }
+    }
+
     /// Whether input is left over from the last read (see `read`).
     pub fn input_pending(&self) -> bool {
         self.input_pending
     }
 
     /// Queues one message. Before the connection is up it waits (outbound only) and `token` is
-    /// reported `Delivered` when it goes out; once up, `token` is the caller's to report.
+    /// reported `Delivered` when it goes out; once up, `token` is the caller's to report. Nothing is
+    /// written here: the worker calls [`Conn::flush_pending`] once per loop turn.
     pub fn send(&mut self, bytes: Vec<u8>, token: Option<Token>) -> Result<(), CloseReason> {
         match self.phase {
             Phase::Up => {
                 self.enqueue(bytes)?;
-                self.flush()
+                self.dirty = true;
+                Ok(())
             }
             Phase::Connecting | Phase::Handshaking => {
                 let len = bytes.len();
@@ -646,10 +672,57 @@ impl Conn {
         Ok(())
     }
 
-    /// Writes until the socket would block or nothing is left. Plaintext goes to rustls one chunk
-    /// at a time, only when its own output is drained, so what waits is counted in `wq_bytes`.
+    /// Writes until the socket would block or nothing is left. Queued messages are coalesced into
+    /// records of up to `CHUNK` octets and handed to rustls until its own buffer is full (its limit,
+    /// 64 KiB by default, bounds it), then written with as few syscalls as the socket takes; what
+    /// still waits is counted in `wq_bytes` against the write bound.
     fn flush(&mut self) -> Result<(), CloseReason> {
+        self.dirty = false;
         self.flush_inner().map(|_| ())
+    }
+
+    /// Hands rustls the next record's worth of queued plaintext (several small messages as one
+    /// record). The number of octets rustls took; 0 when its buffer is full or nothing waits.
+    fn feed_tls(&mut self) -> Result<usize, CloseReason> {
+        self.scratch.clear();
+        let mut head = self.wq_head;
+        for m in &self.wq {
+            let rest = m.get(head..).unwrap_or(&[]);
+            head = 0;
+            let room = CHUNK.saturating_sub(self.scratch.len());
+            if room == 0 {
+                break;
+            }
+            self.scratch
+                .extend_from_slice(rest.get(..rest.len().min(room)).unwrap_or(&[]));
+        }
+        if self.scratch.is_empty() {
+            return Ok(0);
+        }
+        let n = self
+            .tls
+            .writer()
+            .write(&self.scratch)
+            .map_err(|e| CloseReason::Io(e.to_string()))?;
+        // Drop what rustls took from the front of the queue.
+        let mut left = n;
+        while left > 0 {
+            let Some(front) = self.wq.front() else { break };
+            let rest = front.len().saturating_sub(self.wq_head);
+            if left >= rest {
+                left -= rest;
+                self.wq.pop_front();
+                self.wq_head = 0;
+            } else {
+                self.wq_head += left;
+                left = 0;
+            }
+        }
+        self.wq_bytes = self.wq_bytes.saturating_sub(n);
+        if self.scratch.capacity() > 4 * CHUNK {
+            self.scratch = Vec::new();
+        }
+        Ok(n)
     }
 
     /// `Ok(true)` when everything is written.
@@ -658,6 +731,16 @@ impl Conn {
             return Ok(false);
         }
         loop {
+            if matches!(self.phase, Phase::Up | Phase::Closing) {
+                while self.feed_tls()? > 0 {}
+            }
+            if !self.tls.wants_write()
+                && !self.wq.is_empty()
+                && matches!(self.phase, Phase::Up | Phase::Closing)
+            {
+                // rustls takes nothing and has nothing to write: wait for the next readiness.
+                return Ok(false);
+            }
             while self.tls.wants_write() {
                 match self.tls.write_tls(&mut self.stream) {
                     Ok(0) => return Err(CloseReason::Io("socket accepted no bytes".to_owned())),
@@ -667,27 +750,8 @@ impl Conn {
                     Err(e) => return Err(CloseReason::Io(e.to_string())),
                 }
             }
-            if !matches!(self.phase, Phase::Up | Phase::Closing) {
+            if !matches!(self.phase, Phase::Up | Phase::Closing) || self.wq.is_empty() {
                 return Ok(true);
-            }
-            let Some(front) = self.wq.front() else {
-                return Ok(true);
-            };
-            let rest = front.get(self.wq_head..).unwrap_or(&[]);
-            let take = rest.get(..rest.len().min(CHUNK)).unwrap_or(&[]);
-            let n = self
-                .tls
-                .writer()
-                .write(take)
-                .map_err(|e| CloseReason::Io(e.to_string()))?;
-            if n == 0 && !take.is_empty() {
-                return Ok(false);
-            }
-            self.wq_head += n;
-            self.wq_bytes = self.wq_bytes.saturating_sub(n);
-            if self.wq_head >= front.len() {
-                self.wq.pop_front();
-                self.wq_head = 0;
             }
         }
     }

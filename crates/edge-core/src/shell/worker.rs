@@ -117,6 +117,8 @@ pub(crate) struct Worker<C> {
     spare_effects: Vec<Effect>,
     shutdown: Option<Instant>,
     last_refusal_log: HashMap<&'static str, Instant>,
+    /// Links with messages queued this turn, flushed once at its end (`flush_dirty`).
+    dirty: Vec<usize>,
     /// What this worker publishes for the scrape (the core's part is copied in at publication).
     stats: WorkerSnapshot,
     next_publish: Instant,
@@ -143,8 +145,27 @@ impl<C: Core> Worker<C> {
             spare_effects: Vec::new(),
             shutdown: None,
             last_refusal_log: HashMap::new(),
+            dirty: Vec::new(),
             stats: WorkerSnapshot::default(),
             next_publish: Instant::now(),
+        }
+    }
+
+    /// The end of a loop turn: every link that got messages during it writes them (coalesced), and
+    /// what a failed write sets off (the core hearing of the close) runs too. Bounded: each round
+    /// writes every link dirty at its start.
+    fn flush_dirty(&mut self, now: Instant) {
+        for _ in 0..8 {
+            if self.dirty.is_empty() {
+                return;
+            }
+            for key in std::mem::take(&mut self.dirty) {
+                if let Some(entry) = self.conns.get_mut(key) {
+                    let result = entry.conn.flush_pending();
+                    self.settle(key, result, now);
+                }
+            }
+            self.run_effects(now);
         }
     }
 
@@ -200,8 +221,10 @@ impl<C: Core> Worker<C> {
             if self.resolver.has_answers() {
                 self.dns_answers(now);
             }
+            // Nothing queued may wait through a sleep.
+            self.flush_dirty(now);
             // With a backlog or uncollected answers the poll only gathers what is ready; no sleep.
-            let busy = !self.backlog.is_empty() || self.resolver.has_answers();
+            let busy = !self.backlog.is_empty() || self.resolver.has_answers() || !self.dirty.is_empty();
             let wake = if busy { Some(now) } else { wake };
             // Turn at least every publication period: the heartbeat and the counters stay fresh.
             let wake = earliest(wake, Some(now + PUBLISH_PERIOD));
@@ -246,6 +269,7 @@ impl<C: Core> Worker<C> {
                 self.core.handle_timeout(now, &mut self.effects);
             }
             self.run_effects(now);
+            self.flush_dirty(now);
             self.stats.loop_turns.observe(turn_started.elapsed());
             self.publish(now);
         }

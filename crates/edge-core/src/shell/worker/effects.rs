@@ -36,7 +36,11 @@ impl<C: Core> Worker<C> {
                     return; // gone: the core hears ConnClosed
                 };
                 if let Some(entry) = self.conns.get_mut(key) {
+                    let clean = !entry.conn.is_dirty();
                     let result = entry.conn.send(bytes, None);
+                    if clean && entry.conn.is_dirty() {
+                        self.dirty.push(key);
+                    }
                     self.settle(key, result, now);
                 }
             }
@@ -117,8 +121,12 @@ impl<C: Core> Worker<C> {
         };
         let was_up = entry.conn.phase() == Phase::Up;
         let id = entry.conn.id();
+        let clean = !entry.conn.is_dirty();
         match entry.conn.send(bytes, token) {
             Ok(()) => {
+                if clean && entry.conn.is_dirty() {
+                    self.dirty.push(key);
+                }
                 self.rearm(key);
                 if let (true, Some(token)) = (was_up, token) {
                     self.core
