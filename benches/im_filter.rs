@@ -1,6 +1,6 @@
 //! The IM URL filter, one pass (a first-octet index over the prefixes, no lower-cased copy) against
 //! the reference it replaced (every prefix against every word of a lower-cased copy), side by side
-//! in one run on Lync's default prefixes: a ~300-byte IM with no link (every word checked), and the
+//! in one run on Lync's default prefixes (and the proxy's octet path, `check_bytes`): a ~300-byte IM with no link (every word checked), and the
 //! same with a link at the end. Run: `cargo bench -p sipedge-benches --bench im_filter`.
 
 use std::hint::black_box;
@@ -29,6 +29,10 @@ fn bench(c: &mut Criterion) {
         });
         g.bench_function("one_pass", |b| {
             b.iter(|| black_box(filter.first_match_for_bench(black_box(&text))))
+        });
+        // The proxy's path: the body's octets, no lossy UTF-8 copy.
+        g.bench_function("octets", |b| {
+            b.iter(|| black_box(filter.check_bytes(black_box(text.as_bytes()))))
         });
         g.finish();
     }

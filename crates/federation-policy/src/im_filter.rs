@@ -109,25 +109,107 @@ impl ImFilter {
     /// The first prefix (in list order) matching the first word (in text order) that any prefix
     /// matches. Words are split as Lync does: whitespace and `<>"'([`. Case-insensitive (ASCII).
     fn first_match(&self, text: &str) -> Option<String> {
-        let words =
-            text.split(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '\'' | '(' | '['));
-        for word in words {
-            let Some(&first) = word.as_bytes().first() else {
-                continue;
-            };
-            let Some(candidates) = self.by_first.get(usize::from(first.to_ascii_lowercase())) else {
-                continue;
-            };
-            for &i in candidates {
-                if let Some(p) = self.prefixes.get(usize::from(i)) {
-                    if prefix_matches(p, word) {
-                        return Some(p.clone());
-                    }
+        self.first_match_bytes(text.as_bytes())
+    }
+
+    /// [`ImFilter::first_match`] on raw body octets, in one pass with no copy: what
+    /// `String::from_utf8_lossy` then the `&str` filter would answer (an invalid sequence is a
+    /// replacement character: part of a word), without building the string.
+    fn first_match_bytes(&self, body: &[u8]) -> Option<String> {
+        let mut i = 0;
+        loop {
+            // Skip delimiters to the next word.
+            loop {
+                let w = delimiter_width(body, i);
+                if w == 0 {
+                    break;
+                }
+                i += w;
+            }
+            let &first = body.get(i)?;
+            let candidates = self
+                .by_first
+                .get(usize::from(first.to_ascii_lowercase()))
+                .map_or(&[][..], Vec::as_slice);
+            let rest = body.get(i..).unwrap_or(&[]);
+            let mut end = None;
+            for &p in candidates {
+                let Some(p) = self.prefixes.get(usize::from(p)) else {
+                    continue;
+                };
+                let hit = if p.contains('*') {
+                    // Only a `*` pattern needs the whole word.
+                    let e = *end.get_or_insert_with(|| word_end(body, i));
+                    prefix_matches(p, body.get(i..e).unwrap_or(&[]))
+                } else {
+                    // A plain prefix has no delimiter in it: matching its octets is matching the word.
+                    starts_with_ci(rest, p.as_bytes())
+                };
+                if hit {
+                    return Some(p.clone());
                 }
             }
+            i = end.unwrap_or_else(|| word_end(body, i));
         }
-        None
     }
+
+    /// [`ImFilter::check`] on raw body octets (the proxy's path: no lossy copy of the body).
+    pub fn check_bytes(&self, body: &[u8]) -> FilterVerdict {
+        if self.action == FilterAction::Allow {
+            return FilterVerdict::Pass;
+        }
+        match self.first_match_bytes(body) {
+            None => FilterVerdict::Pass,
+            Some(prefix) if self.action == FilterAction::Warn => FilterVerdict::Warn { prefix },
+            Some(prefix) => FilterVerdict::Block { prefix },
+        }
+    }
+}
+
+/// ASCII word delimiters: whitespace (as `char::is_whitespace` has it) and `<>"'([`.
+// Indexing in a const initialiser runs at compile time: an index out of range is a build error,
+// never a panic on wire input.
+#[allow(clippy::indexing_slicing)]
+const ASCII_DELIMITERS: [bool; 128] = {
+    let mut t = [false; 128];
+    let set = [
+        b' ', b'\t', b'\n', 0x0b, 0x0c, b'\r', b'<', b'>', b'"', b'\'', b'(', b'[',
+    ];
+    let mut k = 0;
+    while k < set.len() {
+        t[set[k] as usize] = true;
+        k += 1;
+    }
+    t
+};
+
+/// The width of the word delimiter at `i` (0: none): an ASCII delimiter, or a valid multi-octet
+/// UTF-8 sequence that is Unicode whitespace (U+0085, U+00A0, U+3000, ...).
+#[inline]
+fn delimiter_width(body: &[u8], i: usize) -> usize {
+    let Some(&b) = body.get(i) else { return 0 };
+    if b < 0x80 {
+        return usize::from(ASCII_DELIMITERS.get(usize::from(b)).copied().unwrap_or(false));
+    }
+    let len = match b {
+        0xc2..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf4 => 4,
+        _ => return 0,
+    };
+    body.get(i..i + len)
+        .and_then(|s| std::str::from_utf8(s).ok())
+        .and_then(|s| s.chars().next())
+        .filter(|c| c.is_whitespace())
+        .map_or(0, |_| len)
+}
+
+/// Where the word starting at `i` ends (the next delimiter, or the end).
+fn word_end(body: &[u8], mut i: usize) -> usize {
+    while i < body.len() && delimiter_width(body, i) == 0 {
+        i += 1;
+    }
+    i
 }
 
 /// Whether `word` starts with `prefix`, ASCII case-insensitively (`prefix` is lower case).
@@ -138,8 +220,7 @@ fn starts_with_ci(word: &[u8], prefix: &[u8]) -> bool {
 
 /// `pattern` (lower case) at the start of `word`, `*` matching any run of characters (a word has no
 /// spaces), ASCII case-insensitively.
-fn prefix_matches(pattern: &str, word: &str) -> bool {
-    let w = word.as_bytes();
+fn prefix_matches(pattern: &str, w: &[u8]) -> bool {
     match pattern.split_once('*') {
         None => starts_with_ci(w, pattern.as_bytes()),
         Some((head, tail)) => {
@@ -247,11 +328,24 @@ mod tests {
                 text.push_str(vocab[next(vocab.len())]);
                 text.push_str(seps[next(seps.len())]);
             }
+            // Some bodies get an invalid UTF-8 octet: the octet path must agree with the lossy string.
+            let mut bytes = text.clone().into_bytes();
+            if next(4) == 0 {
+                let at = next(bytes.len() + 1);
+                bytes.insert(at, [0xff, 0xc3, 0xa0, 0xe3][next(4)]);
+            }
+            let lossy = String::from_utf8_lossy(&bytes).into_owned();
             for f in &filters {
                 assert_eq!(
                     f.first_match(&text),
                     reference_first_match(f.prefixes(), &text),
                     "{text:?} with {:?}",
+                    f.prefixes()
+                );
+                assert_eq!(
+                    f.first_match_bytes(&bytes),
+                    reference_first_match(f.prefixes(), &lossy),
+                    "{bytes:?} with {:?}",
                     f.prefixes()
                 );
             }

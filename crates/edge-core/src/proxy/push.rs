@@ -127,11 +127,7 @@ impl Proxy {
     /// The checks of a push before it is routed: the IM URL filter on its body (any content type:
     /// the push wire format is not public) and its RFC 8599 target identity.
     pub(crate) fn push_refusal(&self, msg: &Message<'_>, out: &mut Vec<Effect>) -> Option<Refusal> {
-        match self
-            .policy
-            .im_filter()
-            .check(&String::from_utf8_lossy(msg.body()))
-        {
+        match self.policy.im_filter().check_bytes(msg.body()) {
             FilterVerdict::Block { prefix } => {
                 return Some(route::simple_refusal(
                     403,

@@ -212,11 +212,7 @@ impl Proxy {
                 .content_type()
                 .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/"))
         {
-            match self
-                .policy
-                .im_filter()
-                .check(&String::from_utf8_lossy(msg.body()))
-            {
+            match self.policy.im_filter().check_bytes(msg.body()) {
                 FilterVerdict::Block { prefix } => {
                     let r = route::simple_refusal(
                         403,
