@@ -431,7 +431,7 @@ fn discovered_partner_is_routed_by_srv_and_throttled_with_503_retry_after() {
     assert_eq!(delivered.len(), 1 + ok + 1, "{:?}", sip::summary(&all));
 }
 
-/// Issue 8.12: the discovered-partner rate holds for the edge, not per worker. Eight front-end
+/// Issue 8.12: the discovered-partner rate holds for the edge, not per worker. Twelve front-end
 /// connections (spread over the edge's two workers by SO_REUSEPORT; the generated 503s' To tags,
 /// `se<worker>x…`, show which worker answered) send a burst to a discovered partner limited to
 /// 2 messages/s: at most the bucket's 2 (plus what refills during the burst) get through in all —
@@ -451,7 +451,8 @@ fn discovered_partner_limits_hold_across_workers() {
         o.discovery_messages_per_second = Some(2);
         o.workers = 2;
     });
-    let mut fes: Vec<TlsPeer> = (0..8).map(|_| fe_client(&edge, &pki)).collect();
+    // 12 connections: a worker ends up with at most one (and so possibly no 503 of its own) in ~0.6 % of runs.
+    let mut fes: Vec<TlsPeer> = (0..12).map(|_| fe_client(&edge, &pki)).collect();
     let mut sent = Vec::new();
     for round in 0..2 {
         for (i, fe) in fes.iter_mut().enumerate() {
