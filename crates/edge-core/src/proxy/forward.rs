@@ -45,6 +45,7 @@ impl Proxy {
     ) {
         let Some(s) = self.servers.get(&sid) else { return };
         let (in_side, is_invite, is_push) = (s.side, s.is_invite, s.push.is_some());
+        let first_push_attempt = s.push.as_ref().is_some_and(|p| p.attempt <= 1);
         if hops.is_empty() {
             return;
         }
@@ -98,15 +99,8 @@ impl Proxy {
             (false, true) => self.settings.timer_b,
             (false, false) => self.settings.timer_f,
         };
-        if is_push {
-            let first = self
-                .servers
-                .get(&sid)
-                .and_then(|s| s.push.as_ref())
-                .is_none_or(|p| p.attempt <= 1);
-            if first {
-                self.count(|s| s.push.sent += 1);
-            }
+        if first_push_attempt {
+            self.count(|s| s.push.sent += 1);
         }
         self.arm_client(cid, now, after);
     }
@@ -218,11 +212,10 @@ impl Proxy {
             return;
         }
         let sid = c.server;
-        let method = c.method;
-        self.count(|s| s.response_in(peer.side, method, status));
-        let Some(c) = self.clients.get_mut(&cid) else {
-            return;
-        };
+        // `c` borrows `self.clients`: count through the field, not `count()`, and look it up once.
+        if self.counting {
+            self.stats.response_in(peer.side, c.method, status);
+        }
         if status < 200 {
             if c.is_invite && c.final_status.is_none() {
                 // Timer B stops, Timer C (re)starts: the callee is alerting and may take 60 s.

@@ -265,15 +265,15 @@ impl Proxy {
     fn foreign_domain(&self, side: Side, msg: &Message<'_>) -> Option<federation_policy::Refusal> {
         match side {
             Side::Internal => {
-                let from = route::from_host(msg);
-                let ours = DomainName::parse(&from).is_ok_and(|d| self.policy.is_our_domain(&d));
+                let ours = route::from_domain(msg).is_some_and(|d| self.policy.is_our_domain(&d));
+                // The host as written is only needed for the refusal's diagnostic.
                 (!ours).then(|| {
                     route::simple_refusal(
                         403,
                         DiagnosticId::FROM_DOMAIN_NOT_OURS,
                         "From domain is not one of this edge's domains",
                         "from_not_ours",
-                        vec![("domain", from)],
+                        vec![("domain", route::from_host(msg))],
                     )
                 })
             }
