@@ -222,7 +222,24 @@ impl EdgeMetrics {
             }
         }
         out.push(family);
-        let _ = OutcomeLabel::ALL;
+        let mut outcomes = names::TRANSACTION_OUTCOMES_TOTAL.family();
+        for (mi, m) in MethodLabel::ALL.iter().enumerate() {
+            for (oi, o) in OutcomeLabel::ALL.iter().enumerate() {
+                let n = core
+                    .outcomes
+                    .get(mi)
+                    .and_then(|r| r.get(oi))
+                    .copied()
+                    .unwrap_or(0);
+                if n > 0 {
+                    outcomes = outcomes.value(
+                        [m.as_str(), bounded(names::TRANSACTION_OUTCOMES, o.as_str())],
+                        n as f64,
+                    );
+                }
+            }
+        }
+        out.push(outcomes);
         push_families(&core.push, out);
     }
 
