@@ -427,12 +427,22 @@ impl<C: Core> Worker<C> {
     }
 
     fn conn_ready(&mut self, key: usize, now: Instant) {
-        let Some(entry) = self.conns.get_mut(key) else {
+        let Some(result) = self.drive(key, now, Drive::Ready) else {
             return;
         };
-        let id = entry.conn.id();
+        self.settle(key, result, now);
+        // Stopped at its read budget: come back next turn, after the effects of what was read.
+        if self.conns.get(key).is_some_and(|e| e.conn.input_pending()) && !self.backlog.contains(&key) {
+            self.backlog.push(key);
+        }
+    }
+
+    /// One call into connection `key` — its readiness or its deadline — with what it reports
+    /// handed to the core as it happens (`EventSink`). `None`: no such connection.
+    fn drive(&mut self, key: usize, now: Instant, call: Drive) -> Option<Result<(), CloseReason>> {
+        let entry = self.conns.get_mut(key)?;
         let mut sink = EventSink {
-            id,
+            id: entry.conn.id(),
             now,
             core: &mut self.core,
             effects: &mut self.effects,
@@ -442,16 +452,15 @@ impl<C: Core> Worker<C> {
             framing: &mut self.stats.framing,
             side: entry.conn.side(),
         };
-        let result = entry
-            .conn
-            .on_ready(now, self.parts.poll.registry(), MioToken(key), &mut |event| {
-                sink.event(event)
-            });
-        self.settle(key, result, now);
-        // Stopped at its read budget: come back next turn, after the effects of what was read.
-        if self.conns.get(key).is_some_and(|e| e.conn.input_pending()) && !self.backlog.contains(&key) {
-            self.backlog.push(key);
-        }
+        let (conn, registry, token) = (&mut entry.conn, self.parts.poll.registry(), MioToken(key));
+        let mut report = |event: ConnEvent<'_>| sink.event(event);
+        Some(match call {
+            Drive::Ready => conn.on_ready(now, registry, token, &mut report),
+            Drive::Timer => {
+                conn.armed = None;
+                conn.on_timer(now, registry, token, &mut report)
+            }
+        })
     }
 
     /// After a connection call: re-arm its deadline, or remove it.
@@ -470,27 +479,9 @@ impl<C: Core> Worker<C> {
 
     fn fire_timers(&mut self, now: Instant) {
         for key in self.deadlines.expired(now) {
-            let Some(entry) = self.conns.get_mut(key) else {
-                continue;
-            };
-            entry.conn.armed = None;
-            let mut sink = EventSink {
-                id: entry.conn.id(),
-                now,
-                core: &mut self.core,
-                effects: &mut self.effects,
-                announced: &mut entry.announced,
-                counters: &self.parts.counters,
-                handshakes_ok: &mut self.stats.handshakes_ok,
-                framing: &mut self.stats.framing,
-                side: entry.conn.side(),
-            };
-            let result = entry
-                .conn
-                .on_timer(now, self.parts.poll.registry(), MioToken(key), &mut |event| {
-                    sink.event(event)
-                });
-            self.settle(key, result, now);
+            if let Some(result) = self.drive(key, now, Drive::Timer) {
+                self.settle(key, result, now);
+            }
         }
         self.run_effects(now);
     }
@@ -603,6 +594,13 @@ impl<C: Core> Worker<C> {
             );
         }
     }
+}
+
+/// Which call [`Worker::drive`] makes into a connection.
+#[derive(Debug, Clone, Copy)]
+enum Drive {
+    Ready,
+    Timer,
 }
 
 /// Turns what one connection reports ([`ConnEvent`]) into the core's [`Input`]s, counting what the
