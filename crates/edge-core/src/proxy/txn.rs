@@ -301,6 +301,15 @@ impl Proxy {
         }
     }
 
+    /// The hop client transaction `cid` went to, as text (for a refusal's diagnostic only: the
+    /// answered path builds no string).
+    fn hop_name(&self, cid: u64) -> String {
+        self.clients
+            .get(&cid)
+            .map(|c| c.hop.fqdn.to_string())
+            .unwrap_or_default()
+    }
+
     /// The one place a client transaction ends (see the module doc). Idempotent: a transaction
     /// already final is left alone.
     pub(crate) fn conclude(
@@ -350,7 +359,7 @@ impl Proxy {
             Outcome::LinkLost => 503,
         };
         c.final_status = Some(status);
-        let (sid, timer, hop) = (c.server, c.timer.take(), c.hop.fqdn.to_string());
+        let (sid, timer) = (c.server, c.timer.take());
         let (method, took) = (c.method, now.saturating_duration_since(c.started));
         let attempt_started = c.started;
         let invite_proceeding = c.is_invite && c.provisional;
@@ -378,7 +387,7 @@ impl Proxy {
         match outcome {
             Outcome::Response(..) => return Concluded::ForwardResponse,
             Outcome::DeliveryFailed(failure) => {
-                let (status, refusal) = super::route::refusal_for_delivery(&hop, &failure);
+                let (status, refusal) = super::route::refusal_for_delivery(&self.hop_name(cid), &failure);
                 let retry_after = (status == 503).then_some(10);
                 let extra = Extra {
                     refusal: Some(refusal),
@@ -412,7 +421,7 @@ impl Proxy {
             }
             Outcome::LinkLost => {
                 let extra = Extra {
-                    refusal: Some(super::route::refusal_for_lost_link(&hop)),
+                    refusal: Some(super::route::refusal_for_lost_link(&self.hop_name(cid))),
                     retry_after: Some(10),
                     ..Extra::default()
                 };
