@@ -29,8 +29,10 @@ use crate::proxy::io::{ConnId, NextHop, PeerInfo, Side, Token};
 const READ_BUDGET: usize = 64 * 1024;
 /// How long a closing connection may take to flush.
 const LINGER: Duration = Duration::from_secs(2);
-/// Plaintext handed to rustls per step (one TLS record's worth).
+/// Plaintext read out of rustls per step (one TLS record's worth).
 const CHUNK: usize = 16 * 1024;
+/// Queued messages handed to rustls in one vectored write.
+const FEED_SLICES: usize = 32;
 const PING: &[u8] = b"\r\n\r\n";
 const PONG: &[u8] = b"\r\n";
 
@@ -123,8 +125,6 @@ pub(crate) struct Conn {
     /// turn (`flush_pending`), so what a turn produced for this peer leaves in as few TLS records
     /// and syscalls as the peer allows.
     dirty: bool,
-    /// Reused to coalesce queued messages into one TLS record (at most `CHUNK`).
-    scratch: Vec<u8>,
     /// Octets of the front of `wq` already handed to rustls.
     wq_head: usize,
     wq_bytes: usize,
@@ -233,7 +233,6 @@ impl Conn {
             input_pending: false,
             wq: VecDeque::new(),
             dirty: false,
-            scratch: Vec::new(),
             wq_head: 0,
             wq_bytes: 0,
             last_rx: now,
@@ -672,8 +671,8 @@ impl Conn {
         Ok(())
     }
 
-    /// Writes until the socket would block or nothing is left. Queued messages are coalesced into
-    /// records of up to `CHUNK` octets and handed to rustls until its own buffer is full (its limit,
+    /// Writes until the socket would block or nothing is left. Queued messages are handed to rustls
+    /// (coalesced into records) until its own buffer is full (its limit,
     /// 64 KiB by default, bounds it), then written with as few syscalls as the socket takes; what
     /// still waits is counted in `wq_bytes` against the write bound.
     fn flush(&mut self) -> Result<(), CloseReason> {
@@ -681,28 +680,27 @@ impl Conn {
         self.flush_inner().map(|_| ())
     }
 
-    /// Hands rustls the next record's worth of queued plaintext (several small messages as one
-    /// record). The number of octets rustls took; 0 when its buffer is full or nothing waits.
+    /// Hands rustls the queued plaintext (up to `FEED_SLICES` messages in one vectored write, which
+    /// rustls packs into as few records as their size allows). The number of octets rustls took; 0
+    /// when its buffer is full or nothing waits.
     fn feed_tls(&mut self) -> Result<usize, CloseReason> {
-        self.scratch.clear();
+        // rustls's vectored write coalesces the slices into records itself: no copy of ours, and
+        // no buffer kept per connection.
+        let mut slices = [io::IoSlice::new(&[]); FEED_SLICES];
+        let mut count = 0;
         let mut head = self.wq_head;
-        for m in &self.wq {
-            let rest = m.get(head..).unwrap_or(&[]);
+        for (slot, m) in slices.iter_mut().zip(self.wq.iter()) {
+            *slot = io::IoSlice::new(m.get(head..).unwrap_or(&[]));
             head = 0;
-            let room = CHUNK.saturating_sub(self.scratch.len());
-            if room == 0 {
-                break;
-            }
-            self.scratch
-                .extend_from_slice(rest.get(..rest.len().min(room)).unwrap_or(&[]));
+            count += 1;
         }
-        if self.scratch.is_empty() {
+        if count == 0 {
             return Ok(0);
         }
         let n = self
             .tls
             .writer()
-            .write(&self.scratch)
+            .write_vectored(slices.get(..count).unwrap_or(&[]))
             .map_err(|e| CloseReason::Io(e.to_string()))?;
         // Drop what rustls took from the front of the queue.
         let mut left = n;
@@ -719,9 +717,6 @@ impl Conn {
             }
         }
         self.wq_bytes = self.wq_bytes.saturating_sub(n);
-        if self.scratch.capacity() > 4 * CHUNK {
-            self.scratch = Vec::new();
-        }
         Ok(n)
     }
 
