@@ -338,20 +338,50 @@ fn blocked_domain_is_refused_403_without_dns() {
 
 // ---- 4. partner discovery and its rate limit -------------------------------------------------------
 
+/// Partner discovery on, limited to 2 messages/s, and `disco.test` found by SRV at a partner UAS
+/// (`sip.disco.test`) behind dnsmasq. Fields drop with the test.
+struct DiscoveryWorld {
+    pki: TestPki,
+    partner: TlsUas,
+    dns: Dnsmasq,
+    edge: Edge,
+    _fe_uas: TlsUas,
+}
+
+impl DiscoveryWorld {
+    fn start(tweak: impl FnOnce(&mut EdgeOpts)) -> DiscoveryWorld {
+        let pki = TestPki::new();
+        let target = pki.partner_leaf("sip.disco.test");
+        let partner = remote_uas_ok(&pki, &target);
+        let fe_uas = fe_uas_ok(&pki);
+        let dns = Dnsmasq::start(&[
+            Record::srv("disco.test", "sip.disco.test", partner.port(), 0, 0),
+            Record::a("sip.disco.test"),
+        ]);
+        let edge = start_edge(&pki, &fe_uas, &dns, |o| {
+            o.enable_partner_discovery = true;
+            o.discovery_messages_per_second = Some(2);
+            tweak(o);
+        });
+        DiscoveryWorld {
+            pki,
+            partner,
+            dns,
+            edge,
+            _fe_uas: fe_uas,
+        }
+    }
+}
+
 #[test]
 fn discovered_partner_is_routed_by_srv_and_throttled_with_503_retry_after() {
-    let pki = TestPki::new();
-    let target = pki.partner_leaf("sip.disco.test");
-    let partner = remote_uas_ok(&pki, &target);
-    let fe_uas = fe_uas_ok(&pki);
-    let dns = Dnsmasq::start(&[
-        Record::srv("disco.test", "sip.disco.test", partner.port(), 0, 0),
-        Record::a("sip.disco.test"),
-    ]);
-    let edge = start_edge(&pki, &fe_uas, &dns, |o| {
-        o.enable_partner_discovery = true;
-        o.discovery_messages_per_second = Some(2);
-    });
+    let DiscoveryWorld {
+        pki,
+        partner,
+        dns,
+        edge,
+        _fe_uas,
+    } = DiscoveryWorld::start(|_| {});
     let mut fe = fe_client(&edge, &pki);
 
     let r = fe_message(&mut fe, &edge, "sip:dan@disco.test", "z9hG4bKfe-dis0", WAIT);
@@ -438,19 +468,9 @@ fn discovered_partner_is_routed_by_srv_and_throttled_with_503_retry_after() {
 /// per-worker limiters let 2 through on each worker.
 #[test]
 fn discovered_partner_limits_hold_across_workers() {
-    let pki = TestPki::new();
-    let target = pki.partner_leaf("sip.disco.test");
-    let partner = remote_uas_ok(&pki, &target);
-    let fe_uas = fe_uas_ok(&pki);
-    let dns = Dnsmasq::start(&[
-        Record::srv("disco.test", "sip.disco.test", partner.port(), 0, 0),
-        Record::a("sip.disco.test"),
-    ]);
-    let edge = start_edge(&pki, &fe_uas, &dns, |o| {
-        o.enable_partner_discovery = true;
-        o.discovery_messages_per_second = Some(2);
-        o.workers = 2;
-    });
+    // Bound whole: the DNS server and the partner must live as long as the test.
+    let w = DiscoveryWorld::start(|o| o.workers = 2);
+    let (pki, edge) = (&w.pki, &w.edge);
     // 12 connections: a worker ends up with at most one (and so possibly no 503 of its own) in ~0.6 % of runs.
     let mut fes: Vec<TlsPeer> = (0..12).map(|_| fe_client(&edge, &pki)).collect();
     let mut sent = Vec::new();
