@@ -472,7 +472,7 @@ fn discovered_partner_limits_hold_across_workers() {
     let w = DiscoveryWorld::start(|o| o.workers = 2);
     let (pki, edge) = (&w.pki, &w.edge);
     // 12 connections: a worker ends up with at most one (and so possibly no 503 of its own) in ~0.6 % of runs.
-    let mut fes: Vec<TlsPeer> = (0..12).map(|_| fe_client(&edge, &pki)).collect();
+    let mut fes: Vec<TlsPeer> = (0..12).map(|_| fe_client(edge, pki)).collect();
     let mut sent = Vec::new();
     for round in 0..2 {
         for (i, fe) in fes.iter_mut().enumerate() {
@@ -488,7 +488,7 @@ fn discovered_partner_limits_hold_across_workers() {
     }
     let finals: Vec<String> = sent
         .iter()
-        .map(|(i, b)| final_for(&mut fes[*i], &edge, b, PUSH_WAIT))
+        .map(|(i, b)| final_for(&mut fes[*i], edge, b, PUSH_WAIT))
         .collect();
     let ok = finals.iter().filter(|r| sip::status(r) == 200).count();
     let throttled: Vec<&String> = finals.iter().filter(|r| sip::status(r) == 503).collect();
