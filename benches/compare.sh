@@ -15,6 +15,8 @@
 # kamailio-tls-modules (scripts/test.sh installs them). Generator and proxy share the machine:
 # compare CPU µs per transaction, and read the generator's own column to see it is not the limit.
 set -euo pipefail
+# shellcheck source=benches/edge-config.sh
+. "$(dirname "$0")/edge-config.sh"
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=${DURATION:-10}
@@ -111,48 +113,7 @@ for target in $TARGETS; do
         ;;
     sipedge)
         [[ " $TRANSPORTS " == *" tls "* ]] || continue
-        cat >"$WORK/sipedge.toml" <<TOML
-[edge]
-fqdn = "edge.corp.test"
-sip_domains = ["corp.test"]
-workers = $CHILDREN
-
-[internal]
-fqdn = "edge-int.corp.test"
-listen = "127.0.0.1:0"
-next_hop = "fe1.corp.test:9"
-cert_file = "$P/edge-int.corp.test.crt"
-key_file = "$P/edge-int.corp.test.key"
-ca_file = "$P/internal-ca.pem"
-
-[[internal.known_servers]]
-fqdn = "fe1.corp.test"
-version = "7.0"
-
-[external]
-listen = "127.0.0.1:0"
-cert_file = "$P/edge.corp.test.crt"
-key_file = "$P/edge.corp.test.key"
-ca_file = "$P/partner-ca.pem"
-
-[federation]
-enable_partner_discovery = false
-
-[[federation.allowed]]
-domain = "partner.test"
-proxy_fqdn = "edge.partner.test:$(echo "${SINK[tls]}" | port_of)"
-
-[dns]
-servers = ["127.0.0.1:53"]
-
-[[dns.hosts]]
-name = "fe1.corp.test"
-ip = "127.0.0.1"
-
-[[dns.hosts]]
-name = "edge.partner.test"
-ip = "127.0.0.1"
-TOML
+        edge_toml "$P" "$(echo "${SINK[tls]}" | port_of)" "$CHILDREN" >"$WORK/sipedge.toml"
         start sipedge "$EDGE" run --config "$WORK/sipedge.toml"
         edge_pid=$LAST_PID
         addr=$(wait_line "$WORK/sipedge.out" '^listening internal sip\+tls ' | awk '{print $4}')

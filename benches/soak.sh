@@ -8,6 +8,8 @@
 # Knobs (environment): DURATION=600 INTERVAL=10 AFTER=60 RATE=0 CONNS=2 INFLIGHT=32
 #   EDGE=target/release/sipedge (any build of the edge: compare two side by side) NO_BUILD=1
 set -euo pipefail
+# shellcheck source=benches/edge-config.sh
+. "$(dirname "$0")/edge-config.sh"
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=${DURATION:-600}
@@ -47,48 +49,7 @@ P=$WORK/pki
     --ca "$P/internal-ca.pem" >"$WORK/sink.out" 2>&1 &
 PIDS+=($!)
 sink=$(wait_line "$WORK/sink.out" '^listening ' | awk '{print $3}')
-cat >"$WORK/sipedge.toml" <<TOML
-[edge]
-fqdn = "edge.corp.test"
-sip_domains = ["corp.test"]
-workers = $(nproc)
-
-[internal]
-fqdn = "edge-int.corp.test"
-listen = "127.0.0.1:0"
-next_hop = "fe1.corp.test:9"
-cert_file = "$P/edge-int.corp.test.crt"
-key_file = "$P/edge-int.corp.test.key"
-ca_file = "$P/internal-ca.pem"
-
-[[internal.known_servers]]
-fqdn = "fe1.corp.test"
-version = 7
-
-[external]
-listen = "127.0.0.1:0"
-cert_file = "$P/edge.corp.test.crt"
-key_file = "$P/edge.corp.test.key"
-ca_file = "$P/partner-ca.pem"
-
-[[federation.allowed]]
-domain = "partner.test"
-proxy_fqdn = "edge.partner.test:${sink##*:}"
-
-[dns]
-servers = ["127.0.0.1:53"]
-
-[[dns.hosts]]
-name = "fe1.corp.test"
-ip = "127.0.0.1"
-
-[[dns.hosts]]
-name = "edge.partner.test"
-ip = "127.0.0.1"
-
-[metrics]
-listen = "127.0.0.1:0"
-TOML
+edge_toml "$P" "${sink##*:}" "$(nproc)" >"$WORK/sipedge.toml"
 "$EDGE" run --config "$WORK/sipedge.toml" >"$WORK/edge.out" 2>"$WORK/edge.err" &
 edge=$!
 PIDS+=($edge)
