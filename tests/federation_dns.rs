@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use dnsmasq::{Dnsmasq, Record};
 use sip_codec::Message;
+use support::front_end::{fe_client, fe_message, final_for};
 use support::pki::Identity;
 use support::sip::{self, p, reply};
 use support::{Edge, EdgeOpts, Reply, TestPki, TlsPeer, TlsUas};
@@ -81,22 +82,6 @@ fn lync_online(o: &mut EdgeOpts) {
     ));
 }
 
-/// The front end on the internal listener.
-fn fe_client(edge: &Edge, pki: &TestPki) -> TlsPeer {
-    TlsPeer::connect(
-        edge.internal_addr,
-        &pki.fe,
-        &pki.internal_ca.cert,
-        "edge-int.corp.test",
-    )
-    .unwrap_or_else(|e| {
-        panic!(
-            "FE cannot connect to the internal listener: {e}\n{}",
-            edge.log_dump()
-        )
-    })
-}
-
 /// A partner on the external listener presenting `identity`.
 fn partner_client(edge: &Edge, pki: &TestPki, identity: &Identity) -> TlsPeer {
     TlsPeer::connect(
@@ -112,29 +97,6 @@ fn partner_client(edge: &Edge, pki: &TestPki, identity: &Identity) -> TlsPeer {
             edge.log_dump()
         )
     })
-}
-
-/// MESSAGE from alice@corp.test (the FE) to `uri`; its final response (panics with context if none).
-fn fe_message(fe: &mut TlsPeer, edge: &Edge, uri: &str, branch: &str, wait: Duration) -> String {
-    fe.send(&sip::message(
-        uri,
-        "fe1.corp.test:5061",
-        branch,
-        "sip:alice@corp.test",
-    ));
-    final_for(fe, edge, branch, wait)
-}
-
-/// The final response whose top Via branch is `branch`.
-fn final_for(peer: &mut TlsPeer, edge: &Edge, branch: &str, wait: Duration) -> String {
-    peer.recv_matching(wait, |m| sip::status(m) >= 200 && sip::top_branch(m) == branch)
-        .unwrap_or_else(|| {
-            panic!(
-                "no final response for {branch} within {wait:?}; received {:?}\nedge stderr:\n{}",
-                sip::summary(&peer.received),
-                edge.log_dump()
-            )
-        })
 }
 
 /// `_sipfederationtls._tcp.<domain>`.

@@ -21,9 +21,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sip_codec::Message;
+use support::front_end::{fe_client, fe_message};
 use support::http;
 use support::sip::{self, reply};
-use support::{Edge, EdgeOpts, Reply, TestPki, TlsPeer, TlsUas};
+use support::{Edge, EdgeOpts, Reply, TestPki, TlsUas};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -44,29 +45,6 @@ fn uas(pki: &TestPki, identity: &support::pki::Identity, silent: bool) -> TlsUas
             _ => vec![Reply::Now(reply(m, 200, "OK", Some("uas-tag")))],
         }
     })
-}
-
-fn fe(edge: &Edge, pki: &TestPki) -> TlsPeer {
-    TlsPeer::connect(
-        edge.internal_addr,
-        &pki.fe,
-        &pki.internal_ca.cert,
-        "edge-int.corp.test",
-    )
-    .unwrap_or_else(|e| panic!("FE cannot connect: {e}\n{}", edge.log_dump()))
-}
-
-fn final_status(fe: &mut TlsPeer, edge: &Edge, uri: &str, branch: &str) -> u16 {
-    fe.send(&sip::message(
-        uri,
-        "fe1.corp.test:5061",
-        branch,
-        "sip:alice@corp.test",
-    ));
-    let r = fe
-        .recv_matching(WAIT, |m| sip::status(m) >= 200 && sip::top_branch(m) == branch)
-        .unwrap_or_else(|| panic!("no final response for {branch}\n{}", edge.log_dump()));
-    sip::status(&r)
 }
 
 fn metrics_addr(edge: &Edge) -> SocketAddr {
@@ -173,15 +151,27 @@ fn a_real_prometheus_scrapes_what_the_test_drove() {
     let edge = Edge::start(&opts.render(&pki), &pki);
     let prom = Prometheus::start(metrics_addr(&edge));
 
-    let mut c = fe(&edge, &pki);
+    let mut c = fe_client(&edge, &pki);
     for i in 0..3 {
         assert_eq!(
-            final_status(&mut c, &edge, "sip:bob@partner.test", &format!("z9hG4bKm-ok{i}")),
+            sip::status(&fe_message(
+                &mut c,
+                &edge,
+                "sip:bob@partner.test",
+                &format!("z9hG4bKm-ok{i}"),
+                WAIT
+            )),
             200
         );
     }
     assert_eq!(
-        final_status(&mut c, &edge, "sip:x@blocked.test", "z9hG4bKm-blk"),
+        sip::status(&fe_message(
+            &mut c,
+            &edge,
+            "sip:x@blocked.test",
+            "z9hG4bKm-blk",
+            WAIT
+        )),
         403
     );
     // A reload with the same file: applied, generation 2.
@@ -244,9 +234,15 @@ fn promtool_finds_the_real_exposition_clean() {
     let fe_uas = uas(&pki, &pki.fe, false);
     let partner = uas(&pki, &pki.partner, false);
     let edge = Edge::start(&EdgeOpts::new(fe_uas.port(), partner.port()).render(&pki), &pki);
-    let mut c = fe(&edge, &pki);
+    let mut c = fe_client(&edge, &pki);
     assert_eq!(
-        final_status(&mut c, &edge, "sip:bob@partner.test", "z9hG4bKm-pt1"),
+        sip::status(&fe_message(
+            &mut c,
+            &edge,
+            "sip:bob@partner.test",
+            "z9hG4bKm-pt1",
+            WAIT
+        )),
         200
     );
     scrape_until(
@@ -294,7 +290,7 @@ fn sigterm_fails_readyz_at_once_while_healthz_stays_up_until_exit() {
     assert_eq!(http::get(addr, "/healthz").unwrap().0, 200);
     assert_eq!(http::get(addr, "/nothing-here").unwrap().0, 404);
     // An open transaction keeps the edge draining for up to Timer F.
-    let mut c = fe(&edge, &pki);
+    let mut c = fe_client(&edge, &pki);
     c.send(&sip::message(
         "sip:bob@partner.test",
         "fe1.corp.test:5061",

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use dnsmasq::{Dnsmasq, Record};
 use sip_codec::Message;
+use support::front_end::{fe_client, fe_message};
 use support::pki::Identity;
 use support::sip::{self, reply};
 use support::{Edge, EdgeOpts, Reply, TestPki, TlsPeer, TlsUas};
@@ -102,36 +103,6 @@ impl World {
     }
 }
 
-fn fe_client(edge: &Edge, pki: &TestPki) -> TlsPeer {
-    TlsPeer::connect(
-        edge.internal_addr,
-        &pki.fe,
-        &pki.internal_ca.cert,
-        "edge-int.corp.test",
-    )
-    .unwrap_or_else(|e| panic!("FE cannot connect: {e}\n{}", edge.log_dump()))
-}
-
-/// MESSAGE from the FE to `uri`: the status of its final response (panics with context if none).
-fn fe_message(fe: &mut TlsPeer, edge: &Edge, uri: &str, branch: &str, wait: Duration) -> u16 {
-    fe.send(&sip::message(
-        uri,
-        "fe1.corp.test:5061",
-        branch,
-        "sip:alice@corp.test",
-    ));
-    let r = fe
-        .recv_matching(wait, |m| sip::status(m) >= 200 && sip::top_branch(m) == branch)
-        .unwrap_or_else(|| {
-            panic!(
-                "no final response for {branch}; received {:?}\n{}",
-                sip::summary(&fe.received),
-                edge.log_dump()
-            )
-        });
-    sip::status(&r)
-}
-
 /// The log records whose `event` is `event`.
 fn events(edge: &Edge, event: &str) -> Vec<serde_json::Value> {
     let needle = format!("\"event\":\"{event}\"");
@@ -201,7 +172,13 @@ fn invalid_config_is_refused_with_every_error_and_the_old_policy_keeps_serving()
     let w = World::start(|_| {});
     let mut fe = w.fe();
     assert_eq!(
-        fe_message(&mut fe, &w.edge, "sip:bob@partner.test", "z9hG4bKfe-r1", WAIT),
+        sip::status(&fe_message(
+            &mut fe,
+            &w.edge,
+            "sip:bob@partner.test",
+            "z9hG4bKfe-r1",
+            WAIT
+        )),
         200
     );
 
@@ -231,7 +208,13 @@ fn invalid_config_is_refused_with_every_error_and_the_old_policy_keeps_serving()
 
     // The same connection, the old policy: partner.test is still allowed.
     assert_eq!(
-        fe_message(&mut fe, &w.edge, "sip:bob@partner.test", "z9hG4bKfe-r2", WAIT),
+        sip::status(&fe_message(
+            &mut fe,
+            &w.edge,
+            "sip:bob@partner.test",
+            "z9hG4bKfe-r2",
+            WAIT
+        )),
         200
     );
 
@@ -256,7 +239,13 @@ fn invalid_config_is_refused_with_every_error_and_the_old_policy_keeps_serving()
     );
     assert_eq!(events(&w.edge, "federation_allowed")[0]["change"], "removed");
     assert_eq!(
-        fe_message(&mut fe, &w.edge, "sip:bob@partner.test", "z9hG4bKfe-r3", WAIT),
+        sip::status(&fe_message(
+            &mut fe,
+            &w.edge,
+            "sip:bob@partner.test",
+            "z9hG4bKfe-r3",
+            WAIT
+        )),
         403
     );
     assert!(fe.closed().is_none(), "the connection survived both reloads");
@@ -285,7 +274,10 @@ fn push_lync_com_504_becomes_200_after_sighup_on_the_same_connection() {
     let edge = Edge::start(&opts.render(&pki), &pki);
     let mut fe = fe_client(&edge, &pki);
     let push = "sip:push@push.lync.com";
-    assert_eq!(fe_message(&mut fe, &edge, push, "z9hG4bKfe-p1", PUSH_WAIT), 504);
+    assert_eq!(
+        sip::status(&fe_message(&mut fe, &edge, push, "z9hG4bKfe-p1", PUSH_WAIT)),
+        504
+    );
     assert!(provider.requests().is_empty());
 
     // The field's fix, in the file, with no restart.
@@ -300,7 +292,10 @@ fn push_lync_com_504_becomes_200_after_sighup_on_the_same_connection() {
         (&"added".into(), &"push.lync.com".into())
     );
 
-    assert_eq!(fe_message(&mut fe, &edge, push, "z9hG4bKfe-p2", PUSH_WAIT), 200);
+    assert_eq!(
+        sip::status(&fe_message(&mut fe, &edge, push, "z9hG4bKfe-p2", PUSH_WAIT)),
+        200
+    );
     let fwd = provider
         .wait_request(WAIT, |r| sip::method(r) == "MESSAGE")
         .unwrap_or_else(|| panic!("the provider got no MESSAGE\n{}", edge.log_dump()));
@@ -368,7 +363,13 @@ fn a_listener_change_is_refused_by_name_and_the_rest_applied() {
     let w = World::start(|_| {});
     let mut fe = w.fe();
     assert_ne!(
-        fe_message(&mut fe, &w.edge, "sip:x@new.test", "z9hG4bKfe-l0", WAIT),
+        sip::status(&fe_message(
+            &mut fe,
+            &w.edge,
+            "sip:x@new.test",
+            "z9hG4bKfe-l0",
+            WAIT
+        )),
         200
     );
     let mut opts = w.opts.clone();
@@ -399,11 +400,23 @@ fn a_listener_change_is_refused_by_name_and_the_rest_applied() {
     );
     // The rest applied: new.test is allowed now (pinned to the partner's UAS), evil.test blocked.
     assert_eq!(
-        fe_message(&mut fe, &w.edge, "sip:x@new.test", "z9hG4bKfe-l1", WAIT),
+        sip::status(&fe_message(
+            &mut fe,
+            &w.edge,
+            "sip:x@new.test",
+            "z9hG4bKfe-l1",
+            WAIT
+        )),
         200
     );
     assert_eq!(
-        fe_message(&mut fe, &w.edge, "sip:x@evil.test", "z9hG4bKfe-l2", WAIT),
+        sip::status(&fe_message(
+            &mut fe,
+            &w.edge,
+            "sip:x@evil.test",
+            "z9hG4bKfe-l2",
+            WAIT
+        )),
         403
     );
     // The external listener is still where it was.
@@ -538,7 +551,13 @@ fn a_thousand_reloads_leave_rss_flat() {
     };
     warm(100, 0);
     assert_eq!(
-        fe_message(&mut fe, &w.edge, "sip:bob@partner.test", "z9hG4bKfe-m0", WAIT),
+        sip::status(&fe_message(
+            &mut fe,
+            &w.edge,
+            "sip:bob@partner.test",
+            "z9hG4bKfe-m0",
+            WAIT
+        )),
         200
     );
     let before = rss_kb(w.edge.pid());
@@ -550,7 +569,13 @@ fn a_thousand_reloads_leave_rss_flat() {
         started.elapsed()
     );
     assert_eq!(
-        fe_message(&mut fe, &w.edge, "sip:bob@partner.test", "z9hG4bKfe-m1", WAIT),
+        sip::status(&fe_message(
+            &mut fe,
+            &w.edge,
+            "sip:bob@partner.test",
+            "z9hG4bKfe-m1",
+            WAIT
+        )),
         200
     );
     let limit = before + before / 20;

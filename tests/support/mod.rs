@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod edge;
+pub mod front_end;
 pub mod http;
 pub mod peer;
 pub mod pki;
