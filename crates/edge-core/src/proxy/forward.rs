@@ -282,12 +282,18 @@ impl Proxy {
             if let Some(s) = self.servers.get_mut(&sid) {
                 if s.final_status.is_none() {
                     s.final_status = Some(status);
-                    s.last_response = Some(bytes.clone());
-                    let outcome = match status {
-                        200..=299 => super::push::PushOutcome::Accepted,
-                        _ => super::push::PushOutcome::Rejected,
-                    };
-                    self.push_finished(sid, status, outcome, now);
+                    // Only an INVITE outlives its final (Timer L) and can see a retransmission to
+                    // answer again; a non-INVITE is gone at the end of this turn.
+                    if s.is_invite {
+                        s.last_response = Some(bytes.clone());
+                    }
+                    if s.push.is_some() {
+                        let outcome = match status {
+                            200..=299 => super::push::PushOutcome::Accepted,
+                            _ => super::push::PushOutcome::Rejected,
+                        };
+                        self.push_finished(sid, status, outcome, now);
+                    }
                     self.finish(sid, now);
                 }
             }

@@ -210,7 +210,10 @@ impl Proxy {
         };
         if status >= 200 {
             s.final_status = Some(status);
-            s.last_response = Some(bytes.clone());
+            // Kept to answer a retransmission only where one can come: an INVITE (Timer L).
+            if s.is_invite {
+                s.last_response = Some(bytes.clone());
+            }
         }
         if !s.orphaned {
             out.push(Effect::Send {
