@@ -38,6 +38,11 @@ pub struct ImFilter {
     /// order: a word is compared only with the prefixes that can match it (one pass over the body,
     /// no lower-cased copy of it).
     by_first: Vec<Vec<u16>>,
+    /// For each prefix, whether it holds a `*` (and so must see the whole word).
+    wild: Vec<bool>,
+    /// A bit per (lower-case) pair of a word's first two octets that some prefix can match: most
+    /// words of a text are rejected by one lookup, before any prefix is compared.
+    pairs: Box<[u64; 1024]>,
 }
 
 /// The filter's decision on one body.
@@ -74,10 +79,31 @@ impl ImFilter {
                 }
             }
         }
+        let wild = prefixes.iter().map(|p| p.contains('*')).collect();
+        let mut pairs = Box::new([0u64; 1024]);
+        for p in &prefixes {
+            let (firsts, seconds): (Vec<u8>, Vec<u8>) = match *p.as_bytes() {
+                // `*` first, or an empty prefix: any word.
+                [] | [b'*', ..] => ((0..=255).collect(), (0..=255).collect()),
+                // One octet, or `*` second: any second octet (or none: see `pair_bit`).
+                [a] | [a, b'*', ..] => (vec![a], (0..=255).collect()),
+                [a, b, ..] => (vec![a], vec![b]),
+            };
+            for &a in &firsts {
+                for &b in &seconds {
+                    let (word, bit) = pair_bit(a, b);
+                    if let Some(w) = pairs.get_mut(word) {
+                        *w |= bit;
+                    }
+                }
+            }
+        }
         ImFilter {
             prefixes,
             action,
             by_first,
+            wild,
+            pairs,
         }
     }
 
@@ -114,32 +140,46 @@ impl ImFilter {
 
     /// [`ImFilter::first_match`] on raw body octets, in one pass with no copy: what
     /// `String::from_utf8_lossy` then the `&str` filter would answer (an invalid sequence is a
-    /// replacement character: part of a word), without building the string.
+    /// replacement character: part of a word), without building the string. Each octet is looked up
+    /// once in [`OCTET_CLASS`]; only a word whose first octet begins some prefix is compared.
     fn first_match_bytes(&self, body: &[u8]) -> Option<String> {
         let mut i = 0;
-        loop {
-            // Skip delimiters to the next word.
-            loop {
-                let w = delimiter_width(body, i);
-                if w == 0 {
-                    break;
-                }
-                i += w;
+        while let Some(&b) = body.get(i) {
+            // A delimiter: skip it.
+            let class = octet_class(b);
+            if class == DELIMITER {
+                i += 1;
+                continue;
             }
-            let &first = body.get(i)?;
+            if class == MAYBE_SPACE {
+                let w = unicode_space_width(body, i);
+                if w > 0 {
+                    i += w;
+                    continue;
+                }
+            }
+            // A word starts at `i`: compared with the prefixes only if its first two octets can begin
+            // one (a one-octet word at the end pairs with 0, which every short prefix marks).
+            let (word, bit) = pair_bit(b, body.get(i + 1).copied().unwrap_or(0));
+            if self.pairs.get(word).is_none_or(|w| w & bit == 0) {
+                i = word_end(body, i + 1);
+                continue;
+            }
             let candidates = self
                 .by_first
-                .get(usize::from(first.to_ascii_lowercase()))
+                .get(usize::from(b.to_ascii_lowercase()))
                 .map_or(&[][..], Vec::as_slice);
             let rest = body.get(i..).unwrap_or(&[]);
             let mut end = None;
             for &p in candidates {
-                let Some(p) = self.prefixes.get(usize::from(p)) else {
+                let (Some(p), Some(&wild)) =
+                    (self.prefixes.get(usize::from(p)), self.wild.get(usize::from(p)))
+                else {
                     continue;
                 };
-                let hit = if p.contains('*') {
+                let hit = if wild {
                     // Only a `*` pattern needs the whole word.
-                    let e = *end.get_or_insert_with(|| word_end(body, i));
+                    let e = *end.get_or_insert_with(|| word_end(body, i + 1));
                     prefix_matches(p, body.get(i..e).unwrap_or(&[]))
                 } else {
                     // A plain prefix has no delimiter in it: matching its octets is matching the word.
@@ -149,8 +189,9 @@ impl ImFilter {
                     return Some(p.clone());
                 }
             }
-            i = end.unwrap_or_else(|| word_end(body, i));
+            i = end.unwrap_or_else(|| word_end(body, i + 1));
         }
+        None
     }
 
     /// [`ImFilter::check`] on raw body octets (the proxy's path: no lossy copy of the body).
@@ -166,35 +207,51 @@ impl ImFilter {
     }
 }
 
-/// ASCII word delimiters: whitespace (as `char::is_whitespace` has it) and `<>"'([`.
+/// [`OCTET_CLASS`]: an octet of a word.
+const WORD: u8 = 0;
+/// [`OCTET_CLASS`]: an ASCII delimiter: whitespace (as `char::is_whitespace` has it) and `<>"'([`.
+const DELIMITER: u8 = 1;
+/// [`OCTET_CLASS`]: the lead octet of every multi-octet Unicode whitespace (U+0085 and U+00A0 start
+/// 0xC2, U+1680 0xE1, U+2000..U+205F 0xE2, U+3000 0xE3): a delimiter if the sequence decodes to one.
+const MAYBE_SPACE: u8 = 2;
+
 // Indexing in a const initialiser runs at compile time: an index out of range is a build error,
 // never a panic on wire input.
 #[allow(clippy::indexing_slicing)]
-const ASCII_DELIMITERS: [bool; 128] = {
-    let mut t = [false; 128];
+const OCTET_CLASS: [u8; 256] = {
+    let mut t = [WORD; 256];
     let set = [
         b' ', b'\t', b'\n', 0x0b, 0x0c, b'\r', b'<', b'>', b'"', b'\'', b'(', b'[',
     ];
     let mut k = 0;
     while k < set.len() {
-        t[set[k] as usize] = true;
+        t[set[k] as usize] = DELIMITER;
         k += 1;
     }
+    t[0xc2] = MAYBE_SPACE;
+    t[0xe1] = MAYBE_SPACE;
+    t[0xe2] = MAYBE_SPACE;
+    t[0xe3] = MAYBE_SPACE;
     t
 };
 
-/// The width of the word delimiter at `i` (0: none): an ASCII delimiter, or a valid multi-octet
-/// UTF-8 sequence that is Unicode whitespace (U+0085, U+00A0, U+3000, ...).
+/// The word and bit of [`ImFilter`]'s pair table for a word's first two octets (ASCII case folded).
 #[inline]
-fn delimiter_width(body: &[u8], i: usize) -> usize {
-    let Some(&b) = body.get(i) else { return 0 };
-    if b < 0x80 {
-        return usize::from(ASCII_DELIMITERS.get(usize::from(b)).copied().unwrap_or(false));
-    }
-    let len = match b {
-        0xc2..=0xdf => 2,
-        0xe0..=0xef => 3,
-        0xf0..=0xf4 => 4,
+fn pair_bit(a: u8, b: u8) -> (usize, u64) {
+    let n = usize::from(a.to_ascii_lowercase()) << 8 | usize::from(b.to_ascii_lowercase());
+    (n >> 6, 1u64 << (n & 63))
+}
+
+#[inline]
+fn octet_class(b: u8) -> u8 {
+    OCTET_CLASS.get(usize::from(b)).copied().unwrap_or(WORD)
+}
+
+/// The width of the multi-octet Unicode whitespace at `i` (0: none, or not valid UTF-8).
+fn unicode_space_width(body: &[u8], i: usize) -> usize {
+    let len = match body.get(i) {
+        Some(0xc2) => 2,
+        Some(0xe1..=0xe3) => 3,
         _ => return 0,
     };
     body.get(i..i + len)
@@ -204,10 +261,16 @@ fn delimiter_width(body: &[u8], i: usize) -> usize {
         .map_or(0, |_| len)
 }
 
-/// Where the word starting at `i` ends (the next delimiter, or the end).
+/// Where the word containing `i` ends (the next delimiter at or after `i`, or the end).
+#[inline]
 fn word_end(body: &[u8], mut i: usize) -> usize {
-    while i < body.len() && delimiter_width(body, i) == 0 {
-        i += 1;
+    while let Some(&b) = body.get(i) {
+        match octet_class(b) {
+            WORD => i += 1,
+            DELIMITER => return i,
+            _ if unicode_space_width(body, i) > 0 => return i,
+            _ => i += 1,
+        }
     }
     i
 }
@@ -306,7 +369,12 @@ mod tests {
             "'ftp.",
             "\"tel:",
         ];
-        let seps = [" ", "\t", "\n", "<", ">", "\"", "'", "(", "[", "\u{a0}", ",", "."];
+        // Every lead octet of a Unicode space (U+0085, U+00A0, U+1680, U+2003, U+205F, U+3000) and
+        // non-spaces that share those leads (U+00E9, U+2010, U+E000).
+        let seps = [
+            " ", "\t", "\n", "<", ">", "\"", "'", "(", "[", "\u{a0}", ",", ".", "\u{85}", "\u{1680}",
+            "\u{2003}", "\u{205f}", "\u{3000}", "\u{e9}", "\u{2010}", "\u{e000}",
+        ];
         let filters = [
             ImFilter::default(),
             ImFilter::new(
@@ -314,6 +382,11 @@ mod tests {
                 FilterAction::Block,
             ),
             ImFilter::new(vec![], FilterAction::Block),
+            // Short prefixes: one octet, `*` second, non-ASCII (the pair table's edge cases).
+            ImFilter::new(
+                vec!["h".into(), "t*:".into(), "caf\u{e9}".into(), "\u{e9}".into()],
+                FilterAction::Block,
+            ),
         ];
         let mut seed = 0x2545_F491_4F6C_DD1Du64;
         let mut next = |n: usize| {
