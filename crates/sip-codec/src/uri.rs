@@ -92,11 +92,11 @@ impl<'a> SipUri<'a> {
         let (user, password) = match userinfo {
             Some(ui) => {
                 let (u, p) = scan::split_at_byte(ui, b':');
-                if u.is_empty() || !valid_escaped(u, is_user_char) {
+                if u.is_empty() || !valid_escaped(u, USER) {
                     return Err(ValueError::Malformed("URI user"));
                 }
                 if let Some(p) = p {
-                    if !valid_escaped(p, is_password_char) {
+                    if !valid_escaped(p, PASSWORD) {
                         return Err(ValueError::Malformed("URI password"));
                     }
                 }
@@ -109,15 +109,14 @@ impl<'a> SipUri<'a> {
         let host = parse_host(host_raw)?;
         let params = Params::from_tail(params);
         if let Some(h) = headers {
-            if h.is_empty() || !valid_escaped(h, |b| is_unreserved(b) || b"[]/?:+$=&".contains(&b)) {
+            if h.is_empty() || !valid_escaped(h, HEADER) {
                 return Err(ValueError::Malformed("URI headers"));
             }
         }
         for p in params.iter() {
             let ok = !p.name.is_empty()
-                && valid_escaped(p.name, is_param_char)
-                && p.value
-                    .is_none_or(|v| !v.is_empty() && valid_escaped(v, is_param_char));
+                && valid_escaped(p.name, PARAM)
+                && p.value.is_none_or(|v| !v.is_empty() && valid_escaped(v, PARAM));
             if !ok {
                 return Err(ValueError::Malformed("URI parameter"));
             }
@@ -211,11 +210,19 @@ pub(crate) fn parse_host(h: &str) -> Result<Host<'_>, ValueError> {
             .map(Host::Ipv4)
             .map_err(|_| ValueError::Malformed("IPv4 address"));
     }
-    let labels_ok = h.trim_end_matches('.').split('.').all(|l| {
-        !l.is_empty()
-            && l.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    });
+    // Dot-separated labels of alphanumerics, `-` and `_`, none empty; trailing dots ignored.
+    let name = h.trim_end_matches('.').as_bytes();
+    let mut after_dot = true;
+    let mut labels_ok = !name.is_empty();
+    for &b in name {
+        if b == b'.' {
+            labels_ok &= !after_dot;
+            after_dot = true;
+        } else {
+            labels_ok &= char_class(b) & HOST_NAME != 0;
+            after_dot = false;
+        }
+    }
     if labels_ok {
         Ok(Host::Domain(h))
     } else {
@@ -223,24 +230,56 @@ pub(crate) fn parse_host(h: &str) -> Result<Host<'_>, ValueError> {
     }
 }
 
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b)
+// The octet classes of RFC 3261 §25.1 a URI part may hold unescaped, as bits of one table lookup.
+/// `unreserved`: alphanumerics and `-_.!~*'()`.
+const UNRESERVED: u8 = 1;
+/// `user`: unreserved and `&=+$,;?/`.
+const USER: u8 = 2;
+/// `password`: unreserved and `&=+$,`.
+const PASSWORD: u8 = 4;
+/// `paramchar`: unreserved and `[]/:&+$`.
+const PARAM: u8 = 8;
+/// `hnv-unreserved` and friends: unreserved and `[]/?:+$=&`.
+const HEADER: u8 = 16;
+/// A host name label: alphanumerics, `-` and `_`.
+const HOST_NAME: u8 = 32;
+
+// Indexing in a const initialiser runs at compile time: an index out of range is a build error,
+// never a panic on wire input.
+#[allow(clippy::indexing_slicing)]
+const CHAR_CLASS: [u8; 256] = {
+    const fn mark(mut t: [u8; 256], set: &[u8], bits: u8) -> [u8; 256] {
+        let mut k = 0;
+        while k < set.len() {
+            t[set[k] as usize] |= bits;
+            k += 1;
+        }
+        t
+    }
+    let every = UNRESERVED | USER | PASSWORD | PARAM | HEADER;
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        if (b as u8).is_ascii_alphanumeric() {
+            t[b] = every | HOST_NAME;
+        }
+        b += 1;
+    }
+    t = mark(t, b"-_.!~*'()", every);
+    t = mark(t, b"-_", HOST_NAME);
+    t = mark(t, b"&=+$,;?/", USER);
+    t = mark(t, b"&=+$,", PASSWORD);
+    t = mark(t, b"[]/:&+$", PARAM);
+    mark(t, b"[]/?:+$=&", HEADER)
+};
+
+#[inline]
+fn char_class(b: u8) -> u8 {
+    CHAR_CLASS.get(usize::from(b)).copied().unwrap_or(0)
 }
 
-fn is_user_char(b: u8) -> bool {
-    is_unreserved(b) || b"&=+$,;?/".contains(&b)
-}
-
-fn is_password_char(b: u8) -> bool {
-    is_unreserved(b) || b"&=+$,".contains(&b)
-}
-
-fn is_param_char(b: u8) -> bool {
-    is_unreserved(b) || b"[]/:&+$".contains(&b)
-}
-
-/// Every octet allowed by `ok`, or a `%HH` escape.
-fn valid_escaped(s: &str, ok: impl Fn(u8) -> bool) -> bool {
+/// Every octet in class `class` (a [`CHAR_CLASS`] bit), or a `%HH` escape.
+fn valid_escaped(s: &str, class: u8) -> bool {
     let b = s.as_bytes();
     let mut i = 0;
     while let Some(&c) = b.get(i) {
@@ -250,7 +289,7 @@ fn valid_escaped(s: &str, ok: impl Fn(u8) -> bool) -> bool {
                 return false;
             }
             i += 3;
-        } else if ok(c) {
+        } else if char_class(c) & class != 0 {
             i += 1;
         } else {
             return false;
@@ -289,6 +328,35 @@ fn unescape(s: &str) -> Cow<'_, [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The class table against RFC 3261 §25.1's sets written out, for every octet.
+    #[test]
+    fn char_classes_are_the_rfc_sets() {
+        let unreserved = |b: u8| b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b);
+        for b in 0..=255u8 {
+            let has = |bit| char_class(b) & bit != 0;
+            assert_eq!(has(UNRESERVED), unreserved(b), "{b}");
+            assert_eq!(has(USER), unreserved(b) || b"&=+$,;?/".contains(&b), "{b}");
+            assert_eq!(has(PASSWORD), unreserved(b) || b"&=+$,".contains(&b), "{b}");
+            assert_eq!(has(PARAM), unreserved(b) || b"[]/:&+$".contains(&b), "{b}");
+            assert_eq!(has(HEADER), unreserved(b) || b"[]/?:+$=&".contains(&b), "{b}");
+            assert_eq!(
+                has(HOST_NAME),
+                b.is_ascii_alphanumeric() || b == b'-' || b == b'_',
+                "{b}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_names_label_by_label() {
+        for ok in ["a", "a.b", "a.b.", "a.b..", "x-1_y.example.com", "1a.example"] {
+            assert!(matches!(parse_host(ok), Ok(Host::Domain(_))), "{ok}");
+        }
+        for bad in ["", ".", "..", ".a", "a..b", "a b", "a.b!", "a/.b", "é.example"] {
+            assert!(parse_host(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn full_sip_uri() {

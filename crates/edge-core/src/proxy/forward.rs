@@ -8,6 +8,7 @@ use std::time::Instant;
 use federation_policy::DiagnosticId;
 use sip_codec::{parse, Editor, HeaderName, MaxForwards, Message};
 
+use super::ids;
 use super::io::{ConnId, Destination, Effect, Level, NextHop, PeerInfo, Side, Token};
 use super::respond::Extra;
 use super::route;
@@ -30,7 +31,13 @@ impl Proxy {
     fn new_branch(&mut self) -> String {
         let id = self.next_id();
         let secret = self.secret_bits();
-        format!("{BRANCH_PREFIX}{secret:016x}{:x}x{id:x}", self.worker)
+        let mut b = String::with_capacity(BRANCH_PREFIX.len() + 40);
+        b.push_str(BRANCH_PREFIX);
+        ids::push_hex_width(&mut b, secret, 16);
+        ids::push_hex(&mut b, u64::from(self.worker));
+        b.push('x');
+        ids::push_hex(&mut b, id);
+        b
     }
 
     /// `msg` (the request of server transaction `sid`, as parsed by the caller), edited for `hops[0]`
@@ -139,10 +146,13 @@ impl Proxy {
         if ed.decrement_max_forwards() == MaxForwards::Exhausted {
             return None;
         }
-        ed.prepend_via(&format!(
-            "SIP/2.0/TLS {};branch={branch}",
-            self.settings.host(out_side)
-        ));
+        let host = self.settings.host(out_side);
+        let mut via = String::with_capacity(24 + host.len() + branch.len());
+        via.push_str("SIP/2.0/TLS ");
+        via.push_str(host);
+        via.push_str(";branch=");
+        via.push_str(branch);
+        ed.prepend_via(&via);
         let no_to_tag = msg.to().ok().and_then(|t| t.tag()).is_none();
         if msg.method().is_some_and(creates_dialog) && no_to_tag {
             // Outgoing side first, then incoming: the callee's route set starts at our outer face,

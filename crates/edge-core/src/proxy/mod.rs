@@ -20,6 +20,7 @@
 //! breaker, retries), `limits.rs` (discovered-partner limits), `stats.rs` (the counters).
 
 mod forward;
+mod ids;
 pub mod io;
 mod limits;
 pub mod push;

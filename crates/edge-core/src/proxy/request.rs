@@ -652,7 +652,14 @@ pub(crate) fn txn_key(msg: &Message<'_>, method: &str) -> String {
         .as_ref()
         .and_then(|v| v.branch().filter(|_| v.is_rfc3261_branch()))
     {
-        Some(b) => format!("{b}|{}|{class}", via.map_or("", |v| v.host)),
+        Some(b) => {
+            let host = via.map_or("", |v| v.host);
+            let mut k = String::with_capacity(b.len() + host.len() + class.len() + 2);
+            for part in [b, "|", host, "|", class] {
+                k.push_str(part);
+            }
+            k
+        }
         None => format!(
             "2543|{}|{}|{}|{class}",
             msg.call_id().unwrap_or(""),

@@ -29,7 +29,6 @@ pub(crate) struct ServerTxn {
     pub key: String,
     /// The request as received (responses are generated from it).
     pub request: Vec<u8>,
-    pub to_tag: String,
     pub final_status: Option<u16>,
     pub last_response: Option<Vec<u8>>,
     pub client: Option<u64>,
@@ -145,7 +144,6 @@ impl Proxy {
         request: &[u8],
     ) -> u64 {
         let id = self.next_id();
-        let to_tag = format!("se{:x}x{id:x}", self.worker);
         self.server_keys.insert(key.clone(), id);
         self.servers.insert(
             id,
@@ -155,7 +153,6 @@ impl Proxy {
                 is_invite,
                 key,
                 request: request.to_vec(),
-                to_tag,
                 final_status: None,
                 last_response: None,
                 client: None,
@@ -200,7 +197,10 @@ impl Proxy {
         if s.final_status.is_some() && status >= 200 {
             return;
         }
-        let bytes = respond::build(req, status, &s.to_tag, edge, s.side, &extra);
+        // The To tag is derived from the transaction's id when a response is generated: most
+        // transactions never need one.
+        let to_tag = super::ids::to_tag(u64::from(self.worker), sid);
+        let bytes = respond::build(req, status, &to_tag, edge, s.side, &extra);
         let reason = extra.refusal.as_ref().map_or("none", |r| r.metric_reason);
         if self.counting {
             self.stats.generated(status, reason);
