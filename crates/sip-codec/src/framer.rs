@@ -90,6 +90,11 @@ pub struct Framer {
 
 const HEAD_END: &[u8] = b"\r\n\r\n";
 
+/// The searcher for [`HEAD_END`], built once: `memmem::find` builds one per call, which was ~1.6 %
+/// of the edge's CPU under the MESSAGE load (perf: `FinderBuilder::build_forward_with_ranker`).
+static HEAD_END_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(HEAD_END));
+
 impl Framer {
     pub fn new(limits: Limits) -> Self {
         Framer {
@@ -135,7 +140,7 @@ impl Framer {
         self.check_start_line(buf)?;
         let from = self.scanned.saturating_sub(HEAD_END.len() - 1);
         let window = buf.get(from..).unwrap_or(&[]);
-        let Some(pos) = memchr::memmem::find(window, HEAD_END) else {
+        let Some(pos) = HEAD_END_FINDER.find(window) else {
             self.scanned = buf.len();
             if buf.len() > self.limits.max_head_bytes {
                 return Err(FrameError::HeadTooLarge(self.limits.max_head_bytes));
