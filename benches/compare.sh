@@ -6,7 +6,11 @@
 # over TLS (mutual, both legs) and plain TCP (sipedge has no plain-TCP listener: its TCP row is
 # absent), and prints one table with the date, nproc, the CPU model and the commit.
 #
-# Knobs (environment): DURATION=10 WARMUP=2 CONNS=2 INFLIGHT=32 RATE=0 (0: max)
+# Scenarios (SCENARIOS="max fixed half"): max — as fast as the load allows (2 x 32 in flight);
+#   fixed — FIXED_RATE=5000 transactions/s offered to every target (the CPU per transaction where
+#   per-wake-up costs show); half — each proxy at 50 % of the rate it reached in `max`, and the
+#   generator straight to the sink at that same rate, so the table shows the p99 the proxy adds.
+# Knobs (environment): DURATION=10 WARMUP=2 CONNS=2 INFLIGHT=32 FIXED_RATE=5000
 #   TRANSPORTS="tls tcp" TARGETS="direct sipedge kamailio" NO_BUILD=1 (reuse target/release)
 #   KEEP=1 (keep the work directory: reports, configs, logs)
 #   KAM_SHM_MB=4096 (Kamailio's shared memory: tm keeps each transaction for its 5 s wait timer
@@ -23,7 +27,8 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-2}
 INFLIGHT=${INFLIGHT:-32}
-RATE=${RATE:-0}
+FIXED_RATE=${FIXED_RATE:-5000}
+SCENARIOS=${SCENARIOS:-"max fixed half"}
 TRANSPORTS=${TRANSPORTS:-"tls tcp"}
 TARGETS=${TARGETS:-"direct sipedge kamailio"}
 CHILDREN=$(nproc)
@@ -75,21 +80,56 @@ wait_port() {
 P=$WORK/pki
 "$BENCH" pki --dir "$P"
 
-# run LABEL TRANSPORT TARGET SERVER_NAME CA PIDS : one generator run, its JSON report kept.
+# run SCENARIO RATE LABEL TRANSPORT TARGET SERVER_NAME CA PIDS : one generator run, its JSON
+# report kept as $WORK/LABEL-TRANSPORT-SCENARIO[-RATE].json.
 REPORTS=()
 run() {
-    local label=$1 tr=$2 target=$3 name=$4 ca=$5 pids=$6 tls_args=()
+    local scenario=$1 rate=$2 label=$3 tr=$4 target=$5 name=$6 ca=$7 pids=$8 tls_args=()
+    local out=$WORK/$label-$tr-$scenario.json
+    [[ $label != direct || $scenario != half ]] || out=$WORK/$label-$tr-$scenario-$rate.json
     if [[ $tr == tcp ]]; then
         tls_args=(--tcp)
     else
         tls_args=(--server-name "$name" --cert "$P/fe1.corp.test.crt" --key "$P/fe1.corp.test.key" --ca "$ca")
     fi
-    echo "== $label over $tr: $CONNS connections, $INFLIGHT in flight each, rate $RATE, ${DURATION}s (+${WARMUP}s warm-up)" >&2
-    "$BENCH" run --target "$target" "${tls_args[@]}" -c "$CONNS" --inflight "$INFLIGHT" --rate "$RATE" \
-        --duration "$DURATION" --warmup "$WARMUP" --pid "$pids" --label "$label" --json \
-        >"$WORK/$label-$tr.json"
-    "$BENCH" table "$WORK/$label-$tr.json" | tail -1 >&2
-    REPORTS+=("$WORK/$label-$tr.json")
+    echo "== $label over $tr, $scenario: $CONNS connections, $INFLIGHT in flight each, rate $rate, ${DURATION}s (+${WARMUP}s warm-up)" >&2
+    "$BENCH" run --target "$target" "${tls_args[@]}" -c "$CONNS" --inflight "$INFLIGHT" --rate "$rate" \
+        --duration "$DURATION" --warmup "$WARMUP" --pid "$pids" --label "$label" --scenario "$scenario" \
+        --json >"$out"
+    "$BENCH" table "$out" | tail -1 >&2
+    REPORTS+=("$out")
+}
+# half_of LABEL TRANSPORT : half the transactions/s LABEL reached in its `max` run over TRANSPORT.
+half_of() {
+    python3 -c 'import json,sys; print(max(1, int(json.load(open(sys.argv[1]))["tps"] / 2)))' \
+        "$WORK/$1-$2-max.json"
+}
+# scenarios LABEL TRANSPORT TARGET SERVER_NAME CA PIDS : every scenario of SCENARIOS against one
+# running proxy; `half` needs `max` first. A proxy's half rate is remembered: the generator runs
+# straight to the sink at that rate at the end (the ceiling the added p99 is measured over).
+HALF_RATES=()
+scenarios() {
+    local sc rate
+    for sc in $SCENARIOS; do
+        case $sc in
+        max) rate=0 ;;
+        fixed) rate=$FIXED_RATE ;;
+        half)
+            [[ $1 != direct ]] || continue
+            if [[ ! -f $WORK/$1-$2-max.json ]]; then
+                echo "compare.sh: the half scenario needs max before it in SCENARIOS" >&2
+                continue
+            fi
+            rate=$(half_of "$1" "$2")
+            HALF_RATES+=("$2:$rate")
+            ;;
+        *)
+            echo "compare.sh: unknown scenario $sc" >&2
+            continue
+            ;;
+        esac
+        run "$sc" "$rate" "$@"
+    done
 }
 
 declare -A SINK SINK_PID
@@ -108,7 +148,7 @@ for target in $TARGETS; do
     case $target in
     direct)
         for tr in $TRANSPORTS; do
-            run direct "$tr" "${SINK[$tr]}" edge.partner.test "$P/partner-ca.pem" "${SINK_PID[$tr]}"
+            scenarios direct "$tr" "${SINK[$tr]}" edge.partner.test "$P/partner-ca.pem" "${SINK_PID[$tr]}"
         done
         ;;
     sipedge)
@@ -117,7 +157,7 @@ for target in $TARGETS; do
         start sipedge "$EDGE" run --config "$WORK/sipedge.toml"
         edge_pid=$LAST_PID
         addr=$(wait_line "$WORK/sipedge.out" '^listening internal sip\+tls ' | awk '{print $4}')
-        run sipedge tls "$addr" edge-int.corp.test "$P/internal-ca.pem" "$edge_pid"
+        scenarios sipedge tls "$addr" edge-int.corp.test "$P/internal-ca.pem" "$edge_pid"
         kill -TERM "$edge_pid" 2>/dev/null || true
         ;;
     kamailio)
@@ -151,7 +191,7 @@ for target in $TARGETS; do
             # Every process of its group: the main one and its forked workers.
             kam_pids=$(pgrep -g "$kam_pid" | paste -sd, -)
             if [[ $tr == tcp ]]; then port=$ktcp; else port=$ktls; fi
-            run kamailio "$tr" "127.0.0.1:$port" kamailio.corp.test "$P/internal-ca.pem" "$kam_pids"
+            scenarios kamailio "$tr" "127.0.0.1:$port" kamailio.corp.test "$P/internal-ca.pem" "$kam_pids"
             kill -TERM -- "-$kam_pid" 2>/dev/null || true
             for _ in $(seq 50); do kill -0 "$kam_pid" 2>/dev/null || break; sleep 0.1; done
         done
@@ -159,11 +199,20 @@ for target in $TARGETS; do
     esac
 done
 
+# The ceiling at each proxy's half rate: the generator and the sink alone at that rate.
+if [[ " $TARGETS " == *" direct "* ]]; then
+    for tr_rate in "${HALF_RATES[@]}"; do
+        tr=${tr_rate%%:*}
+        run half "${tr_rate#*:}" direct "$tr" "${SINK[$tr]}" edge.partner.test "$P/partner-ca.pem" "${SINK_PID[$tr]}"
+    done
+fi
+
 echo
 echo "sipedge-bench comparison — $(date -u '+%Y-%m-%d %H:%M UTC'), nproc $(nproc)," \
     "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), commit $(git -C "$ROOT" rev-parse --short HEAD)"
-echo "load: $CONNS connections x $INFLIGHT in flight, MESSAGE (~300-byte body) + 200 OK, rate ${RATE/#0/max}," \
-    "${DURATION}s measured after ${WARMUP}s; proxy and generator share the machine"
+echo "load: $CONNS connections x $INFLIGHT in flight, MESSAGE (~300-byte body) + 200 OK; scenarios: $SCENARIOS" \
+    "(fixed $FIXED_RATE/s, half: 50 % of the proxy's max); ${DURATION}s measured after ${WARMUP}s; proxy and generator share the machine"
 "$BENCH" table "${REPORTS[@]}"
 echo "proxy µs/tx: CPU of the process under test (all its threads/processes) per completed transaction;" \
-    "for direct it is the sink's. ×kam: tx/s ours/Kamailio's, CPU Kamailio's/ours (above 1: better)."
+    "for direct it is the sink's. +p99: the p99 over direct's at the same offered rate." \
+    "×kam: tx/s ours/Kamailio's, CPU Kamailio's/ours, same scenario (above 1: better)."

@@ -130,6 +130,9 @@ struct RunArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+    /// The scenario this run belongs to (the table compares rows of one scenario).
+    #[arg(long, default_value = "max")]
+    scenario: String,
 }
 
 #[derive(Debug, Args)]
@@ -171,7 +174,8 @@ fn run(a: &RunArgs) -> Result<()> {
         pids: a.pid.clone(),
     };
     let (measured, latency) = gen::run(&opts)?;
-    let r = report::Report::new(&measured, &latency);
+    let mut r = report::Report::new(&measured, &latency);
+    r.scenario = a.scenario.clone();
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {

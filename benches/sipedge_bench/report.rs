@@ -80,6 +80,10 @@ pub struct Measured {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub label: String,
+    /// The scenario the run belongs to (`max`, `fixed`, `half`, ...): the table compares rows of
+    /// one scenario. Empty in reports written before it existed.
+    #[serde(default)]
+    pub scenario: String,
     pub transport: String,
     pub connections: u32,
     pub inflight: u32,
@@ -111,6 +115,7 @@ impl Report {
         let failures = m.failures.clone();
         Report {
             label: m.label.clone(),
+            scenario: String::new(),
             transport: m.transport.to_owned(),
             connections: m.connections,
             inflight: m.inflight,
@@ -202,29 +207,33 @@ pub fn ticks_between(start: Option<CpuTicks>, end: Option<CpuTicks>) -> Option<u
     Some(end?.total().saturating_sub(start?.total()))
 }
 
-/// The comparison table: one row per report, ratios against the row labelled `kamailio` with the
-/// same transport (transactions/s: ours over Kamailio's; CPU per transaction: Kamailio's over ours,
-/// so above 1 is better in both).
+/// The comparison table: one row per report, ratios against the row labelled `kamailio` of the same
+/// scenario and transport (transactions/s: ours over Kamailio's; CPU per transaction: Kamailio's
+/// over ours, so above 1 is better in both), and the p99 latency a proxy adds over the `direct` row
+/// of the same scenario, transport and offered rate.
 pub fn table(rows: &[Report]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<10} {:<4} {:>10} {:>9} {:>11} {:>8} {:>8} {:>8} {:>11} {:>10}",
+        "{:<10} {:<8} {:<4} {:>7} {:>10} {:>7} {:>11} {:>8} {:>8} {:>9} {:>7} {:>11} {:>10}",
         "target",
+        "scenario",
         "tr",
+        "rate",
         "tx/s",
         "failed",
         "proxy µs/tx",
         "p50 µs",
         "p99 µs",
+        "+p99 µs",
         "gen µs",
         "tx/s ×kam",
         "CPU ×kam"
     );
+    let dash = || "-".to_owned();
     for r in rows {
-        let kam = rows
-            .iter()
-            .find(|k| k.label == "kamailio" && k.transport == r.transport);
+        let same = |k: &&Report| k.transport == r.transport && k.scenario == r.scenario;
+        let kam = rows.iter().filter(same).find(|k| k.label == "kamailio");
         let tps_ratio = kam
             .filter(|k| k.tps > 0.0)
             .map(|k| format!("{:.2}", r.tps / k.tps));
@@ -233,25 +242,40 @@ pub fn table(rows: &[Report]) -> String {
             .zip(r.proxy_cpu_us_per_tx)
             .filter(|(_, ours)| *ours > 0.0)
             .map(|(k, ours)| format!("{:.2}", k / ours));
-        let cpu = r
-            .proxy_cpu_us_per_tx
-            .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
-        let gen = r
-            .generator_cpu_us_per_tx
-            .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+        let added = rows
+            .iter()
+            .filter(same)
+            .find(|d| d.label == "direct" && d.rate == r.rate)
+            .filter(|_| r.label != "direct" && r.rate > 0)
+            .map(|d| format!("{}", i128::from(r.latency_us.p99) - i128::from(d.latency_us.p99)));
+        let cpu = r.proxy_cpu_us_per_tx.map_or_else(dash, |v| format!("{v:.1}"));
+        let gen = r.generator_cpu_us_per_tx.map_or_else(dash, |v| format!("{v:.1}"));
+        let rate = if r.rate == 0 {
+            "max".to_owned()
+        } else {
+            r.rate.to_string()
+        };
+        let scenario = if r.scenario.is_empty() {
+            "-"
+        } else {
+            r.scenario.as_str()
+        };
         let _ = writeln!(
             s,
-            "{:<10} {:<4} {:>10.0} {:>9} {:>11} {:>8} {:>8} {:>8} {:>11} {:>10}",
+            "{:<10} {:<8} {:<4} {:>7} {:>10.0} {:>7} {:>11} {:>8} {:>8} {:>9} {:>7} {:>11} {:>10}",
             r.label,
+            scenario,
             r.transport,
+            rate,
             r.tps,
             r.failed,
             cpu,
             r.latency_us.p50,
             r.latency_us.p99,
+            added.unwrap_or_else(dash),
             gen,
-            tps_ratio.unwrap_or_else(|| "-".to_owned()),
-            cpu_ratio.unwrap_or_else(|| "-".to_owned())
+            tps_ratio.unwrap_or_else(dash),
+            cpu_ratio.unwrap_or_else(dash)
         );
     }
     s
@@ -348,9 +372,15 @@ mod tests {
         assert_eq!(ticks_between(None, Some(b)), None);
     }
 
+    /// The whitespace-separated cells of a table line.
+    fn cells(line: &str) -> Vec<&str> {
+        line.split_whitespace().collect()
+    }
+
     #[test]
-    fn table_ratios_are_against_kamailio_of_the_same_transport() {
+    fn table_ratios_are_against_kamailio_of_the_same_scenario_and_transport() {
         let mut ours = Report::new(&measured(), &histogram([100]));
+        ours.scenario = "max".into();
         let mut kam = ours.clone();
         kam.label = "kamailio".into();
         kam.tps = 1000.0;
@@ -358,14 +388,37 @@ mod tests {
         ours.tps = 4000.0;
         let mut other = ours.clone();
         other.transport = "tcp".into();
-        let t = table(&[ours, kam, other]);
+        let mut fixed = ours.clone();
+        fixed.scenario = "fixed".into();
+        let t = table(&[ours, kam, other, fixed]);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines.len(), 4, "{t}");
-        assert!(lines[1].trim_end().ends_with("4.00       2.00"), "{t}");
-        assert!(lines[2].trim_end().ends_with("1.00       1.00"), "{t}");
-        assert!(
-            lines[3].trim_end().ends_with("-          -"),
-            "no tcp kamailio row: {t}"
+        assert_eq!(lines.len(), 5, "{t}");
+        assert_eq!(cells(lines[1])[11..], ["4.00", "2.00"], "{t}");
+        assert_eq!(cells(lines[2])[11..], ["1.00", "1.00"], "{t}");
+        assert_eq!(cells(lines[3])[11..], ["-", "-"], "no tcp kamailio row: {t}");
+        assert_eq!(cells(lines[4])[11..], ["-", "-"], "no fixed kamailio row: {t}");
+    }
+
+    #[test]
+    fn added_latency_is_over_direct_at_the_same_rate() {
+        let mut direct = Report::new(&measured(), &histogram([100]));
+        direct.label = "direct".into();
+        direct.scenario = "half".into();
+        direct.rate = 5000;
+        let mut ours = Report::new(&measured(), &histogram([100, 400]));
+        ours.scenario = "half".into();
+        ours.rate = 5000;
+        let mut other_rate = ours.clone();
+        other_rate.rate = 7000;
+        let t = table(&[direct.clone(), ours.clone(), other_rate]);
+        let lines: Vec<&str> = t.lines().collect();
+        let added = |l: &str| cells(l)[9].to_owned();
+        assert_eq!(added(lines[1]), "-", "direct adds nothing to itself: {t}");
+        assert_eq!(
+            added(lines[2]),
+            (i128::from(ours.latency_us.p99) - i128::from(direct.latency_us.p99)).to_string(),
+            "{t}"
         );
+        assert_eq!(added(lines[3]), "-", "another rate is not comparable: {t}");
     }
 }
