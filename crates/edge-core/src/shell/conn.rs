@@ -27,6 +27,20 @@ use crate::proxy::io::{ConnId, NextHop, PeerInfo, Side, Token};
 
 /// TLS input read from one connection per turn of the worker loop.
 const READ_BUDGET: usize = 64 * 1024;
+
+/// The socket as rustls reads it, noting whether a read returned less than the buffer offered.
+struct ShortRead<'a> {
+    stream: &'a mut TcpStream,
+    short: bool,
+}
+
+impl io::Read for ShortRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stream.read(buf)?;
+        self.short = n > 0 && n < buf.len();
+        Ok(n)
+    }
+}
 /// How long a closing connection may take to flush.
 const LINGER: Duration = Duration::from_secs(2);
 /// Plaintext read out of rustls per step (one TLS record's worth).
@@ -485,7 +499,8 @@ impl Conn {
             .map_err(|e| CloseReason::Connect(e.to_string()))
     }
 
-    /// Reads until the socket would block or `READ_BUDGET` octets came in (then `input_pending`):
+    /// Reads until the socket would block, a read comes back short (the queue is empty), or
+    /// `READ_BUDGET` octets came in (then `input_pending`):
     /// TLS records in, handshake progress, plaintext framed. The budget keeps one fast peer from
     /// holding the worker — its timers, its other connections, the effects of what was read.
     fn read(&mut self, now: Instant, sink: &mut dyn FnMut(ConnEvent<'_>)) -> Result<(), CloseReason> {
@@ -496,7 +511,13 @@ impl Conn {
                 self.input_pending = true;
                 return Ok(());
             }
-            let eof = match self.tls.read_tls(&mut self.stream) {
+            let mut probe = ShortRead {
+                stream: &mut self.stream,
+                short: false,
+            };
+            let read = self.tls.read_tls(&mut probe);
+            let short = probe.short;
+            let eof = match read {
                 Ok(0) => true,
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
@@ -532,6 +553,12 @@ impl Conn {
                 } else {
                     CloseReason::PeerClosed
                 });
+            }
+            if short {
+                // The socket gave less than asked: its receive queue was empty after this read, so
+                // the next octet to arrive raises a new edge. Reading again would only fetch
+                // EAGAIN — one syscall per wake-up (tokio clears readiness on a short read too).
+                return Ok(());
             }
         }
     }
