@@ -19,6 +19,7 @@ mod message;
 mod name_addr;
 mod params;
 mod parse;
+mod request;
 mod response;
 mod scan;
 mod typed;
@@ -35,6 +36,7 @@ pub use message::{Defect, DefectKind, Message, StartLine, Version};
 pub use name_addr::NameAddr;
 pub use params::{Param, Params};
 pub use parse::{parse, parse_with, Limits};
+pub use request::RequestBuilder;
 pub use response::ResponseBuilder;
 pub use typed::{
     split_values, CSeq, Contact, ContactValue, Diagnostic, PushParams, SubscriptionState, Values,

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use federation_policy::DiagnosticId;
-use sip_codec::{parse, Editor, HeaderName, MaxForwards, Message};
+use sip_codec::{parse, Editor, HeaderName, MaxForwards, Message, RequestBuilder};
 
 use super::ids;
 use super::io::{ConnId, Destination, Effect, Level, NextHop, PeerInfo, Side, Token};
@@ -352,40 +352,42 @@ impl Proxy {
 }
 
 /// CANCEL or ACK for the INVITE we forwarded: its Request-URI, our top Via only, its Route set,
-/// From, Call-ID, CSeq number; To from the INVITE (CANCEL) or the response (ACK).
+/// From, Call-ID, CSeq number; To from the INVITE (CANCEL) or the response (ACK). Empty if the
+/// INVITE's values cannot make a request (the builder refuses CR/LF; ours were parsed, so never).
 fn build_in_transaction(inv: &Message<'_>, method: &str, to: Option<&str>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    let line = |out: &mut Vec<u8>, name: &str, value: &[u8]| {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    };
-    out.extend_from_slice(format!("{method} {} SIP/2.0\r\n", inv.request_uri().unwrap_or("")).as_bytes());
-    if let Some(via) = inv.header(HeaderName::Via) {
-        let first = sip_codec::split_values(std::str::from_utf8(via.raw_value).unwrap_or(""))
-            .next()
-            .unwrap_or("")
-            .to_owned();
-        line(&mut out, "Via", first.as_bytes());
+    let via = inv
+        .header(HeaderName::Via)
+        .and_then(|v| std::str::from_utf8(v.raw_value).ok())
+        .and_then(|v| sip_codec::split_values(v).next())
+        .unwrap_or("");
+    let routes: Vec<_> = inv
+        .headers()
+        .iter()
+        .filter(|h| h.name == HeaderName::Route)
+        .map(|h| h.unfolded())
+        .collect();
+    let unfolded = |name| inv.header(name).map(|h| h.unfolded());
+    let (from, call_id, inv_to) = (
+        unfolded(HeaderName::From),
+        unfolded(HeaderName::CallId),
+        unfolded(HeaderName::To),
+    );
+    let cseq = format!("{} {method}", inv.cseq().map_or(1, |c| c.number));
+    let mut b = RequestBuilder::new(method, inv.request_uri().unwrap_or("")).header("Via", via);
+    for r in &routes {
+        b = b.header_bytes("Route", r);
     }
-    for h in inv.headers().iter().filter(|h| h.name == HeaderName::Route) {
-        line(&mut out, "Route", &h.unfolded());
+    b = b.header("Max-Forwards", "70");
+    if let Some(f) = &from {
+        b = b.header_bytes("From", f);
     }
-    line(&mut out, "Max-Forwards", b"70");
-    for name in [HeaderName::From, HeaderName::CallId] {
-        if let Some(h) = inv.header(name) {
-            line(&mut out, name.as_str().unwrap_or(""), &h.unfolded());
-        }
+    if let Some(c) = &call_id {
+        b = b.header_bytes("Call-ID", c);
     }
-    match (to, inv.header(HeaderName::To)) {
-        (Some(t), _) => line(&mut out, "To", t.as_bytes()),
-        (None, Some(h)) => line(&mut out, "To", &h.unfolded()),
+    match (to, &inv_to) {
+        (Some(t), _) => b = b.header("To", t),
+        (None, Some(t)) => b = b.header_bytes("To", t),
         (None, None) => {}
     }
-    let cseq = inv.cseq().map_or(1, |c| c.number);
-    line(&mut out, "CSeq", format!("{cseq} {method}").as_bytes());
-    line(&mut out, "Content-Length", b"0");
-    out.extend_from_slice(b"\r\n");
-    out
+    b.header("CSeq", &cseq).build().unwrap_or_default()
 }
