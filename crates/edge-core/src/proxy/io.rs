@@ -79,6 +79,57 @@ pub enum DeliveryFailure {
     Overloaded(String),
 }
 
+/// Why a connection ended, as the core needs to know it (the shell's reasons are finer: its log and
+/// counters keep them). [`LinkEnd::link_failed`] says whether the peer is to be taken as gone — what
+/// ends the subscriptions that depend on the link (`dialogs.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LinkEnd {
+    /// The peer closed it (TCP FIN, TLS close_notify): it went away or restarted.
+    PeerClosed,
+    /// Reset, or another socket error.
+    Reset,
+    /// TLS failed on an established link (a bad record, an alert).
+    Tls,
+    /// The RFC 5626 keepalive got no pong: the peer stopped answering.
+    KeepaliveFailed,
+    /// The peer stopped reading what the edge writes (the write bound).
+    WriteOverflow,
+    /// Quiet for the idle limit and closed by the edge: the peer is not known to be gone.
+    Idle,
+    /// Closed by the edge: the core asked, or the peer sent what cannot be SIP.
+    Local,
+    /// The edge is shutting down.
+    Shutdown,
+}
+
+impl LinkEnd {
+    /// Whether the peer is to be taken as gone (rather than the edge having closed a live link).
+    pub fn link_failed(self) -> bool {
+        matches!(
+            self,
+            LinkEnd::PeerClosed
+                | LinkEnd::Reset
+                | LinkEnd::Tls
+                | LinkEnd::KeepaliveFailed
+                | LinkEnd::WriteOverflow
+        )
+    }
+
+    /// A bounded label (metrics, logs, the diagnostic of a terminated subscription).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkEnd::PeerClosed => "peer_closed",
+            LinkEnd::Reset => "reset",
+            LinkEnd::Tls => "tls_error",
+            LinkEnd::KeepaliveFailed => "keepalive_failed",
+            LinkEnd::WriteOverflow => "write_overflow",
+            LinkEnd::Idle => "idle",
+            LinkEnd::Local => "local",
+            LinkEnd::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// The answer to a [`Effect::LookupSrv`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SrvResult {
@@ -103,8 +154,8 @@ pub enum Input<'a> {
         head: &'a [u8],
         error: sip_codec::FrameError,
     },
-    /// A connection is gone (peer close, error, keepalive failure, idle close).
-    ConnClosed { conn: ConnId },
+    /// A connection is gone, and why.
+    ConnClosed { conn: ConnId, reason: LinkEnd },
     /// Bytes sent with `Effect::Send { dest: Hop(..), token }` went out on `conn`.
     Delivered { token: Token, conn: ConnId },
     /// Bytes sent with `Effect::Send { dest: Hop(..), token }` could not be delivered.

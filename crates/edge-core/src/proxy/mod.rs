@@ -224,7 +224,7 @@ impl Proxy {
             Input::ConnUp { conn, peer } => self.on_conn_up(conn, peer, out),
             Input::Message { conn, bytes } => self.on_message(conn, bytes, now, out),
             Input::Unframeable { conn, head, error } => self.on_unframeable(conn, head, error, out),
-            Input::ConnClosed { conn } => self.on_conn_closed(conn, now, out),
+            Input::ConnClosed { conn, reason } => self.on_conn_closed(conn, reason, now, out),
             Input::Delivered { token, conn } => self.on_delivered(token, conn),
             Input::DeliveryFailed { token, failure } => self.on_delivery_failed(token, failure, now, out),
             Input::Srv { token, result } => self.on_srv(token, result, now, out),

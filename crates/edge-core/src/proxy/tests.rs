@@ -395,7 +395,10 @@ fn a_dead_link_answers_every_open_transaction() {
         h.delivered(*t);
     }
     assert_eq!(h.proxy.open_transactions(), 5);
-    let r = sends(&h.input(Input::ConnClosed { conn: ConnId(100) }));
+    let r = sends(&h.input(Input::ConnClosed {
+        conn: ConnId(100),
+        reason: LinkEnd::PeerClosed,
+    }));
     assert_eq!(r.len(), 5);
     assert!(r
         .iter()
@@ -903,8 +906,14 @@ fn every_client_outcome_is_counted_once() {
     );
     let token = sends(&eff)[0].2.unwrap();
     h.delivered(token);
-    h.input(Input::ConnClosed { conn: ConnId(100) });
-    h.input(Input::ConnClosed { conn: ConnId(100) });
+    h.input(Input::ConnClosed {
+        conn: ConnId(100),
+        reason: LinkEnd::PeerClosed,
+    });
+    h.input(Input::ConnClosed {
+        conn: ConnId(100),
+        reason: LinkEnd::PeerClosed,
+    });
     assert_eq!(outcome(&h, MethodLabel::Subscribe, OutcomeLabel::LinkLost), 1);
     let s = h.proxy.stats();
     assert_eq!(s.requests_in[0][MethodLabel::Message as usize], 2);

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use sip_codec::{parse, Message};
 
-use super::io::{ConnId, DeliveryFailure, Effect, Level, NextHop, Side, Token};
+use super::io::{ConnId, DeliveryFailure, Effect, Level, LinkEnd, NextHop, Side, Token};
 use super::respond::{self, Extra};
 use super::stats::{MethodLabel, OutcomeLabel};
 use super::Proxy;
@@ -434,7 +434,13 @@ impl Proxy {
         Concluded::Done
     }
 
-    pub(crate) fn on_conn_closed(&mut self, conn: ConnId, now: Instant, out: &mut Vec<Effect>) {
+    pub(crate) fn on_conn_closed(
+        &mut self,
+        conn: ConnId,
+        _reason: LinkEnd,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
         self.peers.remove(&conn);
         // Client transactions that went out on this connection and have no final response: answer them.
         let lost: Vec<u64> = self

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicU64;
 use sip_codec::FrameError;
 
 use super::shared::ShellCounters;
-use crate::proxy::io::{DeliveryFailure, Level};
+use crate::proxy::io::{DeliveryFailure, Level, LinkEnd};
 
 /// Why a connection ended. Each maps to one counter and, for an outbound connection that never came
 /// up, to the [`DeliveryFailure`] of what was queued on it.
@@ -107,6 +107,26 @@ impl CloseReason {
         }
     }
 
+    /// What the core is told about a connection it saw up.
+    pub fn link_end(&self) -> LinkEnd {
+        match self {
+            CloseReason::PeerClosed => LinkEnd::PeerClosed,
+            CloseReason::Io(_) => LinkEnd::Reset,
+            // Connect, handshake and certificate failures end a link the core never saw up; should
+            // one reach it, the peer is as unreachable as after a TLS failure.
+            CloseReason::Tls(_)
+            | CloseReason::Connect(_)
+            | CloseReason::ConnectTimeout
+            | CloseReason::HandshakeTimeout
+            | CloseReason::CertificateMismatch(_) => LinkEnd::Tls,
+            CloseReason::KeepaliveDead => LinkEnd::KeepaliveFailed,
+            CloseReason::WriteOverflow => LinkEnd::WriteOverflow,
+            CloseReason::IdleTimeout => LinkEnd::Idle,
+            CloseReason::Requested | CloseReason::Framing(_) => LinkEnd::Local,
+            CloseReason::Shutdown => LinkEnd::Shutdown,
+        }
+    }
+
     /// How loud the close is in the log, and the detail written with it.
     pub fn log_level(&self) -> (Level, String) {
         match self {
@@ -125,6 +145,30 @@ impl CloseReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_core_hears_whether_the_link_failed() {
+        let failed = [
+            CloseReason::PeerClosed,
+            CloseReason::Io("reset".into()),
+            CloseReason::Tls("bad record".into()),
+            CloseReason::KeepaliveDead,
+            CloseReason::WriteOverflow,
+        ];
+        for r in failed {
+            assert!(r.link_end().link_failed(), "{r:?}");
+        }
+        let closed_by_us = [
+            (CloseReason::IdleTimeout, LinkEnd::Idle),
+            (CloseReason::Requested, LinkEnd::Local),
+            (CloseReason::Framing(FrameError::NotSip("x")), LinkEnd::Local),
+            (CloseReason::Shutdown, LinkEnd::Shutdown),
+        ];
+        for (r, end) in closed_by_us {
+            assert_eq!(r.link_end(), end, "{r:?}");
+            assert!(!end.link_failed(), "{r:?}");
+        }
+    }
 
     #[test]
     fn failures_the_core_is_told() {

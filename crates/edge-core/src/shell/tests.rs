@@ -69,7 +69,7 @@ impl Core for Script {
                 }
                 format!("msg {} {}", conn.0, text.lines().next().unwrap_or(""))
             }
-            Input::ConnClosed { conn } => format!("closed {}", conn.0),
+            Input::ConnClosed { conn, reason } => format!("closed {} {}", conn.0, reason.as_str()),
             Input::Delivered { token, conn } => format!("delivered {} {}", token.0, conn.0),
             Input::DeliveryFailed { token, failure } => format!("failed {} {failure:?}", token.0),
             Input::Srv { token, result } => format!("srv {} {result:?}", token.0),
@@ -313,7 +313,8 @@ fn inbound_messages_are_framed_answered_and_pinged() {
         .unwrap();
     let mut rest = Vec::new();
     let _ = c.read_to_end(&mut rest);
-    assert_eq!(wait_log(&log, "closed"), "closed 1");
+    // The core asked: a local close, not a failed link.
+    assert_eq!(wait_log(&log, "closed"), "closed 1 local");
     assert_eq!(edge.counters().accepted, 1);
     wait_until("the connection slot back", || edge.open_connections() == 0);
     // Published for the scrape within a publication period, even with the loop idle: the
@@ -359,7 +360,7 @@ fn framing_errors_and_untrusted_clients_are_closed_and_counted() {
     let mut rest = Vec::new();
     let _ = c.read_to_end(&mut rest);
     wait_until("framing error counted", || edge.counters().framing_errors == 1);
-    assert_eq!(wait_log(&log, "closed"), "closed 1");
+    assert_eq!(wait_log(&log, "closed"), "closed 1 local");
 
     // A client certificate from another CA never reaches the core.
     let stranger = Pki::new();
@@ -485,9 +486,10 @@ fn keepalive_finds_a_dead_link_and_keeps_a_live_one() {
     // Ping after 1 s, pong due 2 s later: the silent partner's link closes after about 3 s.
     let dead_conn = wait_log(&log, "up 3 ");
     assert!(dead_conn.contains("dead.test"), "{dead_conn}");
-    wait_log(&log, "closed 3");
+    // The core hears why: the link failed (what ends the subscriptions that depend on it).
+    assert_eq!(wait_log(&log, "closed 3"), "closed 3 keepalive_failed");
     assert_eq!(edge.counters().keepalive_failures, 1);
-    assert!(!log.lock().unwrap().contains(&"closed 2".to_owned()));
+    assert!(!log.lock().unwrap().iter().any(|l| l.starts_with("closed 2")));
     let pings = live_events
         .try_iter()
         .filter(|e| matches!(e, PartnerEvent::Data(d) if d == b"\r\n\r\n"))

@@ -524,8 +524,14 @@ impl<C: Core> Worker<C> {
         }
         self.log_close(id, side, entry.conn.remote(), &reason);
         if entry.announced {
-            self.core
-                .handle(Input::ConnClosed { conn: id }, now, &mut self.effects);
+            self.core.handle(
+                Input::ConnClosed {
+                    conn: id,
+                    reason: reason.link_end(),
+                },
+                now,
+                &mut self.effects,
+            );
         }
         for token in entry.conn.take_pending_tokens() {
             let failure = reason.delivery_failure();
