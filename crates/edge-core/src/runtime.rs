@@ -30,6 +30,8 @@ pub struct ProxyRuntime {
     /// `push.proxy_uri` and `push.timeout_ms` (the relay's policy settings go to the shared relay).
     pub push_uri: Option<String>,
     pub push_timeout: Duration,
+    /// `limits.max_subscriptions` (edge-wide).
+    pub max_subscriptions: usize,
 }
 
 /// One reload's snapshot, shared read-only by every worker (`Arc<Runtime>`).

@@ -54,6 +54,12 @@ impl DiagnosticId {
     pub const NO_PUSH_SUBSCRIPTION: Self = Self(1910);
     /// Every attempt of a push timed out before the provider answered anything (504).
     pub const PUSH_PROVIDER_TIMEOUT: Self = Self(1911);
+    /// The edge ended a subscription because the link to its notifier failed (in the terminating
+    /// NOTIFY it sends the subscriber: `link`, `side`, `cause`).
+    pub const SUBSCRIPTION_LINK_FAILED: Self = Self(1912);
+    /// The edge tracks `limits.max_subscriptions` subscriptions already: a new SUBSCRIBE is refused
+    /// (503, Retry-After).
+    pub const SUBSCRIPTIONS_FULL: Self = Self(1913);
 }
 
 /// One structured log event: a stable name to filter on and the text operators search for.

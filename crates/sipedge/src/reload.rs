@@ -257,6 +257,7 @@ pub fn proxy_runtime(config: &Config) -> ProxyRuntime {
         timer_c: l.invite_timeout,
         push_uri: Some(config.push().proxy_uri.to_string()),
         push_timeout: config.push().timeout,
+        max_subscriptions: l.max_subscriptions,
     }
 }
 

@@ -71,6 +71,9 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
     let next_hop = config.internal().next_hop.clone();
     let limits = config.limits();
     let (timer_f, timer_c) = (limits.transaction_timeout, limits.invite_timeout);
+    // One count of tracked subscriptions for the edge: `limits.max_subscriptions` bounds them all.
+    let max_subscriptions = limits.max_subscriptions;
+    let subscription_count = edge_core::proxy::SubscriptionCount::default();
     // One discovered-partner limiter for the edge: the limits hold whichever worker a partner's
     // connection lands on.
     let limiter = Proxy::discovery_limiter(&policy);
@@ -93,6 +96,7 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
         s.timer_c = timer_c;
         s.push_uri = Some(push_uri.clone());
         s.push_timeout = push_timeout;
+        s.max_subscriptions = max_subscriptions;
         let mut p = Proxy::with_limiter(
             s,
             Arc::clone(&policy),
@@ -100,6 +104,7 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
             Arc::clone(&limiter),
         );
         p.set_relay(Arc::clone(&worker_relay));
+        p.set_subscription_count(Arc::clone(&subscription_count));
         p
     };
     // No other process may hold the metrics address either (the SIP listeners are probed by the

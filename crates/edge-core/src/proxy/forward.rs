@@ -28,7 +28,7 @@ impl Proxy {
     /// `z9hG4bKse` + 64 bits from the worker's CSPRNG + a counter (unique even if the bits repeat).
     /// RFC 3261 §17.2.3 only asks for uniqueness; the secret bits make a branch unguessable, so a
     /// peer cannot address a transaction it did not see.
-    fn new_branch(&mut self) -> String {
+    pub(crate) fn new_branch(&mut self) -> String {
         let id = self.next_id();
         let secret = self.secret_bits();
         let mut b = String::with_capacity(BRANCH_PREFIX.len() + 40);
@@ -177,6 +177,9 @@ impl Proxy {
         let Some(branch) = msg.top_via().ok().and_then(|v| v.branch()) else {
             return;
         };
+        if self.local_response(branch, conn, msg.status().unwrap_or(0)) {
+            return;
+        }
         let Some(&cid) = self.client_branches.get(branch) else {
             // Not ours, or for a transaction already forgotten: a proxy drops stray responses.
             self.count(|s| s.responses_unknown_branch += 1);
@@ -222,6 +225,8 @@ impl Proxy {
             return;
         }
         let sid = c.server;
+        let hop =
+            (msg.cseq().is_some_and(|c| c.method == "SUBSCRIBE") || status == 481).then(|| c.hop.clone());
         // `c` borrows `self.clients`: count through the field, not `count()`, and look it up once.
         if self.counting {
             self.stats.response_in(peer.side, c.method, status);
@@ -263,6 +268,9 @@ impl Proxy {
             return;
         }
         let (dest, to_side) = (s.conn, s.side);
+        if status >= 200 && hop.is_some() {
+            self.dialog_response(sid, hop.as_ref(), msg, now);
+        }
         let mut ed = Editor::new(msg);
         ed.remove_top_via();
         let needs_diag = status >= 400

@@ -19,6 +19,7 @@
 //! send, responses back), `respond.rs` (generated responses), `push.rs` (push requests: checks,
 //! breaker, retries), `limits.rs` (discovered-partner limits), `stats.rs` (the counters).
 
+mod dialogs;
 mod forward;
 mod ids;
 pub mod io;
@@ -28,6 +29,7 @@ mod request;
 mod respond;
 mod route;
 pub mod stats;
+pub use dialogs::{SubscriptionCount, SubscriptionEnd, CSEQ_MARGIN};
 mod txn;
 
 use std::collections::{BTreeSet, HashMap};
@@ -69,6 +71,8 @@ pub struct ProxySettings {
     pub push_uri: Option<String>,
     /// `push.timeout_ms`: each attempt of a push (shorter than Timer F).
     pub push_timeout: Duration,
+    /// `limits.max_subscriptions`: SUBSCRIBE dialogs tracked for liveness, edge-wide (`dialogs.rs`).
+    pub max_subscriptions: usize,
 }
 
 impl ProxySettings {
@@ -84,6 +88,7 @@ impl ProxySettings {
             linger: Duration::from_secs(32),
             push_uri: None,
             push_timeout: Duration::from_secs(10),
+            max_subscriptions: 100_000,
         }
     }
 
@@ -125,6 +130,12 @@ pub struct Proxy {
     limiter: Arc<SharedDiscoveryLimiter>,
     /// Edge-wide: the push relay policy and its breakers (`push.rs`).
     relay: push::SharedRelay,
+    /// The SUBSCRIBE dialogs this worker record-routes and the links they depend on.
+    dialogs: dialogs::Subscriptions,
+    /// Edge-wide: how many subscriptions every worker tracks together (the bound).
+    subscription_count: dialogs::SubscriptionCount,
+    /// Tokens of the edge's own NOTIFYs → their branch.
+    local_tokens: FastMap<u64, String>,
     shutting_down: bool,
 }
 
@@ -171,6 +182,9 @@ impl Proxy {
             relay: Arc::new(parking_lot::Mutex::new(push_relay::Relay::new(
                 push_relay::RelaySettings::default(),
             ))),
+            dialogs: dialogs::Subscriptions::default(),
+            subscription_count: dialogs::SubscriptionCount::default(),
+            local_tokens: FastMap::default(),
             shutting_down: false,
         }
     }
@@ -217,6 +231,7 @@ impl Proxy {
         self.settings.timer_c = p.timer_c;
         self.settings.push_uri.clone_from(&p.push_uri);
         self.settings.push_timeout = p.push_timeout;
+        self.settings.max_subscriptions = p.max_subscriptions;
     }
 
     pub fn handle(&mut self, input: Input<'_>, now: Instant, out: &mut Vec<Effect>) {
@@ -280,6 +295,7 @@ impl Proxy {
                 return;
             }
         }
+        self.dialog_link_up(&peer);
         self.peers.insert(conn, Arc::new(peer));
     }
 
@@ -316,6 +332,8 @@ impl Proxy {
     }
 }
 
+#[cfg(test)]
+mod dialog_tests;
 #[cfg(test)]
 mod push_tests;
 #[cfg(test)]

@@ -238,6 +238,24 @@ impl Proxy {
         if let Some(r) = self.foreign_domain(peer.side, msg) {
             return self.refuse(sid, r, now, out);
         }
+        if method == "SUBSCRIBE" && msg.to().ok().and_then(|t| t.tag()).is_none() && self.subscriptions_full()
+        {
+            let r = route::simple_refusal(
+                503,
+                DiagnosticId::SUBSCRIPTIONS_FULL,
+                "Temporarily cannot route: this edge tracks as many subscriptions as it may",
+                "subscriptions_full",
+                vec![("limit", self.settings.max_subscriptions.to_string())],
+            );
+            let extra = Extra {
+                refusal: Some(r),
+                retry_after: Some(60),
+                ..Extra::default()
+            };
+            return self.respond(sid, 503, extra, now, out);
+        }
+        // A NOTIFY in a tracked dialog: the notifier's CSeq, or the dialog's end.
+        self.dialog_request(msg);
         if self.is_push(peer.side, msg) {
             if let Some(s) = self.servers.get_mut(&sid) {
                 s.push = Some(super::push::PushTxn {

@@ -81,6 +81,11 @@ pub(crate) fn our_leading_routes(settings: &ProxySettings, msg: &Message<'_>) ->
         .count()
 }
 
+/// Whether one Route or Record-Route value (a name-addr) points at this edge.
+pub(crate) fn is_our_route(settings: &ProxySettings, value: &str) -> bool {
+    sip_codec::NameAddr::parse(value).is_ok_and(|na| is_ours(settings, na.uri))
+}
+
 /// For an in-dialog request: the first Route that is not ours, else the Request-URI host.
 pub(crate) fn in_dialog_hop(settings: &ProxySettings, msg: &Message<'_>) -> Option<Fqdn> {
     let skip = our_leading_routes(settings, msg);

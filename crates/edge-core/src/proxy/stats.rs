@@ -290,6 +290,11 @@ pub struct CoreStats {
     pub responses_unknown_branch: u64,
     /// The push relay's counters.
     pub push: PushStats,
+    /// Subscriptions tracked now, by the subscriber's side and the partner of the dialog (a
+    /// configured partner's domain, else `other`): bounded by the configuration.
+    pub subscriptions_active: BTreeMap<(Side, String), u64>,
+    /// Subscriptions ended, by [`crate::proxy::SubscriptionEnd`] (its `index`).
+    pub subscriptions_ended: [u64; 5],
 }
 
 impl Default for CoreStats {
@@ -306,6 +311,8 @@ impl Default for CoreStats {
             responses_wrong_connection: 0,
             responses_unknown_branch: 0,
             push: PushStats::default(),
+            subscriptions_active: BTreeMap::new(),
+            subscriptions_ended: [0; 5],
         }
     }
 }

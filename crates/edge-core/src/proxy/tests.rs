@@ -12,19 +12,19 @@ use sip_codec::{parse, HeaderName};
 use super::io::*;
 use super::{Proxy, ProxySettings};
 
-const FE: ConnId = ConnId(1);
+pub(super) const FE: ConnId = ConnId(1);
 const PARTNER_IN: ConnId = ConnId(2);
 
-struct H {
-    proxy: Proxy,
-    now: Instant,
+pub(super) struct H {
+    pub(super) proxy: Proxy,
+    pub(super) now: Instant,
     out: Vec<Effect>,
 }
 
-fn d(s: &str) -> DomainName {
+pub(super) fn d(s: &str) -> DomainName {
     DomainName::parse(s).unwrap()
 }
-fn f(s: &str) -> Fqdn {
+pub(super) fn f(s: &str) -> Fqdn {
     Fqdn::parse(s).unwrap()
 }
 
@@ -33,7 +33,7 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 impl H {
-    fn new() -> H {
+    pub(super) fn new() -> H {
         let mut b = PolicyBuilder::new();
         b.edge_fqdn("edge.corp.example")
             .our_domain(d("corp.example"))
@@ -65,12 +65,12 @@ impl H {
         h
     }
 
-    fn input(&mut self, i: Input<'_>) -> Vec<Effect> {
+    pub(super) fn input(&mut self, i: Input<'_>) -> Vec<Effect> {
         self.proxy.handle(i, self.now, &mut self.out);
         std::mem::take(&mut self.out)
     }
 
-    fn msg(&mut self, conn: ConnId, text: &str) -> Vec<Effect> {
+    pub(super) fn msg(&mut self, conn: ConnId, text: &str) -> Vec<Effect> {
         let bytes = text.replace('\n', "\r\n");
         self.input(Input::Message {
             conn,
@@ -79,7 +79,7 @@ impl H {
     }
 
     /// The shell dialled the partner (conn 100, announced once) and sent the bytes of `token`.
-    fn delivered(&mut self, token: Token) {
+    pub(super) fn delivered(&mut self, token: Token) {
         if !self.proxy.peers.contains_key(&ConnId(100)) {
             let mut p = peer(Side::External, "edge.partner.example");
             p.dialled = Some(f("edge.partner.example"));
@@ -94,7 +94,7 @@ impl H {
         });
     }
 
-    fn advance(&mut self, by: Duration) -> Vec<Effect> {
+    pub(super) fn advance(&mut self, by: Duration) -> Vec<Effect> {
         self.now += by;
         let mut out = Vec::new();
         self.proxy.handle_timeout(self.now, &mut out);
@@ -102,7 +102,7 @@ impl H {
     }
 }
 
-fn peer(side: Side, name: &str) -> PeerInfo {
+pub(super) fn peer(side: Side, name: &str) -> PeerInfo {
     PeerInfo {
         side,
         remote: addr("127.0.0.1:40000"),
@@ -112,7 +112,7 @@ fn peer(side: Side, name: &str) -> PeerInfo {
 }
 
 /// (destination, text) of every Send.
-fn sends(effects: &[Effect]) -> Vec<(Destination, String, Option<Token>)> {
+pub(super) fn sends(effects: &[Effect]) -> Vec<(Destination, String, Option<Token>)> {
     effects
         .iter()
         .filter_map(|e| match e {
@@ -136,7 +136,7 @@ fn request(method: &str, uri: &str, branch: &str, extra: &str) -> String {
 
 /// The response `status` to a forwarded request `fwd` (which carries our Via on top), as the
 /// partner would send it.
-fn answer(fwd: &str, status: u16, reason: &str, to_tag: Option<&str>) -> String {
+pub(super) fn answer(fwd: &str, status: u16, reason: &str, to_tag: Option<&str>) -> String {
     let m = parse(fwd.as_bytes()).unwrap();
     let mut s = format!("SIP/2.0 {status} {reason}\n");
     for h in m.headers() {

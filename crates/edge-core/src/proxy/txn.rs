@@ -96,6 +96,10 @@ pub(crate) enum Pending {
     },
     /// ACK for 2xx and other stateless forwards: the outcome changes nothing.
     Stateless,
+    /// A request the edge originated (`dialogs.rs`): its answer is absorbed.
+    Local {
+        token: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +110,10 @@ pub(crate) enum TimerKind {
     Linger(u64),
     /// The next attempt of a push request (server transaction id).
     PushRetry(u64),
+    /// A subscription was not refreshed in time (`dialogs.rs`).
+    SubscriptionExpiry(u64),
+    /// The edge's own NOTIFY got no answer in time (its token).
+    LocalTimeout(u64),
 }
 
 impl Proxy {
@@ -289,6 +297,8 @@ impl Proxy {
                 }
             }
             TimerKind::PushRetry(sid) => self.push_retry(sid, now, out),
+            TimerKind::SubscriptionExpiry(id) => self.subscription_expired(id),
+            TimerKind::LocalTimeout(token) => self.local_done(token),
             TimerKind::ClientTimeout(cid) => {
                 let live = self
                     .clients
@@ -437,11 +447,15 @@ impl Proxy {
     pub(crate) fn on_conn_closed(
         &mut self,
         conn: ConnId,
-        _reason: LinkEnd,
+        reason: LinkEnd,
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
-        self.peers.remove(&conn);
+        if let Some(peer) = self.peers.remove(&conn) {
+            // Subscriptions whose link this was the last connection of end first: their NOTIFYs
+            // go out before the transactions below are answered.
+            self.dialog_link_down(&peer, reason, now, out);
+        }
         // Client transactions that went out on this connection and have no final response: answer them.
         let lost: Vec<u64> = self
             .clients
@@ -481,10 +495,14 @@ impl Proxy {
     }
 
     pub(crate) fn on_delivered(&mut self, token: Token, conn: ConnId) {
-        if let Some(Pending::Delivery { client }) = self.pending.remove(&token) {
-            if let Some(c) = self.clients.get_mut(&client) {
-                c.conn = Some(conn);
+        match self.pending.remove(&token) {
+            Some(Pending::Delivery { client }) => {
+                if let Some(c) = self.clients.get_mut(&client) {
+                    c.conn = Some(conn);
+                }
             }
+            Some(Pending::Local { token }) => self.local_delivered(token, conn),
+            _ => {}
         }
     }
 
@@ -495,9 +513,23 @@ impl Proxy {
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
-        let Some(Pending::Delivery { client }) = self.pending.remove(&token) else {
-            return;
+        let client = match self.pending.remove(&token) {
+            Some(Pending::Delivery { client }) => client,
+            Some(Pending::Local { token }) => return self.local_done(token),
+            _ => return,
         };
+        // A hop that cannot be reached: the subscriptions that depend on it end too.
+        if let Some(hop) = self.clients.get(&client).map(|c| c.hop.clone()) {
+            let cause = match &failure {
+                DeliveryFailure::Resolve(_) => "resolve_failed",
+                DeliveryFailure::Connect(_) => "connect_failed",
+                DeliveryFailure::Tls(_) | DeliveryFailure::CertificateMismatch { .. } => "tls_failed",
+                DeliveryFailure::Overloaded(_) => "",
+            };
+            if !cause.is_empty() {
+                self.dialog_hop_unreachable(&hop, cause, now, out);
+            }
+        }
         self.conclude(client, Outcome::DeliveryFailed(failure), now, out);
     }
 }

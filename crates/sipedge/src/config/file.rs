@@ -55,6 +55,8 @@ pub const DEFAULT_TRANSACTION_TIMEOUT_MS: u64 = 32_000;
 /// `limits.invite_timeout_ms`: Timer C, an INVITE after its provisional response (> 3 minutes; mobile
 /// endpoints may take 60 s to answer).
 pub const DEFAULT_INVITE_TIMEOUT_MS: u64 = 181_000;
+/// `limits.max_subscriptions`: SUBSCRIBE dialogs the edge tracks for liveness (~1 KiB each).
+pub const DEFAULT_MAX_SUBSCRIPTIONS: u64 = 100_000;
 
 /// The whole file. Every section may be omitted (its keys then take their defaults or are reported
 /// missing).
@@ -210,4 +212,5 @@ pub struct LimitsFile {
     pub outgoing_tls_per_partner: Option<u64>,
     pub transaction_timeout_ms: Option<u64>,
     pub invite_timeout_ms: Option<u64>,
+    pub max_subscriptions: Option<u64>,
 }

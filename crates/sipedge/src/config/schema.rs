@@ -102,6 +102,7 @@ const LIMITS: &[Field] = &[
     f("outgoing_tls_per_partner", Kind::UInt),
     f("transaction_timeout_ms", Kind::UInt),
     f("invite_timeout_ms", Kind::UInt),
+    f("max_subscriptions", Kind::UInt),
 ];
 
 /// The root of the file.

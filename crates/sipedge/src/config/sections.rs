@@ -433,6 +433,14 @@ pub(super) fn limits(l: &LimitsFile, i: &mut Issues, w: &mut Issues) -> Option<L
         3_600_000,
         i,
     );
+    let subscriptions = number(
+        l.max_subscriptions,
+        DEFAULT_MAX_SUBSCRIPTIONS,
+        "limits.max_subscriptions",
+        0,
+        10_000_000,
+        i,
+    );
     if let Some(ms) = timer_c.filter(|&ms| ms < TIMER_C_MIN_MS) {
         w.push(
             "limits.invite_timeout_ms",
@@ -455,5 +463,6 @@ pub(super) fn limits(l: &LimitsFile, i: &mut Issues, w: &mut Issues) -> Option<L
         outgoing_tls_per_partner: usize::try_from(per_hop?).ok()?,
         transaction_timeout: Duration::from_millis(timer_f?),
         invite_timeout: Duration::from_millis(timer_c?),
+        max_subscriptions: usize::try_from(subscriptions?).ok()?,
     })
 }

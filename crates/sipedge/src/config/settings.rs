@@ -261,6 +261,8 @@ pub struct LimitSettings {
     pub transaction_timeout: Duration,
     /// Timer C.
     pub invite_timeout: Duration,
+    /// SUBSCRIBE dialogs tracked for liveness, edge-wide.
+    pub max_subscriptions: usize,
 }
 
 /// Resolves a configured path: relative paths are taken from the config file's directory.

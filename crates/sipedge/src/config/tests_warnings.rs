@@ -310,6 +310,7 @@ fn schema_matches_the_file_structs() {
             outgoing_tls_per_partner: Some(1),
             transaction_timeout_ms: Some(1),
             invite_timeout_ms: Some(1),
+            max_subscriptions: Some(1),
         },
     };
     fn paths(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {

@@ -1,0 +1,739 @@
+//! Subscription liveness (design brief §4, issue 12): the SUBSCRIBE dialogs this worker
+//! record-routes, and the links they depend on. A presence watcher gets no heartbeat: when the
+//! federation link behind its subscription dies, NOTIFYs just stop and it finds out at its next
+//! refresh, often an hour later. The edge is the one element that sees the link die; it sends the
+//! subscriber a NOTIFY with `Subscription-State: terminated;reason=deactivated` (RFC 6665 §4.1.3:
+//! re-subscribe at once) and an `ms-diagnostics` saying which link failed.
+//!
+//! **What is tracked.** A subscription is created when a 2xx answers an out-of-dialog SUBSCRIBE the
+//! edge forwarded: Call-ID, both tags, the Event, the subscriber's From and Contact (its remote
+//! target), the route set from the edge towards it (the Record-Route entries the SUBSCRIBE carried
+//! when it reached the edge), and the link on each side. A refresh's 2xx moves the expiry; a NOTIFY
+//! from the notifier raises the notifier's CSeq, and one with `Subscription-State: terminated`
+//! removes it, as do a 481 to a request in the dialog and the expiry. At most `max_subscriptions`
+//! for the whole edge (a shared count): a new SUBSCRIBE past it gets 503 (id 1913).
+//!
+//! **What a link is, and when it is dead.** A link is the peer on one side by name: for a
+//! connection the edge dialled, the host it dialled; for one it accepted, the names of the peer's
+//! certificate. A hop may have several pooled connections (dialled and accepted): the link lives
+//! while any of this worker's connections to that name is up. It is dead when the last of them ends
+//! for a reason that says the peer is gone (`LinkEnd::link_failed`: peer close, reset, TLS failure,
+//! keepalive without pong, write overflow — not an idle close or the edge's own close), or when a
+//! dial to it fails while none is up. Each worker judges its own connections (each has its own pool);
+//! a dialog lives in the worker that forwarded its SUBSCRIBE. A worker that sees its last connection
+//! to a peer die while another worker still holds one ends its subscriptions early: the subscriber
+//! re-subscribes, which costs one SUBSCRIBE; it never leaves one silently stale.
+//!
+//! **The CSeq of the edge's NOTIFY.** The notifier owns that CSeq space; the edge cannot know
+//! numbers it did not see. It uses the highest CSeq of the notifier's requests this worker forwarded
+//! in the dialog plus [`CSEQ_MARGIN`] + 1 (capped at 2^31 − 1): above every request the notifier
+//! sent through this worker, and above up to `CSEQ_MARGIN` that reached the edge on another
+//! worker's connection. The dialog ends with this NOTIFY, so a later request of the notifier's meets
+//! 481 at the subscriber, whatever its CSeq.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use federation_policy::{DiagnosticId, Fqdn};
+use sip_codec::{HeaderName, Message, RequestBuilder, SipUri, Uri};
+
+use super::io::{ConnId, Destination, Effect, Level, LinkEnd, NextHop, PeerInfo, Side, Token};
+use super::route;
+use super::txn::{Pending, TimerKind};
+use super::{FastMap, Proxy};
+
+/// See the module documentation: the CSeq head room the edge's terminating NOTIFY leaves for the
+/// notifier's requests this worker did not see.
+pub const CSEQ_MARGIN: u32 = 1000;
+
+/// The expiry when a SUBSCRIBE's 2xx names none (RFC 6665 §4.2.1.1 requires one; an hour is the
+/// usual presence default).
+const DEFAULT_EXPIRES: u32 = 3600;
+
+/// How long the edge's own NOTIFY waits for its answer (Timer F); the answer changes nothing.
+const LOCAL_TIMEOUT: Duration = Duration::from_secs(32);
+
+/// The edge-wide count of tracked subscriptions, shared by every worker's core.
+pub type SubscriptionCount = Arc<AtomicUsize>;
+
+/// A peer on one side, by name (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct LinkKey {
+    pub side: Side,
+    pub name: String,
+}
+
+/// One end of a subscription.
+#[derive(Debug, Clone)]
+pub(crate) struct Party {
+    pub side: Side,
+    /// The link this party is reached over.
+    pub link: String,
+    /// Its name-addr with its tag, as in the SUBSCRIBE's From (subscriber) or the 2xx's To
+    /// (notifier).
+    pub addr: String,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Subscription {
+    pub call_id: String,
+    pub event: String,
+    pub subscriber: Party,
+    /// The subscriber's remote target (the SUBSCRIBE's Contact URI).
+    pub target: String,
+    /// From the edge towards the subscriber: the Record-Route values the SUBSCRIBE carried when it
+    /// reached the edge, top first.
+    pub route: Vec<String>,
+    pub notifier: Party,
+    /// The partner label of the metric (a configured partner's domain, else `other`).
+    pub partner: String,
+    /// The highest CSeq of the notifier's requests forwarded in the dialog.
+    pub notifier_cseq: u32,
+    pub timer: Option<u64>,
+}
+
+impl Subscription {
+    /// The octets this subscription holds (for the per-dialog memory figure and the test of it).
+    pub fn heap_bytes(&self) -> usize {
+        self.call_id.capacity()
+            + self.event.capacity()
+            + self.subscriber.link.capacity()
+            + self.subscriber.addr.capacity()
+            + self.target.capacity()
+            + self.route.iter().map(String::capacity).sum::<usize>()
+            + self.route.capacity() * std::mem::size_of::<String>()
+            + self.notifier.link.capacity()
+            + self.notifier.addr.capacity()
+    }
+}
+
+/// This worker's subscriptions and the up connections of each link.
+#[derive(Debug, Default)]
+pub(crate) struct Subscriptions {
+    /// Call-ID, subscriber tag, notifier tag → id. The key is the peers' choice: std's SipHash with
+    /// a per-process random key, so a flood of colliding keys cannot degrade the table.
+    by_key: HashMap<String, u64>,
+    subs: FastMap<u64, Subscription>,
+    /// Up connections per link (this worker's).
+    links: HashMap<LinkKey, u32>,
+    /// The edge's own NOTIFYs awaiting an answer, by branch.
+    local: FastMap<String, LocalRequest>,
+}
+
+/// A request the edge originated (a terminating NOTIFY): its answer is absorbed, never forwarded.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalRequest {
+    pub conn: Option<ConnId>,
+    pub timer: u64,
+    /// Its token (`Proxy::local_tokens` maps it back to the branch until the entry goes).
+    pub token: u64,
+}
+
+fn dialog_key(call_id: &str, subscriber_tag: &str, notifier_tag: &str) -> String {
+    // A newline cannot occur in a header value: no two different triples give one key.
+    let mut k = String::with_capacity(call_id.len() + subscriber_tag.len() + notifier_tag.len() + 2);
+    for part in [call_id, "\n", subscriber_tag, "\n", notifier_tag] {
+        k.push_str(part);
+    }
+    k
+}
+
+/// The link names a connection counts for: the host dialled, or the certificate's names.
+fn link_names(peer: &PeerInfo) -> Vec<String> {
+    match &peer.dialled {
+        Some(f) => vec![f.host().to_string().to_ascii_lowercase()],
+        None => peer.identities.iter().map(|i| i.to_ascii_lowercase()).collect(),
+    }
+}
+
+/// A header's value as text (unfolded), or empty.
+fn text(msg: &Message<'_>, name: HeaderName) -> String {
+    msg.header(name)
+        .map(|h| String::from_utf8_lossy(&h.unfolded()).into_owned())
+        .unwrap_or_default()
+}
+
+fn is_notify(method: &str) -> bool {
+    // BENOTIFY: Lync's best-effort NOTIFY (no response), in the same dialog.
+    matches!(method, "NOTIFY" | "BENOTIFY")
+}
+
+impl Subscriptions {
+    pub fn len(&self) -> usize {
+        self.subs.len()
+    }
+
+    /// The edge's own requests still waiting for an answer.
+    #[cfg(test)]
+    pub fn local_pending(&self) -> usize {
+        self.local.len()
+    }
+
+    fn link_up(&mut self, side: Side, names: Vec<String>) {
+        for name in names {
+            *self.links.entry(LinkKey { side, name }).or_default() += 1;
+        }
+    }
+
+    /// A connection of `side` with `names` ended: the links left without a connection.
+    fn link_down(&mut self, side: Side, names: Vec<String>) -> Vec<LinkKey> {
+        let mut dead = Vec::new();
+        for name in names {
+            let key = LinkKey { side, name };
+            match self.links.get_mut(&key) {
+                Some(n) if *n > 1 => *n -= 1,
+                _ => {
+                    self.links.remove(&key);
+                    dead.push(key);
+                }
+            }
+        }
+        dead
+    }
+
+    fn link_is_up(&self, key: &LinkKey) -> bool {
+        self.links.get(key).is_some_and(|&n| n > 0)
+    }
+
+    /// The subscriptions whose notifier, or whose subscriber, is reached over `link`.
+    fn depending_on(&self, link: &LinkKey) -> (Vec<u64>, Vec<u64>) {
+        let on = |p: &Party| p.side == link.side && p.link == link.name;
+        let notifier = self
+            .subs
+            .iter()
+            .filter(|(_, s)| on(&s.notifier))
+            .map(|(id, _)| *id)
+            .collect();
+        let subscriber = self
+            .subs
+            .iter()
+            .filter(|(_, s)| on(&s.subscriber) && !on(&s.notifier))
+            .map(|(id, _)| *id)
+            .collect();
+        (notifier, subscriber)
+    }
+
+    fn insert(&mut self, key: String, id: u64, s: Subscription) {
+        self.by_key.insert(key, id);
+        self.subs.insert(id, s);
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Subscription> {
+        let s = self.subs.remove(&id)?;
+        let (stag, ntag) = (tag_of(&s.subscriber.addr), tag_of(&s.notifier.addr));
+        self.by_key.remove(&dialog_key(&s.call_id, &stag, &ntag));
+        Some(s)
+    }
+
+    fn find(&self, call_id: &str, subscriber_tag: &str, notifier_tag: &str) -> Option<u64> {
+        self.by_key
+            .get(&dialog_key(call_id, subscriber_tag, notifier_tag))
+            .copied()
+    }
+}
+
+/// The tag of a stored name-addr.
+fn tag_of(addr: &str) -> String {
+    sip_codec::NameAddr::parse(addr)
+        .ok()
+        .and_then(|a| a.tag())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Why a subscription ended, as the metric counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionEnd {
+    /// The notifier's link died: the edge sent the subscriber its terminating NOTIFY.
+    NotifierLinkFailed,
+    /// The subscriber's link died: nobody to tell.
+    SubscriberLinkFailed,
+    /// The notifier ended it (NOTIFY with `Subscription-State: terminated`).
+    Terminated,
+    /// A 481 to a request in the dialog.
+    Gone,
+    /// Not refreshed in time.
+    Expired,
+}
+
+impl SubscriptionEnd {
+    pub const ALL: [SubscriptionEnd; 5] = [
+        SubscriptionEnd::NotifierLinkFailed,
+        SubscriptionEnd::SubscriberLinkFailed,
+        SubscriptionEnd::Terminated,
+        SubscriptionEnd::Gone,
+        SubscriptionEnd::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionEnd::NotifierLinkFailed => "notifier_link_failed",
+            SubscriptionEnd::SubscriberLinkFailed => "subscriber_link_failed",
+            SubscriptionEnd::Terminated => "terminated",
+            SubscriptionEnd::Gone => "gone",
+            SubscriptionEnd::Expired => "expired",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl Proxy {
+    /// Shares `count` (the edge-wide number of subscriptions) instead of this core's own.
+    pub fn set_subscription_count(&mut self, count: SubscriptionCount) {
+        self.subscription_count = count;
+    }
+
+    /// Subscriptions this worker tracks.
+    pub fn subscriptions(&self) -> usize {
+        self.dialogs.len()
+    }
+
+    /// The octets the tracked subscriptions hold (their strings; the table's own slots aside).
+    pub fn subscription_bytes(&self) -> usize {
+        self.dialogs.subs.values().map(Subscription::heap_bytes).sum()
+    }
+
+    pub(crate) fn dialog_link_up(&mut self, peer: &PeerInfo) {
+        self.dialogs.link_up(peer.side, link_names(peer));
+    }
+
+    /// A connection ended: if it was the last one of a link and the peer is gone, the
+    /// subscriptions that depend on the link end (their subscribers told where they can be).
+    pub(crate) fn dialog_link_down(
+        &mut self,
+        peer: &PeerInfo,
+        reason: LinkEnd,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let dead = self.dialogs.link_down(peer.side, link_names(peer));
+        if !reason.link_failed() {
+            return;
+        }
+        for link in dead {
+            self.link_failed(&link, reason.as_str(), now, out);
+        }
+    }
+
+    /// A dial to `hop` failed: with no connection of the link up, it is dead.
+    pub(crate) fn dialog_hop_unreachable(
+        &mut self,
+        hop: &NextHop,
+        cause: &'static str,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let link = LinkKey {
+            side: hop.side,
+            name: hop.fqdn.host().to_string().to_ascii_lowercase(),
+        };
+        if !self.dialogs.link_is_up(&link) {
+            self.link_failed(&link, cause, now, out);
+        }
+    }
+
+    fn link_failed(&mut self, link: &LinkKey, cause: &'static str, now: Instant, out: &mut Vec<Effect>) {
+        let (notifier_gone, subscriber_gone) = self.dialogs.depending_on(link);
+        if notifier_gone.is_empty() && subscriber_gone.is_empty() {
+            return;
+        }
+        self.log(
+            out,
+            Level::Warn,
+            "subscription_link_failed",
+            format!(
+                "{} link {} failed ({cause}): {} subscription(s) terminated towards their subscribers, {} whose subscriber is gone dropped",
+                link.side.as_str(),
+                link.name,
+                notifier_gone.len(),
+                subscriber_gone.len()
+            ),
+            vec![
+                ("side", link.side.as_str().to_owned()),
+                ("link", link.name.clone()),
+                ("cause", cause.to_owned()),
+            ],
+        );
+        for id in notifier_gone {
+            if let Some(s) = self.end_subscription(id, SubscriptionEnd::NotifierLinkFailed) {
+                self.send_terminating_notify(&s, link, cause, now, out);
+            }
+        }
+        for id in subscriber_gone {
+            self.end_subscription(id, SubscriptionEnd::SubscriberLinkFailed);
+        }
+    }
+
+    fn end_subscription(&mut self, id: u64, why: SubscriptionEnd) -> Option<Subscription> {
+        let s = self.dialogs.remove(id)?;
+        self.disarm(s.timer);
+        self.subscription_count.fetch_sub(1, Ordering::Relaxed);
+        self.count(|st| {
+            if let Some(n) = st.subscriptions_ended.get_mut(why.index()) {
+                *n += 1;
+            }
+            let key = (s.subscriber.side, s.partner.clone());
+            if let Some(n) = st.subscriptions_active.get_mut(&key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    st.subscriptions_active.remove(&key);
+                }
+            }
+        });
+        Some(s)
+    }
+
+    /// RFC 6665 §4.1.3: `terminated;reason=deactivated` — the subscriber re-subscribes at once.
+    fn send_terminating_notify(
+        &mut self,
+        s: &Subscription,
+        link: &LinkKey,
+        cause: &'static str,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let to_side = s.subscriber.side;
+        let branch = self.new_branch();
+        let host = self.settings.host(to_side).to_owned();
+        let via = format!("SIP/2.0/TLS {host};branch={branch}");
+        let cseq = format!(
+            "{} NOTIFY",
+            s.notifier_cseq
+                .saturating_add(CSEQ_MARGIN + 1)
+                .min(i32::MAX as u32)
+        );
+        let contact = format!("<sip:{host};transport=tls>");
+        let refusal = route::simple_refusal(
+            200,
+            DiagnosticId::SUBSCRIPTION_LINK_FAILED,
+            "Subscription terminated: the federation link it depends on failed",
+            "link_failed",
+            vec![
+                ("link", link.name.clone()),
+                ("side", link.side.as_str().to_owned()),
+                ("cause", cause.to_owned()),
+            ],
+        );
+        let (diag_name, diag) = match to_side {
+            Side::Internal => ("ms-diagnostics", refusal.ms_diagnostics(&self.settings.edge_fqdn)),
+            Side::External => ("ms-diagnostics-public", refusal.ms_diagnostics_public()),
+        };
+        let mut b = RequestBuilder::new("NOTIFY", &s.target).header("Via", &via);
+        for r in &s.route {
+            b = b.header("Route", r);
+        }
+        let b = b
+            .header("From", &s.notifier.addr)
+            .header("To", &s.subscriber.addr)
+            .header("Call-ID", &s.call_id)
+            .header("CSeq", &cseq)
+            .header("Contact", &contact)
+            .header("Event", &s.event)
+            .header("Subscription-State", "terminated;reason=deactivated")
+            .header(diag_name, &diag);
+        let Some(bytes) = b.build() else { return };
+        let Some(dest) = self.towards(s) else { return };
+        let token = Token(self.next_id());
+        let timer = self.arm(now + LOCAL_TIMEOUT, TimerKind::LocalTimeout(token.0));
+        self.dialogs.local.insert(
+            branch.clone(),
+            LocalRequest {
+                conn: None,
+                timer,
+                token: token.0,
+            },
+        );
+        self.local_tokens.insert(token.0, branch);
+        self.pending.insert(token, Pending::Local { token: token.0 });
+        self.count(|st| st.request_out(to_side, super::stats::MethodLabel::of("NOTIFY")));
+        out.push(Effect::Send {
+            dest: Destination::Hop(dest),
+            bytes,
+            token: Some(token),
+        });
+    }
+
+    /// Where a request to the subscriber goes: to the internal next hop (as every request towards
+    /// the front ends), or to the first hop of its route set (else its remote target) outside.
+    fn towards(&self, s: &Subscription) -> Option<NextHop> {
+        match s.subscriber.side {
+            Side::Internal => Some(NextHop {
+                fqdn: self.settings.internal_next_hop.clone(),
+                side: Side::Internal,
+            }),
+            Side::External => {
+                let first = s
+                    .route
+                    .first()
+                    .and_then(|r| sip_codec::NameAddr::parse(r).ok())
+                    .map(|na| na.uri)
+                    .unwrap_or(&s.target);
+                let Ok(Uri::Sip(u)) = Uri::parse(first) else {
+                    return None;
+                };
+                Fqdn::parse(&hostport(&u)).ok().map(|fqdn| NextHop {
+                    fqdn,
+                    side: Side::External,
+                })
+            }
+        }
+    }
+
+    /// The shell delivered the edge's own NOTIFY on `conn`: its answer must come back there.
+    pub(crate) fn local_delivered(&mut self, token: u64, conn: ConnId) {
+        let branch = self.local_tokens.get(&token);
+        if let Some(l) = branch.and_then(|b| self.dialogs.local.get_mut(b)) {
+            l.conn = Some(conn);
+        }
+    }
+
+    /// The edge's own NOTIFY is done with — answered, undeliverable or unanswered in time: the
+    /// entry, its token and its timer go (the subscription itself is gone already).
+    fn local_forget(&mut self, branch: &str) {
+        if let Some(l) = self.dialogs.local.remove(branch) {
+            self.local_tokens.remove(&l.token);
+            self.disarm(Some(l.timer));
+        }
+    }
+
+    pub(crate) fn local_done(&mut self, token: u64) {
+        if let Some(branch) = self.local_tokens.get(&token).cloned() {
+            self.local_forget(&branch);
+        }
+    }
+
+    /// A response to a request the edge originated: absorbed (true) if it is one, on the
+    /// connection the request went out on; a response with our branch elsewhere is not ours to take.
+    pub(crate) fn local_response(&mut self, branch: &str, conn: ConnId, status: u16) -> bool {
+        let Some(l) = self.dialogs.local.get(branch) else {
+            return false;
+        };
+        if l.conn != Some(conn) {
+            return false;
+        }
+        if status >= 200 {
+            self.local_forget(branch);
+        }
+        true
+    }
+
+    /// The bound on subscriptions: a new SUBSCRIBE past it is refused (counted by the caller).
+    pub(crate) fn subscriptions_full(&self) -> bool {
+        self.subscription_count.load(Ordering::Relaxed) >= self.settings.max_subscriptions
+    }
+
+    /// A request is about to be forwarded: a NOTIFY in a tracked dialog raises the notifier's CSeq
+    /// or, terminated, ends it.
+    pub(crate) fn dialog_request(&mut self, msg: &Message<'_>) {
+        let Some(method) = msg.method().filter(|m| is_notify(m)) else {
+            return;
+        };
+        let (Ok(call_id), Ok(from), Ok(to)) = (msg.call_id(), msg.from(), msg.to()) else {
+            return;
+        };
+        // NOTIFY: From is the notifier, To the subscriber.
+        let Some(id) = self
+            .dialogs
+            .find(call_id, to.tag().unwrap_or(""), from.tag().unwrap_or(""))
+        else {
+            return;
+        };
+        let cseq = msg.cseq().map_or(0, |c| c.number);
+        let terminated = msg
+            .header(HeaderName::SubscriptionState)
+            .and_then(|h| h.value_str())
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("terminated"));
+        if terminated && method == "NOTIFY" {
+            self.end_subscription(id, SubscriptionEnd::Terminated);
+        } else if let Some(s) = self.dialogs.subs.get_mut(&id) {
+            s.notifier_cseq = s.notifier_cseq.max(cseq);
+        }
+    }
+
+    /// A final response to server transaction `sid` is about to be forwarded: a 2xx to a SUBSCRIBE
+    /// creates or refreshes its subscription; a 481 ends the dialog it names.
+    pub(crate) fn dialog_response(
+        &mut self,
+        sid: u64,
+        notifier_link: Option<&NextHop>,
+        resp: &Message<'_>,
+        now: Instant,
+    ) {
+        let status = resp.status().unwrap_or(0);
+        let Some(method) = resp.cseq().map(|c| c.method) else {
+            return;
+        };
+        if status == 481 {
+            let (Ok(call_id), Ok(from), Ok(to)) = (resp.call_id(), resp.from(), resp.to()) else {
+                return;
+            };
+            let (f, t) = (from.tag().unwrap_or(""), to.tag().unwrap_or(""));
+            // Sent by either party: try the subscriber's SUBSCRIBE and the notifier's NOTIFY.
+            if let Some(id) = self
+                .dialogs
+                .find(call_id, f, t)
+                .or_else(|| self.dialogs.find(call_id, t, f))
+            {
+                self.end_subscription(id, SubscriptionEnd::Gone);
+            }
+            return;
+        }
+        if method != "SUBSCRIBE" || !(200..300).contains(&status) {
+            return;
+        }
+        let Some(server) = self.servers.get(&sid) else {
+            return;
+        };
+        let (side, conn) = (server.side, server.conn);
+        // A SUBSCRIBE's 2xx is rare next to the rest: a copy keeps `self` free to arm timers.
+        let request = server.request.clone();
+        let Ok(req) = sip_codec::parse(&request) else {
+            return;
+        };
+        let (Ok(call_id), Ok(from), Ok(to)) = (resp.call_id(), resp.from(), resp.to()) else {
+            return;
+        };
+        let (Some(stag), Some(ntag)) = (from.tag(), to.tag()) else {
+            return;
+        };
+        let expires = resp
+            .expires()
+            .ok()
+            .flatten()
+            .or_else(|| req.expires().ok().flatten())
+            .unwrap_or(DEFAULT_EXPIRES);
+        let at = now + Duration::from_secs(u64::from(expires));
+        if let Some(id) = self.dialogs.find(call_id, stag, ntag) {
+            // A refresh (or a retransmitted 2xx): the expiry moves.
+            if expires == 0 {
+                // Unsubscribed: the notifier's final NOTIFY (terminated) may still pass; nothing
+                // more to guard.
+                self.end_subscription(id, SubscriptionEnd::Terminated);
+                return;
+            }
+            let old = self.dialogs.subs.get(&id).and_then(|s| s.timer);
+            self.disarm(old);
+            let seq = self.arm(at, TimerKind::SubscriptionExpiry(id));
+            if let Some(s) = self.dialogs.subs.get_mut(&id) {
+                s.timer = Some(seq);
+            }
+            return;
+        }
+        // A new dialog: only for a SUBSCRIBE that opened one, through a link the edge knows.
+        if req.to().ok().and_then(|t| t.tag()).is_some() || expires == 0 {
+            return;
+        }
+        let (Some(hop), Some(peer)) = (notifier_link, self.peers.get(&conn)) else {
+            return;
+        };
+        let subscriber_link = link_names(peer).into_iter().next().unwrap_or_default();
+        let target = req.contacts().find_map(|c| match c {
+            Ok(sip_codec::ContactValue::Addr(c)) => Some(c.addr.uri.to_owned()),
+            _ => None,
+        });
+        let Some(target) = target else { return };
+        let skip_ours = |v: &&str| !route::is_our_route(&self.settings, v);
+        let route: Vec<String> = req
+            .headers()
+            .iter()
+            .filter(|h| h.name == HeaderName::RecordRoute)
+            .filter_map(|h| h.value_str())
+            .flat_map(sip_codec::split_values)
+            .filter(skip_ours)
+            .map(str::to_owned)
+            .collect();
+        // The partner: the domain of the party outside, if it is a configured partner.
+        let outside = if side == Side::External { &from } else { &to };
+        let partner = outside
+            .parsed_uri()
+            .ok()
+            .and_then(|u| {
+                u.as_sip()
+                    .and_then(|s| federation_policy::DomainName::parse(s.host_str()).ok())
+            })
+            .filter(|d| self.policy.allowed(d).is_some())
+            .map_or_else(|| "other".to_owned(), |d| d.to_string());
+        let id = self.next_id();
+        let seq = self.arm(at, TimerKind::SubscriptionExpiry(id));
+        let sub = Subscription {
+            call_id: call_id.to_owned(),
+            event: text(&req, HeaderName::Event),
+            subscriber: Party {
+                side,
+                link: subscriber_link,
+                addr: text(resp, HeaderName::From),
+            },
+            target,
+            route,
+            notifier: Party {
+                side: hop.side,
+                link: hop.fqdn.host().to_string().to_ascii_lowercase(),
+                addr: text(resp, HeaderName::To),
+            },
+            partner: partner.clone(),
+            notifier_cseq: 0,
+            timer: Some(seq),
+        };
+        self.dialogs.insert(dialog_key(call_id, stag, ntag), id, sub);
+        self.subscription_count.fetch_add(1, Ordering::Relaxed);
+        self.count(|st| *st.subscriptions_active.entry((side, partner)).or_default() += 1);
+    }
+
+    pub(crate) fn subscription_expired(&mut self, id: u64) {
+        if let Some(s) = self.dialogs.subs.get_mut(&id) {
+            // The timer that fired is gone already.
+            s.timer = None;
+        }
+        self.end_subscription(id, SubscriptionEnd::Expired);
+    }
+}
+
+/// `host[:port]` of a SIP URI.
+fn hostport(u: &SipUri<'_>) -> String {
+    match u.port {
+        Some(p) => format!("{}:{p}", u.host_str()),
+        None => u.host_str().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_do_not_run_together() {
+        assert_ne!(dialog_key("a", "bc", "d"), dialog_key("ab", "c", "d"));
+        assert_ne!(dialog_key("a", "b", "cd"), dialog_key("a", "bc", "d"));
+    }
+
+    #[test]
+    fn a_link_dies_with_its_last_connection() {
+        let mut t = Subscriptions::default();
+        let names = || vec!["edge.partner.example".to_owned()];
+        t.link_up(Side::External, names());
+        t.link_up(Side::External, names());
+        assert!(
+            t.link_down(Side::External, names()).is_empty(),
+            "one connection is left"
+        );
+        let dead = t.link_down(Side::External, names());
+        assert_eq!(
+            dead,
+            vec![LinkKey {
+                side: Side::External,
+                name: "edge.partner.example".into()
+            }]
+        );
+        // A name on the other side is another link.
+        t.link_up(Side::Internal, names());
+        assert!(!t.link_is_up(&LinkKey {
+            side: Side::External,
+            name: "edge.partner.example".into()
+        }));
+    }
+}
