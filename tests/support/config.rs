@@ -35,6 +35,8 @@ pub struct EdgeOpts {
     pub extra_toml: String,
     /// `[dns] servers`; empty: a dead loopback port (names come from the static entries only).
     pub dns_servers: Vec<String>,
+    /// `None`: the default.
+    pub keepalive_interval_s: Option<u64>,
 }
 
 impl EdgeOpts {
@@ -56,6 +58,7 @@ impl EdgeOpts {
             dns_servers: Vec::new(),
             message_timeout_ms: None,
             extra_toml: String::new(),
+            keepalive_interval_s: None,
         }
     }
 
@@ -165,6 +168,9 @@ proxy_fqdn = "edge.partner.test:{partner_port}"
         }
         if let Some(t) = self.message_timeout_ms {
             writeln!(s, "message_timeout_ms = {t}").unwrap();
+        }
+        if let Some(t) = self.keepalive_interval_s {
+            writeln!(s, "keepalive_interval_s = {t}").unwrap();
         }
         s.push('\n');
         s.push_str(&self.extra_toml);

@@ -46,6 +46,9 @@ struct Shared {
     handshakes: Mutex<Vec<Result<usize, String>>>,
     conns: Mutex<Vec<TcpStream>>,
     stop: AtomicBool,
+    /// Hung: reads nothing, answers nothing (no pong either), keeps every socket open — a peer
+    /// only the keepalive can find dead.
+    frozen: AtomicBool,
 }
 
 pub struct TlsUas {
@@ -99,8 +102,19 @@ impl TlsUas {
         client_ca: &CertificateDer<'static>,
         handler: impl Fn(&Message<'_>) -> Vec<Reply> + Send + Sync + 'static,
     ) -> TlsUas {
+        TlsUas::start_at(0, identity, client_ca, handler)
+    }
+
+    /// [`TlsUas::start_with`] on a given port of 127.0.0.1 (0: any) — a peer restarted where the
+    /// edge's configuration points.
+    pub fn start_at(
+        port: u16,
+        identity: &Identity,
+        client_ca: &CertificateDer<'static>,
+        handler: impl Fn(&Message<'_>) -> Vec<Reply> + Send + Sync + 'static,
+    ) -> TlsUas {
         let cfg = server_config(identity, client_ca);
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared::default());
@@ -190,6 +204,11 @@ impl TlsUas {
     }
 
     /// Kills the peer: the listener closes, every connection is shut down.
+    /// The peer hangs from now on (see `Shared::frozen`).
+    pub fn freeze(&self) {
+        self.shared.frozen.store(true, Ordering::SeqCst);
+    }
+
     pub fn stop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         for c in self.shared.conns.lock().unwrap().drain(..) {
@@ -237,6 +256,10 @@ fn serve(sock: TcpStream, cfg: Arc<ServerConfig>, shared: &Shared, handler: &Han
     let mut scheduled: Vec<(Instant, String)> = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
     while !shared.stop.load(Ordering::SeqCst) && started.elapsed() < MAX_LIFETIME {
+        if shared.frozen.load(Ordering::SeqCst) {
+            std::thread::sleep(SLICE);
+            continue;
+        }
         // Due delayed replies first.
         let now = Instant::now();
         let (due, later): (Vec<_>, Vec<_>) = scheduled.into_iter().partition(|(at, _)| *at <= now);

@@ -1,0 +1,290 @@
+//! Subscription liveness (issue 12, design brief §4), black-box: the real `sipedge` binary, real TLS,
+//! a watcher and a presentity on either side. When the link a subscription depends on dies — the
+//! peer killed, or hung so that only the keepalive can tell — the watcher gets a NOTIFY with
+//! `Subscription-State: terminated;reason=deactivated` and id 1912 naming the link, re-subscribes,
+//! is refused while the link is down, and gets presence again once the peer is back.
+//!
+//! Without the feature the watcher hears nothing until its refresh (Expires: 3600 here: an hour).
+
+// Test code: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+mod support;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sip_codec::{ContactValue, HeaderName, Message};
+use support::front_end::fe_client;
+use support::sip::{self, reply, reply_with};
+use support::{Edge, EdgeOpts, Reply, TestPki, TlsPeer, TlsUas};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn header(m: &Message<'_>, name: HeaderName) -> String {
+    m.header(name)
+        .map(|h| String::from_utf8_lossy(&h.unfolded()).into_owned())
+        .unwrap_or_default()
+}
+
+/// A presentity's UAS: 200 to a SUBSCRIBE (tag `n1`, an hour), then at once a NOTIFY with its state
+/// in the new dialog — Request-URI the subscriber's Contact, Route the SUBSCRIBE's Record-Route —
+/// on the same connection; 200 to anything else.
+fn presentity(contact: String) -> impl Fn(&Message<'_>) -> Vec<Reply> + Send + Sync + 'static {
+    let cseq = AtomicU32::new(1);
+    move |m| {
+        if m.method() != Some("SUBSCRIBE") {
+            return vec![Reply::Now(reply(m, 200, "OK", None))];
+        }
+        let ok = reply_with(
+            m,
+            200,
+            "OK",
+            Some("n1"),
+            &format!("Expires: 3600\nContact: <{contact}>\n"),
+        );
+        let target = m
+            .contacts()
+            .find_map(|c| match c {
+                Ok(ContactValue::Addr(c)) => Some(c.addr.uri.to_owned()),
+                _ => None,
+            })
+            .unwrap();
+        let routes: String = m
+            .headers()
+            .iter()
+            .filter(|h| h.name == HeaderName::RecordRoute)
+            .map(|h| format!("Route: {}\n", String::from_utf8_lossy(h.raw_value)))
+            .collect();
+        let n = cseq.fetch_add(1, Ordering::SeqCst);
+        let body = "<presence entity=\"presentity\"><basic>open</basic></presence>";
+        let notify = sip::crlf(&format!(
+            "NOTIFY {target} SIP/2.0\nVia: SIP/2.0/TLS presentity.test:5061;branch=z9hG4bKpn{n}\n{routes}\
+             Max-Forwards: 70\nFrom: {to};tag=n1\nTo: {from}\nCall-ID: {call_id}\nCSeq: {n} NOTIFY\n\
+             Contact: <{contact}>\nEvent: presence\nSubscription-State: active;expires=3599\n\
+             Content-Type: application/pidf+xml\nContent-Length: {}\n\n{body}",
+            body.len(),
+            to = header(m, HeaderName::To),
+            from = header(m, HeaderName::From),
+            call_id = m.call_id().unwrap(),
+        ));
+        vec![Reply::Now(ok), Reply::Now(notify)]
+    }
+}
+
+fn subscribe(uri: &str, from: &str, via_host: &str, rr: &str, contact: &str, n: u32) -> String {
+    sip::crlf(&format!(
+        "SUBSCRIBE {uri} SIP/2.0\nVia: SIP/2.0/TLS {via_host};branch=z9hG4bKw{n}\nRecord-Route: <{rr}>\n\
+         Max-Forwards: 70\nFrom: <{from}>;tag=w{n}\nTo: <{uri}>\nCall-ID: watch-{n}\nCSeq: 1 SUBSCRIBE\n\
+         Contact: <{contact}>\nEvent: presence\nExpires: 3600\nContent-Length: 0\n\n"
+    ))
+}
+
+fn is_notify(text: &str, call_id: &str, state: &str) -> bool {
+    sip::method(text) == "NOTIFY"
+        && text.contains(&format!("Call-ID: {call_id}\r\n"))
+        && text.contains(&format!("Subscription-State: {state}"))
+}
+
+/// The edge, the front end's UAS (where requests for the watcher arrive) and the partner presentity.
+struct Inside {
+    edge: Edge,
+    fe_uas: TlsUas,
+    partner: TlsUas,
+    partner_port: u16,
+    pki: Arc<TestPki>,
+}
+
+impl Inside {
+    fn start(keepalive_s: Option<u64>) -> Inside {
+        let pki = Arc::new(TestPki::new());
+        let fe_uas = TlsUas::start(&pki.fe, &pki.internal_ca.cert, |m| {
+            vec![reply(m, 200, "OK", None)]
+        });
+        let partner = Self::partner_at(&pki, 0);
+        let partner_port = partner.port();
+        let mut opts = EdgeOpts::new(fe_uas.port(), partner_port);
+        opts.keepalive_interval_s = keepalive_s;
+        let edge = Edge::start(&opts.render(&pki), &pki);
+        Inside {
+            edge,
+            fe_uas,
+            partner,
+            partner_port,
+            pki,
+        }
+    }
+
+    fn partner_at(pki: &TestPki, port: u16) -> TlsUas {
+        let contact = "sip:bob@edge.partner.test;transport=tls".to_owned();
+        TlsUas::start_at(port, &pki.partner, &pki.internal_ca.cert, presentity(contact))
+    }
+
+    /// The watcher alice@corp.test subscribes to bob@partner.test: the final response's status.
+    fn subscribe(&self, fe: &mut TlsPeer, n: u32) -> u16 {
+        let fe_host = format!("fe1.corp.test:{}", self.fe_uas.port());
+        fe.send(&subscribe(
+            "sip:bob@partner.test",
+            "sip:alice@corp.test",
+            &fe_host,
+            &format!("sip:{fe_host};transport=tls;lr"),
+            &format!("sip:alice@{fe_host};transport=tls"),
+            n,
+        ));
+        let fin = fe
+            .recv_final(WAIT, "SUBSCRIBE")
+            .unwrap_or_else(|| panic!("no final to SUBSCRIBE {n}\n{}", self.edge.log_dump()));
+        sip::status(&fin)
+    }
+
+    /// The NOTIFY of `call_id` in `state` at the front end, or a panic with the edge's log.
+    fn notify_at_fe(&self, call_id: &str, state: &str, wait: Duration) -> String {
+        self.fe_uas
+            .wait_request(wait, |t| is_notify(t, call_id, state))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no NOTIFY {state} for {call_id} at the front end; it got {:?}\n{}",
+                    self.fe_uas.requests(),
+                    self.edge.log_dump()
+                )
+            })
+    }
+}
+
+/// The terminating NOTIFY names the link and the cause (ms-diagnostics towards the front end).
+fn check_terminating(text: &str, diag_header: HeaderName, link: &str, cause: &str) {
+    let m = sip::p(text);
+    let diag = header(&m, diag_header);
+    assert!(diag.starts_with("1912;reason=\""), "{text}");
+    assert!(diag.contains(&format!("link=\"{link}\"")), "{diag}");
+    assert!(diag.contains(&format!("cause=\"{cause}\"")), "{diag}");
+    assert_eq!(header(&m, HeaderName::Event), "presence");
+}
+
+#[test]
+fn a_killed_partner_ends_the_watchers_subscription_at_once_and_it_recovers() {
+    let mut w = Inside::start(None);
+    let mut fe = fe_client(&w.edge, &w.pki);
+    assert_eq!(w.subscribe(&mut fe, 1), 200);
+    w.notify_at_fe("watch-1", "active", WAIT);
+
+    // The partner is killed: its connection closes; the watcher hears of it at once.
+    let t0 = Instant::now();
+    w.partner.stop();
+    let text = w.notify_at_fe("watch-1", "terminated;reason=deactivated", WAIT);
+    let took = t0.elapsed();
+    check_terminating(
+        &text,
+        HeaderName::MsDiagnostics,
+        "edge.partner.test",
+        "peer_closed",
+    );
+    eprintln!("terminating NOTIFY {took:?} after the partner was killed");
+    let m = sip::p(&text);
+    assert_eq!(m.from().unwrap().tag(), Some("n1"));
+    assert_eq!(m.to().unwrap().tag(), Some("w1"));
+    assert!(m.cseq().unwrap().number > 1, "above the notifier's CSeq");
+
+    // The watcher re-subscribes at once: refused with a diagnostic while the partner is down.
+    let status = w.subscribe(&mut fe, 2);
+    assert!(status >= 500, "{status}");
+
+    // The partner is back on its port: presence flows again.
+    w.partner = Inside::partner_at(&w.pki, w.partner_port);
+    assert_eq!(w.subscribe(&mut fe, 3), 200);
+    w.notify_at_fe("watch-3", "active", WAIT);
+    assert!(
+        w.edge
+            .wait_log("subscription_link_failed", Duration::from_secs(1))
+            .is_some(),
+        "the failure is logged"
+    );
+}
+
+#[test]
+fn a_hung_partner_is_found_by_the_keepalive() {
+    let interval = Duration::from_secs(2);
+    let w = Inside::start(Some(interval.as_secs()));
+    let mut fe = fe_client(&w.edge, &w.pki);
+    assert_eq!(w.subscribe(&mut fe, 1), 200);
+    w.notify_at_fe("watch-1", "active", WAIT);
+
+    // The partner stops answering but keeps its sockets: only the keepalive can tell.
+    let t0 = Instant::now();
+    w.partner.freeze();
+    let text = w.notify_at_fe(
+        "watch-1",
+        "terminated;reason=deactivated",
+        interval + Duration::from_secs(4),
+    );
+    let took = t0.elapsed();
+    check_terminating(
+        &text,
+        HeaderName::MsDiagnostics,
+        "edge.partner.test",
+        "keepalive_failed",
+    );
+    eprintln!("terminating NOTIFY {took:?} after the partner hung (keepalive interval {interval:?})");
+    // Keepalive interval + 2 s (the pong wait), and a little for the loop and the test's polling.
+    assert!(took < interval + Duration::from_millis(2500), "{took:?}");
+}
+
+#[test]
+fn a_dead_front_end_ends_the_partners_subscription() {
+    // The watcher is outside (a partner user), the presentity inside (behind the front end).
+    let pki = Arc::new(TestPki::new());
+    let mut fe_uas = TlsUas::start_with(
+        &pki.fe,
+        &pki.internal_ca.cert,
+        presentity("sip:alice@fe1.corp.test;transport=tls".to_owned()),
+    );
+    // The partner's UAS: where requests for its watcher arrive (the edge dials it).
+    let partner_uas = TlsUas::start(&pki.partner, &pki.internal_ca.cert, |m| {
+        vec![reply(m, 200, "OK", None)]
+    });
+    let opts = EdgeOpts::new(fe_uas.port(), partner_uas.port());
+    let edge = Edge::start(&opts.render(&pki), &pki);
+    let mut partner = TlsPeer::connect(
+        edge.external_addr,
+        &pki.partner,
+        &pki.internal_ca.cert,
+        "edge.corp.test",
+    )
+    .unwrap();
+    let host = format!("edge.partner.test:{}", partner_uas.port());
+    partner.send(&subscribe(
+        "sip:alice@corp.test",
+        "sip:bob@partner.test",
+        &host,
+        &format!("sip:{host};transport=tls;lr"),
+        &format!("sip:bob@{host};transport=tls"),
+        7,
+    ));
+    let fin = partner
+        .recv_final(WAIT, "SUBSCRIBE")
+        .unwrap_or_else(|| panic!("no final\n{}", edge.log_dump()));
+    assert_eq!(sip::status(&fin), 200, "{fin}\n{}", edge.log_dump());
+    partner_uas
+        .wait_request(WAIT, |t| is_notify(t, "watch-7", "active"))
+        .unwrap_or_else(|| panic!("no NOTIFY at the partner\n{}", edge.log_dump()));
+
+    // The front end dies.
+    fe_uas.stop();
+    let text = partner_uas
+        .wait_request(WAIT, |t| is_notify(t, "watch-7", "terminated;reason=deactivated"))
+        .unwrap_or_else(|| panic!("no terminating NOTIFY at the partner\n{}", edge.log_dump()));
+    // Towards a partner: the public diagnostic, without the edge's own name.
+    check_terminating(
+        &text,
+        HeaderName::MsDiagnosticsPublic,
+        "fe1.corp.test",
+        "peer_closed",
+    );
+    assert!(!text.contains("source="), "{text}");
+}
