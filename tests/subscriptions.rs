@@ -157,6 +157,30 @@ impl Inside {
     }
 }
 
+/// Waits (3 s: the workers publish twice a second) for `line` in a scrape of `/metrics`; an absent
+/// series counts as 0.
+fn wait_metric(edge: &Edge, line: &str) {
+    let addr = edge.metrics_addr.expect("a metrics listener");
+    let (series, value) = line.rsplit_once(' ').unwrap();
+    let t0 = Instant::now();
+    let mut body = String::new();
+    while t0.elapsed() < Duration::from_secs(3) {
+        body = support::http::get(addr, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        let found = body.lines().find_map(|l| l.strip_prefix(series).map(str::trim));
+        if found.unwrap_or("0") == value {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let near: Vec<&str> = body
+        .lines()
+        .filter(|l| l.starts_with("sipedge_subscriptions"))
+        .collect();
+    panic!("no {line:?} in /metrics: {near:#?}");
+}
+
 /// The terminating NOTIFY names the link and the cause (ms-diagnostics towards the front end).
 fn check_terminating(text: &str, diag_header: HeaderName, link: &str, cause: &str) {
     let m = sip::p(text);
@@ -173,6 +197,10 @@ fn a_killed_partner_ends_the_watchers_subscription_at_once_and_it_recovers() {
     let mut fe = fe_client(&w.edge, &w.pki);
     assert_eq!(w.subscribe(&mut fe, 1), 200);
     w.notify_at_fe("watch-1", "active", WAIT);
+    wait_metric(
+        &w.edge,
+        "sipedge_subscriptions_active{side=\"internal\",partner=\"partner.test\"} 1",
+    );
 
     // The partner is killed: its connection closes; the watcher hears of it at once.
     let t0 = Instant::now();
@@ -194,6 +222,14 @@ fn a_killed_partner_ends_the_watchers_subscription_at_once_and_it_recovers() {
     // The watcher re-subscribes at once: refused with a diagnostic while the partner is down.
     let status = w.subscribe(&mut fe, 2);
     assert!(status >= 500, "{status}");
+    wait_metric(
+        &w.edge,
+        "sipedge_subscriptions_ended_total{cause=\"notifier_link_failed\"} 1",
+    );
+    wait_metric(
+        &w.edge,
+        "sipedge_subscriptions_active{side=\"internal\",partner=\"partner.test\"} 0",
+    );
 
     // The partner is back on its port: presence flows again.
     w.partner = Inside::partner_at(&w.pki, w.partner_port);

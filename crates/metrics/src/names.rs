@@ -410,6 +410,27 @@ pub const PUSH_PROBES: Desc = Desc::counter(
     &[fixed("result", PROBE_RESULTS)],
 );
 
+/// Why a tracked subscription ended (`edge_core::proxy::SubscriptionEnd`).
+pub const SUBSCRIPTION_ENDS: &[&str] = &[
+    "notifier_link_failed",
+    "subscriber_link_failed",
+    "terminated",
+    "gone",
+    "expired",
+];
+pub const SUBSCRIPTIONS_ACTIVE: Desc = Desc::gauge(
+    "sipedge_subscriptions_active",
+    "SUBSCRIBE dialogs the edge tracks for liveness, by the subscriber's side and the partner of the dialog.",
+    &[SIDE, PARTNER],
+);
+pub const SUBSCRIPTIONS_ENDED: Desc = Desc::counter(
+    "sipedge_subscriptions_ended_total",
+    "Tracked subscriptions that ended, by cause: notifier_link_failed (the edge sent the subscriber \
+     NOTIFY terminated;reason=deactivated, id 1912), subscriber_link_failed, terminated (by the \
+     notifier), gone (481), expired.",
+    &[fixed("cause", SUBSCRIPTION_ENDS)],
+);
+
 pub const ALL: &[Desc] = &[
     REQUESTS,
     RESPONSES,
@@ -444,6 +465,8 @@ pub const ALL: &[Desc] = &[
     PUSH_DURATION,
     PUSH_BREAKER_STATE,
     PUSH_PROBES,
+    SUBSCRIPTIONS_ACTIVE,
+    SUBSCRIPTIONS_ENDED,
 ];
 
 /// How many values `label` can take for this configuration.
@@ -475,8 +498,9 @@ pub fn lines_per_series(desc: &Desc) -> usize {
 /// It is an upper bound: `status × reason` of generated responses and `verdict × reason` of decisions
 /// count pairs that never occur together. Today it comes to
 /// `BASE + workers · PER_WORKER + configured_partners · PER_PARTNER + certificates` with
-/// `BASE = 1 505`, `PER_WORKER = 15` (one turn histogram), `PER_PARTNER = 3` (accept and refuse; a provider's breaker state) —
-/// e.g. 4 workers, 20 partners and 2 certificates: 1 627 series (609 of the base are the `status × reason` pairs of generated responses). The unit tests keep these numbers and
+/// `BASE = 1 512`, `PER_WORKER = 15` (one turn histogram), `PER_PARTNER = 5` (accept and refuse; a provider's
+/// breaker state; active subscriptions on either side) —
+/// e.g. 4 workers, 20 partners and 2 certificates: 1 674 series (609 of the base are the `status × reason` pairs of generated responses). The unit tests keep these numbers and
 /// check the function against a rendered exposition of every possible series.
 pub fn max_series(workers: usize, configured_partners: usize, certificates: usize) -> usize {
     ALL.iter()
@@ -491,7 +515,7 @@ pub fn max_series(workers: usize, configured_partners: usize, certificates: usiz
 
 /// Lines per worker and per partner, and the base, of [`max_series`] (quoted in its doc).
 pub const PER_WORKER_SERIES: usize = TURN_BUCKETS + 3;
-pub const PER_PARTNER_SERIES: usize = 3;
+pub const PER_PARTNER_SERIES: usize = 5;
 
 /// Every series [`max_series`] counts, with made-up values (partners `partner0`…, certificates
 /// `certificate0`…, histograms one observation per bucket and one above): a complete example exposition
@@ -613,12 +637,12 @@ mod tests {
     #[test]
     fn max_series_is_base_plus_workers_partners_and_certificates() {
         let base = max_series(0, 0, 0);
-        assert_eq!(base, 1_505, "update the figures in max_series' doc");
+        assert_eq!(base, 1_512, "update the figures in max_series' doc");
         assert_eq!(max_series(1, 0, 0) - base, PER_WORKER_SERIES);
         assert_eq!(PER_WORKER_SERIES, 15);
         assert_eq!(max_series(0, 1, 0) - base, PER_PARTNER_SERIES);
         assert_eq!(max_series(0, 0, 1) - base, 1);
-        assert_eq!(max_series(4, 20, 2), 1_627);
+        assert_eq!(max_series(4, 20, 2), 1_674);
         assert_eq!(
             max_series(7, 13, 2),
             base + 7 * PER_WORKER_SERIES + 13 * PER_PARTNER_SERIES + 2,

@@ -241,6 +241,27 @@ impl EdgeMetrics {
         }
         out.push(outcomes);
         push_families(&core.push, out);
+
+        let mut active = std::collections::BTreeMap::<(&str, &str), u64>::new();
+        for ((side, partner), n) in &core.subscriptions_active {
+            let partner = facts
+                .partners
+                .iter()
+                .find(|p| *p == partner)
+                .map_or(names::OTHER, String::as_str);
+            *active.entry((side.as_str(), partner)).or_default() += n;
+        }
+        let mut family = names::SUBSCRIPTIONS_ACTIVE.family();
+        for ((side, partner), n) in active {
+            family = family.value([side, partner], n as f64);
+        }
+        out.push(family);
+        let mut ended = names::SUBSCRIPTIONS_ENDED.family();
+        for end in edge_core::proxy::SubscriptionEnd::ALL {
+            let n = core.subscriptions_ended.get(end.index()).copied().unwrap_or(0);
+            ended = ended.value([bounded(names::SUBSCRIPTION_ENDS, end.as_str())], n as f64);
+        }
+        out.push(ended);
     }
 
     /// Each push provider's breaker: 0 closed, 1 half-open, 2 open.

@@ -277,7 +277,8 @@ impl SubscriptionEnd {
         }
     }
 
-    pub(crate) fn index(self) -> usize {
+    /// Its slot in `CoreStats::subscriptions_ended`.
+    pub fn index(self) -> usize {
         self as usize
     }
 }

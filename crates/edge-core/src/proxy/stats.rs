@@ -424,6 +424,10 @@ impl CoreStats {
         self.responses_wrong_connection += o.responses_wrong_connection;
         self.responses_unknown_branch += o.responses_unknown_branch;
         self.push.merge(&o.push);
+        for (k, v) in &o.subscriptions_active {
+            *self.subscriptions_active.entry(k.clone()).or_default() += v;
+        }
+        add(&mut self.subscriptions_ended, &o.subscriptions_ended);
     }
 }
 
