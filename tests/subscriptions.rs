@@ -128,6 +128,11 @@ impl Inside {
 
     /// The watcher alice@corp.test subscribes to bob@partner.test: the final response's status.
     fn subscribe(&self, fe: &mut TlsPeer, n: u32) -> u16 {
+        sip::status(&self.subscribe_final(fe, n))
+    }
+
+    /// The same, the final response itself.
+    fn subscribe_final(&self, fe: &mut TlsPeer, n: u32) -> String {
         let fe_host = format!("fe1.corp.test:{}", self.fe_uas.port());
         fe.send(&subscribe(
             "sip:bob@partner.test",
@@ -137,10 +142,8 @@ impl Inside {
             &format!("sip:alice@{fe_host};transport=tls"),
             n,
         ));
-        let fin = fe
-            .recv_final(WAIT, "SUBSCRIBE")
-            .unwrap_or_else(|| panic!("no final to SUBSCRIBE {n}\n{}", self.edge.log_dump()));
-        sip::status(&fin)
+        fe.recv_final(WAIT, "SUBSCRIBE")
+            .unwrap_or_else(|| panic!("no final to SUBSCRIBE {n}\n{}", self.edge.log_dump()))
     }
 
     /// The NOTIFY of `call_id` in `state` at the front end, or a panic with the edge's log.
@@ -220,8 +223,13 @@ fn a_killed_partner_ends_the_watchers_subscription_at_once_and_it_recovers() {
     assert!(m.cseq().unwrap().number > 1, "above the notifier's CSeq");
 
     // The watcher re-subscribes at once: refused with a diagnostic while the partner is down.
-    let status = w.subscribe(&mut fe, 2);
-    assert!(status >= 500, "{status}");
+    let refused = w.subscribe_final(&mut fe, 2);
+    let m = sip::p(&refused);
+    assert_eq!(m.status(), Some(504), "{refused}");
+    assert!(
+        header(&m, HeaderName::MsDiagnostics).starts_with("1904;"),
+        "{refused}"
+    );
     wait_metric(
         &w.edge,
         "sipedge_subscriptions_ended_total{cause=\"notifier_link_failed\"} 1",
