@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sip_codec::{ContactValue, Message};
+use sip_codec::{ContactValue, HeaderName, Message};
 use support::sip::{self, p, reply, reply_with};
 use support::{Edge, EdgeOpts, Reply, TestPki, TlsPeer, TlsUas};
 
@@ -507,6 +507,186 @@ fn cancel_after_ringing_reaches_the_partner_and_487_comes_back() {
     assert_eq!(acks, 1, "{:?}", sip::summary(&w.partner().requests()));
 }
 
+/// A partner that forks the INVITE to two endpoints of bob (MPOP): both ring, both answer, each
+/// 200 with its own tag and Contact; ACKs and anything else get 200 / nothing.
+fn partner_forking(pki: &TestPki, port: Arc<AtomicU16>) -> TlsUas {
+    TlsUas::start(&pki.partner, &pki.internal_ca.cert, move |m: &Message<'_>| {
+        let contact = |ep: &str| {
+            format!(
+                "Contact: <sip:bob@edge.partner.test:{};transport=tls;ep={ep}>\n",
+                port.load(Ordering::SeqCst)
+            )
+        };
+        match m.method() {
+            Some("INVITE") => vec![
+                reply_with(m, 180, "Ringing", Some("mobile"), &contact("mobile")),
+                reply_with(m, 180, "Ringing", Some("desk"), &contact("desk")),
+                reply_with(m, 200, "OK", Some("mobile"), &contact("mobile")),
+                reply_with(m, 200, "OK", Some("desk"), &contact("desk")),
+            ],
+            Some("ACK") => vec![],
+            _ => vec![reply(m, 200, "OK", None)],
+        }
+    })
+}
+
+#[test]
+fn a_forked_invite_delivers_every_2xx_and_each_ack_passes() {
+    let pki = Arc::new(TestPki::new());
+    let port = Arc::new(AtomicU16::new(0));
+    let partner = partner_forking(&pki, Arc::clone(&port));
+    port.store(partner.port(), Ordering::SeqCst);
+    let pport = partner.port();
+    let w = World::start(Arc::clone(&pki), fe_uas_ok(&pki), Some(partner), pport, |_| {});
+    let mut fe = w.fe();
+    let branch = "z9hG4bKfe-fork";
+    fe.send(&fe_request(
+        "INVITE",
+        "sip:bob@partner.test",
+        branch,
+        &fe_contact(&w),
+    ));
+    // RFC 3261 §16.7: every provisional and every 2xx goes upstream, in the order they came.
+    let finals: Vec<String> = (0..2)
+        .map(|i| {
+            fe.recv_matching(WAIT, |m| {
+                sip::status(m) == 200
+                    && sip::cseq_method(m) == "INVITE"
+                    && sip::top_branch(m) == branch
+                    && fe_tag_count(m, i)
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "2xx #{i} not forwarded; FE got {:?}\n{}",
+                    sip::summary(&fe.received),
+                    w.edge.log_dump()
+                )
+            })
+        })
+        .collect();
+    let tags: Vec<String> = finals.iter().map(|f| sip::to_tag(f).unwrap()).collect();
+    assert_eq!(tags, ["mobile", "desk"], "both endpoints' 2xx, in order");
+    let ringing = fe.received.iter().filter(|m| sip::status(m) == 180).count();
+    assert_eq!(
+        ringing,
+        2,
+        "both 180s forwarded: {:?}",
+        sip::summary(&fe.received)
+    );
+    // The caller ACKs each 2xx in its own dialog (route set from the Record-Route, remote target
+    // from the Contact): both ACKs cross the edge end to end.
+    for (i, ok) in finals.iter().enumerate() {
+        let rr = sip::record_route_uris(ok);
+        let target = match p(ok).contacts().next() {
+            Some(Ok(ContactValue::Addr(c))) => c.addr.uri.to_owned(),
+            other => panic!("no Contact ({other:?}):\n{ok}"),
+        };
+        let ack = format!(
+            "ACK {target} SIP/2.0\nVia: SIP/2.0/TLS fe1.corp.test:5061;branch=z9hG4bKfe-fork-ack{i}\nRoute: <{}>, <{}>\nMax-Forwards: 70\nFrom: <sip:alice@corp.test>;tag=a1\nTo: <sip:bob@partner.test>;tag={}\nCall-ID: {}\nCSeq: 1 ACK\nContent-Length: 0\n\n",
+            rr[1], rr[0], tags[i], sip::call_id(ok)
+        );
+        fe.send(&ack);
+    }
+    for tag in ["mobile", "desk"] {
+        let ack = w
+            .partner()
+            .wait_request(WAIT, |r| {
+                sip::method(r) == "ACK" && sip::to_tag(r).as_deref() == Some(tag)
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "the ACK for {tag} did not reach the partner; it got {:?}",
+                    sip::summary(&w.partner().requests())
+                )
+            });
+        assert!(
+            p(&ack).request_uri().unwrap().contains(&format!("ep={tag}")),
+            "{ack}"
+        );
+    }
+}
+
+/// Whether `m` is the `i`-th distinct 2xx (by To tag) — 0: `mobile`, 1: `desk`.
+fn fe_tag_count(m: &str, i: usize) -> bool {
+    sip::to_tag(m).as_deref() == Some(["mobile", "desk"][i])
+}
+
+/// A partner whose callee answers at the instant the caller gives up: the 200 to the INVITE goes
+/// out as the CANCEL arrives, then the CANCEL's own 200 (RFC 3261 §9.2: CANCEL has no effect on a
+/// transaction with a final response).
+fn partner_answering_the_cancel_race(pki: &TestPki, port: Arc<AtomicU16>) -> TlsUas {
+    let invite: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    TlsUas::start(&pki.partner, &pki.internal_ca.cert, move |m: &Message<'_>| {
+        let contact = format!(
+            "Contact: <sip:bob@edge.partner.test:{};transport=tls>\n",
+            port.load(Ordering::SeqCst)
+        );
+        match m.method() {
+            Some("INVITE") => {
+                *invite.lock().unwrap() = Some(String::from_utf8_lossy(m.as_bytes()).into_owned());
+                vec![reply_with(m, 180, "Ringing", Some("b1"), &contact)]
+            }
+            Some("CANCEL") => {
+                let mut out = Vec::new();
+                if let Some(inv) = invite.lock().unwrap().as_deref() {
+                    out.push(reply_with(&p(inv), 200, "OK", Some("b1"), &contact));
+                }
+                out.push(reply(m, 200, "OK", Some("b1")));
+                out
+            }
+            Some("ACK") => vec![],
+            _ => vec![reply(m, 200, "OK", Some("b1"))],
+        }
+    })
+}
+
+#[test]
+fn a_200_racing_the_cancel_reaches_the_caller_and_nothing_is_invented() {
+    let pki = Arc::new(TestPki::new());
+    let port = Arc::new(AtomicU16::new(0));
+    let partner = partner_answering_the_cancel_race(&pki, Arc::clone(&port));
+    port.store(partner.port(), Ordering::SeqCst);
+    let pport = partner.port();
+    let w = World::start(Arc::clone(&pki), fe_uas_ok(&pki), Some(partner), pport, |_| {});
+    let mut fe = w.fe();
+    let branch = "z9hG4bKfe-race";
+    let invite = fe_request("INVITE", "sip:bob@partner.test", branch, &fe_contact(&w));
+    fe.send(&invite);
+    fe.recv_response(WAIT, 180, "INVITE").expect("180 forwarded");
+    let cancel = invite
+        .replacen("INVITE sip", "CANCEL sip", 1)
+        .replace("1 INVITE", "1 CANCEL");
+    fe.send(&cancel);
+    let fin = fe
+        .recv_final(WAIT, "INVITE")
+        .expect("a final response to the INVITE");
+    assert_eq!(
+        sip::status(&fin),
+        200,
+        "the callee's answer, not an invented 487:\n{fin}"
+    );
+    assert_back_to_fe(&fin, branch);
+    let c_ok = fe.recv_final(WAIT, "CANCEL").expect("the CANCEL answered");
+    assert_eq!(sip::status(&c_ok), 200, "{c_ok}");
+    // Nothing else comes for the INVITE: no 487, no 408 (the edge waits one transaction timeout).
+    let late = fe.drain(Duration::from_millis(2000));
+    let more: Vec<&String> = late
+        .iter()
+        .filter(|m| sip::cseq_method(m) == "INVITE" && sip::status(m) >= 300)
+        .collect();
+    assert!(more.is_empty(), "{:?}", sip::summary(&late));
+    // The caller's ACK for the 200 reaches the callee: the call is up.
+    let rr = sip::record_route_uris(&fin);
+    let ack = format!(
+        "ACK sip:bob@edge.partner.test:{pport};transport=tls SIP/2.0\nVia: SIP/2.0/TLS fe1.corp.test:5061;branch=z9hG4bKfe-race-ack\nRoute: <{}>, <{}>\nMax-Forwards: 70\nFrom: <sip:alice@corp.test>;tag=a1\nTo: <sip:bob@partner.test>;tag=b1\nCall-ID: {}\nCSeq: 1 ACK\nContent-Length: 0\n\n",
+        rr[1], rr[0], sip::call_id(&fin)
+    );
+    fe.send(&ack);
+    w.partner()
+        .wait_request(WAIT, |r| sip::method(r) == "ACK")
+        .expect("the ACK for the 200 reached the partner");
+}
+
 // ---- partner → internal ------------------------------------------------------------------------
 
 #[test]
@@ -544,6 +724,81 @@ fn message_from_partner_reaches_the_front_end() {
         .expect("a final response to the partner");
     assert_eq!(sip::status(&ok), 200, "{ok}");
     assert_back_to_fe(&ok, branch);
+}
+
+/// An MPOP MESSAGE as Lync writes it: endpoint ids (`epid`) on From and To, Lync's own headers, a
+/// body with non-ASCII text and CRLFs.
+fn mpop_message(uri: &str, via: &str, branch: &str, from: &str) -> String {
+    let body = "Grüße — seen on two endpoints\r\nline two";
+    sip::crlf(&format!(
+        "MESSAGE {uri} SIP/2.0\nVia: SIP/2.0/TLS {via};branch={branch}\nMax-Forwards: 70\n\
+         From: <{from}>;tag=a1;epid=1f2e3d4c5b\nTo: <{uri}>;epid=9a8b7c6d5e\nCall-ID: call-{branch}\n\
+         CSeq: 1 MESSAGE\nContact: <sip:endpoint.example;transport=tls>;+sip.instance=\"<urn:uuid:0f1e2d3c>\"\n\
+         Ms-Im-Format: text/plain; charset=UTF-8; ms-body=R3LDvMOfZQ==\nSupported: ms-dialog-route-set-update\n\
+         Ms-Endpoint-Location-Data: NetworkScope;ms-media-location-type=Intranet\nUser-Agent: UCCAPI/16.0\n\
+         Content-Type: text/plain; charset=UTF-8\nContent-Length: {}\n\n{body}",
+        body.len()
+    ))
+}
+
+/// The headers of `msg` the edge never touches (all but Via, Max-Forwards, Route, Record-Route), as
+/// written, in order; and the body.
+fn untouched(msg: &str) -> (Vec<String>, Vec<u8>) {
+    let m = p(msg);
+    let headers = m
+        .headers()
+        .iter()
+        .filter(|h| {
+            !matches!(
+                h.name,
+                HeaderName::Via | HeaderName::MaxForwards | HeaderName::Route | HeaderName::RecordRoute
+            )
+        })
+        .map(|h| format!("{}: {}", h.name_str(), String::from_utf8_lossy(h.raw_value)))
+        .collect();
+    (headers, m.body().to_vec())
+}
+
+#[test]
+fn an_mpop_message_crosses_unchanged_in_both_directions() {
+    let w = callee_world(|_| {});
+    // Out: the front end to a partner user signed in on several endpoints.
+    let mut fe = w.fe();
+    let out = mpop_message(
+        "sip:bob@partner.test",
+        "fe1.corp.test:5061",
+        "z9hG4bKfe-mpop",
+        "sip:alice@corp.test",
+    );
+    fe.send(&out);
+    let fwd = w
+        .partner()
+        .wait_request(WAIT, |r| sip::method(r) == "MESSAGE")
+        .expect("the partner got the MESSAGE");
+    assert_eq!(untouched(&fwd), untouched(&out), "outbound:\n{fwd}");
+    assert_eq!(
+        sip::status(&fe.recv_final(WAIT, "MESSAGE").expect("answered")),
+        200
+    );
+    // In: a partner user to alice, whose front end forks it to her endpoints.
+    let mut partner = w.partner_client(w.edge.external_addr);
+    let via = format!("edge.partner.test:{}", w.partner().port());
+    let inbound = mpop_message(
+        "sip:alice@corp.test",
+        &via,
+        "z9hG4bKpa-mpop",
+        "sip:bob@partner.test",
+    );
+    partner.send(&inbound);
+    let at_fe = w
+        .fe_uas
+        .wait_request(WAIT, |r| sip::method(r) == "MESSAGE")
+        .expect("the FE got the MESSAGE");
+    assert_eq!(untouched(&at_fe), untouched(&inbound), "inbound:\n{at_fe}");
+    assert_eq!(
+        sip::status(&partner.recv_final(WAIT, "MESSAGE").expect("answered")),
+        200
+    );
 }
 
 /// Issue 8.1, response injection: a second, legitimate partner (`other.test`, its own allowed
