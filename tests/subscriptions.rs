@@ -332,3 +332,75 @@ fn a_dead_front_end_ends_the_partners_subscription() {
     );
     assert!(!text.contains("source="), "{text}");
 }
+
+/// Private and shared-proportional memory of `pid` in KiB (PSS, `/proc/<pid>/smaps_rollup`).
+fn pss_kib(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Pss in:\n{text}"))
+}
+
+/// The 10,000-dialog soak: that many watchers subscribe through the edge (one front-end connection,
+/// pipelined), each gets its NOTIFY; the edge's memory before and after gives the cost of a tracked
+/// subscription. A measurement, not a CI test (no threshold): run it on the release build (a release
+/// test run starts `target/release/sipedge`), `cargo build --release -p sipedge && cargo test
+/// --release -p sipedge-tests --test subscriptions -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+fn ten_thousand_subscriptions_show_the_memory_per_dialog() {
+    const N: u32 = 10_000;
+    let w = Inside::start(None);
+    let mut fe = fe_client(&w.edge, &w.pki);
+    // Warm-up: the first subscription brings up the partner link and the worker's tables.
+    assert_eq!(w.subscribe(&mut fe, 0), 200);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = pss_kib(w.edge.pid());
+    let fe_host = format!("fe1.corp.test:{}", w.fe_uas.port());
+    let t0 = Instant::now();
+    for n in 1..=N {
+        fe.send(&subscribe(
+            "sip:bob@partner.test",
+            "sip:alice@corp.test",
+            &fe_host,
+            &format!("sip:{fe_host};transport=tls;lr"),
+            &format!("sip:alice@{fe_host};transport=tls"),
+            n,
+        ));
+        // Keep at most ~200 in flight: the front end's socket and the edge's queues stay small.
+        if n % 200 == 0 {
+            let want = n as usize;
+            while fe
+                .received
+                .iter()
+                .filter(|m| sip::cseq_method(m) == "SUBSCRIBE" && sip::status(m) == 200)
+                .count()
+                < want
+            {
+                fe.recv_final(WAIT, "SUBSCRIBE")
+                    .unwrap_or_else(|| panic!("stalled at {n}\n{}", w.edge.log_dump()));
+            }
+        }
+    }
+    let n_notify = w.fe_uas.wait_count(Duration::from_secs(60), N as usize + 1, |t| {
+        sip::method(t) == "NOTIFY"
+    });
+    assert_eq!(n_notify, N as usize + 1, "every watcher got its NOTIFY");
+    wait_metric(
+        &w.edge,
+        &format!(
+            "sipedge_subscriptions_active{{side=\"internal\",partner=\"partner.test\"}} {}",
+            N + 1
+        ),
+    );
+    // Transactions are gone at their final (non-INVITE, TLS): what is left is the subscriptions.
+    std::thread::sleep(Duration::from_millis(1000));
+    let after = pss_kib(w.edge.pid());
+    let per = (after.saturating_sub(before) as f64) * 1024.0 / f64::from(N);
+    eprintln!(
+        "{N} subscriptions in {:?}: PSS {before} KiB -> {after} KiB, {per:.0} bytes per tracked subscription",
+        t0.elapsed()
+    );
+}

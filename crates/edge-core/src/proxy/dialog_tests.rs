@@ -281,3 +281,25 @@ fn an_unanswered_notify_of_ours_is_forgotten_after_timer_f() {
     assert!(h.proxy.local_tokens.is_empty());
     assert!(h.proxy.timers.len() < before);
 }
+
+/// What a tracked subscription holds, counted by the table itself for 10,000 of them: its strings
+/// (deterministic: no allocator in the figure) plus its slot. The real binary's figure, allocator
+/// and tables included, is the 10,000-dialog soak in `tests/subscriptions.rs` (1,380 bytes per
+/// subscription, PSS).
+#[test]
+fn ten_thousand_subscriptions_hold_their_strings_and_nothing_else() {
+    let mut h = H::new();
+    for i in 0..10_000 {
+        subscribed(&mut h, &format!("soak-{i}"));
+    }
+    assert_eq!(h.proxy.subscriptions(), 10_000);
+    let strings = h.proxy.subscription_bytes() / 10_000;
+    let slot = std::mem::size_of::<super::dialogs::Subscription>();
+    eprintln!("per subscription: {strings} bytes of strings + a {slot}-byte slot");
+    // The strings are the dialog's own header values (Call-ID, tags, Event, Contact, route set,
+    // link names): a few hundred octets for these messages; more would mean a copy too many.
+    assert!(strings < 512, "{strings}");
+    // Transactions are not what is left: the SUBSCRIBEs are done (removed at the end of the turn).
+    h.advance(Duration::ZERO);
+    assert!(h.proxy.servers.is_empty() && h.proxy.clients.is_empty());
+}
