@@ -298,6 +298,40 @@ fn timer_c_cancels_a_callee_that_never_answers() {
     assert_eq!(status_of(&t[1].1), 408);
 }
 
+/// Design brief §4: a mobile endpoint may take 60 s to answer. With the real timers (Timer B 32 s,
+/// Timer C 181 s) on the virtual clock: 100 Trying at once, the 180 stops Timer B, a 183 at 50 s
+/// restarts Timer C, the 200 at 60 s reaches the caller; nothing is invented before it.
+#[test]
+fn a_mobile_answer_after_60_s_reaches_the_caller() {
+    let mut h = H::new();
+    assert_eq!(h.proxy.settings.timer_b, Duration::from_secs(32));
+    let eff = h.msg(
+        FE,
+        &request("INVITE", "sip:bob@partner.example", "z9hG4bKmob", ""),
+    );
+    let out = sends(&eff);
+    assert_eq!(status_of(&out[0].1), 100, "100 Trying at once");
+    let (_, fwd, token) = out[1].clone();
+    h.delivered(token.unwrap());
+    assert_eq!(
+        sends(&h.msg(ConnId(100), &answer(&fwd, 180, "Ringing", Some("m1")))).len(),
+        1
+    );
+    // Past Timer B: the 180 stopped it.
+    assert!(sends(&h.advance(Duration::from_secs(50))).is_empty());
+    assert_eq!(
+        sends(&h.msg(ConnId(100), &answer(&fwd, 183, "Session Progress", Some("m1")))).len(),
+        1
+    );
+    assert!(sends(&h.advance(Duration::from_secs(10))).is_empty());
+    let back = sends(&h.msg(ConnId(100), &answer(&fwd, 200, "OK", Some("m1"))));
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].0, Destination::Conn(FE));
+    assert_eq!(status_of(&back[0].1), 200);
+    // Timer C was refreshed by the 183 and is now stopped: nothing fires later either.
+    assert!(sends(&h.advance(Duration::from_secs(200))).is_empty());
+}
+
 #[test]
 fn cancel_after_ringing_goes_downstream_and_487_comes_back() {
     let mut h = H::new();
