@@ -634,6 +634,17 @@ impl Chain {
         }
     }
 
+    /// The partner Kamailio stops (SIGTERM to its process group, bounded; then SIGKILL).
+    fn stop_partner(&mut self) {
+        let pgid = self.partner.child.id();
+        signal_group(pgid, "TERM");
+        if wait_bounded(&mut self.partner.child, Duration::from_secs(3)).is_none() {
+            signal_group(pgid, "KILL");
+            let _ = self.partner.child.wait();
+        }
+        signal_group(pgid, "KILL");
+    }
+
     fn uas(&self, name: &str, calls: u64, timeout_s: u64) -> Sipp {
         let mut uas = Sipp::start(
             &self.tools,
@@ -786,6 +797,63 @@ fn subscribe_notify_dialog_crosses_the_chain_both_ways() {
     );
     chain.run("SUBSCRIBE/NOTIFY", &mut uac, &mut uas, N, TIMEOUT_S);
     chain.assert_quiet("SUBSCRIBE/NOTIFY");
+}
+
+/// Subscription liveness through real SIP stacks: the SIPp watcher subscribes through FE Kamailio,
+/// sipedge and the partner Kamailio; once sipedge tracks the subscription the partner Kamailio is
+/// stopped, and the watcher's next NOTIFY is the edge's terminating one (the scenario checks
+/// `terminated;reason=deactivated` and `ms-diagnostics: 1912`), routed back through FE Kamailio.
+#[test]
+fn a_stopped_partner_kamailio_ends_the_sipp_watchers_subscription() {
+    let _serial = serial();
+    let mut chain = Chain::start();
+    const TIMEOUT_S: u64 = 60;
+    let mut uas = chain.uas("liveness_uas", 1, TIMEOUT_S + 10);
+    let mut uac = chain.uac("liveness_uac", &["-m", "1"], TIMEOUT_S);
+    // Wait until the edge tracks the subscription (its 200 passed), then stop the partner.
+    let metrics = chain.edge.metrics_addr.expect("a metrics listener");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let body = support::http::get(metrics, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        let tracked = body
+            .lines()
+            .filter(|l| l.starts_with("sipedge_subscriptions_active{"))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum::<f64>();
+        if tracked >= 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the edge never tracked the subscription\n{}\n{}",
+            uac.report(),
+            chain.edge_complaints().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = uas.finish(Duration::from_secs(5));
+    let t0 = Instant::now();
+    chain.stop_partner();
+    let result = uac.finish(Duration::from_secs(TIMEOUT_S + 15));
+    let took = t0.elapsed();
+    assert!(
+        result.status.is_some_and(|s| s.success())
+            && result.successful == Some(1)
+            && result.failed == Some(0),
+        "the SIPp watcher did not get the terminating NOTIFY: {result:?}\n{}\n{}",
+        uac.report(),
+        chain.edge.logs().join("\n")
+    );
+    eprintln!("interop: SIPp watcher got NOTIFY terminated;reason=deactivated {took:?} after the partner Kamailio was stopped");
+    assert!(
+        chain
+            .edge
+            .wait_log("subscription_link_failed", Duration::from_secs(1))
+            .is_some(),
+        "the failed link is logged"
+    );
 }
 
 /// INVITE → 180 → 200 → ACK along the Record-Route set (both Kamailios and sipedge's double
