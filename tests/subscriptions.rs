@@ -279,50 +279,88 @@ fn a_hung_partner_is_found_by_the_keepalive() {
     assert!(took < interval + Duration::from_millis(2500), "{took:?}");
 }
 
-#[test]
-fn a_dead_front_end_ends_the_partners_subscription() {
-    // The watcher is outside (a partner user), the presentity inside (behind the front end).
-    let pki = Arc::new(TestPki::new());
-    let mut fe_uas = TlsUas::start_with(
-        &pki.fe,
-        &pki.internal_ca.cert,
-        presentity("sip:alice@fe1.corp.test;transport=tls".to_owned()),
-    );
-    // The partner's UAS: where requests for its watcher arrive (the edge dials it).
-    let partner_uas = TlsUas::start(&pki.partner, &pki.internal_ca.cert, |m| {
-        vec![reply(m, 200, "OK", None)]
-    });
-    let opts = EdgeOpts::new(fe_uas.port(), partner_uas.port());
-    let edge = Edge::start(&opts.render(&pki), &pki);
-    let mut partner = TlsPeer::connect(
-        edge.external_addr,
-        &pki.partner,
-        &pki.internal_ca.cert,
-        "edge.corp.test",
-    )
-    .unwrap();
-    let host = format!("edge.partner.test:{}", partner_uas.port());
-    partner.send(&subscribe(
-        "sip:alice@corp.test",
-        "sip:bob@partner.test",
-        &host,
-        &format!("sip:{host};transport=tls;lr"),
-        &format!("sip:bob@{host};transport=tls"),
-        7,
-    ));
-    let fin = partner
-        .recv_final(WAIT, "SUBSCRIBE")
-        .unwrap_or_else(|| panic!("no final\n{}", edge.log_dump()));
-    assert_eq!(sip::status(&fin), 200, "{fin}\n{}", edge.log_dump());
-    partner_uas
-        .wait_request(WAIT, |t| is_notify(t, "watch-7", "active"))
-        .unwrap_or_else(|| panic!("no NOTIFY at the partner\n{}", edge.log_dump()));
+/// A partner's watcher of a presentity behind the front end (the watcher outside, the notifier
+/// inside): the edge, the front end's presentity UAS, the partner's UAS (where requests for the
+/// watcher arrive: the edge dials it) and the partner's client on the external listener.
+struct Outside {
+    edge: Edge,
+    fe_uas: TlsUas,
+    fe_port: u16,
+    partner_uas: TlsUas,
+    partner: TlsPeer,
+    pki: Arc<TestPki>,
+}
 
+impl Outside {
+    fn start(keepalive_s: Option<u64>) -> Outside {
+        let pki = Arc::new(TestPki::new());
+        let fe_uas = Self::fe_at(&pki, 0);
+        let fe_port = fe_uas.port();
+        let partner_uas = TlsUas::start(&pki.partner, &pki.internal_ca.cert, |m| {
+            vec![reply(m, 200, "OK", None)]
+        });
+        let mut opts = EdgeOpts::new(fe_port, partner_uas.port());
+        opts.keepalive_interval_s = keepalive_s;
+        let edge = Edge::start(&opts.render(&pki), &pki);
+        let partner = TlsPeer::connect(
+            edge.external_addr,
+            &pki.partner,
+            &pki.internal_ca.cert,
+            "edge.corp.test",
+        )
+        .unwrap();
+        Outside {
+            edge,
+            fe_uas,
+            fe_port,
+            partner_uas,
+            partner,
+            pki,
+        }
+    }
+
+    fn fe_at(pki: &TestPki, port: u16) -> TlsUas {
+        let contact = "sip:alice@fe1.corp.test;transport=tls".to_owned();
+        TlsUas::start_at(port, &pki.fe, &pki.internal_ca.cert, presentity(contact))
+    }
+
+    /// bob@partner.test subscribes to alice@corp.test: the final response.
+    fn subscribe(&mut self, n: u32) -> String {
+        let host = format!("edge.partner.test:{}", self.partner_uas.port());
+        self.partner.send(&subscribe(
+            "sip:alice@corp.test",
+            "sip:bob@partner.test",
+            &host,
+            &format!("sip:{host};transport=tls;lr"),
+            &format!("sip:bob@{host};transport=tls"),
+            n,
+        ));
+        self.partner
+            .recv_final(WAIT, "SUBSCRIBE")
+            .unwrap_or_else(|| panic!("no final to SUBSCRIBE {n}\n{}", self.edge.log_dump()))
+    }
+
+    fn notify_at_partner(&self, call_id: &str, state: &str, wait: Duration) -> String {
+        self.partner_uas
+            .wait_request(wait, |t| is_notify(t, call_id, state))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no NOTIFY {state} for {call_id} at the partner; it got {:?}\n{}",
+                    self.partner_uas.requests(),
+                    self.edge.log_dump()
+                )
+            })
+    }
+}
+
+#[test]
+fn a_dead_front_end_ends_the_partners_subscription_and_it_recovers() {
+    let mut w = Outside::start(None);
+    assert_eq!(sip::status(&w.subscribe(7)), 200);
+    w.notify_at_partner("watch-7", "active", WAIT);
     // The front end dies.
-    fe_uas.stop();
-    let text = partner_uas
-        .wait_request(WAIT, |t| is_notify(t, "watch-7", "terminated;reason=deactivated"))
-        .unwrap_or_else(|| panic!("no terminating NOTIFY at the partner\n{}", edge.log_dump()));
+    w.fe_uas.stop();
+    let text = w.notify_at_partner("watch-7", "terminated;reason=deactivated", WAIT);
     // Towards a partner: the public diagnostic, without the edge's own name.
     check_terminating(
         &text,
@@ -331,6 +369,37 @@ fn a_dead_front_end_ends_the_partners_subscription() {
         "peer_closed",
     );
     assert!(!text.contains("source="), "{text}");
+    // The partner's watcher re-subscribes: refused while the front end is down, answered (and
+    // notified) once it is back.
+    let refused = w.subscribe(8);
+    assert_eq!(sip::status(&refused), 504, "{refused}");
+    w.fe_uas = Outside::fe_at(&w.pki, w.fe_port);
+    assert_eq!(sip::status(&w.subscribe(9)), 200);
+    w.notify_at_partner("watch-9", "active", WAIT);
+}
+
+#[test]
+fn a_hung_front_end_is_found_by_the_keepalive() {
+    let interval = Duration::from_secs(2);
+    let mut w = Outside::start(Some(interval.as_secs()));
+    assert_eq!(sip::status(&w.subscribe(7)), 200);
+    w.notify_at_partner("watch-7", "active", WAIT);
+    let t0 = Instant::now();
+    w.fe_uas.freeze();
+    let text = w.notify_at_partner(
+        "watch-7",
+        "terminated;reason=deactivated",
+        interval + Duration::from_secs(4),
+    );
+    let took = t0.elapsed();
+    check_terminating(
+        &text,
+        HeaderName::MsDiagnosticsPublic,
+        "fe1.corp.test",
+        "keepalive_failed",
+    );
+    eprintln!("terminating NOTIFY to the partner {took:?} after the front end hung");
+    assert!(took < interval + Duration::from_millis(2500), "{took:?}");
 }
 
 /// Private and shared-proportional memory of `pid` in KiB (PSS, `/proc/<pid>/smaps_rollup`).
