@@ -158,7 +158,7 @@ pub fn client_config_der(
     for c in roots {
         store.add(c).map_err(|e| DerError::Root(e.to_string()))?;
     }
-    let cfg = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let cfg = ClientConfig::builder_with_provider(edge_core::shell::crypto_provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| DerError::Setup(format!("TLS setup: {e}")))?
         .with_root_certificates(store)

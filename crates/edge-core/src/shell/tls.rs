@@ -1,4 +1,4 @@
-//! TLS for both sides (rustls 0.23 on ring, TLS 1.2 and 1.3 only): the server config of each listener
+//! TLS for both sides (rustls 0.23 on ring, or aws-lc-rs with the `aws-lc-rs` feature; TLS 1.2 and 1.3 only): the server config of each listener
 //! (mutual TLS: the internal side trusts only the internal CA, the external side exactly the roots it is
 //! given — sipedge passes the operating system's trust store plus `external.ca_file`), the client config for links the edge opens, our certificate behind
 //! [`OurCertificate`] (one resolver for serving and for client authentication, swappable by a reload
@@ -66,10 +66,23 @@ pub enum TlsSetupError {
 static VERSIONS: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 /// The crypto provider, chosen explicitly so a second provider compiled in elsewhere never makes
-/// rustls guess.
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// rustls guess: `ring` by default, `aws-lc-rs` with the crate feature of that name (the binary's
+/// `sipedge/aws-lc-rs`). The choice between them is a measurement (README, Performance: handshakes
+/// and bulk records side by side, `benches/connections.sh`).
+pub fn provider() -> Arc<CryptoProvider> {
+    #[cfg(feature = "aws-lc-rs")]
+    let p = rustls::crypto::aws_lc_rs::default_provider();
+    #[cfg(not(feature = "aws-lc-rs"))]
+    let p = rustls::crypto::ring::default_provider();
+    Arc::new(p)
 }
+
+/// The name of [`provider`] as built (`ring` or `aws-lc-rs`), for the start-up log.
+pub const PROVIDER_NAME: &str = if cfg!(feature = "aws-lc-rs") {
+    "aws-lc-rs"
+} else {
+    "ring"
+};
 
 /// Our certificate and key for one side. Serves as the server-certificate resolver of the listener
 /// and as the client-certificate resolver of outbound links; [`OurCertificate::replace`] swaps it for
