@@ -35,6 +35,8 @@ pub struct EdgeOpts {
     pub extra_toml: String,
     /// `[dns] servers`; empty: a dead loopback port (names come from the static entries only).
     pub dns_servers: Vec<String>,
+    /// `None`: the default (10000).
+    pub max_connections: Option<u64>,
 }
 
 impl EdgeOpts {
@@ -56,6 +58,7 @@ impl EdgeOpts {
             dns_servers: Vec::new(),
             message_timeout_ms: None,
             extra_toml: String::new(),
+            max_connections: None,
         }
     }
 
@@ -165,6 +168,9 @@ proxy_fqdn = "edge.partner.test:{partner_port}"
         }
         if let Some(t) = self.message_timeout_ms {
             writeln!(s, "message_timeout_ms = {t}").unwrap();
+        }
+        if let Some(n) = self.max_connections {
+            writeln!(s, "max_connections = {n}").unwrap();
         }
         s.push('\n');
         s.push_str(&self.extra_toml);
