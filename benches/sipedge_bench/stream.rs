@@ -123,6 +123,24 @@ impl Stream {
         ok
     }
 
+    /// TLS: queues a close_notify alert (sent by the next [`Stream::flush`]); plain TCP: nothing.
+    pub fn close_notify(&mut self) {
+        if let Some(tls) = &mut self.tls {
+            tls.send_close_notify();
+        }
+    }
+
+    /// Whether the finished handshake resumed a session (`None`: plain TCP, still handshaking, or a
+    /// server-side stream).
+    pub fn resumed(&self) -> Option<bool> {
+        match &self.tls {
+            Some(rustls::Connection::Client(c)) => {
+                c.handshake_kind().map(|k| k == rustls::HandshakeKind::Resumed)
+            }
+            _ => None,
+        }
+    }
+
     /// Queues application bytes (sent by the next [`Stream::flush`]).
     pub fn queue(&mut self, bytes: &[u8]) -> io::Result<()> {
         match &mut self.tls {
@@ -183,6 +201,28 @@ impl Stream {
         Ok(())
     }
 }
+
+/// A non-blocking connect to `target` from `source` (port chosen by the kernel; `None`: the
+/// kernel chooses the address too). Binding first spreads many connections over several loopback
+/// addresses (127.0.0.x), each with its own ephemeral ports and per-IP limits.
+pub fn connect_from(source: Option<std::net::IpAddr>, target: std::net::SocketAddr) -> io::Result<TcpStream> {
+    let Some(ip) = source else {
+        return TcpStream::connect(target);
+    };
+    let domain = socket2::Domain::for_address(target);
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&std::net::SocketAddr::new(ip, 0).into())?;
+    match sock.connect(&target.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(EINPROGRESS) || e.kind() == ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(sock.into()))
+}
+
+/// Linux's EINPROGRESS (a non-blocking connect under way).
+const EINPROGRESS: i32 = 115;
 
 /// A scratch buffer for [`Stream::read`].
 pub fn scratch() -> Vec<u8> {
