@@ -71,6 +71,10 @@ pub struct IdleStep {
     pub pss_per_conn_kib: Option<f64>,
     /// Seconds the step took to open and answer its connections.
     pub open_s: f64,
+    /// 0 for a step; for the last row, the seconds the connections were then left idle (`--linger`)
+    /// before the memory was read again: transaction state kept after the answers is gone by then.
+    #[serde(default)]
+    pub idle_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,6 +146,8 @@ pub struct IdleOpts {
     pub concurrency: usize,
     /// After a step's last answer, before its memory is read.
     pub settle: Duration,
+    /// After the last step, idle this long and read the memory once more (zero: not).
+    pub linger: Duration,
 }
 
 pub fn idle(target: Target, who: &Subject, o: &IdleOpts) -> Result<IdleReport> {
@@ -179,10 +185,28 @@ pub fn idle(target: Target, who: &Subject, o: &IdleOpts) -> Result<IdleReport> {
             rss_per_conn_kib: per_conn(base.rss_kib, m.rss_kib, held),
             pss_per_conn_kib: per_conn(base.pss_kib, m.pss_kib, held),
             open_s,
+            idle_s: 0.0,
         });
         if held < n / 2 {
             eprintln!("idle {}: fewer than half held; stopping the steps", who.label);
             break;
+        }
+    }
+    if !o.linger.is_zero() {
+        if let Some(last) = steps.last().cloned() {
+            pool.settle(o.linger)?;
+            let m = procstat::mem_all(&who.pids).unwrap_or_default();
+            let held = pool.held() as u64;
+            steps.push(IdleStep {
+                held,
+                rss_kib: m.rss_kib,
+                pss_kib: m.pss_kib,
+                rss_per_conn_kib: per_conn(base.rss_kib, m.rss_kib, held),
+                pss_per_conn_kib: per_conn(base.pss_kib, m.pss_kib, held),
+                open_s: 0.0,
+                idle_s: o.linger.as_secs_f64(),
+                ..last
+            });
         }
     }
     let report = IdleReport {

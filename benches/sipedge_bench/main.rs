@@ -136,6 +136,10 @@ struct IdleArgs {
     /// After a step's last answer, before its memory is read.
     #[arg(long, default_value_t = 1000)]
     settle_ms: u64,
+    /// After the last step: seconds idle before one more reading (0: none). Past the proxy's
+    /// transaction timers, what remains is the connections' own state.
+    #[arg(long, default_value_t = 0.0)]
+    linger: f64,
 }
 
 #[derive(Debug, Args)]
@@ -384,6 +388,7 @@ fn idle(a: &IdleArgs) -> Result<()> {
         max,
         concurrency: a.concurrency.max(1),
         settle: Duration::from_millis(a.settle_ms),
+        linger: secs(a.linger, "--linger")?,
     };
     let r = conns::idle(a.conn.target(false)?, &a.conn.subject(), &opts)?;
     a.conn.print(&r)

@@ -6,8 +6,10 @@
 //! - `Request`: sends one OPTIONS (`sip::options`) and waits for the first whole SIP message back —
 //!   a final response from a proxy, the request itself from an echo server — then is *held* open,
 //!   answering keepalive pings, until the pool is dropped;
-//! - `Close`: queues a close_notify right behind its Finished and reads until the server closes
-//!   (so TLS 1.3 session tickets sent after the handshake are received and stored), then is dropped.
+//! - `Close`: waits for the server's first record after the handshake (a TLS 1.3 server sends its
+//!   session tickets once it has the client's Finished; [`TICKET_GRACE`] at most), so the tickets
+//!   are stored for the next resumption, then sends close_notify and reads until the server
+//!   closes, then is dropped.
 //!
 //! Every connection has a deadline (from its connect to its answer, or to the server's close);
 //! what failed is counted by kind (`connect: …`, `handshake: …`, `closed before the answer`,
@@ -50,10 +52,15 @@ pub enum After {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Handshaking,
+    /// `Close`: handshake done, waiting for the server's tickets (octets read at the handshake's end).
+    Tickets(u64),
     Waiting,
     Held,
     Closing,
 }
+
+/// How long a `Close` connection waits for the server's post-handshake records (tickets).
+pub const TICKET_GRACE: Duration = Duration::from_millis(100);
 
 struct Client {
     stream: Stream,
@@ -270,9 +277,15 @@ impl Pool {
                     c.phase = Phase::Waiting;
                 }
                 After::Close => {
-                    c.stream.close_notify();
-                    c.phase = Phase::Closing;
+                    c.phase = Phase::Tickets(c.stream.bytes_in());
+                    c.deadline = now + TICKET_GRACE;
                 }
+            }
+        } else if let Phase::Tickets(at) = c.phase {
+            if c.stream.bytes_in() > at {
+                c.stream.close_notify();
+                c.phase = Phase::Closing;
+                c.deadline = now + self.target.timeout;
             }
         }
         let mut first = None;
@@ -299,7 +312,7 @@ impl Pool {
         }
         if !open {
             let kind = match c.phase {
-                Phase::Closing => {
+                Phase::Closing | Phase::Tickets(_) => {
                     self.tally.closed_by_server += 1;
                     return self.remove(slot);
                 }
@@ -327,9 +340,23 @@ impl Pool {
             match c.phase {
                 // Established and asked to close; the server did not within the deadline.
                 Phase::Closing => self.remove(slot),
+                // No tickets came: close now.
+                Phase::Tickets(_) => self.close_now(slot, now),
                 Phase::Handshaking => self.fail(slot, "timeout: handshake".to_owned()),
                 _ => self.fail(slot, "timeout: answer".to_owned()),
             }
+        }
+    }
+
+    fn close_now(&mut self, slot: usize, now: Instant) {
+        let Some(Some(c)) = self.conns.get_mut(slot) else {
+            return;
+        };
+        c.stream.close_notify();
+        c.phase = Phase::Closing;
+        c.deadline = now + self.target.timeout;
+        if let Err(e) = c.stream.flush(self.poll.registry(), Token(slot)) {
+            self.fail(slot, format!("write: {e}"));
         }
     }
 
@@ -420,6 +447,27 @@ mod tests {
         assert_eq!(pool.tally.failed(), 0);
         pool.close_all();
         assert_eq!(pool.held(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn closing_connections_store_tickets_and_resume() {
+        let (dir, target) = world();
+        let mut pool = Pool::new(target, After::Close).unwrap();
+        for round in 0..2 {
+            for _ in 0..4 {
+                pool.open(Instant::now());
+            }
+            let end = Instant::now() + Duration::from_secs(10);
+            while pool.in_flight() > 0 && Instant::now() < end {
+                pool.turn(Duration::from_millis(10)).unwrap();
+            }
+            assert_eq!(pool.tally.established, 4 * (round + 1), "{:?}", pool.tally);
+        }
+        assert_eq!(pool.tally.failed(), 0, "{:?}", pool.tally.failures);
+        // The sink (rustls, default stateful session cache) sends tickets: the second round resumes.
+        assert_eq!(pool.tally.resumed, 4, "{:?}", pool.tally);
+        assert_eq!(pool.tally.closed_by_server, 8, "{:?}", pool.tally);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

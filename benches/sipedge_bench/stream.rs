@@ -27,6 +27,8 @@ pub struct Stream {
     framer: Framer,
     /// The interest last registered (re-registered only when it changes).
     writable: bool,
+    /// Octets read from the socket so far (TLS records included).
+    bytes_in: u64,
 }
 
 impl Stream {
@@ -38,6 +40,7 @@ impl Stream {
             input: Vec::new(),
             framer: Framer::new(Limits::default()),
             writable: false,
+            bytes_in: 0,
         }
     }
 
@@ -57,7 +60,10 @@ impl Stream {
             None => loop {
                 match self.sock.read(scratch) {
                     Ok(0) => return Ok(false),
-                    Ok(n) => self.input.extend_from_slice(scratch.get(..n).unwrap_or_default()),
+                    Ok(n) => {
+                        self.bytes_in += n as u64;
+                        self.input.extend_from_slice(scratch.get(..n).unwrap_or_default());
+                    }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(true),
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
@@ -66,7 +72,8 @@ impl Stream {
             Some(tls) => loop {
                 match tls.read_tls(&mut self.sock) {
                     Ok(0) => return Ok(false),
-                    Ok(_) => {
+                    Ok(n) => {
+                        self.bytes_in += n as u64;
                         let state = tls
                             .process_new_packets()
                             .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
@@ -121,6 +128,11 @@ impl Stream {
             }
         }
         ok
+    }
+
+    /// Octets read from the socket so far (TLS records included).
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in
     }
 
     /// TLS: queues a close_notify alert (sent by the next [`Stream::flush`]); plain TCP: nothing.
