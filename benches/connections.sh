@@ -19,7 +19,8 @@
 #   HS_DURATION=5 HS_WARMUP=1 HS_CONC=16 IDLE_MAX=0 (0: from the open-file limits) BURST_COUNT=10000
 #   BURST_CONC=500 BULK_DURATION=5 SOURCES=8 (loopback source addresses 127.0.0.1..N)
 #   IDLE_LINGER=35 (after the top idle step, seconds idle before the last reading: past Timer F)
-#   KAM_CHILDREN=1 (Kamailio's TCP children; see below why not nproc) KAM_SHM_MB=1024
+#   KAM_CHILDREN=1 (Kamailio's TCP children; see below why not nproc) KAM_SHM_MB=4096 (its shared
+#   memory: idle TLS connections take ~72 KiB of it each, 1024 MB ran out at ~12,000)
 #   NO_BUILD=1 (reuse target/release/sipedge-ring, sipedge-aws-lc-rs and sipedge-bench)
 #   KEEP=1 (keep the work directory: reports, configs, logs)
 # Certificates come from `sipedge-bench pki`; Kamailio from the Debian packages kamailio and
@@ -162,7 +163,7 @@ up() {
             -e "s#@TLS_SINK@#sip:$SINK;transport=tls#" -e "s#@TCP_SINK@#sip:127.0.0.1:9;transport=tcp#" \
             "$ROOT/benches/kamailio/kamailio.cfg.in" >"$WORK/kamailio-$key.cfg"
         mkdir -p "$WORK/kamailio-run"
-        start "kamailio-$key" "$KAM" -DD -E -x tlsf -X tlsf -m "${KAM_SHM_MB:-1024}" -M 16 \
+        start "kamailio-$key" "$KAM" -DD -E -x tlsf -X tlsf -m "${KAM_SHM_MB:-4096}" -M 16 \
             -f "$WORK/kamailio-$key.cfg" -w "$WORK/kamailio-run" -Y "$WORK/kamailio-run"
         T_PID=$LAST_PID T_NAME=kamailio.corp.test T_ADDR=127.0.0.1:$ktls
         if ! wait_port "$ktls"; then

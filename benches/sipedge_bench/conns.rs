@@ -340,8 +340,12 @@ pub struct BurstReport {
     pub answers: BTreeMap<String, u64>,
     pub latency_us: ConnLatency,
     pub target_cpu_s: Option<f64>,
-    /// The highest RSS sampled (every 100 ms) during the burst, summed over the target's processes.
+    /// The highest RSS sampled (every 100 ms) during the burst, summed over the target's processes
+    /// (a page shared by several of them counted in each).
     pub peak_rss_kib: Option<u64>,
+    /// The highest PSS sampled with it (shared pages divided among the processes).
+    #[serde(default)]
+    pub peak_pss_kib: Option<u64>,
     /// The kernel's own peak (VmHWM) at the end, summed (a fresh target: the burst's peak).
     pub hwm_kib: Option<u64>,
     pub rss_before_kib: Option<u64>,
@@ -360,6 +364,7 @@ pub fn burst(target: Target, who: &Subject, o: &BurstOpts) -> Result<BurstReport
     let mut pool = Pool::new(target, After::Request)?;
     let before = procstat::mem_all(&who.pids);
     let mut peak = before.map(|m| m.rss_kib);
+    let mut peak_pss = before.map(|m| m.pss_kib);
     let cpu0 = procstat::read_all(&who.pids);
     let start = Instant::now();
     let mut next_sample = start;
@@ -372,6 +377,7 @@ pub fn burst(target: Target, who: &Subject, o: &BurstOpts) -> Result<BurstReport
             next_sample = now + MEM_SAMPLE;
             if let Some(m) = procstat::mem_all(&who.pids) {
                 peak = Some(peak.map_or(m.rss_kib, |p| p.max(m.rss_kib)));
+                peak_pss = Some(peak_pss.map_or(m.pss_kib, |p| p.max(m.pss_kib)));
             }
         }
         if pool.tally.opened >= o.count && pool.in_flight() == 0 {
@@ -385,6 +391,7 @@ pub fn burst(target: Target, who: &Subject, o: &BurstOpts) -> Result<BurstReport
         .map(|t| t as f64 / hz);
     if let Some(m) = procstat::mem_all(&who.pids) {
         peak = Some(peak.map_or(m.rss_kib, |p| p.max(m.rss_kib)));
+        peak_pss = Some(peak_pss.map_or(m.pss_kib, |p| p.max(m.pss_kib)));
     }
     let report = BurstReport {
         scenario: "burst".into(),
@@ -399,6 +406,7 @@ pub fn burst(target: Target, who: &Subject, o: &BurstOpts) -> Result<BurstReport
         latency_us: ConnLatency::of(&pool),
         target_cpu_s: cpu_s,
         peak_rss_kib: peak,
+        peak_pss_kib: peak_pss,
         hwm_kib: procstat::hwm_all(&who.pids),
         rss_before_kib: before.map(|m| m.rss_kib),
     };

@@ -104,29 +104,39 @@ pub fn table(rows: &[AnyReport]) -> String {
                 );
             }
             AnyReport::Idle(i) => {
-                let Some(top) = i.steps.last() else {
+                let f = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
+                // The top step, then the reading after the linger when there is one.
+                let top = i.steps.iter().rposition(|st| st.idle_s == 0.0);
+                let Some(k) = top else {
                     let _ = writeln!(s, "{:<18} {:<20} {:<5} no step ran", "idle", i.label, i.key);
                     continue;
                 };
-                let f = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
-                let _ = writeln!(
-                    s,
-                    "{:<18} {:<20} {:<5} {:<58} {:<34}",
-                    format!("idle {}", top.n),
-                    i.label,
-                    i.key,
-                    format!(
-                        "{} held: PSS {} KiB/conn, RSS {} KiB/conn, {}",
-                        top.held,
-                        f(top.pss_per_conn_kib),
-                        f(top.rss_per_conn_kib),
-                        failures(&i.failures)
-                    ),
-                    format!("PSS {:.1} → {:.1} MiB", mib(i.base.pss_kib), mib(top.pss_kib))
-                );
+                for st in i.steps.iter().skip(k) {
+                    let when = if st.idle_s > 0.0 {
+                        format!("idle {} +{:.0}s", st.n, st.idle_s)
+                    } else {
+                        format!("idle {}", st.n)
+                    };
+                    let _ = writeln!(
+                        s,
+                        "{:<18} {:<20} {:<5} {:<58} {:<34}",
+                        when,
+                        i.label,
+                        i.key,
+                        format!(
+                            "{} held: PSS {} KiB/conn, RSS {} KiB/conn, {}",
+                            st.held,
+                            f(st.pss_per_conn_kib),
+                            f(st.rss_per_conn_kib),
+                            failures(&i.failures)
+                        ),
+                        format!("PSS {:.1} → {:.1} MiB", mib(i.base.pss_kib), mib(st.pss_kib))
+                    );
+                }
                 let per_step: Vec<String> = i
                     .steps
                     .iter()
+                    .filter(|st| st.idle_s == 0.0)
                     .map(|st| format!("{}:{}", st.held, f(st.pss_per_conn_kib)))
                     .collect();
                 let _ = writeln!(s, "{:<18}   PSS KiB/conn by step: {}", "", per_step.join(" "));
@@ -141,6 +151,9 @@ pub fn table(rows: &[AnyReport]) -> String {
                 let before = b
                     .rss_before_kib
                     .map_or_else(String::new, |p| format!(" (from {:.1})", mib(p)));
+                let pss = b
+                    .peak_pss_kib
+                    .map_or_else(String::new, |p| format!(", PSS {:.1}", mib(p)));
                 let _ = writeln!(
                     s,
                     "{:<18} {:<20} {:<5} {:<58} {:<34}",
@@ -155,7 +168,7 @@ pub fn table(rows: &[AnyReport]) -> String {
                         b.latency_us.p99 as f64 / 1000.0,
                         failures(&b.failures)
                     ),
-                    format!("CPU {cpu}, peak RSS {peak}{before}")
+                    format!("CPU {cpu}, peak RSS {peak}{before}{pss}")
                 );
             }
             AnyReport::Run(r) => {
@@ -252,16 +265,34 @@ mod tests {
             t.contains("10 held: PSS 9.0 KiB/conn, RSS 10.0 KiB/conn, 0 failed"),
             "{t}"
         );
+        let lingered = i.replace(
+            r#""open_s":0.1}]"#,
+            r#""open_s":0.1},{"n":10,"held":10,"rss_kib":91,"pss_kib":81,"rss_per_conn_kib":9.0,"pss_per_conn_kib":8.0,"open_s":0.0,"idle_s":35.0}]"#,
+        );
+        let t = table(&[serde_json::from_str::<AnyReport>(&lingered).unwrap()]);
+        let rows: Vec<&str> = t.lines().collect();
+        assert_eq!(rows.len(), 4, "header, top step, after the linger, steps: {t}");
+        assert!(
+            rows[2].starts_with("idle 10 +35s") && rows[2].contains("PSS 8.0 KiB/conn"),
+            "{t}"
+        );
+        assert!(
+            rows[3].trim_end().ends_with("by step: 10:9.0"),
+            "the linger is no step: {t}"
+        );
         let b = r#"{"scenario":"burst","label":"kamailio","key":"ecdsa","count":10,"concurrency":5,"established":9,
             "all_established_s":1.5,"failures":{"timeout: handshake":1},"answers":{"200":9},
             "latency_us":{"p50":1000,"p99":2000,"max":3000},"target_cpu_s":0.3,"peak_rss_kib":2048,
-            "hwm_kib":2048,"rss_before_kib":1024}"#;
+            "peak_pss_kib":1536,"hwm_kib":2048,"rss_before_kib":1024}"#;
         let burst = serde_json::from_str::<AnyReport>(b).unwrap();
         let t = table(&[burst]);
         assert!(
             t.contains("9 in 1.50 s, p50 1.0 ms p99 2.0 ms, 1 failed [timeout: handshake: 1]"),
             "{t}"
         );
-        assert!(t.contains("CPU 0.30 s, peak RSS 2.0 MiB (from 1.0)"), "{t}");
+        assert!(
+            t.contains("CPU 0.30 s, peak RSS 2.0 MiB (from 1.0), PSS 1.5"),
+            "{t}"
+        );
     }
 }
