@@ -2,8 +2,8 @@
 # benches/connections.sh — the connection scenarios of issue 11, one command, one run, one table:
 #   handshakes  full TLS handshakes and resumptions per second and per target CPU-second (mutual
 #               TLS as the front end fe1.corp.test; ECDSA P-256 and RSA-2048 server keys) against
-#               sipedge on ring and on aws-lc-rs (two release builds of the binary, feature
-#               sipedge/aws-lc-rs), Kamailio 5.6 (tls module, OpenSSL) and the reference server
+#               sipedge on aws-lc-rs and on ring (two release builds of the binary: the default,
+#               and --no-default-features), Kamailio 5.6 (tls module, OpenSSL) and the reference server
 #               (`sipedge-bench tls-server`, rustls's tlsserver-mio example) on each provider;
 #   idle        TLS connections held idle after one answered OPTIONS, in steps up to what the
 #               open-file limits allow: the target's PSS and RSS per connection;
@@ -15,7 +15,7 @@
 #
 # Knobs (environment): SCENARIOS="handshakes idle burst bulk" KEYS="ecdsa rsa"
 #   HS_TARGETS="sipedge-ring sipedge-aws-lc-rs kamailio rustls-ref-ring rustls-ref-aws-lc-rs"
-#   IDLE_TARGETS="sipedge-ring kamailio rustls-ref-ring" BURST_TARGETS=(as IDLE_TARGETS)
+#   IDLE_TARGETS="sipedge-aws-lc-rs kamailio rustls-ref-aws-lc-rs" BURST_TARGETS=(as IDLE_TARGETS)
 #   HS_DURATION=5 HS_WARMUP=1 HS_CONC=16 IDLE_MAX=0 (0: from the open-file limits) BURST_COUNT=10000
 #   BURST_CONC=500 BULK_DURATION=5 SOURCES=8 (loopback source addresses 127.0.0.1..N)
 #   IDLE_LINGER=35 (after the top idle step, seconds idle before the last reading: past Timer F)
@@ -33,7 +33,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SCENARIOS=${SCENARIOS:-"handshakes idle burst bulk"}
 KEYS=${KEYS:-"ecdsa rsa"}
 HS_TARGETS=${HS_TARGETS:-"sipedge-ring sipedge-aws-lc-rs kamailio rustls-ref-ring rustls-ref-aws-lc-rs"}
-IDLE_TARGETS=${IDLE_TARGETS:-"sipedge-ring kamailio rustls-ref-ring"}
+IDLE_TARGETS=${IDLE_TARGETS:-"sipedge-aws-lc-rs kamailio rustls-ref-aws-lc-rs"}
 BURST_TARGETS=${BURST_TARGETS:-$IDLE_TARGETS}
 HS_DURATION=${HS_DURATION:-5}
 HS_WARMUP=${HS_WARMUP:-1}
@@ -53,11 +53,12 @@ IDLE_LINGER=${IDLE_LINGER:-35}
 REL=$ROOT/target/release
 
 if [[ -z ${NO_BUILD:-} ]]; then
-    # One invocation per provider with the same package set, so both share one rustls build.
-    (cd "$ROOT" && cargo build --release -p sipedge -p sipedge-benches --bin sipedge --bin sipedge-bench --features sipedge/aws-lc-rs)
-    cp "$REL/sipedge" "$REL/sipedge-aws-lc-rs"
-    (cd "$ROOT" && cargo build --release -p sipedge -p sipedge-benches --bin sipedge --bin sipedge-bench)
+    # One invocation per provider with the same package set, so both share one rustls build; the
+    # default build (aws-lc-rs) last, so target/release/sipedge is what compare.sh runs.
+    (cd "$ROOT" && cargo build --release -p sipedge -p sipedge-benches --bin sipedge --bin sipedge-bench --no-default-features)
     cp "$REL/sipedge" "$REL/sipedge-ring"
+    (cd "$ROOT" && cargo build --release -p sipedge -p sipedge-benches --bin sipedge --bin sipedge-bench)
+    cp "$REL/sipedge" "$REL/sipedge-aws-lc-rs"
 fi
 BENCH=$REL/sipedge-bench
 for b in "$BENCH" "$REL/sipedge-ring" "$REL/sipedge-aws-lc-rs"; do
