@@ -1,4 +1,5 @@
-//! TLS for both sides (rustls 0.23 on ring, or aws-lc-rs with the `aws-lc-rs` feature; TLS 1.2 and 1.3 only): the server config of each listener
+//! TLS for both sides (rustls 0.23 on aws-lc-rs with the `aws-lc-rs` feature, the binary's default,
+//! else ring; TLS 1.2 and 1.3 only): the server config of each listener
 //! (mutual TLS: the internal side trusts only the internal CA, the external side exactly the roots it is
 //! given — sipedge passes the operating system's trust store plus `external.ca_file`), the client config for links the edge opens, our certificate behind
 //! [`OurCertificate`] (one resolver for serving and for client authentication, swappable by a reload
