@@ -2,7 +2,7 @@
 //! edge raises it to the hard limit (read back from `/proc/PID/limits`) and says so in an
 //! `fd_limit` info record; when `limits.max_connections` plus its own descriptors do not fit under
 //! the limit it warns (`fd_limit`, level warn, with the numbers) and still starts; when they fit it
-//! does not warn.
+//! does not warn; a reload that raises `max_connections` past the limit is warned about the same way.
 
 // Test code: a panic is how a test fails.
 #![allow(
@@ -104,6 +104,30 @@ fn max_connections_above_the_hard_limit_is_warned_about_and_the_edge_still_start
     assert!(w[0].contains("EMFILE"), "{}", w[0]);
     // Still serving: the listeners are up (Edge::start waited for their lines) and it is alive.
     assert_eq!(limits_of(edge.pid()).0, Some(hard));
+}
+
+#[test]
+fn a_reload_that_raises_max_connections_past_the_limit_is_warned_about() {
+    let (_, hard) = limits_of(std::process::id());
+    let Some(hard) = hard.filter(|&h| h < 1_000_000) else {
+        eprintln!("skipped: the hard open-file limit is {hard:?}, not below 1,000,000");
+        return;
+    };
+    let pki = TestPki::new();
+    let mut opts = EdgeOpts::new(9, 9);
+    opts.max_connections = Some(16);
+    let edge = Edge::start_with_soft_nofile(&opts.render(&pki), &pki, low_soft(Some(hard)));
+    assert_eq!(warnings(&edge), Vec::<String>::new(), "{}", edge.log_dump());
+    opts.max_connections = Some(hard);
+    std::fs::write(&edge.config_path, opts.render(&pki)).unwrap();
+    edge.reload_applied(std::time::Duration::from_secs(10));
+    let w = warnings(&edge);
+    assert_eq!(w.len(), 1, "{}", edge.log_dump());
+    assert!(
+        w[0].contains(&format!("limits.max_connections = {hard} does not fit")),
+        "{}",
+        w[0]
+    );
 }
 
 #[test]

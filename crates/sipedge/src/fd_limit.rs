@@ -82,6 +82,16 @@ pub fn raise() -> Result<FdLimit, String> {
     })
 }
 
+/// The limit now, without changing it (a reload checks a new `max_connections` against it).
+pub fn current() -> Option<FdLimit> {
+    let now = getrlimit(Resource::Nofile);
+    Some(FdLimit {
+        before: now.current,
+        soft: now.current,
+        hard: now.maximum,
+    })
+}
+
 /// `unlimited` or the number.
 pub fn show(limit: Option<u64>) -> String {
     limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string())
