@@ -172,7 +172,7 @@ for target in $TARGETS; do
             -e "s#@CA@#$P/all-ca.pem#" "$ROOT/benches/kamailio/kamailio-tls.cfg.in" >"$WORK/kamailio-tls.cfg"
         tls_sink="sip:${SINK[tls]:-127.0.0.1:9};transport=tls"
         tcp_sink="sip:${SINK[tcp]:-127.0.0.1:9};transport=tcp"
-        sed -e "s#@CHILDREN@#$CHILDREN#" -e "s#@TLS_PORT@#$ktls#" -e "s#@TCP_PORT@#$ktcp#" \
+        sed -e "s#@CHILDREN@#$CHILDREN#" -e "s#@MAX_CONN@#4096#" -e "s#@TLS_PORT@#$ktls#" -e "s#@TCP_PORT@#$ktcp#" \
             -e "s#@TLS_CFG@#$WORK/kamailio-tls.cfg#" -e "s#@TLS_SINK@#$tls_sink#" -e "s#@TCP_SINK@#$tcp_sink#" \
             "$ROOT/benches/kamailio/kamailio.cfg.in" >"$WORK/kamailio.cfg"
         mkdir -p "$WORK/kamailio-run"

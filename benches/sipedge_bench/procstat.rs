@@ -2,7 +2,8 @@
 //! process are included, children are not) and the tick rate (`getconf CLK_TCK`, checked against
 //! the Linux default of 100). The generator samples the process under test and itself at the start
 //! and the end of the measured window (`gen.rs`); the report turns the difference into CPU
-//! µs per transaction (`report.rs`).
+//! µs per transaction (`report.rs`). The connection scenarios (`conns.rs`) also read memory
+//! (`smaps_rollup`: RSS and PSS; `status`: the peak RSS) and the open-file limit (`limits`).
 
 use std::process::Command;
 
@@ -70,6 +71,75 @@ pub fn ticks_per_second() -> u64 {
     }
 }
 
+/// Memory of one process (or the sum over several) from `/proc/PID/smaps_rollup`, in KiB: RSS
+/// counts every resident page the process maps (shared ones in full, in each process), PSS divides
+/// each shared page among the processes that map it — summed over Kamailio's forked workers, PSS
+/// is the process group's real footprint where RSS counts its shared memory once per process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Mem {
+    pub rss_kib: u64,
+    pub pss_kib: u64,
+}
+
+/// `Rss:` and `Pss:` of a `/proc/PID/smaps_rollup` text (both required).
+pub fn parse_smaps_rollup(text: &str) -> Option<Mem> {
+    let field = |name: &str| {
+        text.lines().find_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix(':')?;
+            let mut words = rest.split_ascii_whitespace();
+            let n = words.next()?.parse::<u64>().ok()?;
+            (words.next() == Some("kB")).then_some(n)
+        })
+    };
+    Some(Mem {
+        rss_kib: field("Rss")?,
+        pss_kib: field("Pss")?,
+    })
+}
+
+/// The summed memory of `pids`; `None` if any cannot be read.
+pub fn mem_all(pids: &[u32]) -> Option<Mem> {
+    pids.iter().try_fold(Mem::default(), |acc, &p| {
+        let m = parse_smaps_rollup(&std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok()?)?;
+        Some(Mem {
+            rss_kib: acc.rss_kib + m.rss_kib,
+            pss_kib: acc.pss_kib + m.pss_kib,
+        })
+    })
+}
+
+/// The peak RSS of one process so far (`VmHWM:` of `/proc/PID/status`, KiB).
+pub fn parse_vm_hwm(status: &str) -> Option<u64> {
+    status.lines().find_map(|l| {
+        let mut w = l.strip_prefix("VmHWM:")?.split_ascii_whitespace();
+        let n = w.next()?.parse().ok()?;
+        (w.next() == Some("kB")).then_some(n)
+    })
+}
+
+/// The summed peak RSS (`VmHWM`) of `pids`.
+pub fn hwm_all(pids: &[u32]) -> Option<u64> {
+    pids.iter().try_fold(0, |acc, &p| {
+        Some(acc + parse_vm_hwm(&std::fs::read_to_string(format!("/proc/{p}/status")).ok()?)?)
+    })
+}
+
+/// The soft open-file limit in a `/proc/PID/limits` text (`None`: unlimited or absent).
+pub fn parse_nofile_soft(limits: &str) -> Option<u64> {
+    limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))?
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The soft open-file limit of process `pid`.
+pub fn nofile_soft(pid: u32) -> Option<u64> {
+    parse_nofile_soft(&std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +179,55 @@ mod tests {
         let both = read_all(&[std::process::id(), std::process::id()]).unwrap();
         assert!(both.total() >= 2 * me.total());
         assert_eq!(read_all(&[u32::MAX]), None, "a pid that cannot exist");
+    }
+
+    /// A real `smaps_rollup` (a sipedge process).
+    const ROLLUP: &str =
+        "55d1c0a4e000-7ffd5f3fd000 ---p 00000000 00:00 0                          [rollup]\n\
+                          Rss:               10244 kB\n\
+                          Pss:                6120 kB\n\
+                          Pss_Dirty:          4100 kB\n\
+                          Pss_Anon:           4096 kB\n\
+                          Shared_Clean:       4200 kB\n\
+                          Swap:                  0 kB\n";
+
+    #[test]
+    fn rss_and_pss_come_from_their_own_lines_not_the_pss_variants() {
+        assert_eq!(
+            parse_smaps_rollup(ROLLUP),
+            Some(Mem {
+                rss_kib: 10244,
+                pss_kib: 6120
+            })
+        );
+        assert_eq!(parse_smaps_rollup("Rss: 10 kB\n"), None, "no Pss");
+        assert_eq!(parse_smaps_rollup("Rss: 10 MB\nPss: 5 kB\n"), None, "unit");
+        let me = mem_all(&[std::process::id()]).expect("own smaps_rollup");
+        assert!(
+            me.rss_kib > 0 && me.pss_kib > 0 && me.pss_kib <= me.rss_kib,
+            "{me:?}"
+        );
+        let twice = mem_all(&[std::process::id(), std::process::id()]).unwrap();
+        assert!(twice.rss_kib >= me.rss_kib * 2 - 64, "{twice:?} vs {me:?}");
+        assert_eq!(mem_all(&[u32::MAX]), None);
+    }
+
+    #[test]
+    fn peak_rss_and_the_open_file_limit() {
+        assert_eq!(
+            parse_vm_hwm("VmPeak:\t 100 kB\nVmHWM:\t   2048 kB\nVmRSS:\t 1000 kB\n"),
+            Some(2048)
+        );
+        assert_eq!(parse_vm_hwm("VmRSS: 1 kB\n"), None);
+        assert!(hwm_all(&[std::process::id()]).unwrap() > 0);
+        let limits = "Max processes             95000                95000                processes\n\
+                      Max open files            1024                 524288               files\n";
+        assert_eq!(parse_nofile_soft(limits), Some(1024));
+        assert_eq!(
+            parse_nofile_soft("Max open files  unlimited unlimited files\n"),
+            None
+        );
+        assert!(nofile_soft(std::process::id()).unwrap() > 0);
     }
 
     #[test]

@@ -63,6 +63,37 @@ impl RequestTemplate {
     }
 }
 
+/// The one OPTIONS of connection `conn` in the connection scenarios (`conns.rs`): the same
+/// branch scheme as the MESSAGE load (sequence 0), no body.
+pub fn options(out: &mut Vec<u8>, t: &RequestTemplate, via_host: &str, conn: u32) {
+    let _ = write!(
+        StringSink(out),
+        "OPTIONS {uri} SIP/2.0\r\n\
+         Via: SIP/2.0/{tr} {via_host};branch={branch}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <{from}>;tag=sbo{conn}\r\n\
+         To: <{uri}>\r\n\
+         Call-ID: sbo{conn}@{via_host}\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         User-Agent: sipedge-bench\r\n\
+         Content-Length: 0\r\n\r\n",
+        uri = t.uri,
+        tr = t.transport,
+        branch = branch(conn, 0),
+        from = t.from,
+    );
+}
+
+/// `fmt::Write` onto a byte buffer.
+struct StringSink<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for StringSink<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
 /// What one framed message from the proxy is, to the generator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inbound {
@@ -233,6 +264,29 @@ mod tests {
         let trying = resp.replace("503 Service Unavailable", "100 Trying");
         assert_eq!(classify(trying.as_bytes()), Inbound::Provisional);
         assert_eq!(classify(b"garbage\r\n\r\n"), Inbound::Foreign);
+    }
+
+    #[test]
+    fn the_options_request_is_well_formed_and_its_answer_matches() {
+        let mut out = Vec::new();
+        options(&mut out, &template(), "127.0.0.3:40000", 42);
+        let m = parse(&out).unwrap();
+        m.validate().unwrap();
+        assert_eq!(m.method(), Some("OPTIONS"));
+        assert_eq!(m.cseq().unwrap().number, 1);
+        assert_eq!(m.content_length(), Some(0));
+        let mut ans = Vec::new();
+        assert!(answer(&out, &mut ans));
+        assert_eq!(
+            classify(&ans),
+            Inbound::Final {
+                status: 200,
+                conn: 42,
+                seq: 0
+            }
+        );
+        // An echo server sends the request itself back: not a response.
+        assert_eq!(classify(&out), Inbound::Foreign);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct Stream {
     framer: Framer,
     /// The interest last registered (re-registered only when it changes).
     writable: bool,
+    /// Octets read from the socket so far (TLS records included).
+    bytes_in: u64,
 }
 
 impl Stream {
@@ -38,6 +40,7 @@ impl Stream {
             input: Vec::new(),
             framer: Framer::new(Limits::default()),
             writable: false,
+            bytes_in: 0,
         }
     }
 
@@ -57,7 +60,10 @@ impl Stream {
             None => loop {
                 match self.sock.read(scratch) {
                     Ok(0) => return Ok(false),
-                    Ok(n) => self.input.extend_from_slice(scratch.get(..n).unwrap_or_default()),
+                    Ok(n) => {
+                        self.bytes_in += n as u64;
+                        self.input.extend_from_slice(scratch.get(..n).unwrap_or_default());
+                    }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(true),
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),
@@ -66,7 +72,8 @@ impl Stream {
             Some(tls) => loop {
                 match tls.read_tls(&mut self.sock) {
                     Ok(0) => return Ok(false),
-                    Ok(_) => {
+                    Ok(n) => {
+                        self.bytes_in += n as u64;
                         let state = tls
                             .process_new_packets()
                             .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
@@ -121,6 +128,29 @@ impl Stream {
             }
         }
         ok
+    }
+
+    /// Octets read from the socket so far (TLS records included).
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in
+    }
+
+    /// TLS: queues a close_notify alert (sent by the next [`Stream::flush`]); plain TCP: nothing.
+    pub fn close_notify(&mut self) {
+        if let Some(tls) = &mut self.tls {
+            tls.send_close_notify();
+        }
+    }
+
+    /// Whether the finished handshake resumed a session (`None`: plain TCP, still handshaking, or a
+    /// server-side stream).
+    pub fn resumed(&self) -> Option<bool> {
+        match &self.tls {
+            Some(rustls::Connection::Client(c)) => {
+                c.handshake_kind().map(|k| k == rustls::HandshakeKind::Resumed)
+            }
+            _ => None,
+        }
     }
 
     /// Queues application bytes (sent by the next [`Stream::flush`]).
@@ -183,6 +213,28 @@ impl Stream {
         Ok(())
     }
 }
+
+/// A non-blocking connect to `target` from `source` (port chosen by the kernel; `None`: the
+/// kernel chooses the address too). Binding first spreads many connections over several loopback
+/// addresses (127.0.0.x), each with its own ephemeral ports and per-IP limits.
+pub fn connect_from(source: Option<std::net::IpAddr>, target: std::net::SocketAddr) -> io::Result<TcpStream> {
+    let Some(ip) = source else {
+        return TcpStream::connect(target);
+    };
+    let domain = socket2::Domain::for_address(target);
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    sock.set_nonblocking(true)?;
+    sock.bind(&std::net::SocketAddr::new(ip, 0).into())?;
+    match sock.connect(&target.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(EINPROGRESS) || e.kind() == ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(sock.into()))
+}
+
+/// Linux's EINPROGRESS (a non-blocking connect under way).
+const EINPROGRESS: i32 = 115;
 
 /// A scratch buffer for [`Stream::read`].
 pub fn scratch() -> Vec<u8> {

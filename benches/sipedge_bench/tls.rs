@@ -1,5 +1,5 @@
 //! rustls configurations for both ends of the bench, from PEM files, with the `ring` provider (as the
-//! edge): the generator's client (its certificate and key for mutual TLS, the CA of the server it
+//! edge's default; the reference `tls-server` may run on `aws-lc-rs`): the generator's client (its certificate and key for mutual TLS, the CA of the server it
 //! dials, the name it checks) and the sink's server (client certificates required from one CA).
 //! Used by `gen.rs` and `sink.rs` through `stream.rs`.
 
@@ -21,7 +21,23 @@ pub struct TlsFiles {
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Provider::Ring.get()
+}
+
+/// A rustls crypto provider by name (`tls-server --provider`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Provider {
+    Ring,
+    AwsLcRs,
+}
+
+impl Provider {
+    pub fn get(self) -> Arc<rustls::crypto::CryptoProvider> {
+        Arc::new(match self {
+            Provider::Ring => rustls::crypto::ring::default_provider(),
+            Provider::AwsLcRs => rustls::crypto::aws_lc_rs::default_provider(),
+        })
+    }
 }
 
 fn chain(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
@@ -56,8 +72,21 @@ pub fn client(files: &TlsFiles) -> Result<Arc<ClientConfig>> {
     Ok(Arc::new(cfg))
 }
 
+/// The generator's client configuration without session resumption: every handshake full.
+pub fn client_without_resumption(files: &TlsFiles) -> Result<Arc<ClientConfig>> {
+    let mut cfg = (*client(files)?).clone();
+    cfg.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(cfg))
+}
+
 /// The sink's server configuration: client certificates from `files.ca` required.
 pub fn server(files: &TlsFiles) -> Result<Arc<ServerConfig>> {
+    server_with(files, Provider::Ring)
+}
+
+/// [`server`] on `provider`.
+pub fn server_with(files: &TlsFiles, provider: Provider) -> Result<Arc<ServerConfig>> {
+    let provider = || provider.get();
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(&files.ca)?, provider()).build()?;
     let cfg = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?

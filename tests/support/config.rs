@@ -37,6 +37,8 @@ pub struct EdgeOpts {
     pub dns_servers: Vec<String>,
     /// `None`: the default.
     pub keepalive_interval_s: Option<u64>,
+    /// `None`: the default (10000).
+    pub max_connections: Option<u64>,
 }
 
 impl EdgeOpts {
@@ -59,6 +61,7 @@ impl EdgeOpts {
             message_timeout_ms: None,
             extra_toml: String::new(),
             keepalive_interval_s: None,
+            max_connections: None,
         }
     }
 
@@ -171,6 +174,9 @@ proxy_fqdn = "edge.partner.test:{partner_port}"
         }
         if let Some(t) = self.keepalive_interval_s {
             writeln!(s, "keepalive_interval_s = {t}").unwrap();
+        }
+        if let Some(n) = self.max_connections {
+            writeln!(s, "max_connections = {n}").unwrap();
         }
         s.push('\n');
         s.push_str(&self.extra_toml);

@@ -36,12 +36,31 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Edge {
     /// Writes `config_toml`, starts the edge on it and waits (10 s at most) for both listeners.
-    pub fn start(config_toml: &str, _pki: &TestPki) -> Edge {
+    pub fn start(config_toml: &str, pki: &TestPki) -> Edge {
+        Edge::start_with(config_toml, pki, None)
+    }
+
+    /// [`Edge::start`] with the soft open-file limit lowered to `soft` for the edge process
+    /// (`ulimit -Sn` in a shell that then `exec`s it, so the pid is the edge's).
+    pub fn start_with_soft_nofile(config_toml: &str, pki: &TestPki, soft: u64) -> Edge {
+        Edge::start_with(config_toml, pki, Some(soft))
+    }
+
+    fn start_with(config_toml: &str, _pki: &TestPki, soft_nofile: Option<u64>) -> Edge {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("sipedge.toml");
         std::fs::write(&config_path, config_toml).unwrap();
         let bin = sipedge_tests::sipedge_bin();
-        let mut cmd = Command::new(&bin);
+        let mut cmd = match soft_nofile {
+            None => Command::new(&bin),
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -Sn {n} && exec \"$0\" \"$@\""))
+                    .arg(&bin);
+                c
+            }
+        };
         cmd.arg("run")
             .arg("--config")
             .arg(&config_path)

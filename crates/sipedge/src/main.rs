@@ -7,6 +7,7 @@ mod decode;
 mod dns_lookups;
 mod explain_route;
 mod exporter;
+mod fd_limit;
 mod known_servers;
 mod push_probe;
 mod reload;

@@ -146,6 +146,13 @@ impl Reloader {
         for w in new.warnings() {
             log_record(json!({ "level": "warn", "event": "config_warning", "text": w.to_string() }));
         }
+        // A larger limits.max_connections must still fit the open-file limit raised at start.
+        let workers = handle.stats().heartbeats().len();
+        if let Some(w) = crate::fd_limit::current()
+            .and_then(|l| crate::fd_limit::shortfall_warning(new.limits().max_connections, workers, &l))
+        {
+            log_record(json!({ "level": "warn", "event": "fd_limit", "text": w }));
+        }
         let refused = self.fixed.refused(&new);
         for r in &refused {
             log_record(json!({

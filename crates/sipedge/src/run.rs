@@ -25,6 +25,8 @@ use crate::reload::Reloader;
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
+    // First: every connection is a descriptor (see fd_limit.rs).
+    let fd_limit = crate::fd_limit::raise();
     let loaded = match config_path {
         Some(p) => Config::load(p),
         None => Config::embedded_default(),
@@ -57,6 +59,16 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
     for w in config.warnings() {
         log("warn", "config_warning", &w.to_string());
     }
+    log_fd_limit(
+        &fd_limit,
+        config.limits().max_connections,
+        config.edge().worker_count(),
+    );
+    log(
+        "info",
+        "tls_provider",
+        &format!("rustls crypto provider {}", edge_core::shell::CRYPTO_PROVIDER),
+    );
     crate::known_servers::log_table(config.policy().known_servers());
     let settings = match shell_settings(&config, local_pki.as_ref()) {
         Ok(s) => s,
@@ -222,6 +234,31 @@ fn wait_for_signals(
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The open-file limit as raised at start (`fd_limit` info), and the warning when
+/// `limits.max_connections` does not fit under it (`fd_limit` warn).
+fn log_fd_limit(limit: &Result<crate::fd_limit::FdLimit, String>, max_connections: usize, workers: usize) {
+    use crate::fd_limit::{shortfall_warning, show};
+    match limit {
+        Ok(l) => {
+            let text = if l.before == l.soft {
+                format!("open-file limit {} (hard {})", show(l.soft), show(l.hard))
+            } else {
+                format!(
+                    "open-file limit raised from {} to {} (hard {})",
+                    show(l.before),
+                    show(l.soft),
+                    show(l.hard)
+                )
+            };
+            log("info", "fd_limit", &text);
+            if let Some(w) = shortfall_warning(max_connections, workers, l) {
+                log("warn", "fd_limit", &w);
+            }
+        }
+        Err(e) => log("warn", "fd_limit", e),
+    }
 }
 
 /// One JSON log line on stderr (the shell writes its records the same way).

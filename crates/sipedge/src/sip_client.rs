@@ -1,7 +1,7 @@
 //! The edge's own SIP client, shared by `sipedge send` and `sipedge test-push` (and the in-process
-//! `/probe/push`): a rustls (ring) client configuration from a known server's certificate, key and
-//! the CA the edge's certificate chains to ([`client_config`] from PEM files, [`client_config_der`]
-//! from loaded DER); one mutual-TLS connection to an edge's internal listener; one well-formed
+//! `/probe/push`): a rustls client configuration (on the edge's provider) from a known server's
+//! certificate, key and the CA the edge's certificate chains to ([`client_config`] from PEM files,
+//! [`client_config_der`] from loaded DER); one mutual-TLS connection to an edge's internal listener; one well-formed
 //! out-of-dialog request ([`request`]); every response to it read with the `sip_codec` framer until
 //! a final one or the deadline ([`transact`]). Failures come back as a [`ClientError`] that says
 //! which step failed (setup, connect, TLS, the connection, the deadline), so callers can name the
@@ -158,7 +158,7 @@ pub fn client_config_der(
     for c in roots {
         store.add(c).map_err(|e| DerError::Root(e.to_string()))?;
     }
-    let cfg = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let cfg = ClientConfig::builder_with_provider(edge_core::shell::crypto_provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| DerError::Setup(format!("TLS setup: {e}")))?
         .with_root_certificates(store)

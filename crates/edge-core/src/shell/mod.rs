@@ -40,7 +40,10 @@ pub use listener::ensure_free as ensure_listen_address_free;
 pub use pool::StaticHosts;
 pub use settings::{ShellLimits, ShellSettings, TlsIdentity};
 pub use shared::{CounterSnapshot, ShellCounters, WorkerSnapshot, PUBLISH_PERIOD};
-pub use tls::{names_host_exactly, peer_identities, san_dns_names, OurCertificate, TlsSetupError};
+pub use tls::{
+    names_host_exactly, peer_identities, provider as crypto_provider, san_dns_names, OurCertificate,
+    TlsSetupError, PROVIDER_NAME as CRYPTO_PROVIDER,
+};
 
 use crate::dns::{DnsConfig, SharedCache};
 use crate::proxy::io::{Effect, Input, Level, Side};

@@ -1,4 +1,5 @@
-//! TLS for both sides (rustls 0.23 on ring, TLS 1.2 and 1.3 only): the server config of each listener
+//! TLS for both sides (rustls 0.23 on aws-lc-rs with the `aws-lc-rs` feature, the binary's default,
+//! else ring; TLS 1.2 and 1.3 only): the server config of each listener
 //! (mutual TLS: the internal side trusts only the internal CA, the external side exactly the roots it is
 //! given — sipedge passes the operating system's trust store plus `external.ca_file`), the client config for links the edge opens, our certificate behind
 //! [`OurCertificate`] (one resolver for serving and for client authentication, swappable by a reload
@@ -66,10 +67,32 @@ pub enum TlsSetupError {
 static VERSIONS: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 /// The crypto provider, chosen explicitly so a second provider compiled in elsewhere never makes
-/// rustls guess.
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// rustls guess: `aws-lc-rs` with the crate feature of that name (the binary's default), `ring`
+/// without it. The choice is a measurement (README, Performance: handshakes and bulk records side
+/// by side, `benches/connections.sh`): equal on ECDSA and on bulk records, a third less CPU per
+/// full handshake on an RSA-2048 key. On aws-lc-rs the key exchange groups are ring's (X25519,
+/// P-256, P-384): no post-quantum hybrid share offered to partners, so the switch changes no
+/// ClientHello the edge sends.
+pub fn provider() -> Arc<CryptoProvider> {
+    #[cfg(feature = "aws-lc-rs")]
+    let p = {
+        use rustls::crypto::aws_lc_rs::kx_group::{SECP256R1, SECP384R1, X25519};
+        CryptoProvider {
+            kx_groups: vec![X25519, SECP256R1, SECP384R1],
+            ..rustls::crypto::aws_lc_rs::default_provider()
+        }
+    };
+    #[cfg(not(feature = "aws-lc-rs"))]
+    let p = rustls::crypto::ring::default_provider();
+    Arc::new(p)
 }
+
+/// The name of [`provider`] as built (`ring` or `aws-lc-rs`), for the start-up log.
+pub const PROVIDER_NAME: &str = if cfg!(feature = "aws-lc-rs") {
+    "aws-lc-rs"
+} else {
+    "ring"
+};
 
 /// Our certificate and key for one side. Serves as the server-certificate resolver of the listener
 /// and as the client-certificate resolver of outbound links; [`OurCertificate::replace`] swaps it for

@@ -397,7 +397,7 @@ fn check(dir: &Path, names: &Names) -> Result<LocalPki, String> {
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    edge_core::shell::crypto_provider()
 }
 
 fn first_cert(pem: &[u8]) -> Result<CertificateDer<'static>, String> {

@@ -125,7 +125,7 @@ pub(super) fn identity(
 }
 
 /// Whether the private key belongs to the leaf certificate, checked the way the shell loads them
-/// (rustls `CertifiedKey` on the ring provider), so that a valid configuration is one `run` starts with.
+/// (rustls `CertifiedKey` on the edge's provider), so that a valid configuration is one `run` starts with.
 fn key_matches(
     chain: &[CertificateDer<'static>],
     key: &PrivateKeyDer<'static>,
@@ -133,7 +133,7 @@ fn key_matches(
     (key_path, key_key): (&Path, &str),
     issues: &mut Issues,
 ) -> Option<()> {
-    let provider = rustls::crypto::ring::default_provider();
+    let provider = edge_core::shell::crypto_provider();
     match CertifiedKey::from_der(chain.to_vec(), key.clone_key(), &provider) {
         Ok(_) => Some(()),
         Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
