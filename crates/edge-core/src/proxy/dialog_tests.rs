@@ -252,6 +252,11 @@ fn past_the_bound_a_new_subscribe_gets_503_1913() {
     let diag = String::from_utf8_lossy(r.header(HeaderName::MsDiagnostics).unwrap().raw_value).into_owned();
     assert!(diag.starts_with("1913;"), "{diag}");
     assert!(r.header(HeaderName::RetryAfter).is_some());
+    // Counted: a generated 503 with its reason (sipedge_generated_responses_total, _refusals_total).
+    assert_eq!(
+        h.proxy.stats().generated.get(&(503, "subscriptions_full")),
+        Some(&1)
+    );
     // A refresh in the dialog is not a new subscription: it passes.
     let refresh = subscribe("z9hG4bKs9", "sub-7").replace(
         "To: <sip:bob@partner.example>\n",
