@@ -38,44 +38,10 @@ if [[ -z ${NO_BUILD:-} ]]; then
 fi
 BENCH=$ROOT/target/release/sipedge-bench
 EDGE=$ROOT/target/release/sipedge
-WORK=$(mktemp -d /tmp/sipedge-compare.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    if [[ -n ${KEEP:-} ]]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-
-# start NAME CMD... : runs CMD in its own process group, stdout/stderr to $WORK/NAME.{out,log}.
-start() {
-    local name=$1; shift
-    setsid "$@" >"$WORK/$name.out" 2>"$WORK/$name.log" </dev/null &
-    PIDS+=($!)
-    LAST_PID=$!
-}
-# wait_line FILE PATTERN : the first line of FILE matching PATTERN (10 s at most).
-wait_line() {
-    local i
-    for i in $(seq 100); do
-        if grep -m1 -E "$2" "$1" 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "compare.sh: no line matching '$2' in $1 within 10 s:" >&2
-    tail -20 "${1%.out}.log" >&2 || true
-    return 1
-}
-port_of() { sed -E 's/.*:([0-9]+)$/\1/'; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    local i
-    for i in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "compare.sh: nothing listens on 127.0.0.1:$1 within 10 s" >&2
-    return 1
-}
+ME=compare.sh
+PREFIX=sipedge-compare
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 P=$WORK/pki
 "$BENCH" pki --dir "$P"

@@ -301,7 +301,6 @@ fn account(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::TlsFiles;
 
     fn opts(target: SocketAddr, tls: Option<(Arc<ClientConfig>, ServerName<'static>)>) -> GenOpts {
         GenOpts {
@@ -326,17 +325,7 @@ mod tests {
     #[test]
     fn a_paced_tls_run_against_the_sink_completes_at_the_rate_without_failures() {
         let dir = std::env::temp_dir().join(format!("sipedge-bench-gen-{}", std::process::id()));
-        crate::pki::generate(&dir).unwrap();
-        let files = |name: &str, ca: &str| TlsFiles {
-            cert: dir.join(format!("{name}.crt")),
-            key: dir.join(format!("{name}.key")),
-            ca: dir.join(ca),
-        };
-        let server = crate::tls::server(&files("edge.partner.test", "internal-ca.pem")).unwrap();
-        let client = crate::tls::client(&files("fe1.corp.test", "partner-ca.pem")).unwrap();
-        let listener = crate::sink::bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || crate::sink::serve(listener, Some(server)));
+        let (addr, client) = crate::sink::tls_sink_for_tests(&dir);
         let name = ServerName::try_from("edge.partner.test").unwrap();
         let (m, latency) = run(&opts(addr, Some((client, name)))).unwrap();
         assert_eq!(m.failures, Failures::default(), "{m:?}");

@@ -391,7 +391,6 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::TlsFiles;
 
     fn world() -> (std::path::PathBuf, Target) {
         let dir = std::env::temp_dir().join(format!(
@@ -402,17 +401,7 @@ mod tests {
                 .unwrap()
                 .as_nanos()
         ));
-        crate::pki::generate(&dir).unwrap();
-        let files = |name: &str, ca: &str| TlsFiles {
-            cert: dir.join(format!("{name}.crt")),
-            key: dir.join(format!("{name}.key")),
-            ca: dir.join(ca),
-        };
-        let server = crate::tls::server(&files("edge.partner.test", "internal-ca.pem")).unwrap();
-        let client = crate::tls::client(&files("fe1.corp.test", "partner-ca.pem")).unwrap();
-        let listener = crate::sink::bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || crate::sink::serve(listener, Some(server)));
+        let (addr, client) = crate::sink::tls_sink_for_tests(&dir);
         let target = Target {
             addr,
             sources: vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()],

@@ -76,3 +76,22 @@ pub fn serve(mut listener: TcpListener, tls: Option<Arc<ServerConfig>>) -> Resul
         }
     }
 }
+
+/// For the generator's and the pool's tests: the test PKI written into `dir`, a TLS sink serving on
+/// a thread (as the edge's partner `edge.partner.test`), and a client config for `fe1.corp.test`.
+#[cfg(test)]
+pub fn tls_sink_for_tests(dir: &std::path::Path) -> (SocketAddr, Arc<rustls::ClientConfig>) {
+    use crate::tls::TlsFiles;
+    let files = |name: &str, ca: &str| TlsFiles {
+        cert: dir.join(format!("{name}.crt")),
+        key: dir.join(format!("{name}.key")),
+        ca: dir.join(ca),
+    };
+    crate::pki::generate(dir).unwrap();
+    let server = crate::tls::server(&files("edge.partner.test", "internal-ca.pem")).unwrap();
+    let client = crate::tls::client(&files("fe1.corp.test", "partner-ca.pem")).unwrap();
+    let listener = bind("127.0.0.1:0".parse().unwrap(), true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || serve(listener, Some(server)));
+    (addr, client)
+}

@@ -50,6 +50,20 @@ fn notify(cseq: u32, call_id: &str, state: &str) -> String {
     )
 }
 
+/// The shell dialled the front-end pool (conn 101) and delivered `token` on it.
+fn to_the_pool(h: &mut H, token: Token) {
+    let mut p = peer(Side::Internal, "pool.corp.example");
+    p.dialled = Some(f("pool.corp.example"));
+    h.input(Input::ConnUp {
+        conn: ConnId(101),
+        peer: p,
+    });
+    h.input(Input::Delivered {
+        token,
+        conn: ConnId(101),
+    });
+}
+
 /// A watcher subscribed through the edge: the SUBSCRIBE forwarded on conn 100, its 200 back.
 fn subscribed(h: &mut H, call_id: &str) {
     let out = sends(&h.msg(FE, &subscribe(&format!("z9hG4bKs{call_id}"), call_id)));
@@ -132,18 +146,7 @@ fn a_dead_partner_link_terminates_the_watchers_subscription() {
     );
     // The front end answers the edge's NOTIFY on the connection it went out on: absorbed.
     let token = token.expect("a token");
-    h.input(Input::ConnUp {
-        conn: ConnId(101),
-        peer: {
-            let mut p = peer(Side::Internal, "pool.corp.example");
-            p.dialled = Some(f("pool.corp.example"));
-            p
-        },
-    });
-    h.input(Input::Delivered {
-        token,
-        conn: ConnId(101),
-    });
+    to_the_pool(&mut h, token);
     let mut ok = format!(
         "SIP/2.0 200 OK\nVia: {}\n",
         String::from_utf8_lossy(m.header(HeaderName::Via).unwrap().raw_value)
@@ -206,18 +209,7 @@ fn a_terminated_notify_a_481_and_the_expiry_end_the_tracking() {
     assert_eq!(h.proxy.subscriptions(), 1);
     let out = sends(&h.msg(PARTNER_OUT, &notify(3, "sub-5", "active")));
     let (_, fwd, token) = out[0].clone();
-    h.input(Input::ConnUp {
-        conn: ConnId(101),
-        peer: {
-            let mut p = peer(Side::Internal, "pool.corp.example");
-            p.dialled = Some(f("pool.corp.example"));
-            p
-        },
-    });
-    h.input(Input::Delivered {
-        token: token.unwrap(),
-        conn: ConnId(101),
-    });
+    to_the_pool(&mut h, token.unwrap());
     sends(&h.msg(
         ConnId(101),
         &answer(&fwd, 481, "Call/Transaction Does Not Exist", None),
