@@ -345,6 +345,7 @@ pub(crate) fn shell_settings(config: &Config, local_pki: Option<&LocalPki>) -> R
             outgoing_tls_per_hop: l.outgoing_tls_per_partner,
             ..ShellLimits::default()
         },
+        idle_hook: Some(crate::return_free_memory),
     })
 }
 

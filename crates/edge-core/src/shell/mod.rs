@@ -154,6 +154,7 @@ pub fn start<C: Core + 'static>(settings: ShellSettings, make_core: MakeCore<C>)
             counters: Arc::clone(&counters),
             control: control_rx,
             log_debug: settings.limits.log_debug,
+            idle_hook: settings.idle_hook,
         };
         let make_core = Arc::clone(&make_core);
         let (statics, cache) = (statics.clone(), dns_cache.clone());

@@ -124,7 +124,14 @@ pub struct ShellSettings {
     /// Worker threads; 0 = one per available core.
     pub workers: usize,
     pub limits: ShellLimits,
+    /// Called on a worker's own thread once it has had no I/O for [`IDLE_AFTER`] after a spell of
+    /// work (at most once per spell): the binary gives its allocator's free pages back to the OS
+    /// there (an idle thread never does by itself; issue 11's soak). `None`: nothing to do.
+    pub idle_hook: Option<fn()>,
 }
+
+/// How long a worker must have been without I/O before its [`ShellSettings::idle_hook`] runs.
+pub const IDLE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl ShellSettings {
     /// The worker count actually used.

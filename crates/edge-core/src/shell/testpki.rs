@@ -81,6 +81,7 @@ impl Pki {
             dns_cache_entries: 1000,
             workers: 1,
             limits: ShellLimits::default(),
+            idle_hook: None,
         }
     }
 }

@@ -607,3 +607,44 @@ fn sends_waiting_for_an_address_are_bounded() {
     };
     wait_until("the excess refused", || failed() >= 300 - fits - 1);
 }
+
+static IDLE_HOOK_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn count_idle_hook() {
+    IDLE_HOOK_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// The idle hook (the binary gives its allocator's free pages back there) runs on a worker about a
+/// second after its last I/O, once per spell of work, and not while the worker is busy.
+#[test]
+fn the_idle_hook_runs_once_a_second_after_the_work() {
+    use std::sync::atomic::Ordering;
+    let pki = Pki::new();
+    let mut settings = pki.settings(&["edge.corp.example"]);
+    settings.idle_hook = Some(count_idle_hook);
+    let (edge, _log) = start_script(settings);
+    let mut c = client(
+        &pki,
+        &["fe1.corp.example"],
+        edge.internal_addr(),
+        "edge.corp.example",
+    );
+    c.write_all(OPTIONS).unwrap();
+    read_until(&mut c, b"200 OK\r\nContent-Length: 0\r\n\r\n");
+    // Busy: a message every 300 ms keeps the worker from being idle for a second.
+    let busy_until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < busy_until {
+        c.write_all(OPTIONS).unwrap();
+        read_until(&mut c, b"200 OK\r\nContent-Length: 0\r\n\r\n");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(IDLE_HOOK_CALLS.load(Ordering::SeqCst), 0, "not while busy");
+    wait_until("the hook after a second idle", || {
+        IDLE_HOOK_CALLS.load(Ordering::SeqCst) == 1
+    });
+    // Once per spell: another two seconds of idleness run it no more.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(IDLE_HOOK_CALLS.load(Ordering::SeqCst), 1);
+    edge.shutdown(Duration::ZERO);
+    edge.try_join().unwrap();
+}

@@ -71,6 +71,8 @@ pub(crate) struct WorkerParts {
     pub counters: Arc<ShellCounters>,
     pub control: Receiver<Control>,
     pub log_debug: bool,
+    /// `ShellSettings::idle_hook`.
+    pub idle_hook: Option<fn()>,
 }
 
 pub(crate) fn listener_token(i: usize) -> MioToken {
@@ -122,6 +124,8 @@ pub(crate) struct Worker<C> {
     /// What this worker publishes for the scrape (the core's part is copied in at publication).
     stats: WorkerSnapshot,
     next_publish: Instant,
+    /// The last turn with I/O, while the idle hook is still due (`idle_check`).
+    last_active: Option<Instant>,
 }
 
 impl<C: Core> Worker<C> {
@@ -148,6 +152,7 @@ impl<C: Core> Worker<C> {
             dirty: Vec::new(),
             stats: WorkerSnapshot::default(),
             next_publish: Instant::now(),
+            last_active: None,
         }
     }
 
@@ -242,6 +247,7 @@ impl<C: Core> Worker<C> {
             }
             let now = Instant::now();
             let turn_started = now;
+            self.idle_check(now, !events.is_empty());
             for event in events.iter() {
                 let token = event.token();
                 if token == WAKER {
@@ -272,6 +278,21 @@ impl<C: Core> Worker<C> {
             self.flush_dirty(now);
             self.stats.loop_turns.observe(turn_started.elapsed());
             self.publish(now);
+        }
+    }
+
+    /// Runs the idle hook once after [`super::settings::IDLE_AFTER`] without I/O, following work.
+    fn idle_check(&mut self, now: Instant, active: bool) {
+        if active {
+            self.last_active = Some(now);
+            return;
+        }
+        let Some(since) = self.last_active else { return };
+        if now.saturating_duration_since(since) >= super::settings::IDLE_AFTER {
+            self.last_active = None;
+            if let Some(hook) = self.parts.idle_hook {
+                hook();
+            }
         }
     }
 
