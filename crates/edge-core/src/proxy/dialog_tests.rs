@@ -300,3 +300,27 @@ fn ten_thousand_subscriptions_hold_their_strings_and_nothing_else() {
     h.advance(Duration::ZERO);
     assert!(h.proxy.servers.is_empty() && h.proxy.clients.is_empty());
 }
+
+/// A NOTIFY carrying the dialog's tags from the subscriber's side (a front end replaying what it
+/// saw) ends nothing: only the notifier's side speaks for the notifier.
+#[test]
+fn a_terminated_notify_from_the_wrong_side_changes_nothing() {
+    let mut h = H::new();
+    subscribed(&mut h, "sub-10");
+    // From our own domain (else 1907 refuses it first), with the notifier's tag.
+    let spoof = notify(9, "sub-10", "terminated;reason=noresource")
+        .replace(
+            "Via: SIP/2.0/TLS edge.partner.example:5061",
+            "Via: SIP/2.0/TLS fe1.corp.example:5061",
+        )
+        .replace(
+            "From: <sip:bob@partner.example>;tag=n1",
+            "From: <sip:bob@corp.example>;tag=n1",
+        );
+    let out = sends(&h.msg(FE, &spoof));
+    assert!(
+        out.iter().all(|(_, t, _)| !t.starts_with("SIP/2.0 403")),
+        "not refused before the check: {out:?}"
+    );
+    assert_eq!(h.proxy.subscriptions(), 1, "still tracked");
+}

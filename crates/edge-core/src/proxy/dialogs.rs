@@ -528,9 +528,10 @@ impl Proxy {
         self.subscription_count.load(Ordering::Relaxed) >= self.settings.max_subscriptions
     }
 
-    /// A request is about to be forwarded: a NOTIFY in a tracked dialog raises the notifier's CSeq
-    /// or, terminated, ends it.
-    pub(crate) fn dialog_request(&mut self, msg: &Message<'_>) {
+    /// A request from `side` is about to be forwarded: a NOTIFY in a tracked dialog, from the
+    /// notifier's side, raises the notifier's CSeq or, terminated, ends it. One from the other side
+    /// (a peer that learnt the dialog's tags) changes nothing.
+    pub(crate) fn dialog_request(&mut self, side: Side, msg: &Message<'_>) {
         let Some(method) = msg.method().filter(|m| is_notify(m)) else {
             return;
         };
@@ -544,6 +545,14 @@ impl Proxy {
         else {
             return;
         };
+        if self
+            .dialogs
+            .subs
+            .get(&id)
+            .is_some_and(|s| s.notifier.side != side)
+        {
+            return;
+        }
         let cseq = msg.cseq().map_or(0, |c| c.number);
         let terminated = msg
             .header(HeaderName::SubscriptionState)

@@ -255,7 +255,7 @@ impl Proxy {
             return self.respond(sid, 503, extra, now, out);
         }
         // A NOTIFY in a tracked dialog: the notifier's CSeq, or the dialog's end.
-        self.dialog_request(msg);
+        self.dialog_request(peer.side, msg);
         if self.is_push(peer.side, msg) {
             if let Some(s) = self.servers.get_mut(&sid) {
                 s.push = Some(super::push::PushTxn {
