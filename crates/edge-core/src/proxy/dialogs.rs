@@ -78,7 +78,9 @@ pub(crate) struct Party {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Subscription {
-    pub call_id: String,
+    /// Its key in the table: Call-ID, subscriber tag and notifier tag (`dialog_key`); the Call-ID
+    /// is read from it.
+    pub key: String,
     pub event: String,
     pub subscriber: Party,
     /// The subscriber's remote target (the SUBSCRIBE's Contact URI).
@@ -95,9 +97,15 @@ pub(crate) struct Subscription {
 }
 
 impl Subscription {
-    /// The octets this subscription holds (for the per-dialog memory figure and the test of it).
+    pub fn call_id(&self) -> &str {
+        self.key.split('\n').next().unwrap_or("")
+    }
+
+    /// The octets this subscription holds (for the per-dialog memory figure and the test of it);
+    /// its key is held twice, here and in the table's index.
     pub fn heap_bytes(&self) -> usize {
-        self.call_id.capacity()
+        2 * self.key.capacity()
+            + self.partner.capacity()
             + self.event.capacity()
             + self.subscriber.link.capacity()
             + self.subscriber.addr.capacity()
@@ -200,30 +208,25 @@ impl Subscriptions {
     /// The subscriptions whose notifier, or whose subscriber, is reached over `link`.
     fn depending_on(&self, link: &LinkKey) -> (Vec<u64>, Vec<u64>) {
         let on = |p: &Party| p.side == link.side && p.link == link.name;
-        let notifier = self
-            .subs
-            .iter()
-            .filter(|(_, s)| on(&s.notifier))
-            .map(|(id, _)| *id)
-            .collect();
-        let subscriber = self
-            .subs
-            .iter()
-            .filter(|(_, s)| on(&s.subscriber) && !on(&s.notifier))
-            .map(|(id, _)| *id)
-            .collect();
+        let (mut notifier, mut subscriber) = (Vec::new(), Vec::new());
+        for (&id, s) in &self.subs {
+            if on(&s.notifier) {
+                notifier.push(id);
+            } else if on(&s.subscriber) {
+                subscriber.push(id);
+            }
+        }
         (notifier, subscriber)
     }
 
-    fn insert(&mut self, key: String, id: u64, s: Subscription) {
-        self.by_key.insert(key, id);
+    fn insert(&mut self, id: u64, s: Subscription) {
+        self.by_key.insert(s.key.clone(), id);
         self.subs.insert(id, s);
     }
 
     fn remove(&mut self, id: u64) -> Option<Subscription> {
         let s = self.subs.remove(&id)?;
-        let (stag, ntag) = (tag_of(&s.subscriber.addr), tag_of(&s.notifier.addr));
-        self.by_key.remove(&dialog_key(&s.call_id, &stag, &ntag));
+        self.by_key.remove(&s.key);
         Some(s)
     }
 
@@ -232,15 +235,6 @@ impl Subscriptions {
             .get(&dialog_key(call_id, subscriber_tag, notifier_tag))
             .copied()
     }
-}
-
-/// The tag of a stored name-addr.
-fn tag_of(addr: &str) -> String {
-    sip_codec::NameAddr::parse(addr)
-        .ok()
-        .and_then(|a| a.tag())
-        .unwrap_or("")
-        .to_owned()
 }
 
 /// Why a subscription ended, as the metric counts it.
@@ -431,7 +425,7 @@ impl Proxy {
         let b = b
             .header("From", &s.notifier.addr)
             .header("To", &s.subscriber.addr)
-            .header("Call-ID", &s.call_id)
+            .header("Call-ID", s.call_id())
             .header("CSeq", &cseq)
             .header("Contact", &contact)
             .header("Event", &s.event)
@@ -611,12 +605,13 @@ impl Proxy {
         let (Some(stag), Some(ntag)) = (from.tag(), to.tag()) else {
             return;
         };
-        let expires = resp
-            .expires()
-            .ok()
-            .flatten()
-            .or_else(|| req.expires().ok().flatten())
-            .unwrap_or(DEFAULT_EXPIRES);
+        // RFC 6665 §4.2.1.1: the 2xx's Expires may shorten the SUBSCRIBE's, never lengthen it, so
+        // a notifier cannot make the edge keep a dialog longer than the subscriber asked.
+        let asked = req.expires().ok().flatten();
+        let expires = match (resp.expires().ok().flatten(), asked) {
+            (Some(granted), Some(asked)) => granted.min(asked),
+            (granted, asked) => granted.or(asked).unwrap_or(DEFAULT_EXPIRES),
+        };
         let at = now + Duration::from_secs(u64::from(expires));
         if let Some(id) = self.dialogs.find(call_id, stag, ntag) {
             // A refresh (or a retransmitted 2xx): the expiry moves.
@@ -671,7 +666,7 @@ impl Proxy {
         let id = self.next_id();
         let seq = self.arm(at, TimerKind::SubscriptionExpiry(id));
         let sub = Subscription {
-            call_id: call_id.to_owned(),
+            key: dialog_key(call_id, stag, ntag),
             event: text(&req, HeaderName::Event),
             subscriber: Party {
                 side,
@@ -689,7 +684,7 @@ impl Proxy {
             notifier_cseq: 0,
             timer: Some(seq),
         };
-        self.dialogs.insert(dialog_key(call_id, stag, ntag), id, sub);
+        self.dialogs.insert(id, sub);
         self.subscription_count.fetch_add(1, Ordering::Relaxed);
         self.count(|st| *st.subscriptions_active.entry((side, partner)).or_default() += 1);
     }

@@ -177,10 +177,12 @@ impl Proxy {
         let Some(branch) = msg.top_via().ok().and_then(|v| v.branch()) else {
             return;
         };
-        if self.local_response(branch, conn, msg.status().unwrap_or(0)) {
-            return;
-        }
         let Some(&cid) = self.client_branches.get(branch) else {
+            // An answer to a request the edge originated (dialogs.rs) is absorbed there; looked
+            // up only when no forwarded transaction has the branch, off the forwarding path.
+            if self.local_response(branch, conn, msg.status().unwrap_or(0)) {
+                return;
+            }
             // Not ours, or for a transaction already forgotten: a proxy drops stray responses.
             self.count(|s| s.responses_unknown_branch += 1);
             self.log(
@@ -194,7 +196,8 @@ impl Proxy {
         };
         // RFC 3261 §17.1.3: a response matches a client transaction by branch *and* CSeq method. Our
         // CANCEL shares the INVITE's branch; its responses end here (the INVITE's 487 follows).
-        if msg.cseq().is_some_and(|c| c.method == "CANCEL") {
+        let cseq_method = msg.cseq().map(|c| c.method);
+        if cseq_method == Some("CANCEL") {
             return;
         }
         let status = msg.status().unwrap_or(0);
@@ -225,8 +228,8 @@ impl Proxy {
             return;
         }
         let sid = c.server;
-        let hop =
-            (msg.cseq().is_some_and(|c| c.method == "SUBSCRIBE") || status == 481).then(|| c.hop.clone());
+        // The dialog layer wants the hop of a SUBSCRIBE's answer and of any 481 (dialogs.rs).
+        let hop = (cseq_method == Some("SUBSCRIBE") || status == 481).then(|| c.hop.clone());
         // `c` borrows `self.clients`: count through the field, not `count()`, and look it up once.
         if self.counting {
             self.stats.response_in(peer.side, c.method, status);
