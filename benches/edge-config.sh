@@ -1,4 +1,4 @@
-# benches/edge-config.sh — sourced by compare.sh and soak.sh: the one sipedge configuration both
+# benches/edge-config.sh — sourced by compare.sh, connections.sh and soak.sh: the one sipedge configuration both
 # benchmarks run, for the certificates `sipedge-bench pki` writes.
 # edge_toml PKI_DIR SINK_PORT WORKERS: prints it — the front end fe1.corp.test as the only known
 # server, the sink as the pinned partner edge.partner.test, static hosts, metrics on loopback.

@@ -1,4 +1,4 @@
-# benches/lib.sh — sourced by compare.sh and connections.sh: their work directory, the processes
+# benches/lib.sh — sourced by compare.sh, connections.sh and soak.sh: their work directory, the processes
 # they start and the waits for them, in one place. Sourcing scripts set ME (their name, for
 # messages) and PREFIX (the work directory's prefix) first; KEEP=1 keeps the work directory.
 WORK=$(mktemp -d "/tmp/$PREFIX.XXXXXX")

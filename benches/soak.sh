@@ -23,36 +23,20 @@ if [[ -z ${NO_BUILD:-} ]]; then
 fi
 BENCH=$ROOT/target/release/sipedge-bench
 EDGE=${EDGE:-$ROOT/target/release/sipedge}
-WORK=$(mktemp -d /tmp/sipedge-soak.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-wait_line() { # FILE REGEX: the first line matching, within 10 s
-    for _ in $(seq 100); do
-        if grep -Eq "$2" "$1" 2>/dev/null; then grep -E "$2" "$1" | head -1; return 0; fi
-        sleep 0.1
-    done
-    echo "soak.sh: no line matching '$2' in $1" >&2
-    cat "$1" >&2
-    return 1
-}
+ME=soak.sh
+PREFIX=sipedge-soak
+# shellcheck source=benches/lib.sh
+. "$(dirname "$0")/lib.sh"
 rss() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 
 P=$WORK/pki
 "$BENCH" pki --dir "$P" >/dev/null
-"$BENCH" sink --listen 127.0.0.1:0 --cert "$P/edge.partner.test.crt" --key "$P/edge.partner.test.key" \
-    --ca "$P/internal-ca.pem" >"$WORK/sink.out" 2>&1 &
-PIDS+=($!)
+start sink "$BENCH" sink --listen 127.0.0.1:0 --cert "$P/edge.partner.test.crt" \
+    --key "$P/edge.partner.test.key" --ca "$P/internal-ca.pem"
 sink=$(wait_line "$WORK/sink.out" '^listening ' | awk '{print $3}')
 edge_toml "$P" "${sink##*:}" "$(nproc)" >"$WORK/sipedge.toml"
-"$EDGE" run --config "$WORK/sipedge.toml" >"$WORK/edge.out" 2>"$WORK/edge.err" &
-edge=$!
-PIDS+=($edge)
+start edge "$EDGE" run --config "$WORK/sipedge.toml"
+edge=$LAST_PID
 addr=$(wait_line "$WORK/edge.out" '^listening internal sip\+tls ' | awk '{print $4}')
 echo "soak: $EDGE ($(cd "$ROOT" && git rev-parse --short HEAD)), $(date -u '+%F %H:%M UTC'), nproc $(nproc)"
 echo "load: $CONNS connections x $INFLIGHT in flight, rate ${RATE} (0: max), ${DURATION}s"

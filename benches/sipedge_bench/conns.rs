@@ -294,9 +294,7 @@ pub fn handshakes(target: Target, who: &Subject, o: &HandshakeOpts) -> Result<Ha
         pool.turn(TURN)?;
     }
     let window_s = t0.elapsed().as_secs_f64();
-    let cpu_s = ticks_between(cpu0, procstat::read_all(&who.pids))
-        .filter(|_| !who.pids.is_empty())
-        .map(|t| t as f64 / hz);
+    let cpu_s = procstat::cpu_s_since(cpu0, &who.pids, hz);
     let own_s = ticks_between(own0, procstat::read(None)).unwrap_or(0) as f64 / hz;
     let t = &pool.tally;
     let (per_s, us, per_core) = rates(t.established, window_s, cpu_s);
@@ -386,9 +384,7 @@ pub fn burst(target: Target, who: &Subject, o: &BurstOpts) -> Result<BurstReport
         pool.turn(TURN)?;
     }
     let all_s = start.elapsed().as_secs_f64();
-    let cpu_s = ticks_between(cpu0, procstat::read_all(&who.pids))
-        .filter(|_| !who.pids.is_empty())
-        .map(|t| t as f64 / hz);
+    let cpu_s = procstat::cpu_s_since(cpu0, &who.pids, hz);
     if let Some(m) = procstat::mem_all(&who.pids) {
         peak = Some(peak.map_or(m.rss_kib, |p| p.max(m.rss_kib)));
         peak_pss = Some(peak_pss.map_or(m.pss_kib, |p| p.max(m.pss_kib)));

@@ -251,11 +251,8 @@ pub fn run(o: &GenOpts) -> Result<(Measured, Histogram<u64>)> {
         window_s,
         completed: tally.completed,
         failures: tally.failures,
-        proxy_ticks: if o.pids.is_empty() {
-            None
-        } else {
-            ticks_between(proxy0, proxy1)
-        },
+        // `read_all` of no pids is None: nothing measured.
+        proxy_ticks: ticks_between(proxy0, proxy1),
         own_ticks: ticks_between(own0, own1).unwrap_or(0),
         ticks_per_second: hz,
     };

@@ -40,16 +40,48 @@ pub fn read(pid: Option<u32>) -> Option<CpuTicks> {
     parse_stat(&std::fs::read_to_string(path).ok()?)
 }
 
-/// The summed ticks of several processes (e.g. Kamailio's main process and its children); `None`
-/// if any of them cannot be read.
-pub fn read_all(pids: &[u32]) -> Option<CpuTicks> {
-    pids.iter().try_fold(CpuTicks::default(), |acc, &p| {
-        let t = read(Some(p))?;
-        Some(CpuTicks {
-            user: acc.user + t.user,
-            system: acc.system + t.system,
-        })
+/// `one` of every process in `pids`, summed by `add`; `None` when `pids` is empty (nothing was
+/// measured: not a zero) or any of them cannot be read.
+fn sum_over<T: Default>(pids: &[u32], one: impl Fn(u32) -> Option<T>, add: impl Fn(T, T) -> T) -> Option<T> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter()
+        .try_fold(T::default(), |acc, &p| Some(add(acc, one(p)?)))
+}
+
+/// The text of `/proc/PID/FILE`.
+fn proc_text(pid: u32, file: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()
+}
+
+/// The number of a `Name:   N kB` line.
+fn kib_field(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?.strip_prefix(':')?;
+        let mut words = rest.split_ascii_whitespace();
+        let n = words.next()?.parse::<u64>().ok()?;
+        (words.next() == Some("kB")).then_some(n)
     })
+}
+
+/// The summed ticks of several processes (e.g. Kamailio's main process and its children); `None`
+/// if there are none or any of them cannot be read.
+pub fn read_all(pids: &[u32]) -> Option<CpuTicks> {
+    sum_over(
+        pids,
+        |p| read(Some(p)),
+        |a, t| CpuTicks {
+            user: a.user + t.user,
+            system: a.system + t.system,
+        },
+    )
+}
+
+/// CPU seconds `pids` used since `start` (a `read_all` of the same pids), at `hz` ticks a second;
+/// `None` when there are no pids or a reading failed.
+pub fn cpu_s_since(start: Option<CpuTicks>, pids: &[u32], hz: f64) -> Option<f64> {
+    crate::report::ticks_between(start, read_all(pids)).map(|t| t as f64 / hz)
 }
 
 /// Clock ticks per second: `getconf CLK_TCK`, or the Linux value 100 (with a note on stderr) when
@@ -83,45 +115,32 @@ pub struct Mem {
 
 /// `Rss:` and `Pss:` of a `/proc/PID/smaps_rollup` text (both required).
 pub fn parse_smaps_rollup(text: &str) -> Option<Mem> {
-    let field = |name: &str| {
-        text.lines().find_map(|l| {
-            let rest = l.strip_prefix(name)?.strip_prefix(':')?;
-            let mut words = rest.split_ascii_whitespace();
-            let n = words.next()?.parse::<u64>().ok()?;
-            (words.next() == Some("kB")).then_some(n)
-        })
-    };
     Some(Mem {
-        rss_kib: field("Rss")?,
-        pss_kib: field("Pss")?,
+        rss_kib: kib_field(text, "Rss")?,
+        pss_kib: kib_field(text, "Pss")?,
     })
 }
 
-/// The summed memory of `pids`; `None` if any cannot be read.
+/// The summed memory of `pids`; `None` if there are none or any cannot be read.
 pub fn mem_all(pids: &[u32]) -> Option<Mem> {
-    pids.iter().try_fold(Mem::default(), |acc, &p| {
-        let m = parse_smaps_rollup(&std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok()?)?;
-        Some(Mem {
-            rss_kib: acc.rss_kib + m.rss_kib,
-            pss_kib: acc.pss_kib + m.pss_kib,
-        })
-    })
+    sum_over(
+        pids,
+        |p| parse_smaps_rollup(&proc_text(p, "smaps_rollup")?),
+        |a, m| Mem {
+            rss_kib: a.rss_kib + m.rss_kib,
+            pss_kib: a.pss_kib + m.pss_kib,
+        },
+    )
 }
 
 /// The peak RSS of one process so far (`VmHWM:` of `/proc/PID/status`, KiB).
 pub fn parse_vm_hwm(status: &str) -> Option<u64> {
-    status.lines().find_map(|l| {
-        let mut w = l.strip_prefix("VmHWM:")?.split_ascii_whitespace();
-        let n = w.next()?.parse().ok()?;
-        (w.next() == Some("kB")).then_some(n)
-    })
+    kib_field(status, "VmHWM")
 }
 
-/// The summed peak RSS (`VmHWM`) of `pids`.
+/// The summed peak RSS (`VmHWM`) of `pids`; `None` if there are none or any cannot be read.
 pub fn hwm_all(pids: &[u32]) -> Option<u64> {
-    pids.iter().try_fold(0, |acc, &p| {
-        Some(acc + parse_vm_hwm(&std::fs::read_to_string(format!("/proc/{p}/status")).ok()?)?)
-    })
+    sum_over(pids, |p| parse_vm_hwm(&proc_text(p, "status")?), |a, b| a + b)
 }
 
 /// The soft open-file limit in a `/proc/PID/limits` text (`None`: unlimited or absent).
@@ -137,7 +156,7 @@ pub fn parse_nofile_soft(limits: &str) -> Option<u64> {
 
 /// The soft open-file limit of process `pid`.
 pub fn nofile_soft(pid: u32) -> Option<u64> {
-    parse_nofile_soft(&std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?)
+    parse_nofile_soft(&proc_text(pid, "limits")?)
 }
 
 #[cfg(test)]
