@@ -171,7 +171,7 @@ fn edge_args<'a>(pki: &'a TestPki, target: &'a str, pid: &'a str) -> Vec<&'a str
         "--pid",
         pid,
         "--label",
-        "sipedge-ring",
+        "sipedge",
     ]
 }
 

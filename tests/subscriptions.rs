@@ -160,19 +160,19 @@ impl Inside {
     }
 }
 
-/// Waits (3 s: the workers publish twice a second) for `line` in a scrape of `/metrics`; an absent
-/// series counts as 0.
+/// Waits (3 s: the workers publish twice a second) for `line` in a scrape of `/metrics`: the scrape
+/// must answer 200 and the series must be there with that value.
 fn wait_metric(edge: &Edge, line: &str) {
     let addr = edge.metrics_addr.expect("a metrics listener");
     let (series, value) = line.rsplit_once(' ').unwrap();
     let t0 = Instant::now();
     let mut body = String::new();
     while t0.elapsed() < Duration::from_secs(3) {
-        body = support::http::get(addr, "/metrics")
-            .map(|(_, b)| b)
-            .unwrap_or_default();
+        let (status, text) = support::http::get(addr, "/metrics").expect("a scrape");
+        assert_eq!(status, 200, "{text}");
+        body = text;
         let found = body.lines().find_map(|l| l.strip_prefix(series).map(str::trim));
-        if found.unwrap_or("0") == value {
+        if found == Some(value) {
             return;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -220,7 +220,8 @@ fn a_killed_partner_ends_the_watchers_subscription_at_once_and_it_recovers() {
     let m = sip::p(&text);
     assert_eq!(m.from().unwrap().tag(), Some("n1"));
     assert_eq!(m.to().unwrap().tag(), Some("w1"));
-    assert!(m.cseq().unwrap().number > 1, "above the notifier's CSeq");
+    // The presentity's NOTIFY had CSeq 1: the edge's is 1 + 1,001 (dialogs.rs, CSEQ_MARGIN).
+    assert_eq!(m.cseq().unwrap().number, 1002, "above the notifier's CSeq");
 
     // The watcher re-subscribes at once: refused with a diagnostic while the partner is down.
     let refused = w.subscribe_final(&mut fe, 2);

@@ -242,7 +242,14 @@ impl EdgeMetrics {
         out.push(outcomes);
         push_families(&core.push, out);
 
+        // A gauge: every side × configured partner (and other) is there, 0 when nothing is
+        // tracked — a dashboard sees 0, not a series that vanished (bounded by the configuration).
         let mut active = std::collections::BTreeMap::<(&str, &str), u64>::new();
+        for side in names::SIDES {
+            for partner in facts.partners.iter().map(String::as_str).chain([names::OTHER]) {
+                active.insert((side, partner), 0);
+            }
+        }
         for ((side, partner), n) in &core.subscriptions_active {
             let partner = facts
                 .partners

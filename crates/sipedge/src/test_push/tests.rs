@@ -86,7 +86,7 @@ fn every_failure_the_edge_writes_gets_its_fix() {
             None,
             &["Push Notification request was rejected.", "prefix \"https:\"", "[im_filter] blocked_prefixes", "[im_filter] action"]),
         (403, "Forbidden",
-            Some(r#"1913;reason="Push Notification request was rejected";source="edge.corp.test";prefix="http:""#),
+            Some(r#"1909;reason="Push Notification request was rejected";source="edge.corp.test";prefix="http:""#),
             None,
             &["blocked the prefix \"http:\"", "remove \"http:\" from [im_filter] blocked_prefixes"]),
         // The provider timed out.
