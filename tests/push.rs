@@ -133,21 +133,23 @@ impl World {
             .count()
     }
 
-    /// The value of one exact series line of `/metrics` (0 when absent), once published.
+    /// The value of one exact series line of `/metrics` once it is at least `at_least` (or after
+    /// 5 s); the scrape must answer 200 and the series must be there.
     fn metric(&self, series: &str, at_least: f64) -> f64 {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let (_, body) = http::get(self.edge.metrics_addr.unwrap(), "/metrics").unwrap();
+            let (status, body) = http::get(self.edge.metrics_addr.unwrap(), "/metrics").unwrap();
+            assert_eq!(status, 200, "{body}");
             let v = body
                 .lines()
                 .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
                 .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0);
-            if v >= at_least || Instant::now() >= deadline {
-                return v;
+                .and_then(|v| v.parse::<f64>().ok());
+            match v {
+                Some(v) if v >= at_least || Instant::now() >= deadline => return v,
+                None if Instant::now() >= deadline => panic!("no series {series} in /metrics:\n{body}"),
+                _ => std::thread::sleep(Duration::from_millis(100)),
             }
-            std::thread::sleep(Duration::from_millis(100));
         }
     }
 }
@@ -216,6 +218,8 @@ fn a_provider_that_answers_200_slowly_is_never_retried() {
     let (r2, _) = w.push(&mut fe, "z9hG4bKpush-slow2");
     assert_eq!(sip::status(&r2), 200);
     assert_eq!(w.pushes_seen(), 2, "exactly one transmission per push");
+    // Both pushes published (so the retry count read next is not a stale 0), then no retry.
+    assert_eq!(w.metric(r#"sipedge_push_attempts_total{kind="first"}"#, 2.0), 2.0);
     assert_eq!(w.metric(r#"sipedge_push_attempts_total{kind="retry"}"#, 0.0), 0.0);
 }
 
