@@ -36,8 +36,8 @@ impl Policy {
         let refuse = |id, reason: &str, metric, event: String| {
             InboundVerdict::Refuse(
                 Refusal::new(403, id, reason, metric)
-                    .param("domain", from_domain.as_str())
-                    .param("PeerServer", peer)
+                    .public_param("domain", from_domain.as_str())
+                    .public_param("PeerServer", peer)
                     .event(metric, event),
             )
         };

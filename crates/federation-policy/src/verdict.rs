@@ -72,13 +72,19 @@ pub struct LogEvent {
 /// A refusal with its reason, ready to be written as a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// The SIP status; its reason phrase is `sip_codec::reason_phrase`'s (one table for the edge).
     pub status: u16,
-    pub reason_phrase: &'static str,
     pub id: DiagnosticId,
     /// The diagnostic's `reason="..."` text.
     pub reason: String,
-    /// Extra `name="value"` facts (`domain`, `fqdn1`, `PeerServer`, ...), in order.
+    /// Extra `name="value"` facts (`domain`, `fqdn1`, `PeerServer`, ...), in order. All of them go
+    /// towards the internal side; towards a partner only those named in `public`.
     pub params: Vec<(&'static str, String)>,
+    /// The names of the `params` a partner may see in `ms-diagnostics-public`: the facts of the
+    /// partner's own request (its domain, its certificate's name, the method or prefix it sent).
+    /// Anything else — internal host names, addresses, ports, OS error texts, limits — stays
+    /// inside: a param is private unless named here.
+    pub public: Vec<&'static str>,
     pub event: LogEvent,
     /// Bounded label for the refusals metric.
     pub metric_reason: &'static str,
@@ -88,10 +94,10 @@ impl Refusal {
     pub(crate) fn new(status: u16, id: DiagnosticId, reason: &str, metric_reason: &'static str) -> Self {
         Refusal {
             status,
-            reason_phrase: reason_phrase(status),
             id,
             reason: reason.to_owned(),
             params: Vec::new(),
+            public: Vec::new(),
             event: LogEvent {
                 name: metric_reason,
                 text: reason.to_owned(),
@@ -100,8 +106,22 @@ impl Refusal {
         }
     }
 
+    /// A fact for the internal side only (`ms-diagnostics`).
     pub(crate) fn param(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.params.push((name, value.into()));
+        self
+    }
+
+    /// A fact a partner may see too (`ms-diagnostics-public`): only what the partner sent or is.
+    pub(crate) fn public_param(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.public.push(name);
+        self.param(name, value)
+    }
+
+    /// Names params (already added or added later) that a partner may see.
+    #[must_use]
+    pub fn with_public(mut self, names: &[&'static str]) -> Self {
+        self.public.extend_from_slice(names);
         self
     }
 
@@ -118,18 +138,22 @@ impl Refusal {
         self.render(Some(edge_fqdn))
     }
 
-    /// `ms-diagnostics-public` value towards partners: no `source`.
+    /// `ms-diagnostics-public` value towards partners: no `source`, and only the params named
+    /// in `public` — nothing about the inside crosses (design brief §2, the trust boundary).
     pub fn ms_diagnostics_public(&self) -> String {
         self.render(None)
     }
 
     fn render(&self, source: Option<&str>) -> String {
         let mut s = format!("{};reason=\"{}\"", self.id.0, quote(&self.reason));
+        let inside = source.is_some();
         if let Some(src) = source {
             let _ = write!(s, ";source=\"{}\"", quote(src));
         }
         for (k, v) in &self.params {
-            let _ = write!(s, ";{k}=\"{}\"", quote(v));
+            if inside || self.public.contains(k) {
+                let _ = write!(s, ";{k}=\"{}\"", quote(v));
+            }
         }
         s
     }
@@ -138,19 +162,6 @@ impl Refusal {
 /// Escapes `"` and `\` for a quoted-string.
 fn quote(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
-pub(crate) fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        480 => "Temporarily Unavailable",
-        503 => "Service Unavailable",
-        504 => "Server Time-out",
-        _ => "Refused",
-    }
 }
 
 #[cfg(test)]
@@ -165,7 +176,7 @@ mod tests {
             "Unable to resolve DNS SRV record",
             "no_srv",
         )
-        .param("domain", "partner.example")
+        .public_param("domain", "partner.example")
         .param("note", "a \"quoted\" word");
         assert_eq!(
             r.ms_diagnostics("edge.corp.example"),
@@ -173,8 +184,8 @@ mod tests {
         );
         assert_eq!(
             r.ms_diagnostics_public(),
-            r#"1008;reason="Unable to resolve DNS SRV record";domain="partner.example";note="a \"quoted\" word""#
+            r#"1008;reason="Unable to resolve DNS SRV record";domain="partner.example""#,
+            "towards a partner only the public params"
         );
-        assert_eq!(r.reason_phrase, "Server Time-out");
     }
 }

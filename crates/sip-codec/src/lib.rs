@@ -22,6 +22,7 @@ mod parse;
 mod request;
 mod response;
 mod scan;
+mod status;
 mod typed;
 mod uri;
 mod via;
@@ -38,6 +39,7 @@ pub use params::{Param, Params};
 pub use parse::{parse, parse_with, Limits};
 pub use request::RequestBuilder;
 pub use response::ResponseBuilder;
+pub use status::reason_phrase;
 pub use typed::{
     split_values, CSeq, Contact, ContactValue, Diagnostic, PushParams, SubscriptionState, Values,
 };

@@ -149,7 +149,12 @@ pub fn explain(domain: &str, config: &Config, policy: &Policy, dns: &mut dyn Loo
     }
     match verdict {
         OutboundVerdict::Refuse(r) => {
-            let _ = writeln!(o, "verdict       : REFUSE {} {}", r.status, r.reason_phrase);
+            let _ = writeln!(
+                o,
+                "verdict       : REFUSE {} {}",
+                r.status,
+                sip_codec::reason_phrase(r.status)
+            );
             let _ = writeln!(o, "ms-diagnostics: {}", r.ms_diagnostics(policy.edge_fqdn()));
             let _ = writeln!(o, "log event     : {}: {}", r.event.name, r.event.text);
             (out, false)

@@ -413,7 +413,9 @@ impl Proxy {
                 ("side", link.side.as_str().to_owned()),
                 ("cause", cause.to_owned()),
             ],
-        );
+        )
+        // The link is the other side's host: towards a partner, an internal name.
+        .with_public(&["side", "cause"]);
         let (diag_name, diag) = match to_side {
             Side::Internal => ("ms-diagnostics", refusal.ms_diagnostics(&self.settings.edge_fqdn)),
             Side::External => ("ms-diagnostics-public", refusal.ms_diagnostics_public()),

@@ -338,3 +338,5 @@ mod dialog_tests;
 mod push_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod topology_tests;

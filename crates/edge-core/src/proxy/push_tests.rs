@@ -109,8 +109,13 @@ impl H {
     /// The push with `branch` (and `body`) from the FE, through the SRV answer: the bytes sent to
     /// the provider, or the edge's own answer.
     fn push(&mut self, branch: &str, body: &str, extra: &str) -> Sent {
+        self.push_typed(branch, "application/json", body, extra)
+    }
+
+    /// [`H::push`] with a body of `content_type`.
+    fn push_typed(&mut self, branch: &str, content_type: &str, body: &str, extra: &str) -> Sent {
         let text = format!(
-            "MESSAGE {PUSH_URI}{extra} SIP/2.0\r\nVia: SIP/2.0/TLS fe1.corp.example:5061;branch={branch}\r\nMax-Forwards: 70\r\nFrom: <sip:mobility@corp.example>;tag=m1\r\nTo: <{PUSH_URI}>\r\nCall-ID: {branch}\r\nCSeq: 1 MESSAGE\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "MESSAGE {PUSH_URI}{extra} SIP/2.0\r\nVia: SIP/2.0/TLS fe1.corp.example:5061;branch={branch}\r\nMax-Forwards: 70\r\nFrom: <sip:mobility@corp.example>;tag=m1\r\nTo: <{PUSH_URI}>\r\nCall-ID: {branch}\r\nCSeq: 1 MESSAGE\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
         let eff = self.input(Input::Message {
@@ -343,11 +348,36 @@ fn the_im_url_filter_rejects_a_push_naming_the_prefix_1909() {
     assert_eq!(h.proxy.stats().push.sent, 0);
 }
 
+/// A push is answered as a push whatever its body's type: a `text/plain` one meets the push's
+/// 1909 ("Push Notification request was rejected", the text operators search for), not the
+/// general IM filter's 1905.
+#[test]
+fn a_text_push_is_rejected_as_a_push_1909_not_as_an_im_1905() {
+    let filter = ImFilter::new(vec!["https:".into()], FilterAction::Block);
+    let mut h = H::new(Some(filter));
+    for ct in ["text/plain", "text/plain; charset=utf-8", "TEXT/html"] {
+        let r = h
+            .push_typed(
+                &format!("z9hG4bKt{}", ct.len()),
+                ct,
+                "open https://example.com/x",
+                "",
+            )
+            .fe();
+        assert_eq!(status(&r), 403, "{ct}");
+        let (id, text) = diag(&r);
+        assert_eq!(id, 1909, "{ct}: {text}");
+        assert!(text.contains("Push Notification request was rejected"), "{text}");
+    }
+    assert_eq!(h.outcome(PushOutcome::Filtered), 3);
+}
+
 #[test]
 fn an_incomplete_push_identity_gets_480_no_push_subscription_1910() {
     let mut h = H::new(None);
     let r = h.push("z9hG4bKn1", "{}", ";pn-provider=apns").fe();
     assert_eq!(status(&r), 480);
+    assert!(r.starts_with("SIP/2.0 480 Temporarily Unavailable\r\n"), "{r}");
     let (id, text) = diag(&r);
     assert_eq!(id, 1910);
     assert!(text.contains("No push subscription for target device"), "{text}");

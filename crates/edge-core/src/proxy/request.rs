@@ -204,10 +204,14 @@ impl Proxy {
                 "Cannot route this type of SIP request to or from federated partners",
                 "method",
                 vec![("method", method.to_owned())],
-            );
+            )
+            .with_public(&["method"]);
             return self.refuse(sid, r, now, out);
         }
+        // A push is answered as a push (its own filter check, 1909, below), whatever its body.
+        let is_push = self.is_push(peer.side, msg);
         if method == "MESSAGE"
+            && !is_push
             && msg
                 .content_type()
                 .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/"))
@@ -220,7 +224,8 @@ impl Proxy {
                         "Instant message contains a URL prefix blocked by the IM filter",
                         "im_filter",
                         vec![("prefix", prefix)],
-                    );
+                    )
+                    .with_public(&["prefix"]);
                     return self.refuse(sid, r, now, out);
                 }
                 FilterVerdict::Warn { prefix } => {
@@ -256,7 +261,7 @@ impl Proxy {
         }
         // A NOTIFY in a tracked dialog: the notifier's CSeq, or the dialog's end.
         self.dialog_request(peer.side, msg);
-        if self.is_push(peer.side, msg) {
+        if is_push {
             if let Some(s) = self.servers.get_mut(&sid) {
                 s.push = Some(super::push::PushTxn {
                     provider: String::new(),
@@ -314,6 +319,7 @@ impl Proxy {
                         "relay",
                         vec![("domain", host)],
                     )
+                    .with_public(&["domain"])
                 })
             }
         }
@@ -529,7 +535,8 @@ impl Proxy {
                     "Temporarily cannot route",
                     "discovery_limit",
                     vec![("domain", domain.to_string()), ("limit", what.to_owned())],
-                );
+                )
+                .with_public(&["domain", "limit"]);
                 self.respond(
                     sid,
                     503,

@@ -16,26 +16,6 @@ pub(crate) struct Extra {
     pub retry_after: Option<u32>,
 }
 
-pub(crate) fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        100 => "Trying",
-        200 => "OK",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        481 => "Call/Transaction Does Not Exist",
-        482 => "Loop Detected",
-        483 => "Too Many Hops",
-        487 => "Request Terminated",
-        503 => "Service Unavailable",
-        504 => "Server Time-out",
-        505 => "Version Not Supported",
-        513 => "Message Too Large",
-        _ => "Error",
-    }
-}
-
 /// The response bytes for `req`, going back to `to_side`.
 pub(crate) fn build(
     req: &Message<'_>,
@@ -45,10 +25,7 @@ pub(crate) fn build(
     to_side: Side,
     extra: &Extra,
 ) -> Vec<u8> {
-    let reason = extra
-        .refusal
-        .as_ref()
-        .map_or(reason_phrase(status), |r| r.reason_phrase);
+    let reason = sip_codec::reason_phrase(status);
     let warning = extra
         .warning
         .as_ref()

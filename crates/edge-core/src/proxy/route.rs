@@ -131,10 +131,10 @@ fn refusal(
 ) -> Refusal {
     Refusal {
         status,
-        reason_phrase: super::respond::reason_phrase(status),
         id,
         reason: reason.to_owned(),
         params,
+        public: Vec::new(),
         event: LogEvent {
             name: event.0,
             text: event.1,

@@ -1,0 +1,385 @@
+//! The trust boundary of generated answers: nothing about the inside — internal host names,
+//! addresses, ports, OS error texts — reaches a partner in anything the edge itself writes
+//! towards the external side. The test walks every diagnostic id the edge can send to a partner
+//! (the refusals of an inbound request, every delivery failure towards the front-end pool, the
+//! timeouts, the liveness NOTIFY) and checks the whole message, not only `ms-diagnostics-public`;
+//! the same failures towards the front ends keep their facts in `ms-diagnostics`. (What the edge
+//! relays — a front end's Via, Record-Route and Contact — is topology hiding, issue 21.)
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use sip_codec::{parse, HeaderName};
+
+use super::io::*;
+use super::tests::{answer, f, peer, sends, FE, H};
+
+const PARTNER_IN: ConnId = ConnId(2);
+const POOL: ConnId = ConnId(101);
+
+/// What the inside looks like in these tests: the pool and front-end names, the internal
+/// listener's name, an internal address and port, OS error texts.
+const INSIDE: [&str; 8] = [
+    "pool.corp.example",
+    "fe1.corp.example",
+    "fe9.corp.example",
+    "edge-int.corp.example",
+    "10.1.2.3",
+    "5062",
+    "os error",
+    "Connection refused",
+];
+
+/// The ids the edge can send to a partner; the walk must see each one.
+const PUBLIC_IDS: [u32; 16] = [
+    1002, 1005, 1007, 1010, 1014, 1027, 1047, 1901, 1902, 1903, 1904, 1905, 1906, 1908, 1912, 1913,
+];
+
+fn inbound(method: &str, from: &str, ruri: &str, branch: &str, extra: &str, body: &str) -> String {
+    format!(
+        "{method} {ruri} SIP/2.0\nVia: SIP/2.0/TLS edge.partner.example:5061;branch={branch}\nMax-Forwards: 70\nFrom: <{from}>;tag=p1\nTo: <{ruri}>\nCall-ID: in-{branch}\nCSeq: 1 {method}\nContact: <sip:bob@edge.partner.example:5061;transport=tls>\n{extra}Content-Length: {}\n\n{body}",
+        body.len()
+    )
+}
+
+fn partner_message(branch: &str) -> String {
+    inbound(
+        "MESSAGE",
+        "sip:bob@partner.example",
+        "sip:alice@corp.example",
+        branch,
+        "",
+        "",
+    )
+}
+
+/// Everything sent to the partner's connection in `effects`, checked for the inside; the ids of
+/// their public diagnostics are added to `seen`.
+fn check_outward(effects: &[Effect], seen: &mut BTreeSet<u32>, case: &str) -> usize {
+    let mut n = 0;
+    for (dest, text, _) in sends(effects) {
+        if !outward(&dest) {
+            continue;
+        }
+        n += 1;
+        for word in INSIDE {
+            assert!(
+                !text.contains(word),
+                "{case}: {word:?} reached the partner:\n{text}"
+            );
+        }
+        let m = parse(text.as_bytes()).unwrap();
+        assert!(
+            m.header(HeaderName::MsDiagnostics).is_none(),
+            "{case}: the internal form went out:\n{text}"
+        );
+        if let Ok(d) = m.ms_diagnostics_public() {
+            assert_eq!(d.source(), None, "{case}");
+            seen.insert(d.id);
+        }
+    }
+    n
+}
+
+/// The partner's connection to us, or a hop on the external side.
+fn outward(dest: &Destination) -> bool {
+    match dest {
+        Destination::Conn(c) => *c == PARTNER_IN,
+        Destination::Hop(hop) => hop.side == Side::External,
+    }
+}
+
+/// An inbound MESSAGE forwarded towards the pool: the token of its delivery.
+fn forwarded(h: &mut H, branch: &str) -> Token {
+    let out = sends(&h.msg(PARTNER_IN, &partner_message(branch)));
+    let (dest, _, token) = out.first().cloned().expect("forwarded");
+    assert!(
+        matches!(
+            dest,
+            Destination::Hop(NextHop {
+                side: Side::Internal,
+                ..
+            })
+        ),
+        "{dest:?}"
+    );
+    token.expect("a token")
+}
+
+fn pool_up(h: &mut H) {
+    if !h.proxy.peers.contains_key(&POOL) {
+        let mut p = peer(Side::Internal, "pool.corp.example");
+        p.dialled = Some(f("pool.corp.example"));
+        h.input(Input::ConnUp { conn: POOL, peer: p });
+    }
+}
+
+#[test]
+fn nothing_about_the_inside_reaches_a_partner() {
+    let mut h = H::new();
+    let mut seen = BTreeSet::new();
+    // Every way a delivery to the front-end pool can fail, as the shell reports it (with the
+    // internal address and the OS error, which the internal side's log and header keep).
+    let failures = [
+        DeliveryFailure::Resolve("pool.corp.example: no address (10.1.2.3 not answering)".into()),
+        DeliveryFailure::Connect("10.1.2.3:5062: Connection refused (os error 111)".into()),
+        DeliveryFailure::Tls("10.1.2.3:5062: Connection reset by peer (os error 104)".into()),
+        DeliveryFailure::CertificateMismatch {
+            presented: vec!["fe9.corp.example".into()],
+        },
+        DeliveryFailure::Overloaded("10.1.2.3:5062: write queue full".into()),
+    ];
+    for (i, failure) in failures.into_iter().enumerate() {
+        let token = forwarded(&mut h, &format!("z9hG4bKdf{i}"));
+        let eff = h.input(Input::DeliveryFailed { token, failure });
+        assert_eq!(
+            check_outward(&eff, &mut seen, &format!("delivery failure {i}")),
+            1
+        );
+    }
+    // The pool link dies with the transaction open (503 1007).
+    let token = forwarded(&mut h, "z9hG4bKll");
+    pool_up(&mut h);
+    h.input(Input::Delivered { token, conn: POOL });
+    let eff = h.input(Input::ConnClosed {
+        conn: POOL,
+        reason: LinkEnd::PeerClosed,
+    });
+    assert_eq!(check_outward(&eff, &mut seen, "link lost"), 1);
+    // The pool never answers (408 at Timer F).
+    let token = forwarded(&mut h, "z9hG4bKtf");
+    pool_up(&mut h);
+    h.input(Input::Delivered { token, conn: POOL });
+    let eff = h.advance(Duration::from_secs(33));
+    assert_eq!(check_outward(&eff, &mut seen, "timer F"), 1);
+
+    // The refusals of an inbound request.
+    let refusals = [
+        (
+            "no From domain",
+            inbound(
+                "MESSAGE",
+                "sip:bob@[2001:db8::9]",
+                "sip:alice@corp.example",
+                "z9hG4bKr1",
+                "",
+                "",
+            ),
+        ),
+        (
+            "blocked",
+            inbound(
+                "MESSAGE",
+                "sip:bad@evil.example",
+                "sip:alice@corp.example",
+                "z9hG4bKr2",
+                "",
+                "",
+            ),
+        ),
+        (
+            "our own domain",
+            inbound(
+                "MESSAGE",
+                "sip:ceo@corp.example",
+                "sip:alice@corp.example",
+                "z9hG4bKr3",
+                "",
+                "",
+            ),
+        ),
+        (
+            "not the partner's server",
+            inbound(
+                "MESSAGE",
+                "sip:x@other.example",
+                "sip:alice@corp.example",
+                "z9hG4bKr4",
+                "",
+                "",
+            ),
+        ),
+        (
+            "relay",
+            inbound(
+                "MESSAGE",
+                "sip:bob@partner.example",
+                "sip:someone@elsewhere.example",
+                "z9hG4bKr5",
+                "",
+                "",
+            ),
+        ),
+        (
+            "loop",
+            inbound(
+                "MESSAGE",
+                "sip:bob@partner.example",
+                "sip:alice@corp.example",
+                "z9hG4bKr6",
+                "Via: SIP/2.0/TLS edge.corp.example:5061;branch=z9hG4bKse0x77\n",
+                "",
+            ),
+        ),
+        (
+            "method",
+            inbound(
+                "REGISTER",
+                "sip:bob@partner.example",
+                "sip:alice@corp.example",
+                "z9hG4bKr7",
+                "",
+                "",
+            ),
+        ),
+        (
+            "IM filter",
+            inbound(
+                "MESSAGE",
+                "sip:bob@partner.example",
+                "sip:alice@corp.example",
+                "z9hG4bKr8",
+                "Content-Type: text/plain\n",
+                "see http://example.com/x",
+            ),
+        ),
+        (
+            "bad header",
+            inbound(
+                "MESSAGE",
+                "sip:bob@partner.example",
+                "sip:alice@corp.example",
+                "z9hG4bKr9",
+                "Contact: <sip:x@edge.partner.example>;;\n",
+                "",
+            ),
+        ),
+    ];
+    for (case, text) in &refusals {
+        let eff = h.msg(PARTNER_IN, text);
+        assert_eq!(check_outward(&eff, &mut seen, case), 1, "{case}: {eff:?}");
+    }
+    // A server that is not the From domain's SRV target (1903), after the lookup.
+    let text = inbound(
+        "MESSAGE",
+        "sip:x@srvpartner.example",
+        "sip:alice@corp.example",
+        "z9hG4bKr10",
+        "",
+        "",
+    );
+    let eff = h.msg(PARTNER_IN, &text);
+    let Some(Effect::LookupSrv { token, .. }) = eff
+        .iter()
+        .find(|e| matches!(e, Effect::LookupSrv { .. }))
+        .cloned()
+    else {
+        panic!("{eff:?}")
+    };
+    let records = vec![federation_policy::SrvRecord {
+        priority: 10,
+        weight: 1,
+        port: 5061,
+        target: "sip.srvpartner.example".into(),
+    }];
+    let eff = h.input(Input::Srv {
+        token,
+        result: SrvResult::Records(records),
+    });
+    assert_eq!(check_outward(&eff, &mut seen, "not the SRV target"), 1);
+    // A partner's watcher of an inside presentity: the subscription bound (503 1913) ...
+    h.proxy.settings.max_subscriptions = 0;
+    let sub = |branch: &str| {
+        inbound(
+            "SUBSCRIBE",
+            "sip:bob@partner.example",
+            "sip:alice@corp.example",
+            branch,
+            "Event: presence\nExpires: 3600\n",
+            "",
+        )
+    };
+    let eff = h.msg(PARTNER_IN, &sub("z9hG4bKs0"));
+    assert_eq!(check_outward(&eff, &mut seen, "subscriptions full"), 1);
+    // ... and, tracked, the NOTIFY that ends it when the pool link dies (1912 without the link's
+    // internal name; the front end's own NOTIFY keeps it, see dialog_tests.rs).
+    h.proxy.settings.max_subscriptions = 10;
+    let out = sends(&h.msg(PARTNER_IN, &sub("z9hG4bKs1")));
+    let (_, fwd, token) = out.first().cloned().expect("forwarded");
+    pool_up(&mut h);
+    h.input(Input::Delivered {
+        token: token.expect("a token"),
+        conn: POOL,
+    });
+    let ok = answer(&fwd, 200, "OK", Some("w9")).replace("Content-Length", "Expires: 3600\nContent-Length");
+    // Relayed, not generated: its internal Record-Route entry is issue 21's topology hiding.
+    let back = sends(&h.msg(POOL, &ok));
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].0, Destination::Conn(PARTNER_IN));
+    assert_eq!(h.proxy.subscriptions(), 1);
+    let eff = h.input(Input::ConnClosed {
+        conn: POOL,
+        reason: LinkEnd::KeepaliveFailed,
+    });
+    let notify: Vec<_> = sends(&eff).into_iter().filter(|(d, _, _)| outward(d)).collect();
+    assert_eq!(notify.len(), 1, "{eff:?}");
+    assert!(notify[0].1.starts_with("NOTIFY "), "{}", notify[0].1);
+    check_outward(&eff, &mut seen, "liveness NOTIFY");
+    assert!(
+        notify[0].1.contains("cause=\"keepalive_failed\""),
+        "{}",
+        notify[0].1
+    );
+    // Draining (503, no id).
+    h.proxy.begin_shutdown();
+    let eff = h.msg(PARTNER_IN, &partner_message("z9hG4bKdr"));
+    assert_eq!(check_outward(&eff, &mut seen, "draining"), 1);
+
+    let missing: Vec<u32> = PUBLIC_IDS
+        .iter()
+        .copied()
+        .filter(|id| !seen.contains(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "ids never walked: {missing:?} (seen {seen:?})"
+    );
+}
+
+/// The same delivery failure towards the front ends keeps every fact: the operator needs them.
+#[test]
+fn the_internal_side_keeps_the_facts() {
+    let mut h = H::new();
+    let token = forwarded(&mut h, "z9hG4bKk1");
+    let failure = DeliveryFailure::Connect("10.1.2.3:5062: Connection refused (os error 111)".into());
+    let eff = h.input(Input::DeliveryFailed { token, failure });
+    // Towards the partner: id and reason only.
+    let to_partner = sends(&eff)
+        .into_iter()
+        .find(|(d, _, _)| *d == Destination::Conn(PARTNER_IN))
+        .unwrap();
+    let m = parse(to_partner.1.as_bytes()).unwrap();
+    let public =
+        String::from_utf8_lossy(m.header(HeaderName::MsDiagnosticsPublic).unwrap().raw_value).into_owned();
+    assert_eq!(public, "1904;reason=\"Cannot connect to the next hop\"");
+    // Outbound, the partner is the next hop and the front end hears all of it.
+    let out = sends(&h.msg(
+        FE,
+        "MESSAGE sip:bob@partner.example SIP/2.0\nVia: SIP/2.0/TLS fe1.corp.example:5061;branch=z9hG4bKk2\nMax-Forwards: 70\nFrom: <sip:alice@corp.example>;tag=a1\nTo: <sip:bob@partner.example>\nCall-ID: k2\nCSeq: 1 MESSAGE\nContent-Length: 0\n\n",
+    ));
+    let token = out[0].2.unwrap();
+    let eff = h.input(Input::DeliveryFailed {
+        token,
+        failure: DeliveryFailure::Connect("192.0.2.7:5061: Connection refused (os error 111)".into()),
+    });
+    let r = sends(&eff);
+    let m = parse(r[0].1.as_bytes()).unwrap();
+    let d = m.ms_diagnostics().unwrap();
+    assert_eq!(d.id, 1904);
+    assert_eq!(d.param("fqdn"), Some("edge.partner.example"));
+    assert_eq!(
+        d.param("error"),
+        Some("192.0.2.7:5061: Connection refused (os error 111)")
+    );
+    assert_eq!(d.source(), Some("edge.corp.example"));
+}
