@@ -1,6 +1,6 @@
 //! URIs (RFC 3261 §19.1, §25.1): SIP/SIPS parsed into borrowed parts; any other scheme kept opaque
 //! (`tel:`, `urn:`, `http:` appear in real headers and must pass through a proxy untouched). Also the
-//! host grammar Via shares: names, IPv4, `[IPv6]` references with RFC 5118 §4.10's extra colon.
+//! host grammar Via shares: names, IPv4, `[IPv6]` references with RFC 5118's leniencies and limits.
 
 use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -179,8 +179,12 @@ pub(crate) fn split_host_port(s: &str) -> Result<(&str, Option<u16>), ValueError
             ),
         }
     } else {
-        let (h, p) = scan::split_at_byte(s, b':');
-        (h, p)
+        // RFC 5118 §4.2: an IPv6 address without its brackets. Its colons would otherwise be read
+        // as a host and a bad port; name the real defect.
+        if s.bytes().filter(|&b| b == b':').nth(1).is_some() && parse_ipv6(s).is_some() {
+            return Err(ValueError::Malformed("IPv6 address without [ ]"));
+        }
+        scan::split_at_byte(s, b':')
     };
     let port = match port {
         None => None,
@@ -463,6 +467,26 @@ mod tests {
         assert_eq!(
             parse_host("[2001:db8:::192.0.2.1"),
             Err(ValueError::Malformed("IPv6 reference"))
+        );
+    }
+
+    /// RFC 5118 §4.2: an IPv6 address needs its brackets in a URI; say so rather than "bad port".
+    #[test]
+    fn an_unbracketed_ipv6_host_is_named_as_such() {
+        for bad in [
+            "sip:2001:db8::10",
+            "sip:user@2001:db8::10",
+            "sip:2001:db8::10:5060;lr",
+        ] {
+            assert_eq!(
+                SipUri::parse(bad),
+                Err(ValueError::Malformed("IPv6 address without [ ]")),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            SipUri::parse("sip:host:50:60"),
+            Err(ValueError::Malformed("port"))
         );
     }
 
