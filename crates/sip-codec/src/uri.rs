@@ -1,5 +1,6 @@
 //! URIs (RFC 3261 §19.1, §25.1): SIP/SIPS parsed into borrowed parts; any other scheme kept opaque
-//! (`tel:`, `urn:`, `http:` appear in real headers and must pass through a proxy untouched).
+//! (`tel:`, `urn:`, `http:` appear in real headers and must pass through a proxy untouched). Also the
+//! host grammar Via shares: names, IPv4, `[IPv6]` references with RFC 5118's leniencies and limits.
 
 use std::borrow::Cow;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -35,8 +36,9 @@ pub struct SipUri<'a> {
     pub scheme: Scheme,
     pub user: Option<&'a str>,
     pub password: Option<&'a str>,
+    /// The host as read: RFC 5118 §4.10's `[2001:db8:::192.0.2.1]` is the address `2001:db8::192.0.2.1`.
     pub host: Host<'a>,
-    /// The host exactly as written (IPv6 with its brackets).
+    /// The host exactly as written (IPv6 with its brackets, and any extra colon).
     pub host_raw: &'a str,
     pub port: Option<u16>,
     pub params: Params<'a>,
@@ -177,8 +179,12 @@ pub(crate) fn split_host_port(s: &str) -> Result<(&str, Option<u16>), ValueError
             ),
         }
     } else {
-        let (h, p) = scan::split_at_byte(s, b':');
-        (h, p)
+        // RFC 5118 §4.2: an IPv6 address without its brackets. Its colons would otherwise be read
+        // as a host and a bad port; name the real defect.
+        if s.bytes().filter(|&b| b == b':').nth(1).is_some() && parse_ipv6(s).is_some() {
+            return Err(ValueError::Malformed("IPv6 address without [ ]"));
+        }
+        scan::split_at_byte(s, b':')
     };
     let port = match port {
         None => None,
@@ -196,10 +202,9 @@ pub(crate) fn parse_host(h: &str) -> Result<Host<'_>, ValueError> {
         let inner = inner
             .strip_suffix(']')
             .ok_or(ValueError::Malformed("IPv6 reference"))?;
-        return inner
-            .parse()
+        return parse_ipv6(inner)
             .map(Host::Ipv6)
-            .map_err(|_| ValueError::Malformed("IPv6 address"));
+            .ok_or(ValueError::Malformed("IPv6 address"));
     }
     if h.is_empty() {
         return Err(ValueError::Malformed("host"));
@@ -228,6 +233,22 @@ pub(crate) fn parse_host(h: &str) -> Result<Host<'_>, ValueError> {
     } else {
         Err(ValueError::Malformed("host name"))
     }
+}
+
+/// An IPv6 address as written inside `[ ]`. RFC 3261 §25.1 took its `IPv6address` from RFC 2373,
+/// whose `hexpart` may end in `::` before the `":" IPv4address` tail, so `2001:db8:::192.0.2.1`
+/// (three colons) is RFC 3261 syntax; RFC 4291 (and RFC 5954, correcting RFC 3261) writes that
+/// address `2001:db8::192.0.2.1`. RFC 5118 §4.10: an implementation must tolerate both. So a `:::`
+/// directly followed by an IPv4 tail is read as `::`, and the address is whatever the two-colon text
+/// names (or nothing, when that is not an address either). That is the only place RFC 3261's
+/// grammar puts a third colon: before hex groups, or as `::::`, it is refused as before.
+pub(crate) fn parse_ipv6(s: &str) -> Option<Ipv6Addr> {
+    if let Ok(addr) = s.parse() {
+        return Some(addr);
+    }
+    let (head, ipv4) = s.split_once(":::")?;
+    ipv4.parse::<Ipv4Addr>().ok()?;
+    [head, "::", ipv4].concat().parse().ok()
 }
 
 // The octet classes of RFC 3261 §25.1 a URI part may hold unescaped, as bits of one table lookup.
@@ -399,6 +420,74 @@ mod tests {
         assert!(SipUri::parse("sip:host;lr;").is_err());
         let u = SipUri::parse("SIP:Example.COM.").unwrap();
         assert!(u.host.is_domain("example.com"));
+    }
+
+    /// RFC 5118 §4.10: RFC 3261's ABNF (`hexpart = hexseq "::"`, then `":" IPv4address`) allows a
+    /// third colon before an IPv4 tail; it names the address the RFC 4291 form names.
+    #[test]
+    fn rfc_3261s_extra_colon_before_an_ipv4_tail_is_tolerated() {
+        for (written, means) in [
+            ("[2001:db8:::192.0.2.1]", "2001:db8::192.0.2.1"),
+            ("[2001:db8::192.0.2.1]", "2001:db8::192.0.2.1"),
+            ("[:::192.0.2.1]", "::192.0.2.1"),
+            ("[1:2:3:4:5:::192.0.2.1]", "1:2:3:4:5::192.0.2.1"),
+            ("[::ffff:192.0.2.2]", "::ffff:192.0.2.2"),
+        ] {
+            let addr: Ipv6Addr = means.parse().unwrap();
+            assert_eq!(parse_host(written), Ok(Host::Ipv6(addr)), "{written}");
+        }
+        let u = SipUri::parse("sip:user@[2001:db8:::192.0.2.1]:5070").unwrap();
+        assert_eq!(u.host, Host::Ipv6("2001:db8::192.0.2.1".parse().unwrap()));
+        assert_eq!(u.host_raw, "[2001:db8:::192.0.2.1]");
+        assert_eq!(u.port, Some(5070));
+    }
+
+    /// Everything else with a run of colons stays refused: the extra colon is only ever the one
+    /// between a `::` that ends the hex part and an IPv4 tail, which neither RFC 3261 nor RFC 4291
+    /// lets stand before hex groups.
+    #[test]
+    fn other_colon_runs_are_still_refused() {
+        for bad in [
+            "[2001:db8::::1]",
+            "[:::1]",
+            "[2001:db8:::1]",
+            "[2001:db8::::192.0.2.1]",
+            "[2001:db8:::192.0.2]",
+            "[2001:db8:::192.0.2.1:1]",
+            "[1:2:3:4:5:6:::192.0.2.1]",
+            "[1::2:::192.0.2.1]",
+            "[:::]",
+        ] {
+            assert_eq!(
+                parse_host(bad),
+                Err(ValueError::Malformed("IPv6 address")),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_host("[2001:db8:::192.0.2.1"),
+            Err(ValueError::Malformed("IPv6 reference"))
+        );
+    }
+
+    /// RFC 5118 §4.2: an IPv6 address needs its brackets in a URI; say so rather than "bad port".
+    #[test]
+    fn an_unbracketed_ipv6_host_is_named_as_such() {
+        for bad in [
+            "sip:2001:db8::10",
+            "sip:user@2001:db8::10",
+            "sip:2001:db8::10:5060;lr",
+        ] {
+            assert_eq!(
+                SipUri::parse(bad),
+                Err(ValueError::Malformed("IPv6 address without [ ]")),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            SipUri::parse("sip:host:50:60"),
+            Err(ValueError::Malformed("port"))
+        );
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! One `Via` value (RFC 3261 §20.42, §18.2.2, RFC 3581 rport): sent-protocol, sent-by and parameters.
 //! `SLASH` may carry whitespace and folds (`SIP  /   2.0 / UDP`), so the protocol is cut on `/`.
+//! The `received` address is read with or without `[ ]`, as RFC 5118 §4.5 asks.
+
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::error::ValueError;
 use crate::params::Params;
 use crate::scan;
-use crate::uri::{parse_host, split_host_port, Host};
+use crate::uri::{parse_host, parse_ipv6, split_host_port, Host};
 
 /// The RFC 3261 magic cookie every compliant branch starts with.
 pub const BRANCH_COOKIE: &str = "z9hG4bK";
@@ -71,6 +74,23 @@ impl<'a> Via<'a> {
         self.params.get("received").flatten()
     }
 
+    /// The `received` address. RFC 3261 writes it bare (`IPv4address / IPv6address`), but senders
+    /// also bracket an IPv6 one, and RFC 5118 §4.5 says to accept both; RFC 5118 §4.10's extra colon
+    /// is tolerated as in a host. `None` when there is no `received` value.
+    pub fn received_addr(&self) -> Option<Result<IpAddr, ValueError>> {
+        let v = self.received()?;
+        let bad = ValueError::Malformed("received address");
+        Some(match v.strip_prefix('[') {
+            Some(inner) => inner
+                .strip_suffix(']')
+                .and_then(parse_ipv6)
+                .map(IpAddr::V6)
+                .ok_or(bad),
+            None if v.contains(':') => parse_ipv6(v).map(IpAddr::V6).ok_or(bad),
+            None => v.parse::<Ipv4Addr>().map(IpAddr::V4).map_err(|_| bad),
+        })
+    }
+
     /// RFC 3581: `None` absent, `Some(None)` requested (flag), `Some(Some(port))` filled in.
     pub fn rport(&self) -> Option<Option<u16>> {
         self.params.get("rport").map(|v| v.and_then(|p| p.parse().ok()))
@@ -80,9 +100,14 @@ impl<'a> Via<'a> {
         self.params.get("maddr").flatten()
     }
 
+    /// The sent-by host read as a domain, an IPv4 address or a bracketed IPv6 reference.
+    pub fn sent_by_host(&self) -> Result<Host<'a>, ValueError> {
+        parse_host(self.host)
+    }
+
     /// Strict check: sent-by host syntax and parameter syntax.
     pub fn validate(&self) -> Result<(), ValueError> {
-        parse_host(self.host).map(|_: Host<'_>| ())?;
+        self.sent_by_host()?;
         self.params.validate()
     }
 }
@@ -135,6 +160,56 @@ mod tests {
         let v = Via::parse("SIP/2.0/UDP 10.0.0.1:5060;rport=1234;maddr=224.2.0.1").unwrap();
         assert_eq!(v.rport(), Some(Some(1234)));
         assert_eq!(v.maddr(), Some("224.2.0.1"));
+    }
+
+    #[test]
+    fn received_with_or_without_brackets() {
+        let addr = |via: &str| Via::parse(via).unwrap().received_addr();
+        let v6: IpAddr = "2001:db8::9:255".parse().unwrap();
+        assert_eq!(addr("SIP/2.0/UDP h;received=[2001:db8::9:255]"), Some(Ok(v6)));
+        assert_eq!(addr("SIP/2.0/UDP h;received=2001:db8::9:255"), Some(Ok(v6)));
+        let v4_tail: IpAddr = "2001:db8::192.0.2.1".parse().unwrap();
+        assert_eq!(
+            addr("SIP/2.0/UDP h;received=[2001:db8:::192.0.2.1]"),
+            Some(Ok(v4_tail))
+        );
+        assert_eq!(
+            addr("SIP/2.0/UDP h;received=192.0.2.200"),
+            Some(Ok(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 200))))
+        );
+        assert_eq!(addr("SIP/2.0/UDP h;branch=z9hG4bK1"), None);
+        for bad in [
+            "[2001:db8::9:255",
+            "[192.0.2.1]",
+            "host.example.com",
+            "2001:db8::::1",
+            "1.2.3",
+        ] {
+            assert_eq!(
+                addr(&format!("SIP/2.0/UDP h;received={bad}")),
+                Some(Err(ValueError::Malformed("received address"))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn sent_by_host_is_typed() {
+        fn host(via: &str) -> Result<Host<'_>, ValueError> {
+            Via::parse(via).unwrap().sent_by_host()
+        }
+        assert_eq!(
+            host("SIP/2.0/UDP [2001:db8::9:1]:6050"),
+            Ok(Host::Ipv6("2001:db8::9:1".parse().unwrap()))
+        );
+        assert_eq!(
+            host("SIP/2.0/UDP 192.0.2.1"),
+            Ok(Host::Ipv4(Ipv4Addr::new(192, 0, 2, 1)))
+        );
+        assert_eq!(
+            host("SIP/2.0/UDP lab1.east.example.com"),
+            Ok(Host::Domain("lab1.east.example.com"))
+        );
     }
 
     #[test]
