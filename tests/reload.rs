@@ -615,3 +615,32 @@ fn sipedge_reload_sends_sighup_to_the_pid_given() {
         "{missing:?}"
     );
 }
+
+/// `sipedge reload` signals only a running `sipedge run`: a wrong pid (here a `sleep`, which
+/// SIGHUP would end) or a stale pid file is refused with the reason, and the process lives on.
+#[test]
+fn sipedge_reload_refuses_a_pid_that_is_not_an_edge() {
+    let bin = sipedge_tests::sipedge_bin();
+    let mut sleep = Command::new("sleep").arg("100").spawn().unwrap();
+    let pid = sleep.id().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("stale.pid");
+    std::fs::write(&pid_file, format!("{pid}\n")).unwrap();
+    for args in [
+        vec!["reload", "--pid", &pid],
+        vec!["reload", "--pid-file", pid_file.to_str().unwrap()],
+    ] {
+        let out = Command::new(&bin).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("process {pid} is not a running sipedge edge"))
+                && err.contains("sleep 100"),
+            "{err}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(sleep.try_wait().unwrap().is_none(), "the sleep was signalled");
+    sleep.kill().unwrap();
+    sleep.wait().unwrap();
+}

@@ -295,6 +295,58 @@ fn log_record(record: serde_json::Value) {
     eprintln!("{record}");
 }
 
+/// Whether process `pid` is a running `sipedge run` — its executable is named `sipedge` and its
+/// command line has the `run` subcommand — read from `proc` (`/proc`). SIGHUP ends a process that
+/// does not handle it: a wrong or stale pid (a pid file outliving its edge, the pid reused) must
+/// not kill whatever holds that number now, nor another sipedge command (`send`, `test-push`).
+fn running_edge(pid: i32, proc: &Path) -> Result<(), String> {
+    let dir = proc.join(pid.to_string());
+    let cmdline = std::fs::read(dir.join("cmdline"))
+        .map_err(|_| format!("no process {pid} is running; refusing to signal it"))?;
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    // The executable: /proc/PID/exe where readable (another user's is not), else argv[0].
+    let exe = std::fs::read_link(dir.join("exe"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| String::from_utf8_lossy(args.first().copied().unwrap_or_default()).into_owned());
+    let name = exe
+        .trim_end_matches(" (deleted)")
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let is_run = args.iter().skip(1).any(|a| *a == b"run");
+    let state = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+    // The state field follows the command name's closing parenthesis: Z is a zombie.
+    let zombie = state
+        .rsplit_once(") ")
+        .is_some_and(|(_, rest)| rest.starts_with('Z'));
+    if name != "sipedge" || !is_run || zombie {
+        let what = if zombie {
+            format!("{exe} (exited)")
+        } else {
+            shown_command(&args)
+        };
+        return Err(format!(
+            "process {pid} is not a running sipedge edge (it is `{what}`); refusing to signal it: give the pid of `sipedge run` (or the --pid-file it wrote)"
+        ));
+    }
+    Ok(())
+}
+
+/// A process's command line for an error message, at most 120 characters.
+fn shown_command(args: &[&[u8]]) -> String {
+    let line = args
+        .iter()
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    match line.char_indices().nth(120) {
+        Some((i, _)) => format!("{}…", line.get(..i).unwrap_or_default()),
+        None => line,
+    }
+}
+
 /// `sipedge reload`: SIGHUP to `pid`, or to the pid written in `pid_file` (`run --pid-file`).
 /// The same as `kill -HUP <pid>`.
 pub fn send_hup(pid: Option<i32>, pid_file: Option<&Path>) -> ExitCode {
@@ -311,6 +363,7 @@ pub fn send_hup(pid: Option<i32>, pid_file: Option<&Path>) -> ExitCode {
     };
     let sent = pid.and_then(|p| {
         let target = rustix::process::Pid::from_raw(p).ok_or_else(|| format!("{p} is not a process id"))?;
+        running_edge(p, Path::new("/proc"))?;
         rustix::process::kill_process(target, rustix::process::Signal::HUP)
             .map(|()| p)
             .map_err(|e| format!("cannot signal process {p}: {e}"))
@@ -324,5 +377,85 @@ pub fn send_hup(pid: Option<i32>, pid_file: Option<&Path>) -> ExitCode {
             eprintln!("sipedge reload: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake `/proc/<pid>` with its command line, executable link and state.
+    fn fake(proc: &Path, pid: i32, args: &[&str], exe: Option<&str>, state: char) {
+        let dir = proc.join(pid.to_string());
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cmdline = args.join("\0");
+        cmdline.push('\0');
+        std::fs::write(dir.join("cmdline"), cmdline).unwrap();
+        if let Some(exe) = exe {
+            std::os::unix::fs::symlink(exe, dir.join("exe")).unwrap();
+        }
+        std::fs::write(dir.join("stat"), format!("{pid} (x) y) {state} 1 2 3")).unwrap();
+    }
+
+    #[test]
+    fn only_a_running_sipedge_run_is_signalled() {
+        let proc = tempfile::tempdir().unwrap();
+        let p = proc.path();
+        fake(
+            p,
+            10,
+            &["/usr/bin/sipedge", "run", "--config", "/etc/sipedge.toml"],
+            Some("/usr/bin/sipedge"),
+            'S',
+        );
+        fake(
+            p,
+            11,
+            &["sipedge", "run"],
+            Some("/opt/sipedge/sipedge (deleted)"),
+            'S',
+        );
+        // Another user's process: no exe link, argv[0] decides.
+        fake(p, 12, &["/usr/local/bin/sipedge", "run"], None, 'R');
+        fake(p, 20, &["sleep", "100"], Some("/usr/bin/sleep"), 'S');
+        fake(
+            p,
+            21,
+            &["/usr/bin/sipedge", "send", "--to", "sip:run@x"],
+            Some("/usr/bin/sipedge"),
+            'S',
+        );
+        fake(p, 22, &["/usr/bin/sipedge", "run"], Some("/usr/bin/sipedge"), 'Z');
+        fake(
+            p,
+            23,
+            &["python3", "fake-sipedge.py", "run"],
+            Some("/usr/bin/python3.11"),
+            'S',
+        );
+        for pid in [10, 11, 12] {
+            assert_eq!(running_edge(pid, p), Ok(()), "{pid}");
+        }
+        for (pid, shown) in [
+            (20, "`sleep 100`"),
+            (21, "`/usr/bin/sipedge send --to sip:run@x`"),
+            (22, "`/usr/bin/sipedge (exited)`"),
+            (23, "`python3 fake-sipedge.py run`"),
+        ] {
+            let e = running_edge(pid, p).unwrap_err();
+            assert!(
+                e.contains("is not a running sipedge edge") && e.contains(shown),
+                "{pid}: {e}"
+            );
+        }
+        assert!(running_edge(99, p)
+            .unwrap_err()
+            .contains("no process 99 is running"));
+    }
+
+    #[test]
+    fn this_test_process_is_not_an_edge() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        assert!(running_edge(me, Path::new("/proc")).is_err());
     }
 }
