@@ -44,6 +44,10 @@ fn request_contract() {
         b"INVITE sip:bob@partner.example SIP/2.0\r\n\
 v: SIP/2.0/TLS a.example;branch=z9hG4bK1, SIP/2.0/TLS b.example;branch=z9hG4bK2\r\n\
 Via: SIP/2.0/TLS c.example;branch=z9hG4bK3\r\n\
+f: <sip:a@corp.example>;tag=1\r\n\
+t: <sip:bob@partner.example>\r\n\
+i: c1\r\n\
+CSeq: 1 INVITE\r\n\
 Subject: folded\r\n\tvalue\r\n\
 l: 4\r\n\r\nbodyTRAILING-BYTES",
     );
@@ -55,6 +59,10 @@ l: 4\r\n\r\nbodyTRAILING-BYTES",
         "headers": [
             ["v", "SIP/2.0/TLS a.example;branch=z9hG4bK1, SIP/2.0/TLS b.example;branch=z9hG4bK2"],
             ["Via", "SIP/2.0/TLS c.example;branch=z9hG4bK3"],
+            ["f", "<sip:a@corp.example>;tag=1"],
+            ["t", "<sip:bob@partner.example>"],
+            ["i", "c1"],
+            ["CSeq", "1 INVITE"],
             ["Subject", "folded value"],
             ["l", "4"]
         ],
@@ -66,12 +74,12 @@ l: 4\r\n\r\nbodyTRAILING-BYTES",
 #[test]
 fn response_contract_and_body_without_length() {
     let (v, code) =
-        decode("SIP/2.0 480 Temporärement indisponible\r\nCall-ID: x\r\n\r\nrest of the datagram".as_bytes());
+        decode("SIP/2.0 480 Temporärement indisponible\r\nVia: SIP/2.0/TLS a.example;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: x\r\nCSeq: 1 MESSAGE\r\n\r\nrest of the datagram".as_bytes());
     assert_eq!(code, 0);
     assert_eq!(v["kind"], "response");
     assert_eq!(v["status"], 480);
     assert_eq!(v["reason"], "Temporärement indisponible");
-    assert_eq!(v["headers"], serde_json::json!([["Call-ID", "x"]]));
+    assert_eq!(v["headers"][3], serde_json::json!(["Call-ID", "x"]));
     assert_eq!(v["body_len"], 20);
     assert!(v.get("method").is_none());
 }
@@ -105,6 +113,32 @@ fn extraneous_header_field_separators_are_an_error() {
     let (v, code) = decode(&bytes);
     assert_eq!(code, 1, "{v}");
     assert!(v["error"].as_str().unwrap().starts_with("Via:"), "{v}");
+}
+
+/// What the proxy answers 400 for a missing or repeated mandatory header, `decode` refuses with the
+/// same words (exit 1).
+#[test]
+fn a_request_without_call_id_is_refused_as_the_proxy_refuses_it() {
+    let ok = "MESSAGE sip:bob@partner.example SIP/2.0\r\nVia: SIP/2.0/TLS fe1.corp.example;branch=z9hG4bK1\r\nMax-Forwards: 70\r\nFrom: <sip:a@corp.example>;tag=1\r\nTo: <sip:bob@partner.example>\r\nCall-ID: c1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(decode(ok.as_bytes()).1, 0);
+    // Max-Forwards is the one a proxy supplies itself (RFC 3261 §16.6 step 3): not required.
+    assert_eq!(decode(ok.replace("Max-Forwards: 70\r\n", "").as_bytes()).1, 0);
+    for (bad, error) in [
+        (ok.replace("Call-ID: c1\r\n", ""), "Call-ID: missing"),
+        (
+            ok.replace("From: <sip:a@corp.example>;tag=1\r\n", ""),
+            "From: missing",
+        ),
+        (
+            ok.replace("Call-ID: c1\r\n", "Call-ID: c1\r\ni: c2\r\n"),
+            "Call-ID: ",
+        ),
+        (ok.replace("CSeq: 1 MESSAGE", "CSeq: 1 INVITE"), "CSeq: "),
+    ] {
+        let (v, code) = decode(bad.as_bytes());
+        assert_eq!(code, 1, "{bad}: {v}");
+        assert!(v["error"].as_str().unwrap().starts_with(error), "{error}: {v}");
+    }
 }
 
 #[test]

@@ -343,32 +343,31 @@ impl<'a> Message<'a> {
         Ok(())
     }
 
-    /// RFC 3261 §8.1.1: a request carries To, From, CSeq, Call-ID, Max-Forwards and Via, each
-    /// single-valued one once, and the CSeq method equals the request method. Responses need all but
-    /// Max-Forwards. Presence and uniqueness only — syntax is [`Message::validate`]'s job.
+    /// Everything a receiver checks before acting on the message: the mandatory headers
+    /// ([`Message::check_mandatory`]), then the syntax of every typed header ([`Message::validate`]).
+    /// The proxy answers a request that fails it with 400 naming the header; `sipedge decode`
+    /// refuses the same input with the same words.
+    pub fn check(&self) -> Result<(), Defect> {
+        self.check_mandatory().and_then(|()| self.validate())
+    }
+
+    /// RFC 3261 §8.1.1: a message carries To, From, CSeq, Call-ID and Via, each single-valued one
+    /// once, and a request's CSeq method equals its method. Max-Forwards, mandatory for a UAC, is
+    /// not required: a proxy adds `Max-Forwards: 70` to a request without one (§16.6 step 3), and
+    /// real equipment sends such requests (the shared corpus: "handle normally"); present, it must
+    /// be single. Presence and uniqueness only — syntax is [`Message::validate`]'s job.
     pub fn check_mandatory(&self) -> Result<(), Defect> {
-        let required: &[HeaderName] = if self.is_request() {
-            &[
-                HeaderName::Via,
-                HeaderName::From,
-                HeaderName::To,
-                HeaderName::CallId,
-                HeaderName::CSeq,
-                HeaderName::MaxForwards,
-            ]
-        } else {
-            &[
-                HeaderName::Via,
-                HeaderName::From,
-                HeaderName::To,
-                HeaderName::CallId,
-                HeaderName::CSeq,
-            ]
-        };
-        for &name in required {
+        const REQUIRED: [HeaderName; 5] = [
+            HeaderName::Via,
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+        ];
+        for name in REQUIRED.into_iter().chain([HeaderName::MaxForwards]) {
             let count = self.headers.iter().filter(|h| h.name == name).count();
             let header = name.as_str().unwrap_or("header");
-            if count == 0 {
+            if count == 0 && name != HeaderName::MaxForwards {
                 return Err(Defect {
                     header,
                     problem: DefectKind::Missing,

@@ -34,9 +34,10 @@ struct DecodeError {
 /// The JSON document for `input`, and whether it decoded.
 pub fn decode(input: &[u8]) -> (String, bool) {
     let result = match sip_codec::parse(input) {
-        // A message the proxy would answer 400 is not decoded either: the header values are checked
-        // (`validate`), so `decode` and the edge refuse the same input (RFC 4475 §3.1.2.1 and kin).
-        Ok(msg) => match msg.validate() {
+        // A message the proxy would answer 400 is not decoded either: the mandatory headers and the
+        // header values are checked (`check`, the proxy's own test), so `decode` and the edge refuse
+        // the same input (a request without Call-ID, RFC 4475 §3.1.2.1 and kin).
+        Ok(msg) => match msg.check() {
             Ok(()) => serde_json::to_string(&describe(&msg)).map(|s| (s, true)),
             Err(d) => serde_json::to_string(&DecodeError { error: d.to_string() }).map(|s| (s, false)),
         },

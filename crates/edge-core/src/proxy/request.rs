@@ -140,7 +140,7 @@ impl Proxy {
         if method == "ACK" {
             return self.on_ack(conn, peer, msg, out);
         }
-        if let Err(d) = msg.check_mandatory().and_then(|()| msg.validate()) {
+        if let Err(d) = msg.check() {
             let extra = Extra {
                 warning: Some(d.to_string()),
                 ..Extra::default()

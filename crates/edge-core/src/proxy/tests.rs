@@ -970,3 +970,17 @@ fn every_client_outcome_is_counted_once() {
     );
     assert_eq!(h.proxy.stats(), &super::stats::CoreStats::default());
 }
+
+/// RFC 3261 §16.6 step 3: a request without Max-Forwards is forwarded with `Max-Forwards: 70`
+/// (real equipment sends them; the shared corpus expects "handle normally"), not refused.
+#[test]
+fn a_request_without_max_forwards_is_forwarded_with_70() {
+    let mut h = H::new();
+    let text =
+        request("MESSAGE", "sip:bob@partner.example", "z9hG4bKmf1", "").replace("Max-Forwards: 70\n", "");
+    let out = sends(&h.msg(FE, &text));
+    let (dest, fwd, _) = out.first().cloned().unwrap();
+    assert!(matches!(dest, Destination::Hop(_)), "{fwd}");
+    let m = parse(fwd.as_bytes()).unwrap();
+    assert_eq!(m.max_forwards(), Some(70), "{fwd}");
+}
