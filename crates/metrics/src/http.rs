@@ -1,10 +1,14 @@
 //! The metrics endpoint on a thread of its own, never on a SIP worker: `GET /metrics` (the text
 //! exposition of [`Source::families`] plus this crate's own counters, `text/plain; version=0.0.4`),
 //! `GET /healthz` (200 `ok`, or 503 with [`Health::detail`](crate::Health)), `GET /readyz` (200
-//! `ready` with the readiness detail after a colon when there is one, or 503 with the readiness detail, e.g. `draining`). A `GET` of any other path is
-//! offered to [`Source::probe`] (`/probe/push`), else 404; another method on one of the three is 405
-//! (`Allow: GET`). A probe answer that is [`Probe::Pending`] parks its connection (the thread serves
-//! others, checking the answer every few milliseconds) until the answer or its `wait`, then 504.
+//! `ready` with the readiness detail after a colon when there is one, or 503 with the readiness
+//! detail, e.g. `draining`). A `GET` of any other path is offered to [`Source::probe`]
+//! (`/probe/push`), else 404; another method on one of the three is 405 (`Allow: GET, HEAD`).
+//! `HEAD` is served wherever `GET` is (RFC 9110 §9.3.2): it is answered as a `GET` and the body left
+//! off, so status and headers (`Content-Length` too) are the `GET`'s; any answer to a `HEAD` (404,
+//! 504, ...) goes without its body. A probe answer that is [`Probe::Pending`] parks its connection
+//! (the thread serves others, checking the answer every few milliseconds) until the answer or its
+//! `wait`, then 504.
 //!
 //! One thread, one `mio::Poll`, non-blocking sockets: a slow or silent client holds a slot, never the
 //! thread. Request heads are parsed by `httparse` (hyper's HTTP/1 parser); the IO, the routing and the
@@ -174,6 +178,8 @@ struct Conn {
     stream: TcpStream,
     state: State,
     deadline: Instant,
+    /// The request was a `HEAD`: whatever answer it gets is written without its body.
+    bodiless: bool,
 }
 
 enum State {
@@ -199,9 +205,17 @@ enum Step {
 
 /// A request head, as far as routing cares.
 enum Head {
-    Request { get: bool, path: String },
+    Request { method: Method, path: String },
     TooLarge,
     Bad,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    /// Answered as a `GET`, without the body.
+    Head,
+    Other,
 }
 
 impl Server {
@@ -280,6 +294,7 @@ impl Server {
                             stream,
                             state: State::Reading(Vec::new()),
                             deadline,
+                            bodiless: false,
                         });
                     }
                 }
@@ -310,16 +325,22 @@ impl Server {
                     self.close(key);
                     return;
                 }
-                Step::Respond(head) => match self.respond(head) {
-                    Answer::Now(out) => self.start_writing(key, out),
-                    Answer::Later { reply, wait } => {
-                        if let Some(conn) = self.conns.get_mut(key) {
-                            conn.state = State::Parked(reply);
-                            conn.deadline = Instant::now() + wait;
-                        }
-                        return;
+                Step::Respond(head) => {
+                    let bodiless = matches!(&head, Head::Request { method, .. } if *method == Method::Head);
+                    if let Some(conn) = self.conns.get_mut(key) {
+                        conn.bodiless = bodiless;
                     }
-                },
+                    match self.respond(head) {
+                        Answer::Now(out) => self.start_writing(key, out),
+                        Answer::Later { reply, wait } => {
+                            if let Some(conn) = self.conns.get_mut(key) {
+                                conn.state = State::Parked(reply);
+                                conn.deadline = Instant::now() + wait;
+                            }
+                            return;
+                        }
+                    }
+                }
                 Step::Written => {
                     if let Some(conn) = self.conns.get_mut(key) {
                         let _ = conn.stream.shutdown(Shutdown::Write);
@@ -331,9 +352,12 @@ impl Server {
         }
     }
 
-    fn start_writing(&mut self, key: usize, out: Vec<u8>) {
+    fn start_writing(&mut self, key: usize, mut out: Vec<u8>) {
         let deadline = Instant::now() + self.limits.timeout;
         if let Some(conn) = self.conns.get_mut(key) {
+            if conn.bodiless {
+                out.truncate(head_len(&out));
+            }
             conn.state = State::Writing { out, pos: 0 };
             conn.deadline = deadline;
         }
@@ -392,7 +416,8 @@ impl Server {
 
     fn respond(&mut self, head: Head) -> Answer {
         let (get, path) = match head {
-            Head::Request { get, path } => (get, path),
+            // A HEAD is routed (and its probe asked) as a GET; `start_writing` leaves the body off.
+            Head::Request { method, path } => (method != Method::Other, path),
             Head::TooLarge => {
                 self.count(Refusal::HeadTooLarge);
                 return Answer::Now(response(431, "text/plain", b"request head too large\n", ""));
@@ -422,7 +447,7 @@ impl Server {
 
     fn respond_known(&mut self, get: bool, path: &str) -> Vec<u8> {
         if !get {
-            return response(405, "text/plain", b"method not allowed\n", "Allow: GET\r\n");
+            return response(405, "text/plain", b"method not allowed\n", "Allow: GET, HEAD\r\n");
         }
         let source = &self.source;
         match path {
@@ -545,8 +570,13 @@ fn parse(buf: &[u8], max_head: usize) -> Option<Head> {
         Ok(httparse::Status::Complete(len)) if len <= max_head => {
             let path = req.path.unwrap_or("");
             let path = path.split_once('?').map_or(path, |(p, _)| p);
+            let method = match req.method {
+                Some("GET") => Method::Get,
+                Some("HEAD") => Method::Head,
+                _ => Method::Other,
+            };
             Some(Head::Request {
-                get: req.method == Some("GET"),
+                method,
                 path: path.to_owned(),
             })
         }
@@ -568,6 +598,14 @@ enum Answer {
 
 fn reply_bytes(r: &Reply) -> Vec<u8> {
     response(r.status, &r.content_type, r.body.as_bytes(), "")
+}
+
+/// The length of the status line and headers of `response`'s `out`, blank line included (all of it
+/// if there is no blank line).
+fn head_len(out: &[u8]) -> usize {
+    out.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(out.len(), |at| at.saturating_add(4))
 }
 
 fn response(status: u16, content_type: &str, body: &[u8], extra_headers: &str) -> Vec<u8> {
@@ -597,7 +635,7 @@ mod tests {
 
     fn route(raw: &[u8]) -> Option<(bool, String)> {
         match parse(raw, 64) {
-            Some(Head::Request { get, path }) => Some((get, path)),
+            Some(Head::Request { method, path }) => Some((method == Method::Get, path)),
             _ => None,
         }
     }
@@ -616,6 +654,13 @@ mod tests {
             route(b"POST /metrics HTTP/1.1\r\n\r\n"),
             Some((false, "/metrics".into()))
         );
+        assert!(matches!(
+            parse(b"HEAD /healthz HTTP/1.1\r\n\r\n", 64),
+            Some(Head::Request {
+                method: Method::Head,
+                ..
+            })
+        ));
         assert!(
             parse(b"GET /metrics HTTP/1.1\r\nHost:", 64).is_none(),
             "incomplete: wait"
@@ -638,11 +683,14 @@ mod tests {
 
     #[test]
     fn responses_close_and_carry_their_length() {
-        let r = String::from_utf8(response(405, "text/plain", b"no\n", "Allow: GET\r\n")).unwrap();
+        let out = response(405, "text/plain", b"no\n", "Allow: GET, HEAD\r\n");
+        let r = String::from_utf8(out.clone()).unwrap();
         assert_eq!(
             r,
             "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\
-             Connection: close\r\nAllow: GET\r\n\r\nno\n"
+             Connection: close\r\nAllow: GET, HEAD\r\n\r\nno\n"
         );
+        assert_eq!(head_len(&out), r.len() - 3, "the head without the body");
+        assert_eq!(head_len(b"no blank line"), 13);
     }
 }

@@ -201,8 +201,8 @@ pub trait Source: Send + Sync + 'static {
     fn families(&self) -> Vec<Family>;
     fn health(&self) -> Health;
     fn readiness(&self) -> Readiness;
-    /// A `GET` of a path other than `/metrics`, `/healthz` and `/readyz`: `None` (the default) is
-    /// 404. Must not block: slow work goes to another thread and comes back as [`Probe::Pending`].
+    /// A `GET` (or a `HEAD`, answered alike without the body) of a path other than `/metrics`,
+    /// `/healthz` and `/readyz`: `None` (the default) is 404. Must not block: slow work goes to another thread and comes back as [`Probe::Pending`].
     fn probe(&self, _path: &str) -> Option<Probe> {
         None
     }

@@ -122,6 +122,39 @@ fn get(addr: SocketAddr, path: &str) -> Reply {
     )
 }
 
+/// A `HEAD` of `path`: the status and head, and that no body byte came before the server closed.
+fn head(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("HEAD {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut bytes = Vec::new();
+    s.read_to_end(&mut bytes).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    assert!(body.is_empty(), "HEAD {path}: a body came: {body:?}");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    (status, head.to_owned())
+}
+
+/// The head's header lines but Content-Length, in order (the GET and HEAD heads must agree on them).
+fn headers_but_length(head: &str) -> Vec<&str> {
+    head.lines()
+        .filter(|l| !l.starts_with("Content-Length: "))
+        .collect()
+}
+
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .and_then(|v| v.parse().ok())
+        .expect("a Content-Length")
+}
+
 /// Whether a `/healthz` request on a new connection gets any response.
 fn answered(addr: SocketAddr) -> bool {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -210,7 +243,11 @@ fn unknown_paths_are_404_and_other_methods_405() {
         b"POST /metrics HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody",
     );
     assert_eq!(post.status, 405);
-    assert!(post.head.contains("\r\nAllow: GET"), "{}", post.head);
+    assert!(
+        post.head.lines().any(|l| l == "Allow: GET, HEAD"),
+        "{}",
+        post.head
+    );
     assert_eq!(
         exchange(exporter.addr(), b"DELETE /nope HTTP/1.1\r\n\r\n").status,
         404
@@ -490,4 +527,67 @@ fn probe_paths_answer_now_later_or_504_without_blocking_the_thread() {
     let r = exchange(addr, b"POST /probe/now HTTP/1.1\r\n\r\n");
     assert_eq!(r.status, 404, "only GET reaches a probe");
     assert_eq!(get(addr, "/readyz").status, 200, "the known paths unchanged");
+}
+
+/// RFC 9110 §9.3.2: HEAD wherever GET is served, with GET's status and headers (its Content-Length
+/// too) and no body; probes (load balancers, `curl -I`) use it.
+#[test]
+fn head_is_served_wherever_get_is_with_the_same_head_and_no_body() {
+    let (exporter, fake) = start(short());
+    let addr = exporter.addr();
+    for path in ["/healthz", "/readyz", "/metrics", "/nope"] {
+        let g = get(addr, path);
+        let (status, h) = head(addr, path);
+        assert_eq!(status, g.status, "HEAD {path}: {h}");
+        assert_eq!(headers_but_length(&h), headers_but_length(&g.head), "HEAD {path}");
+        // /metrics renders again for the HEAD: the rejected-samples counter goes 1 → 2, same length.
+        assert_eq!(content_length(&h), g.body.len(), "HEAD {path}: {h}");
+    }
+    fake.healthy.store(false, Ordering::SeqCst);
+    fake.ready.store(false, Ordering::SeqCst);
+    for path in ["/healthz", "/readyz"] {
+        let g = get(addr, path);
+        let (status, h) = head(addr, path);
+        assert_eq!((status, g.status), (503, 503), "HEAD {path}: {h}");
+        assert_eq!(content_length(&h), g.body.len(), "HEAD {path}: {h}");
+    }
+
+    // Other methods are still refused, and a 405 names what is allowed.
+    for method in ["POST", "PUT", "DELETE", "OPTIONS"] {
+        let r = exchange(
+            addr,
+            format!("{method} /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(r.status, 405, "{method}: {}", r.head);
+        assert!(
+            r.head.lines().any(|l| l == "Allow: GET, HEAD"),
+            "{method}: {}",
+            r.head
+        );
+    }
+}
+
+#[test]
+fn head_reaches_probe_paths_now_later_and_504_without_a_body() {
+    let source: Arc<dyn Source> = Arc::new(Prober {
+        keep: std::sync::Mutex::default(),
+    });
+    let exporter = serve_with("127.0.0.1:0".parse().unwrap(), source, short()).unwrap();
+    let addr = exporter.addr();
+    for (path, want) in [
+        ("/probe/now", 200),
+        ("/probe/later", 503),
+        ("/probe/never", 504),
+        ("/probe/dropped", 500),
+        ("/probe/unknown", 404),
+    ] {
+        let g = get(addr, path);
+        assert_eq!(g.status, want, "GET {path}");
+        let (status, h) = head(addr, path);
+        assert_eq!(status, want, "HEAD {path}: {h}");
+        assert_eq!(headers_but_length(&h), headers_but_length(&g.head), "HEAD {path}");
+        assert_eq!(content_length(&h), g.body.len(), "HEAD {path}: {h}");
+    }
+    let r = exchange(addr, b"POST /probe/now HTTP/1.1\r\n\r\n");
+    assert_eq!(r.status, 404, "only GET and HEAD reach a probe");
 }

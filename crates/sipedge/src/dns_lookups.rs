@@ -1,7 +1,10 @@
 //! Real DNS for the command-line tools (`explain-route`): the edge's own sans-IO client
-//! (`edge_core::dns`) driven with blocking std sockets, so the CLI asks exactly what the edge would.
+//! (`edge_core::dns`) driven with blocking std sockets, so the CLI asks exactly what the edge would:
+//! as in the edge, one UDP socket per server, connected to it, so that a server port with nothing
+//! listening (ICMP port unreachable, `ECONNREFUSED`) is reported as refused at once, not as a
+//! timeout.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -18,24 +21,32 @@ const LIMIT: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub struct BlockingDns {
     client: DnsClient,
-    udp4: Option<UdpSocket>,
-    udp6: Option<UdpSocket>,
+    /// One per server the client asks, connected to it; `None` when it could not be set up (the
+    /// datagram is then lost and the client's timer moves on).
+    udp: Vec<(SocketAddr, Option<UdpSocket>)>,
     next: u64,
 }
 
 impl BlockingDns {
     pub fn from_config(config: &Config) -> BlockingDns {
-        let servers = crate::run::dns_servers(config);
-        let bind = |any: &str, want: bool| want.then(|| UdpSocket::bind(any).ok()).flatten();
-        let udp4 = bind("0.0.0.0:0", servers.iter().any(SocketAddr::is_ipv4));
-        let udp6 = bind("[::]:0", servers.iter().any(SocketAddr::is_ipv6));
+        BlockingDns::new(DnsConfig::new(crate::run::dns_servers(config)))
+    }
+
+    pub fn new(config: DnsConfig) -> BlockingDns {
         let seed = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
-        BlockingDns {
-            client: DnsClient::new(DnsConfig::new(servers), SharedCache::new(1000), seed),
-            udp4,
-            udp6,
-            next: 0,
-        }
+        let client = DnsClient::new(config, SharedCache::new(1000), seed);
+        let udp = client
+            .servers()
+            .iter()
+            .map(|&server| {
+                let any = if server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+                let socket = UdpSocket::bind(any)
+                    .and_then(|s| s.connect(server).map(|()| s))
+                    .ok();
+                (server, socket)
+            })
+            .collect();
+        BlockingDns { client, udp, next: 0 }
     }
 
     fn ask(&mut self, question: Question) -> Answer {
@@ -51,13 +62,14 @@ impl BlockingDns {
             while let Some(t) = self.client.poll_transmit() {
                 match t.transport {
                     Transport::Udp => {
-                        let sock = if t.server.is_ipv4() {
-                            &self.udp4
-                        } else {
-                            &self.udp6
-                        };
-                        if let Some(s) = sock {
-                            let _ = s.send_to(&t.bytes, t.server);
+                        let sock = self.udp.iter().find(|(s, _)| *s == t.server);
+                        if let Some((_, Some(s))) = sock {
+                            // A refusal of an earlier datagram may surface on this send.
+                            if let Err(e) = s.send(&t.bytes) {
+                                if e.kind() == ErrorKind::ConnectionRefused {
+                                    self.client.udp_refused(t.server, now);
+                                }
+                            }
                         }
                     }
                     Transport::Tcp => match tcp_exchange(t.server, &t.bytes) {
@@ -76,12 +88,21 @@ impl BlockingDns {
                 .client
                 .poll_timeout()
                 .map_or(Duration::from_millis(100), |t| t.saturating_duration_since(now));
-            let wait = wait.clamp(Duration::from_millis(1), Duration::from_millis(100));
-            for sock in [&self.udp4, &self.udp6].into_iter().flatten() {
+            // The wait shared by the sockets, each read in turn.
+            let sockets = u32::try_from(self.udp.len()).unwrap_or(u32::MAX).max(1);
+            let wait = (wait / sockets).clamp(Duration::from_millis(1), Duration::from_millis(100));
+            for (server, sock) in &self.udp {
+                let Some(sock) = sock else { continue };
                 let _ = sock.set_read_timeout(Some(wait));
-                if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                    self.client
-                        .handle_udp(from, buf.get(..n).unwrap_or(&[]), Instant::now());
+                match sock.recv(&mut buf) {
+                    Ok(n) => self
+                        .client
+                        .handle_udp(*server, buf.get(..n).unwrap_or(&[]), Instant::now()),
+                    // ICMP port unreachable: nothing listens on the server's port.
+                    Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+                        self.client.udp_refused(*server, Instant::now())
+                    }
+                    Err(_) => {}
                 }
             }
             let now = Instant::now();
@@ -122,5 +143,69 @@ impl Lookups for BlockingDns {
             Answer::Srv(_) => Err("unexpected SRV answer".to_owned()),
             Answer::Failed(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRV: &str = "_sipfederationtls._tcp.partner.example";
+
+    /// A 127.0.0.1 UDP port with nothing listening: bound for a free port, then closed.
+    fn dead_port() -> SocketAddr {
+        UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+    }
+
+    fn client(servers: Vec<SocketAddr>) -> BlockingDns {
+        let mut config = DnsConfig::new(servers);
+        config.timeout = Duration::from_secs(3);
+        BlockingDns::new(config)
+    }
+
+    /// A server that answers every query with NXDOMAIN (the query's bytes, flagged a response).
+    fn nxdomain_server() -> SocketAddr {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = s.local_addr().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                if n < 12 {
+                    continue;
+                }
+                buf[2] |= 0x80; // QR: a response
+                buf[3] = (buf[3] & 0xf0) | 3; // NXDOMAIN
+                let _ = s.send_to(&buf[..n], from);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_server_port_with_nothing_listening_is_refused_at_once() {
+        let dead = dead_port();
+        let started = Instant::now();
+        match client(vec![dead]).srv(SRV) {
+            SrvResult::Failed(reason) => {
+                assert!(
+                    reason.contains(&format!("connection refused by {dead}")),
+                    "{reason}"
+                );
+                assert!(!reason.contains("timeout"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "{took:?}: not at the 3 s timeout");
+    }
+
+    #[test]
+    fn a_refused_server_fails_over_to_the_next_at_once() {
+        let started = Instant::now();
+        let answer = client(vec![dead_port(), nxdomain_server()]).srv(SRV);
+        assert!(matches!(answer, SrvResult::NoRecord), "{answer:?}");
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "{took:?}: not at the 3 s timeout");
     }
 }

@@ -28,12 +28,12 @@ pub struct FdLimit {
 }
 
 /// Descriptors the edge keeps open besides its SIP connections (which `max_connections` counts,
-/// inbound and outbound): per worker its two listeners, its poll and waker, up to two DNS UDP
-/// sockets and 64 DNS-over-TCP exchanges (`shell/resolver.rs`); the metrics endpoint's listener,
-/// poll, waker and 32 connections (`crates/metrics/src/http.rs`); stdio, the signal pipe and the
-/// files a start or a reload reads.
+/// inbound and outbound): per worker its two listeners, its poll and waker, a DNS UDP socket per
+/// server (at most `edge_core::dns::MAX_SERVERS`, 8) and 64 DNS-over-TCP exchanges
+/// (`shell/resolver.rs`); the metrics endpoint's listener, poll, waker and 32 connections
+/// (`crates/metrics/src/http.rs`); stdio, the signal pipe and the files a start or a reload reads.
 pub fn headroom(workers: usize) -> u64 {
-    const PER_WORKER: u64 = 2 + 2 + 2 + 64;
+    const PER_WORKER: u64 = 2 + 2 + edge_core::dns::MAX_SERVERS as u64 + 64;
     const METRICS: u64 = 3 + 32;
     const PROCESS: u64 = 3 + 2 + 16;
     PROCESS + METRICS + PER_WORKER * u64::try_from(workers.max(1)).unwrap_or(u64::MAX / PER_WORKER)
@@ -132,8 +132,8 @@ mod tests {
 
     #[test]
     fn headroom_grows_with_workers() {
-        assert_eq!(headroom(1), 21 + 35 + 70);
-        assert_eq!(headroom(4) - headroom(1), 3 * 70);
+        assert_eq!(headroom(1), 21 + 35 + 76);
+        assert_eq!(headroom(4) - headroom(1), 3 * 76);
         assert_eq!(headroom(0), headroom(1), "0 workers never means none");
     }
 

@@ -1,7 +1,8 @@
 //! The inside of [`DnsClient`](super::DnsClient): what happens to one wire query — sent to the
-//! servers in rounds, moved on at a timeout, an error rcode or a TCP failure, switched to TCP when
-//! truncated — and how its answer reaches the lookups waiting on it (cached, combined, or followed to
-//! the alias). The public calls that drive this are in `mod.rs`; reading a response is `wire.rs`.
+//! servers in rounds, moved on at a timeout, an error rcode, a refused datagram or a TCP failure,
+//! switched to TCP when truncated — and how its answer reaches the lookups waiting on it (cached,
+//! combined, or followed to the alias). The public calls that drive this are in `mod.rs`; reading a
+//! response is `wire.rs`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -101,7 +102,8 @@ impl DnsClient {
                 Err(reason) => pending.last_error = reason,
             }
         }
-        let reason = format!("{} after {} attempts", pending.last_error, pending.sent);
+        let attempts = if pending.sent == 1 { "attempt" } else { "attempts" };
+        let reason = format!("{} after {} {attempts}", pending.last_error, pending.sent);
         self.finish(pending, Resolution::Done(Answer::Failed(reason)), now);
     }
 
@@ -284,7 +286,8 @@ pub(super) struct Pending {
     pub(super) transport: Transport,
     pub(super) dns_id: u16,
     pub(super) deadline: Instant,
-    /// Servers that answered SERVFAIL/REFUSED/...: not asked again for this query.
+    /// Servers that answered SERVFAIL/REFUSED/... or refused the datagram: not asked again for this
+    /// query.
     pub(super) excluded: Vec<SocketAddr>,
     pub(super) last_error: String,
     pub(super) waiters: Vec<Waiter>,

@@ -8,8 +8,9 @@
 //! Lifecycle of one lookup: [`DnsClient::lookup`] answers from the cache at once (following cached
 //! CNAMEs), or waits on one wire query per (name, type) — shared by every lookup that needs it. A
 //! query goes to the servers in rounds (server 1, server 2, … then again, `attempts` rounds), a new
-//! random id each time; it moves on at its timeout, on SERVFAIL/REFUSED (that server is not asked
-//! again), or on a TCP failure; a truncated UDP answer is asked again over TCP of the same server.
+//! random id each time; it moves on at its timeout, on SERVFAIL/REFUSED or a refused connection (ICMP
+//! port unreachable: nothing listens there; that server is not asked again), or on a TCP failure; a
+//! truncated UDP answer is asked again over TCP of the same server.
 //! A matching answer is cached and either ends the query or, when it stops at a CNAME, starts a
 //! query for the alias (bounded depth). A lookup is answered through [`DnsClient::poll_answer`] once
 //! all its parts (SRV; or A and AAAA) are done.
@@ -39,6 +40,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_ATTEMPTS: u32 = 2;
 /// CNAMEs followed for one lookup, in answers and across queries.
 pub const DEFAULT_MAX_CNAME_DEPTH: usize = 8;
+/// Servers asked, in the configured order; later ones are left out. Each is one UDP socket per
+/// worker in the shell (connected, so that an ICMP port unreachable comes back as a refusal), and
+/// a lookup that went through this many servers in two rounds has long outlived a SIP transaction.
+pub const MAX_SERVERS: usize = 8;
 /// Positive TTLs are capped at one day.
 pub const MAX_TTL: u32 = 86_400;
 
@@ -90,7 +95,8 @@ pub struct Transmit {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DnsConfig {
-    /// Asked in order, in rounds. Empty: every lookup the cache cannot answer fails.
+    /// Asked in order, in rounds (the first [`MAX_SERVERS`]). Empty: every lookup the cache cannot
+    /// answer fails.
     pub servers: Vec<SocketAddr>,
     pub timeout: Duration,
     /// Rounds over the servers (at least one is made).
@@ -134,8 +140,9 @@ pub struct DnsStats {
     pub queries: [u64; 3],
     /// Lookup parts answered from the cache.
     pub cache_hits: [u64; 3],
-    /// Wire queries that ended without a usable answer, by kind: `timeout`, `servfail`, `refused`,
-    /// `malformed`, `io_error`, `other` (see [`DnsStats::FAILURE_KINDS`]).
+    /// Wire queries that ended without a usable answer, by kind: `timeout`, `servfail`, `refused`
+    /// (the rcode REFUSED), `malformed`, `io_error` (a socket error, e.g. a connection refused: no
+    /// server on that port), `other` (see [`DnsStats::FAILURE_KINDS`]).
     pub failures: [[u64; 6]; 3],
     /// Time from a wire query's first transmission to its end.
     pub latency: [crate::proxy::stats::Histogram; 3],
@@ -174,6 +181,9 @@ impl DnsStats {
             0
         } else if r.contains("servfail") || r.contains("server failure") {
             1
+        } else if r.contains("connection refused") {
+            // ICMP port unreachable (see `DnsClient::udp_refused`), not the rcode REFUSED.
+            4
         } else if r.contains("refused") {
             2
         } else if r.contains("malformed") || r.contains("cannot parse") || r.contains("decode") {
@@ -207,7 +217,8 @@ impl DnsStats {
 
 impl DnsClient {
     /// `seed` drives the query ids; give each client a different, unpredictable one.
-    pub fn new(config: DnsConfig, cache: SharedCache, seed: u64) -> DnsClient {
+    pub fn new(mut config: DnsConfig, cache: SharedCache, seed: u64) -> DnsClient {
+        config.servers.truncate(MAX_SERVERS);
         DnsClient {
             config,
             cache,
@@ -221,6 +232,11 @@ impl DnsClient {
             answers: VecDeque::new(),
             stats: DnsStats::default(),
         }
+    }
+
+    /// The servers asked, in order (the configured ones, at most [`MAX_SERVERS`]).
+    pub fn servers(&self) -> &[SocketAddr] {
+        &self.config.servers
     }
 
     /// What this client counted so far.
@@ -344,6 +360,30 @@ impl DnsClient {
         }
         pending.last_error = format!("TCP to {} failed", pending.server);
         self.next_attempt(query, pending, now);
+    }
+
+    /// `server` refused a UDP datagram (ICMP port unreachable: nothing listens there; a connected UDP
+    /// socket reports it as `ECONNREFUSED` on its next receive or send). Every query in flight over
+    /// UDP to it moves on to the next server at once instead of waiting for its timeout, and does
+    /// not ask that server again; the query's failure, if it is the last, says so.
+    pub fn udp_refused(&mut self, server: SocketAddr, now: Instant) {
+        let mut refused: Vec<QueryId> = self
+            .queries
+            .iter()
+            .filter(|(_, p)| p.transport == Transport::Udp && same_endpoint(p.server, server))
+            .map(|(&id, _)| id)
+            .collect();
+        refused.sort();
+        for query in refused {
+            if let Some(mut pending) = self.queries.remove(&query) {
+                pending.last_error = format!(
+                    "connection refused by {}: no DNS server on that port",
+                    pending.server
+                );
+                pending.excluded.push(pending.server);
+                self.next_attempt(query, pending, now);
+            }
+        }
     }
 
     /// The earliest deadline of a query in flight.

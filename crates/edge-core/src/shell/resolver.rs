@@ -1,7 +1,10 @@
 //! Name resolution for one worker: IP literals as they are, then the static hosts table
 //! (`[dns] hosts`), then DNS — the sans-IO client of `crate::dns`, whose sockets live here: one UDP
-//! socket per address family (kernel-chosen ephemeral port) and a short-lived TCP connection per
-//! truncated answer, all registered in the worker's `mio::Poll` under tokens of their own.
+//! socket per server (kernel-chosen ephemeral port, connected to the server so that the kernel only
+//! delivers that server's datagrams and an ICMP port unreachable comes back as `ECONNREFUSED`,
+//! reported to the client as a refusal instead of waiting for the timeout) and a short-lived TCP
+//! connection per truncated answer, all registered in the worker's `mio::Poll` under tokens of
+//! their own.
 //!
 //! Lookups that DNS must answer return `Pending`; the answer comes out of [`Resolver::poll_answer`]
 //! with the token given. The cache behind the client is shared by every worker (read-mostly).
@@ -17,14 +20,16 @@ use mio::{Interest, Registry, Token as MioToken};
 use slab::Slab;
 
 use super::pool::StaticHosts;
-use crate::dns::{Answer, DnsClient, DnsConfig, QueryId, Question, SharedCache, Transport};
+use crate::dns::{Answer, DnsClient, DnsConfig, QueryId, Question, SharedCache, Transport, MAX_SERVERS};
 use crate::proxy::io::{DeliveryFailure, SrvResult};
 
-const UDP4: MioToken = MioToken(usize::MAX - 20);
-const UDP6: MioToken = MioToken(usize::MAX - 21);
+/// The UDP socket of server `i` (`i < MAX_SERVERS`) is `UDP_BASE - i`.
+const UDP_BASE: usize = usize::MAX - 20;
 /// TCP exchanges use `TCP_BASE - k` for slab key `k < MAX_TCP`.
 const TCP_BASE: usize = usize::MAX - 64;
 const MAX_TCP: usize = 64;
+/// Read errors taken from one UDP socket in one readiness event before it is left for the next.
+const MAX_UDP_ERRORS: u8 = 8;
 /// A TCP exchange that has not completed by then is abandoned (the client's own timer retries).
 const TCP_LIMIT: Duration = Duration::from_secs(10);
 
@@ -44,11 +49,18 @@ struct TcpExchange {
     started: Instant,
 }
 
+/// The UDP socket of one server, connected to it; `None` when the kernel would not connect it
+/// (e.g. no route to the server's family): the datagram is then lost and the client's timer moves on.
+struct ServerSocket {
+    server: SocketAddr,
+    socket: Option<UdpSocket>,
+}
+
 pub(crate) struct Resolver {
     statics: StaticHosts,
     client: DnsClient,
-    udp4: Option<UdpSocket>,
-    udp6: Option<UdpSocket>,
+    /// Index `i` is the client's server `i`, under token `UDP_BASE - i`.
+    udp: Vec<ServerSocket>,
     tcp: Slab<TcpExchange>,
     ready: VecDeque<(u64, Answer)>,
 }
@@ -63,11 +75,21 @@ impl std::fmt::Debug for Resolver {
 
 /// Whether a mio token belongs to the resolver.
 pub(crate) fn is_dns_token(t: MioToken) -> bool {
-    t == UDP4 || t == UDP6 || (TCP_BASE - MAX_TCP < t.0 && t.0 <= TCP_BASE)
+    udp_index(t).is_some() || (TCP_BASE - MAX_TCP < t.0 && t.0 <= TCP_BASE)
 }
 
+/// The server index of a UDP socket's token.
+fn udp_index(t: MioToken) -> Option<usize> {
+    UDP_BASE.checked_sub(t.0).filter(|&i| i < MAX_SERVERS)
+}
+
+// The UDP tokens stay above the TCP ones.
+const _: () = assert!(UDP_BASE - MAX_SERVERS > TCP_BASE);
+
 impl Resolver {
-    /// Binds the UDP sockets the servers need and registers them.
+    /// Binds a UDP socket per server (the first [`MAX_SERVERS`]), connects and registers it. A bind
+    /// or register failure is an error; a server the kernel will not connect to (no route) keeps no
+    /// socket.
     pub fn new(
         statics: StaticHosts,
         config: DnsConfig,
@@ -75,24 +97,28 @@ impl Resolver {
         seed: u64,
         registry: &Registry,
     ) -> io::Result<Resolver> {
-        let bind = |any: &str, token, want: bool| -> io::Result<Option<UdpSocket>> {
-            if !want {
-                return Ok(None);
-            }
-            let addr: SocketAddr = any
-                .parse()
-                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-            let mut s = UdpSocket::bind(addr)?;
-            registry.register(&mut s, token, Interest::READABLE)?;
-            Ok(Some(s))
-        };
-        let udp4 = bind("0.0.0.0:0", UDP4, config.servers.iter().any(SocketAddr::is_ipv4))?;
-        let udp6 = bind("[::]:0", UDP6, config.servers.iter().any(SocketAddr::is_ipv6))?;
+        let client = DnsClient::new(config, cache, seed);
+        let mut udp = Vec::with_capacity(client.servers().len());
+        for (i, &server) in client.servers().iter().enumerate() {
+            let any = if server.is_ipv4() {
+                SocketAddr::from(([0u8; 4], 0))
+            } else {
+                SocketAddr::from(([0u16; 8], 0))
+            };
+            let mut socket = UdpSocket::bind(any)?;
+            let socket = match socket.connect(server) {
+                Ok(()) => {
+                    registry.register(&mut socket, MioToken(UDP_BASE - i), Interest::READABLE)?;
+                    Some(socket)
+                }
+                Err(_) => None,
+            };
+            udp.push(ServerSocket { server, socket });
+        }
         Ok(Resolver {
             statics,
-            client: DnsClient::new(config, cache, seed),
-            udp4,
-            udp6,
+            client,
+            udp,
             tcp: Slab::new(),
             ready: VecDeque::new(),
         })
@@ -135,20 +161,27 @@ impl Resolver {
 
     /// Readiness of one of the resolver's sockets.
     pub fn ready(&mut self, token: MioToken, now: Instant, registry: &Registry) {
-        if token == UDP4 || token == UDP6 {
+        if let Some(i) = udp_index(token) {
             let mut buf = [0u8; 4096];
-            loop {
-                let sock = if token == UDP4 {
-                    self.udp4.as_ref()
-                } else {
-                    self.udp6.as_ref()
-                };
-                let Some(sock) = sock else { break };
-                match sock.recv_from(&mut buf) {
-                    Ok((n, from)) => self.client.handle_udp(from, buf.get(..n).unwrap_or(&[]), now),
+            // A socket error is consumed by the read that reports it and datagrams may be queued
+            // behind it, so reading goes on (readiness is edge-triggered) — but not forever.
+            let mut errors = 0u8;
+            while let Some(ServerSocket {
+                server,
+                socket: Some(sock),
+            }) = self.udp.get(i)
+            {
+                match sock.recv(&mut buf) {
+                    Ok(n) => self.client.handle_udp(*server, buf.get(..n).unwrap_or(&[]), now),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    // ICMP errors surface here on some systems; the client's timer handles the loss.
-                    Err(_) => break,
+                    Err(_) if errors >= MAX_UDP_ERRORS => break,
+                    // ICMP port unreachable: nothing listens on the server's port.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        errors += 1;
+                        self.client.udp_refused(*server, now);
+                    }
+                    // Other ICMP errors (unreachable host or net): the client's timer handles the loss.
+                    Err(_) => errors += 1,
                 }
             }
         } else if let Some(key) = TCP_BASE.checked_sub(token.0) {
@@ -220,14 +253,20 @@ impl Resolver {
         while let Some(t) = self.client.poll_transmit() {
             match t.transport {
                 Transport::Udp => {
-                    let sock = if t.server.is_ipv4() {
-                        self.udp4.as_ref()
-                    } else {
-                        self.udp6.as_ref()
-                    };
-                    // A lost datagram (WouldBlock, unreachable) is retried by the client's timer.
+                    let sock = self
+                        .udp
+                        .iter()
+                        .find(|s| s.server == t.server)
+                        .and_then(|s| s.socket.as_ref());
+                    // A refusal of an earlier datagram may surface on this send (and this one is
+                    // not sent): the server refuses. A lost datagram (WouldBlock, unreachable) is
+                    // retried by the client's timer.
                     if let Some(s) = sock {
-                        let _ = s.send_to(&t.bytes, t.server);
+                        if let Err(e) = s.send(&t.bytes) {
+                            if e.kind() == io::ErrorKind::ConnectionRefused {
+                                self.client.udp_refused(t.server, now);
+                            }
+                        }
                     }
                 }
                 Transport::Tcp => {
@@ -325,5 +364,96 @@ pub(crate) fn srv_result(a: Answer) -> SrvResult {
         Answer::Srv(_) | Answer::NoRecord => SrvResult::NoRecord,
         Answer::Hosts(_) => SrvResult::Failed("unexpected address answer".to_owned()),
         Answer::Failed(e) => SrvResult::Failed(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll};
+
+    /// A 127.0.0.1 UDP port with nothing listening: bound for a free port, then closed.
+    fn dead_port() -> SocketAddr {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    }
+
+    /// Drives one SRV lookup on a real poll until it is answered or `limit` passes.
+    fn lookup(servers: Vec<SocketAddr>, timeout: Duration, limit: Duration) -> (Answer, Duration) {
+        let mut poll = Poll::new().unwrap();
+        let mut config = DnsConfig::new(servers);
+        config.timeout = timeout;
+        let statics = StaticHosts::new(&[]).unwrap();
+        let mut r = Resolver::new(statics, config, SharedCache::default(), 7, poll.registry()).unwrap();
+        let started = Instant::now();
+        let name = "_sipfederationtls._tcp.partner.example";
+        if let Lookup::Ready(a) = r.srv(name, 1, started, poll.registry()) {
+            panic!("answered without DNS: {a:?}");
+        }
+        let mut events = Events::with_capacity(8);
+        while started.elapsed() < limit {
+            let now = Instant::now();
+            let wait = r.poll_timeout().map(|t| t.saturating_duration_since(now));
+            poll.poll(&mut events, wait.or(Some(limit))).unwrap();
+            let now = Instant::now();
+            for e in events.iter() {
+                r.ready(e.token(), now, poll.registry());
+            }
+            r.handle_timeout(now, poll.registry());
+            if let Some((token, answer)) = r.poll_answer() {
+                assert_eq!(token, 1);
+                return (answer, started.elapsed());
+            }
+        }
+        panic!("no answer within {limit:?}");
+    }
+
+    /// A server that answers every query it gets with NXDOMAIN, on its own thread.
+    fn nxdomain_server() -> SocketAddr {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = s.local_addr().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                let Ok(mut m) = hickory_proto::op::Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                m.set_message_type(hickory_proto::op::MessageType::Response);
+                m.set_response_code(hickory_proto::op::ResponseCode::NXDomain);
+                let _ = s.send_to(&m.to_vec().unwrap(), from);
+            }
+        });
+        addr
+    }
+
+    /// ICMP port unreachable from the only server: a refusal, reported at once, not a timeout.
+    #[test]
+    fn a_server_port_with_nothing_listening_is_refused_at_once() {
+        let dead = dead_port();
+        let (answer, took) = lookup(vec![dead], Duration::from_secs(3), Duration::from_secs(8));
+        match &answer {
+            Answer::Failed(reason) => {
+                assert!(
+                    reason.contains(&format!("connection refused by {dead}")),
+                    "{reason}"
+                );
+                assert!(!reason.contains("timeout"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(took < Duration::from_secs(1), "{took:?}: not at the 3 s timeout");
+    }
+
+    /// The next configured server is asked as soon as the first refuses.
+    #[test]
+    fn a_refused_server_fails_over_to_the_next_at_once() {
+        let (answer, took) = lookup(
+            vec![dead_port(), nxdomain_server()],
+            Duration::from_secs(3),
+            Duration::from_secs(8),
+        );
+        assert_eq!(answer, Answer::NoRecord);
+        assert!(took < Duration::from_secs(1), "{took:?}: not at the 3 s timeout");
     }
 }

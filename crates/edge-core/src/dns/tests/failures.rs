@@ -1,6 +1,6 @@
 //! Failure paths of the DNS client on a virtual clock: truncation and TCP, timeouts and rounds over
-//! the servers, SERVFAIL/REFUSED, spoofed or stray responses, CNAME bounds, answers given at once,
-//! and the seeded ids. The harness is in `mod.rs`.
+//! the servers, SERVFAIL/REFUSED and refused datagrams, spoofed or stray responses, CNAME bounds,
+//! answers given at once, and the seeded ids. The harness is in `mod.rs`.
 
 use super::*;
 
@@ -225,6 +225,64 @@ fn servfail_and_refused_move_to_the_next_server() {
     assert!(transmits(&mut c).is_empty());
     let reason = format!("REFUSED from {S2} after 2 attempts");
     assert_eq!(answers(&mut c), vec![(2, Answer::Failed(reason))]);
+}
+
+/// ICMP port unreachable (the shell's connected UDP socket reports `ECONNREFUSED`): the next server
+/// at once, that server not asked again, and the failure says refused, counted as `io_error`.
+#[test]
+fn a_refused_datagram_moves_to_the_next_server_at_once() {
+    let t0 = Instant::now();
+    let mut c = client(&[S1, S2]);
+    c.lookup(Question::Srv(SRV_NAME.into()), 1, t0);
+    let first = one_transmit(&mut c);
+    assert_eq!(first.server, addr(S1));
+    c.udp_refused(addr(S2), t0); // not the server asked: nothing moves
+    assert!(transmits(&mut c).is_empty());
+    // As a dual-stack socket would name it.
+    c.udp_refused(addr("[::ffff:192.0.2.53]:53"), t0 + secs(1));
+    let next = one_transmit(&mut c);
+    assert_eq!((next.server, next.transport), (addr(S2), Transport::Udp));
+    assert_eq!(c.poll_timeout(), Some(t0 + secs(1) + DEFAULT_TIMEOUT));
+    // S2 times out; the second round skips S1, so the query ends there.
+    c.handle_timeout(t0 + secs(1) + DEFAULT_TIMEOUT);
+    let again = one_transmit(&mut c);
+    assert_eq!(again.server, addr(S2));
+    c.handle_timeout(t0 + secs(1) + DEFAULT_TIMEOUT * 2);
+    assert!(transmits(&mut c).is_empty());
+    assert_eq!(
+        answers(&mut c),
+        vec![(1, Answer::Failed("timeout after 3 attempts".into()))]
+    );
+
+    // The only server refuses: the lookup fails at once, saying so.
+    let mut c = client(&[S1]);
+    c.lookup(Question::Host("sip.partner.example".into()), 2, t0);
+    assert_eq!(transmits(&mut c).len(), 2, "A and AAAA");
+    c.udp_refused(addr(S1), t0);
+    assert!(transmits(&mut c).is_empty());
+    let reason = format!("connection refused by {S1}: no DNS server on that port after 1 attempt");
+    assert_eq!(answers(&mut c), vec![(2, Answer::Failed(reason))]);
+    assert_eq!(c.poll_timeout(), None);
+    let st = c.stats();
+    assert_eq!(
+        st.failures[1],
+        [0, 0, 0, 0, 1, 0],
+        "io_error, not the rcode REFUSED: {st:?}"
+    );
+    assert_eq!(st.failures[2], [0, 0, 0, 0, 1, 0], "{st:?}");
+
+    // A refusal does not reach a query that moved on to TCP.
+    let mut c = client(&[S1, S2]);
+    c.lookup(Question::Srv(SRV_NAME.into()), 3, t0);
+    let udp = one_transmit(&mut c);
+    let mut truncated = response(&udp, ResponseCode::NoError, vec![], vec![]);
+    truncated.set_truncated(true);
+    c.handle_udp(addr(S1), &truncated.to_vec().unwrap(), t0);
+    let tcp = one_transmit(&mut c);
+    c.udp_refused(addr(S1), t0);
+    assert!(transmits(&mut c).is_empty());
+    assert_eq!(c.queries_in_flight(), 1);
+    assert_eq!(tcp.transport, Transport::Tcp);
 }
 
 #[test]
