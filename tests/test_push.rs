@@ -3,8 +3,11 @@
 //! LyncOnline's `sipfed.online.lync.com` at a loopback UAS presenting a partner-CA certificate for
 //! that name). The field case: push.lync.com not allowed → Failure with 504 and the missing
 //! `[[federation.allowed]]` line named, by the command and by the probe; the line added, SIGHUP,
-//! `reload_applied` → Success from both, without a restart. And the embedded default with no flags:
-//! the five lines, a Failure (no DNS record for push.lync.com) with its diagnosis.
+//! `reload_applied` → Success from both, without a restart. The test push carries a URL as real
+//! pushes do, so an IM URL filter that rejects every push fails it too (then `action = "warn"`,
+//! SIGHUP, Success). And the embedded default with no flags: the five lines, a Failure with the
+//! first cause the edge knows — its filter, then (filter relaxed) the push domain not allowed and
+//! no hosted provider, before the missing DNS record.
 //!
 //! Loopback only; every wait is bounded.
 
@@ -123,8 +126,9 @@ fn push_lync_com_not_allowed_fails_with_its_fix_then_succeeds_after_sighup() {
     opts.lync_online();
     // The probe (and test-push --config) present the edge's internal certificate: a known server.
     let config = format!(
-        "{}\n[[internal.known_servers]]\nfqdn = \"edge-int.corp.test\"\nversion = \"7.0\"\n",
-        opts.render(&pki)
+        "{}\n[[internal.known_servers]]\nfqdn = \"edge-int.corp.test\"\nversion = \"7.0\"\n{}",
+        opts.render(&pki),
+        "[im_filter]\naction = \"warn\"\n"
     );
     let edge = Edge::start(&config, &pki);
     let metrics = edge.metrics_addr.unwrap();
@@ -207,7 +211,8 @@ fn push_lync_com_not_allowed_fails_with_its_fix_then_succeeds_after_sighup() {
     let m = p(&fwd);
     assert_eq!(m.request_uri(), Some("sip:push@push.lync.com"), "{fwd}");
     assert!(
-        String::from_utf8_lossy(m.body()).starts_with("sipedge test-push "),
+        String::from_utf8_lossy(m.body()).starts_with("sipedge test-push ")
+            && String::from_utf8_lossy(m.body()).contains(" https://"),
         "{fwd}"
     );
 
@@ -248,8 +253,9 @@ impl Drop for DefaultEdge {
 }
 
 /// `sipedge run` on the embedded default (ports 0, state in `state`, DNS `dns`): its metrics address.
-fn start_default(state: &Path, dns: &str) -> (DefaultEdge, SocketAddr) {
+fn start_default(state: &Path, dns: &str, env: &[(&str, &str)]) -> (DefaultEdge, SocketAddr) {
     let mut cmd = Command::new(sipedge_tests::sipedge_bin());
+    cmd.envs(env.iter().copied());
     cmd.arg("run")
         .env("SIPEDGE_STATE_DIR", state)
         .env("SIPEDGE__INTERNAL__LISTEN", "127.0.0.1:0")
@@ -279,45 +285,87 @@ fn start_default(state: &Path, dns: &str) -> (DefaultEdge, SocketAddr) {
 }
 
 #[test]
-fn the_embedded_default_with_no_flags_prints_the_five_lines_and_why_it_failed() {
+fn the_embedded_default_with_no_flags_prints_the_five_lines_and_the_first_cause() {
     let dns = Dnsmasq::start(&[]);
     let state = tempfile::tempdir().unwrap();
-    let (child, metrics) = start_default(state.path(), &dns.server());
+    let (child, metrics) = start_default(state.path(), &dns.server(), &[]);
     let out = test_push(&["--timeout-ms", "10000"], &[("SIPEDGE_STATE_DIR", state.path())]);
     let probed = probe(metrics);
     drop(child);
 
+    // The embedded default keeps Lync's IM URL filter (http: and https: blocked): every push is
+    // rejected there first, and the diagnosis names what would fail after it.
     let f = five_lines(&out);
     assert_eq!(out.status.code(), Some(1), "{f:?}");
     assert_eq!(
-        (f["TargetFqdn"].as_str(), f["Result"].as_str()),
-        ("localhost", "Failure")
-    );
-    assert_eq!(f["Error"], "504 Server Time-out");
-    assert!(
-        f["Diagnosis"].starts_with("no DNS SRV record _sipfederationtls._tcp.push.lync.com")
-            && f["Diagnosis"].contains("[dns]"),
+        (
+            f["TargetFqdn"].as_str(),
+            f["Result"].as_str(),
+            f["Error"].as_str()
+        ),
+        ("localhost", "Failure", "403 Forbidden"),
         "{f:?}"
     );
+    let d = &f["Diagnosis"];
     assert!(
-        dns.queries_for("_sipfederationtls._tcp.push.lync.com") >= 1,
-        "{}",
-        dns.log_dump()
+        d.starts_with(
+            "Push Notification request was rejected. The IM URL filter blocked the prefix \"https:\""
+        ) && d.contains("After that the push would still fail: the push domain push.lync.com is not allowed")
+            && d.contains("no enabled hosted provider is configured"),
+        "{f:?}"
     );
     // The probe of the embedded default (the local PKI's client certificate) says the same.
     let (status, j) = probed;
     assert_eq!(status, 503, "{j}");
     assert_eq!(
         (&j["TargetFqdn"], &j["Error"]),
-        (&"localhost".into(), &"504 Server Time-out".into()),
+        (&"localhost".into(), &"403 Forbidden".into()),
         "{j}"
     );
     assert!(
         j["Diagnosis"]
             .as_str()
             .unwrap()
-            .contains("_sipfederationtls._tcp.push.lync.com"),
+            .contains("After that the push would still fail"),
         "{j}"
+    );
+    assert_eq!(
+        dns.queries_for("_sipfederationtls._tcp.push.lync.com"),
+        0,
+        "filtered before routing"
+    );
+
+    // The filter relaxed: the edge looks the push domain up and finds no SRV record, but the first
+    // cause it knows is its own configuration, not DNS.
+    let (child, metrics) = start_default(
+        state.path(),
+        &dns.server(),
+        &[("SIPEDGE__IM_FILTER__ACTION", "warn")],
+    );
+    let out = test_push(&["--timeout-ms", "10000"], &[("SIPEDGE_STATE_DIR", state.path())]);
+    let probed = probe(metrics);
+    drop(child);
+    let f = five_lines(&out);
+    assert_eq!(
+        (f["Result"].as_str(), f["Error"].as_str()),
+        ("Failure", "504 Server Time-out"),
+        "{f:?}"
+    );
+    for (what, d) in [
+        ("test-push", f["Diagnosis"].clone()),
+        ("probe", probed.1["Diagnosis"].as_str().unwrap().to_owned()),
+    ] {
+        assert!(
+            d.starts_with("the push domain push.lync.com is not allowed: add [[federation.allowed]] domain = \"push.lync.com\"")
+                && d.contains("; and no enabled hosted provider is configured")
+                && d.contains("The edge also found no DNS SRV record _sipfederationtls._tcp.push.lync.com"),
+            "{what}: {d}"
+        );
+    }
+    assert!(
+        dns.queries_for("_sipfederationtls._tcp.push.lync.com") >= 1,
+        "{}",
+        dns.log_dump()
     );
 
     // No edge at all: still five lines, the flag to check, exit 1.
@@ -329,4 +377,72 @@ fn the_embedded_default_with_no_flags_prints_the_five_lines_and_why_it_failed() 
     assert_eq!((out.status.code(), f["Result"].as_str()), (Some(1), "Failure"));
     assert!(f["Error"].starts_with("cannot connect to 127.0.0.1:"), "{f:?}");
     assert!(f["Diagnosis"].contains("check --edge"), "{f:?}");
+}
+
+/// Issue 16, item 8: an IM URL filter that rejects every real push (they carry a URL) must fail the
+/// synthetic push too — it once reported Success with a URL-free body. Then `action = "warn"`,
+/// SIGHUP, Success.
+#[test]
+fn a_filter_that_rejects_every_push_fails_the_test_push_until_relaxed() {
+    let pki = TestPki::new();
+    let provider_id = pki.partner_leaf("sipfed.online.lync.com");
+    let provider = TlsUas::start_with(&provider_id, &pki.internal_ca.cert, |m: &Message<'_>| {
+        match m.method() {
+            Some("ACK") => vec![],
+            _ => vec![Reply::Now(reply(m, 200, "OK", Some("lync-online")))],
+        }
+    });
+    let fe_uas = TlsUas::start(&pki.fe, &pki.internal_ca.cert, |m: &Message<'_>| {
+        vec![reply(m, 200, "OK", Some("fe"))]
+    });
+    let dns = Dnsmasq::start(&[
+        Record::srv("push.lync.com", "sipfed.online.lync.com", provider.port(), 0, 0),
+        Record::a("sipfed.online.lync.com"),
+    ]);
+    let mut opts = EdgeOpts::new(fe_uas.port(), closed_port());
+    opts.dns_servers = vec![dns.server()];
+    opts.lync_online();
+    let config = format!(
+        "{}\n[[internal.known_servers]]\nfqdn = \"edge-int.corp.test\"\nversion = \"7.0\"\n\n[[federation.allowed]]\ndomain = \"push.lync.com\"\n",
+        opts.render(&pki)
+    );
+    let edge = Edge::start(&config, &pki);
+    let cfg = edge.config_path.display().to_string();
+    let addr = edge.internal_addr.to_string();
+    let args = [
+        "--config",
+        cfg.as_str(),
+        "--edge",
+        addr.as_str(),
+        "--timeout-ms",
+        "10000",
+    ];
+    let out = test_push(&args, &[]);
+    let f = five_lines(&out);
+    assert_eq!(out.status.code(), Some(1), "{f:?}\n{}", edge.log_dump());
+    assert_eq!(f["Error"], "403 Forbidden", "{f:?}");
+    assert!(
+        f["Diagnosis"].starts_with(
+            "Push Notification request was rejected. The IM URL filter blocked the prefix \"https:\""
+        ),
+        "{f:?}"
+    );
+    assert!(
+        !f["Diagnosis"].contains("After that"),
+        "nothing else is wrong: {f:?}"
+    );
+    assert!(provider.requests().is_empty(), "nothing reaches the provider");
+
+    let mut text = std::fs::read_to_string(&edge.config_path).unwrap();
+    text.push_str("\n[im_filter]\naction = \"warn\"\n");
+    std::fs::write(&edge.config_path, text).unwrap();
+    edge.reload_applied(WAIT);
+    let out = test_push(&args, &[]);
+    let f = five_lines(&out);
+    assert_eq!(
+        (out.status.code(), f["Result"].as_str()),
+        (Some(0), "Success"),
+        "{f:?}\n{}",
+        edge.log_dump()
+    );
 }

@@ -80,7 +80,12 @@ pub struct PushFacts {
     pub push_domain: String,
     pub allowed: Vec<String>,
     pub providers: Vec<ProviderFact>,
-    pub filter_prefixes: Vec<String>,
+    /// Whether the push domain's `[[federation.allowed]]` entry pins a `proxy_fqdn` (then no hosted
+    /// provider is needed).
+    pub push_pinned: bool,
+    /// The prefix the IM URL filter blocks in a push (which carries a URL), when its action is
+    /// block: every push is then rejected (1909).
+    pub filter_rejects: Option<String>,
     /// `[dns] servers` as written (empty: /etc/resolv.conf).
     pub dns_servers: Vec<String>,
 }
@@ -95,6 +100,11 @@ pub struct ProviderFact {
 impl PushFacts {
     pub fn of(config: &Config) -> PushFacts {
         let policy = config.policy();
+        let push_domain = config.push().proxy_uri.domain();
+        let filter_rejects = match policy.im_filter().check(&test_body("0")) {
+            federation_policy::FilterVerdict::Block { prefix } => Some(prefix),
+            _ => None,
+        };
         PushFacts {
             edge_fqdn: config.edge().fqdn.to_string(),
             push_domain: config.push().proxy_uri.domain().to_string(),
@@ -108,7 +118,10 @@ impl PushFacts {
                     enabled: p.enabled,
                 })
                 .collect(),
-            filter_prefixes: policy.im_filter().prefixes().to_vec(),
+            push_pinned: policy
+                .allowed_domains()
+                .any(|a| a.domain == *push_domain && a.proxy_fqdn.is_some()),
+            filter_rejects,
             dns_servers: config.dns().servers.iter().map(ToString::to_string).collect(),
         }
     }
@@ -116,6 +129,45 @@ impl PushFacts {
     fn provider(&self, host: &str) -> Option<&ProviderFact> {
         self.providers.iter().find(|p| p.host.eq_ignore_ascii_case(host))
     }
+
+    fn push_allowed(&self) -> bool {
+        self.allowed
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&self.push_domain))
+    }
+
+    /// What the configuration alone says will fail every push, in the order the edge meets it (the
+    /// URL filter, the allowed list, the hosted provider): the first cause the edge knows, before
+    /// anything DNS or the network says.
+    pub fn causes(&self) -> Vec<String> {
+        let domain = &self.push_domain;
+        let mut causes = Vec::new();
+        if let Some(prefix) = &self.filter_rejects {
+            causes.push(format!(
+                "{FIELD_REJECTED} The IM URL filter blocks \"{prefix}\", which every push carries: remove it from \
+                 [im_filter] blocked_prefixes, or set [im_filter] action = \"warn\""
+            ));
+        }
+        if !self.push_allowed() {
+            causes.push(format!(
+                "the push domain {domain} is not allowed: add [[federation.allowed]] domain = \"{domain}\""
+            ));
+        }
+        if !self.push_pinned && !self.providers.iter().any(|p| p.enabled) {
+            causes.push(format!(
+                "no enabled hosted provider is configured, and pushes to {domain} go through one: add \
+                 [[federation.hosted_providers]] name = \"LyncOnline\" proxy_fqdn = \"sipfed.online.lync.com\" \
+                 enabled = true"
+            ));
+        }
+        causes
+    }
+}
+
+/// The test push's body: like a real push it carries a URL, so the IM URL filter judges it as it
+/// judges every real push (a test without one would pass a filter that rejects them all).
+pub fn test_body(id: &str) -> String {
+    format!("sipedge test-push {id} https://push.sipedge.invalid/test/{id}")
 }
 
 /// Who runs the transaction: the fixes for a failure to reach the edge differ.
@@ -314,8 +366,8 @@ fn setup_from_args(args: &Args) -> Result<Setup, Box<Outcome>> {
     if let Some(f) = &args.from {
         setup.from.clone_from(f);
     }
-    if !from_file {
-        // The embedded default's facts are not the running edge's.
+    if !from_file && args.edge.is_some() {
+        // Another edge than the local `sipedge run` without --config: its facts are unknown.
         setup.facts = None;
     }
     Ok(setup)
@@ -392,7 +444,7 @@ pub fn local_identity(dir: &Path) -> Result<(Arc<ClientConfig>, Option<String>),
 /// Sends the test push and judges the answer.
 pub fn transaction(setup: &Setup) -> Outcome {
     let id = format!("{:016x}", sip_client::random());
-    let body = format!("sipedge test-push {id}");
+    let body = test_body(&id);
     let req = Request {
         method: "MESSAGE",
         to: &setup.proxy_uri,
@@ -509,10 +561,22 @@ pub fn diagnose(
     // The URL filter: match its text and the prefix, not an id.
     if let Some(prefix) = d.param("prefix") {
         if lower.contains("push notification request was rejected") || lower.contains("im filter") {
+            // What will fail next once the filter lets pushes through, so one edit fixes all.
+            let next: Vec<String> = facts
+                .map(PushFacts::causes)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| !c.starts_with(FIELD_REJECTED))
+                .collect();
+            let next = if next.is_empty() {
+                String::new()
+            } else {
+                format!(". After that the push would still fail: {}", next.join("; and "))
+            };
             return format!(
                 "{FIELD_REJECTED} The IM URL filter blocked the prefix \"{prefix}\" in the push body: remove \
                  \"{prefix}\" from [im_filter] blocked_prefixes, or set [im_filter] action = \"warn\" (or \
-                 \"allow\"), and reload (kill -HUP)"
+                 \"allow\"), and reload (kill -HUP){next}"
             );
         }
     }
@@ -538,6 +602,14 @@ pub fn diagnose(
              reload (kill -HUP)"
         ),
         1009 => no_provider(&domain, fqdn1, host, facts, true),
+        1008 | 1014 if !routing_causes(facts).is_empty() => {
+            let causes = routing_causes(facts).join("; and ");
+            let dns = match d.id {
+                1008 => format!("no DNS SRV record _sipfederationtls._tcp.{domain}"),
+                _ => format!("{} has no DNS A record", param("fqdn")),
+            };
+            format!("{causes}; then reload (kill -HUP). The edge also found {dns}, which matters only after that")
+        }
         1008 => {
             let servers = match facts.map(|f| f.dns_servers.as_slice()) {
                 Some([]) => " (the nameservers of /etc/resolv.conf)".to_owned(),
@@ -602,6 +674,17 @@ pub fn diagnose(
         id if !edge_generated(id) => format!("the provider answered {status} {reason}: {header}"),
         _ => format!("the edge answered {status} {reason}: {text}"),
     }
+}
+
+/// The configuration's causes that apply once a push was routed: the edge answered from routing, so
+/// its filter let the push through (the facts may be a guess, e.g. the embedded default's).
+fn routing_causes(facts: Option<&PushFacts>) -> Vec<String> {
+    facts
+        .map(PushFacts::causes)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| !c.starts_with(FIELD_REJECTED))
+        .collect()
 }
 
 /// 1005 with an SRV target: the push domain is not allowed (the field case), or its SRV target is

@@ -100,6 +100,7 @@ ca_file = "ca.pem"
 known_servers = [
   { fqdn = "fe1.corp.example", version = "8.0" },
   { fqdn = "fe2.corp.example", version = "8.0" },
+  { fqdn = "edge.corp.example", version = 0 },
 ]
 
 [external]

@@ -28,7 +28,7 @@ fn a_valid_file_loads_with_defaults_and_no_warning() {
         ),
         ("pool.corp.example", 5061)
     );
-    assert_eq!(c.internal().known_servers.len(), 2);
+    assert_eq!(c.internal().known_servers.len(), 3);
     assert!(c
         .internal()
         .client_ca
@@ -170,8 +170,12 @@ fn environment_overrides_the_file() {
     assert_eq!(c.policy().discovery().map(|d| d.messages_per_second), Some(20));
     assert_eq!(c.push().timeout, Duration::from_millis(2500));
     assert_eq!(c.metrics().listen.to_string(), "10.0.0.10:9464");
-    // The certificate covers sip.corp.example too: no warning.
-    assert_eq!(c.warnings(), &[] as &[Issue]);
+    // The certificate covers sip.corp.example too; but internal.fqdn (edge.fqdn by default) is now a
+    // name the push probe's identity does not have among the known servers.
+    assert_eq!(keys(c.warnings()), ["internal.known_servers"]);
+    assert!(c.warnings()[0]
+        .problem
+        .starts_with("internal.fqdn sip.corp.example is not a known server"));
 
     let errors = pki
         .load(
@@ -495,6 +499,7 @@ fn known_server_versions_are_numbers_and_exact_repeats_warn() {
     assert_eq!(
         versions,
         [
+            ("edge.corp.example".to_owned(), "0"),
             ("fe1.corp.example".to_owned(), "6"),
             ("fe2.corp.example".to_owned(), "7"),
             ("fe3.corp.example".to_owned(), "5"),

@@ -202,6 +202,24 @@ fn warnings_on_push_filter_and_discovery() {
     assert_eq!(pki.load(&text, &[]).unwrap().warnings(), &[] as &[Issue]);
 }
 
+/// The push probe and `test-push --config` present the internal certificate (internal.fqdn): a
+/// table without that name admits every front end but not the edge's own checks.
+#[test]
+fn an_internal_fqdn_that_is_not_a_known_server_is_warned_about() {
+    let pki = Pki::with_edge_cert();
+    let text = with("", &[("  { fqdn = \"edge.corp.example\", version = 0 },\n", "")]);
+    let c = pki.load(&text, &[]).unwrap();
+    assert_eq!(keys(c.warnings()), ["internal.known_servers"]);
+    let w = &c.warnings()[0].problem;
+    assert!(
+        w.starts_with("internal.fqdn edge.corp.example is not a known server")
+            && w.contains("GET /probe/push")
+            && w.contains("[[internal.known_servers]] fqdn = \"edge.corp.example\" version = 0"),
+        "{w}"
+    );
+    assert!(pki.load(VALID_TOML, &[]).unwrap().warnings().is_empty());
+}
+
 #[test]
 fn the_embedded_default_is_loopback_and_self_signed() {
     let c = Config::embedded_default_with_env(Vec::new()).unwrap();

@@ -1,8 +1,8 @@
 //! Warnings on a valid configuration: combinations that load fine but fail in the field, each said in
 //! the words of the symptom an operator will see. Push routing (the push domain not allowed, or no
 //! enabled hosted provider → 504), the IM URL filter blocking `http:`/`https:` (pushes rejected),
-//! partner discovery with nothing blocked, certificates whose SANs miss the name of their side (`internal.fqdn`, `edge.fqdn`), and a
-//! known-servers table that admits nobody. Certificate expiry warnings come from `tls.rs`.
+//! partner discovery with nothing blocked, certificates whose SANs miss the name of their side (`internal.fqdn`, `edge.fqdn`), a
+//! known-servers table that admits nobody, and one without the edge's own internal name (the push probe's identity). Certificate expiry warnings come from `tls.rs`.
 
 use super::settings::{Config, ConfigSource, TlsIdentity};
 use super::{tls, Issue, Issues};
@@ -71,6 +71,21 @@ pub(super) fn compute(config: &Config, blocked_entries: usize) -> Vec<Issue> {
         w.push(
             "internal.known_servers",
             "is empty: the internal listener admits only known servers, so it will refuse every connection",
+        );
+    } else if config
+        .policy
+        .known_server(config.internal.fqdn.as_str())
+        .is_none()
+    {
+        // The push checks connect to the internal listener with the edge's own internal certificate.
+        let fqdn = &config.internal.fqdn;
+        w.push(
+            "internal.known_servers",
+            format!(
+                "internal.fqdn {fqdn} is not a known server: GET /probe/push and `sipedge test-push --config` \
+                 connect with the edge's internal certificate and will be refused; add \
+                 [[internal.known_servers]] fqdn = \"{fqdn}\" version = 0"
+            ),
         );
     }
     w.into_vec()

@@ -19,7 +19,8 @@ fn facts(providers: &[(&str, &str, bool)]) -> PushFacts {
                 enabled: *e,
             })
             .collect(),
-        filter_prefixes: vec!["http:".into(), "https:".into()],
+        push_pinned: false,
+        filter_rejects: None,
         dns_servers: vec!["127.0.0.1:5353".into()],
     }
 }
@@ -32,6 +33,13 @@ fn every_failure_the_edge_writes_gets_its_fix() {
     let online = facts(&[("LyncOnline", "sipfed.online.lync.com", true)]);
     let disabled = facts(&[("LyncOnline", "sipfed.online.lync.com", false)]);
     let none = facts(&[]);
+    let mut online_allowed = online.clone();
+    online_allowed.allowed.push("push.lync.com".into());
+    // The embedded default: nothing allowed, no provider, the filter blocking https:.
+    let mut embedded = none.clone();
+    embedded.filter_rejects = Some("https:".into());
+    let no_srv_1008 =
+        r#"1008;reason="Unable to resolve DNS SRV record";source="localhost";domain="push.lync.com""#;
     let allowed_line =
         "add [[federation.allowed]] domain = \"push.lync.com\" to the configuration and reload (kill -HUP)";
     let table: &[Case<'_>] = &[
@@ -48,7 +56,7 @@ fn every_failure_the_edge_writes_gets_its_fix() {
         // Allowed, but the SRV target is no enabled provider (1009).
         (504, "Server Time-out",
             Some(r#"1009;reason="No match for domain in DNS SRV results";source="edge.corp.test";domain="push.lync.com";fqdn1="sipfed.online.lync.com:5061""#),
-            Some(none),
+            Some(none.clone()),
             &["outside push.lync.com", "no enabled hosted provider is configured", "[[federation.hosted_providers]]"]),
         (504, "Server Time-out",
             Some(r#"1009;reason="No match for domain in DNS SRV results";source="edge.corp.test";domain="push.lync.com";fqdn1="sipfed.online.lync.com:5061""#),
@@ -61,12 +69,28 @@ fn every_failure_the_edge_writes_gets_its_fix() {
             &["no DNS SRV record _sipfederationtls._tcp.push.lync.com", "[dns]"]),
         (504, "Server Time-out",
             Some(r#"1008;reason="Unable to resolve DNS SRV record";source="edge.corp.test";domain="push.lync.com";dns-error="timed out""#),
-            Some(online.clone()),
+            Some(online_allowed.clone()),
             &["_sipfederationtls._tcp.push.lync.com (timed out)", "[dns] servers = [\"127.0.0.1:5353\"]"]),
         (403, "Forbidden",
             Some(r#"1005;reason="Cannot route to destination domain";source="edge.corp.test";domain="push.lync.com""#),
             None,
             &["[[federation.blocked]]"]),
+        // What the configuration already says comes first, not DNS (issue 16, item 7): on the
+        // embedded default the SRV lookup fails, but no push could pass the allowed list anyway.
+        (504, "Server Time-out", Some(no_srv_1008), Some(none.clone()),
+            &["the push domain push.lync.com is not allowed: add [[federation.allowed]] domain = \"push.lync.com\"",
+              "; and no enabled hosted provider is configured", "then reload (kill -HUP)",
+              "The edge also found no DNS SRV record _sipfederationtls._tcp.push.lync.com, which matters only after that"]),
+        // Routed, so the filter let it through whatever the (guessed) facts say: not named.
+        (504, "Server Time-out", Some(no_srv_1008), Some(embedded.clone()),
+            &["the push domain push.lync.com is not allowed", "no enabled hosted provider"]),
+        // The filter rejects first; the diagnosis names what fails after it too.
+        (403, "Forbidden",
+            Some(r#"1909;reason="Push Notification request was rejected";source="localhost";prefix="https:""#),
+            Some(embedded),
+            &["Push Notification request was rejected.", "blocked the prefix \"https:\"",
+              "After that the push would still fail: the push domain push.lync.com is not allowed",
+              "no enabled hosted provider is configured"]),
         // The provider refused.
         (404, "Not Found",
             Some(r#"1034;reason="Previous hop federated peer did not report diagnostic information";source="edge.corp.test";Domain="push.lync.com";PeerServer="sipfed.online.lync.com""#),
@@ -136,6 +160,12 @@ fn every_failure_the_edge_writes_gets_its_fix() {
     ];
     for (status, reason, header, facts, want) in table {
         let got = diagnose(*status, reason, *header, facts.as_ref());
+        if *status == 504 {
+            assert!(
+                !got.contains("IM URL filter blocks"),
+                "a routed push passed the filter: {got}"
+            );
+        }
         if want.is_empty() {
             assert_eq!(got, "", "{status}");
         } else {
