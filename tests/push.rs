@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dnsmasq::{Dnsmasq, Record};
+use dnsmasq::Dnsmasq;
 use sip_codec::Message;
 use support::http;
 use support::sip::{self, reply_with};
@@ -77,10 +77,7 @@ impl World {
         let fe_uas = TlsUas::start(&pki.fe, &pki.internal_ca.cert, |m: &Message<'_>| {
             vec![sip::reply(m, 200, "OK", Some("fe"))]
         });
-        let dns = Dnsmasq::start(&[
-            Record::srv("push.lync.com", "sipfed.online.lync.com", provider.port(), 0, 0),
-            Record::a("sipfed.online.lync.com"),
-        ]);
+        let dns = Dnsmasq::lync_online(provider.port());
         let mut opts = EdgeOpts::new(fe_uas.port(), closed_port());
         opts.dns_servers = vec![dns.server()];
         opts.lync_online();

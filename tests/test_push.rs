@@ -32,7 +32,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use dnsmasq::{Dnsmasq, Record};
+use dnsmasq::Dnsmasq;
 use sip_codec::Message;
 use support::sip::{self, p, reply};
 use support::{http, Edge, EdgeOpts, Reply, TestPki, TlsUas};
@@ -104,9 +104,9 @@ fn probe(addr: SocketAddr) -> (u16, serde_json::Value) {
     (status, json)
 }
 
-#[test]
-fn push_lync_com_not_allowed_fails_with_its_fix_then_succeeds_after_sighup() {
-    let pki = TestPki::new();
+/// A provider answering 200 behind LyncOnline's name, a front end answering 200, the push field's
+/// DNS, and edge options routing through them.
+fn lync_online(pki: &TestPki) -> (TlsUas, TlsUas, Dnsmasq, EdgeOpts) {
     let provider_id = pki.partner_leaf("sipfed.online.lync.com");
     let provider = TlsUas::start_with(&provider_id, &pki.internal_ca.cert, |m: &Message<'_>| {
         match m.method() {
@@ -117,13 +117,17 @@ fn push_lync_com_not_allowed_fails_with_its_fix_then_succeeds_after_sighup() {
     let fe_uas = TlsUas::start(&pki.fe, &pki.internal_ca.cert, |m: &Message<'_>| {
         vec![reply(m, 200, "OK", Some("fe"))]
     });
-    let dns = Dnsmasq::start(&[
-        Record::srv("push.lync.com", "sipfed.online.lync.com", provider.port(), 0, 0),
-        Record::a("sipfed.online.lync.com"),
-    ]);
+    let dns = Dnsmasq::lync_online(provider.port());
     let mut opts = EdgeOpts::new(fe_uas.port(), closed_port());
     opts.dns_servers = vec![dns.server()];
     opts.lync_online();
+    (provider, fe_uas, dns, opts)
+}
+
+#[test]
+fn push_lync_com_not_allowed_fails_with_its_fix_then_succeeds_after_sighup() {
+    let pki = TestPki::new();
+    let (provider, _fe_uas, dns, opts) = lync_online(&pki);
     // The probe (and test-push --config) present the edge's internal certificate: a known server.
     let config = format!(
         "{}\n[[internal.known_servers]]\nfqdn = \"edge-int.corp.test\"\nversion = \"7.0\"\n{}",
@@ -385,23 +389,7 @@ fn the_embedded_default_with_no_flags_prints_the_five_lines_and_the_first_cause(
 #[test]
 fn a_filter_that_rejects_every_push_fails_the_test_push_until_relaxed() {
     let pki = TestPki::new();
-    let provider_id = pki.partner_leaf("sipfed.online.lync.com");
-    let provider = TlsUas::start_with(&provider_id, &pki.internal_ca.cert, |m: &Message<'_>| {
-        match m.method() {
-            Some("ACK") => vec![],
-            _ => vec![Reply::Now(reply(m, 200, "OK", Some("lync-online")))],
-        }
-    });
-    let fe_uas = TlsUas::start(&pki.fe, &pki.internal_ca.cert, |m: &Message<'_>| {
-        vec![reply(m, 200, "OK", Some("fe"))]
-    });
-    let dns = Dnsmasq::start(&[
-        Record::srv("push.lync.com", "sipfed.online.lync.com", provider.port(), 0, 0),
-        Record::a("sipfed.online.lync.com"),
-    ]);
-    let mut opts = EdgeOpts::new(fe_uas.port(), closed_port());
-    opts.dns_servers = vec![dns.server()];
-    opts.lync_online();
+    let (provider, _fe_uas, _dns, opts) = lync_online(&pki);
     let config = format!(
         "{}\n[[internal.known_servers]]\nfqdn = \"edge-int.corp.test\"\nversion = \"7.0\"\n\n[[federation.allowed]]\ndomain = \"push.lync.com\"\n",
         opts.render(&pki)

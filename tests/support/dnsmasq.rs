@@ -112,6 +112,15 @@ fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
 }
 
 impl Dnsmasq {
+    /// The push field's DNS: `_sipfederationtls._tcp.push.lync.com` → LyncOnline's
+    /// `sipfed.online.lync.com` on `provider_port`, and its A record.
+    pub fn lync_online(provider_port: u16) -> Dnsmasq {
+        Dnsmasq::start(&[
+            Record::srv("push.lync.com", "sipfed.online.lync.com", provider_port, 0, 0),
+            Record::a("sipfed.online.lync.com"),
+        ])
+    }
+
     /// Starts dnsmasq serving `records` and waits (bounded) until it answers a query.
     pub fn start(records: &[Record]) -> Dnsmasq {
         let mut last_err = String::new();
