@@ -202,6 +202,51 @@ fn warnings_on_push_filter_and_discovery() {
     assert_eq!(pki.load(&text, &[]).unwrap().warnings(), &[] as &[Issue]);
 }
 
+/// One error elsewhere does not hide the cross-section warnings (the IM filter blocking push, push
+/// routing, discovery with nothing blocked, the known servers): check-config prints them with it.
+#[test]
+fn one_error_keeps_the_cross_section_warnings() {
+    let pki = Pki::with_edge_cert();
+    let text = with(
+        "",
+        &[
+            ("action = \"warn\"", "action = \"block\""),
+            ("  { domain = \"push.lync.com\" },\n", ""),
+            (
+                "blocked = [{ domain = \"evil.example\" }]",
+                "enable_partner_discovery = true",
+            ),
+            ("  { fqdn = \"edge.corp.example\", version = 0 },\n", ""),
+            (
+                "next_hop = \"pool.corp.example\"",
+                "next_hop = \"sip:pool.corp.example\"",
+            ),
+        ],
+    );
+    let loaded = pki.check(&text);
+    let invalid = loaded.as_ref().unwrap_err();
+    assert_eq!(keys(&invalid.errors), ["internal.next_hop"], "{invalid:#?}");
+    let mut found = keys(&invalid.warnings);
+    found.sort_unstable();
+    assert_eq!(
+        found,
+        [
+            "federation.enable_partner_discovery",
+            "im_filter.blocked_prefixes",
+            "internal.known_servers",
+            "push.proxy_uri"
+        ]
+    );
+    let (report, ok) = crate::check_config::report("x.toml", false, &loaded);
+    assert!(!ok);
+    assert_eq!(
+        report.lines().filter(|l| l.starts_with("warning: ")).count(),
+        4,
+        "{report}"
+    );
+    assert_eq!(report.lines().last(), Some("invalid: x.toml (1 error)"));
+}
+
 /// The push probe and `test-push --config` present the internal certificate (internal.fqdn): a
 /// table without that name admits every front end but not the edge's own checks.
 #[test]

@@ -200,11 +200,24 @@ pub(super) fn build(
         limits,
         policy,
     };
+    // The cross-section warnings come with the errors too: each needs only the sections it reads.
+    let cross = warnings::compute(&warnings::View {
+        source: &source,
+        policy: parts.policy.as_ref(),
+        push: parts.push.as_ref(),
+        edge_fqdn: parts.fqdn.as_ref(),
+        internal_fqdn: parts.internal_fqdn.as_ref(),
+        internal_tls: parts.internal_tls.as_ref(),
+        external_tls: parts.external_tls.as_ref(),
+        known: &parts.known,
+        blocked_entries: file.federation.blocked.len(),
+    });
+    for w in cross {
+        warns.push(w.key, w.problem);
+    }
     match parts.assemble(source) {
         Some(mut config) if issues.is_empty() => {
-            let mut all = warns.into_vec();
-            all.extend(warnings::compute(&config, file.federation.blocked.len()));
-            config.warnings = all;
+            config.warnings = warns.into_vec();
             Ok(config)
         }
         _ => {
