@@ -262,11 +262,58 @@ fn embedded_default_starts_listens_and_stops_on_sigterm() {
         TcpStream::connect_timeout(addr, Duration::from_secs(2))
             .unwrap_or_else(|e| panic!("{role} {addr}: {e}"));
     }
+    // A reload, so its events are among those checked below.
+    let pid = edge.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + WAIT;
+    while !edge
+        .stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("\"reload_applied\""))
+    {
+        assert!(Instant::now() < deadline, "no reload_applied");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let raw = Arc::clone(&edge.stderr);
     let (exit, events) = edge.stop();
     assert!(exit.success(), "exit status {exit:?}");
     let has = |name: &str| events.iter().any(|e| e["event"] == name);
     assert!(has("embedded_default"), "the loud local-only warning: {events:?}");
     assert!(has("shutdown") && has("stopped"), "{events:?}");
+    // Every line is one event in one format, the process's own (outside the workers) included.
+    let lines = raw.lock().unwrap().clone();
+    assert_eq!(
+        events.len(),
+        lines.len(),
+        "every stderr line is a JSON event: {lines:?}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for e in &events {
+        let ts = e["ts"].as_f64().unwrap_or_else(|| panic!("no ts: {e}"));
+        assert!((now - 60.0..=now + 1.0).contains(&ts), "{e}");
+        for key in ["level", "event", "text"] {
+            assert!(e[key].is_string(), "{key} in {e}");
+        }
+    }
+    for name in [
+        "embedded_default",
+        "local_pki",
+        "known_server",
+        "reload_applied",
+        "shutdown",
+        "stopped",
+    ] {
+        assert!(has(name), "{name}: {events:?}");
+    }
 }
 
 #[test]

@@ -109,7 +109,7 @@ pub fn event(change: &Change<'_>, when: When) -> serde_json::Value {
 pub fn log_table<'a>(table: impl IntoIterator<Item = &'a KnownServer>) {
     let table: Vec<_> = table.into_iter().collect();
     for change in diff(&[], &table) {
-        eprintln!("{}", event(&change, When::Start));
+        crate::log::emit(event(&change, When::Start));
     }
 }
 

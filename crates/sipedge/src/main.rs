@@ -9,6 +9,7 @@ mod explain_route;
 mod exporter;
 mod fd_limit;
 mod known_servers;
+mod log;
 mod push_probe;
 mod reload;
 mod reload_diff;

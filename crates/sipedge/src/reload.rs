@@ -292,7 +292,7 @@ fn unix_now() -> u64 {
 }
 
 fn log_record(record: serde_json::Value) {
-    eprintln!("{record}");
+    crate::log::emit(record);
 }
 
 /// Whether process `pid` is a running `sipedge run` — its executable is named `sipedge` and its

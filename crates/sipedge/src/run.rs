@@ -261,12 +261,9 @@ fn log_fd_limit(limit: &Result<crate::fd_limit::FdLimit, String>, max_connection
     }
 }
 
-/// One JSON log line on stderr (the shell writes its records the same way).
+/// One JSON log line on stderr, with `ts` (`crate::log`).
 fn log(level: &str, event: &str, text: &str) {
-    eprintln!(
-        "{}",
-        serde_json::json!({ "level": level, "event": event, "text": text })
-    );
+    crate::log::event(level, event, text);
 }
 
 fn certs_pem(certs: &[rustls_pki_types::CertificateDer<'_>]) -> Vec<u8> {

@@ -17,6 +17,13 @@ pub(crate) fn write_log(worker: usize, record: &LogRecord) {
     let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), format!("{line}\n").as_bytes());
 }
 
+/// The `ts` of every log line the edge writes, workers' and the process's alike: Unix time in
+/// seconds with millisecond precision (`1796663267.57`).
+pub fn timestamp(at: SystemTime) -> f64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_millis() as f64 / 1000.0)
+}
+
 /// A shell log record without fields.
 pub(crate) fn record(level: Level, event: &'static str, text: String) -> LogRecord {
     LogRecord {
@@ -32,9 +39,7 @@ pub(crate) fn log_line(worker: usize, record: &LogRecord, at: SystemTime) -> Str
     for (k, v) in &record.fields {
         obj.insert((*k).to_owned(), serde_json::Value::String(v.clone()));
     }
-    let ts = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_millis() as f64 / 1000.0);
+    let ts = timestamp(at);
     let level = match record.level {
         Level::Debug => "debug",
         Level::Info => "info",
