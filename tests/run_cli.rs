@@ -462,17 +462,24 @@ fn send_without_a_local_pki_says_where_it_looked() {
     );
 }
 
+/// A front end and the pinned partner, both answering 200 to all but ACK.
+fn answering_peers(pki: &TestPki) -> (TlsUas, TlsUas) {
+    let ok = |m: &sip_codec::Message<'_>| match m.method() {
+        Some("ACK") => vec![],
+        _ => vec![reply(m, 200, "OK", Some("b1"))],
+    };
+    (
+        TlsUas::start(&pki.fe, &pki.internal_ca.cert, ok),
+        TlsUas::start(&pki.partner, &pki.internal_ca.cert, ok),
+    )
+}
+
 /// With flags, `send` is a known server's client of any edge: a front end of the proxy scenarios
 /// sends a MESSAGE to the pinned partner, which answers 200 → exit 0.
 #[test]
 fn send_with_flags_reaches_a_partner_and_exits_0_on_2xx() {
     let pki = TestPki::new();
-    let ok = |m: &sip_codec::Message<'_>| match m.method() {
-        Some("ACK") => vec![],
-        _ => vec![reply(m, 200, "OK", Some("b1"))],
-    };
-    let fe_uas = TlsUas::start(&pki.fe, &pki.internal_ca.cert, ok);
-    let partner = TlsUas::start(&pki.partner, &pki.internal_ca.cert, ok);
+    let (fe_uas, partner) = answering_peers(&pki);
     let edge = Edge::start(&EdgeOpts::new(fe_uas.port(), partner.port()).render(&pki), &pki);
     let state = tempfile::tempdir().unwrap();
     let (addr, cert, key, ca) = (
@@ -486,7 +493,7 @@ fn send_with_flags_reaches_a_partner_and_exits_0_on_2xx() {
         &[
             "--edge",
             &addr,
-            "--server-name",
+            "--fqdn",
             "edge-int.corp.test",
             "--cert",
             &cert,
@@ -521,4 +528,126 @@ fn send_with_flags_reaches_a_partner_and_exits_0_on_2xx() {
         std::fs::read_dir(state.path()).unwrap().next().is_none(),
         "no state written by send"
     );
+}
+
+/// `send --config` is a client of the edge that file configures (its listener, name, domain and
+/// internal certificate); a certificate that names no known server is told why the edge closed;
+/// a From outside the edge's domains (1907) gets the flag to give.
+#[test]
+fn send_with_config_and_the_reasons_it_can_be_refused() {
+    let pki = TestPki::new();
+    let (fe_uas, partner) = answering_peers(&pki);
+    let config = format!(
+        "{}\n[[internal.known_servers]]\nfqdn = \"edge-int.corp.test\"\nversion = 0\n",
+        EdgeOpts::new(fe_uas.port(), partner.port()).render(&pki)
+    );
+    let edge = Edge::start(&config, &pki);
+    let state = tempfile::tempdir().unwrap();
+    let cfg = edge.config_path.display().to_string();
+    let addr = edge.internal_addr.to_string();
+    let out = send(
+        state.path(),
+        &[
+            "--config",
+            &cfg,
+            "--edge",
+            &addr,
+            "--method",
+            "message",
+            "--to",
+            "sip:bob@partner.test",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", edge.log_dump());
+    assert!(
+        stdout.contains("(TLS as edge-int.corp.test, server edge-int.corp.test)"),
+        "{stdout}"
+    );
+    let fwd = partner
+        .wait_request(WAIT, |m| sip::method(m) == "MESSAGE")
+        .unwrap();
+    assert!(fwd.contains("From: <sip:alice@corp.test>"), "{fwd}");
+
+    let flags = |who: &support::pki::Identity| {
+        vec![
+            "--edge".to_owned(),
+            addr.clone(),
+            "--fqdn".to_owned(),
+            "edge-int.corp.test".to_owned(),
+            "--cert".to_owned(),
+            who.cert_file.display().to_string(),
+            "--key".to_owned(),
+            who.key_file.display().to_string(),
+            "--ca".to_owned(),
+            pki.internal_ca.file.display().to_string(),
+            "--timeout-ms".to_owned(),
+            "5000".to_owned(),
+        ]
+    };
+    // A certificate of the internal CA that names no known server.
+    let laptop = flags(&pki.laptop);
+    let out = send(
+        state.path(),
+        &laptop.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("names no known server")
+            && stderr.contains("internal_peer_not_known_server")
+            && stderr.contains("[[internal.known_servers]] fqdn = \"laptop.corp.test\""),
+        "{stderr}"
+    );
+    assert!(
+        edge.wait_log("internal_peer_not_known_server", WAIT).is_some(),
+        "the edge's log says the same\n{}",
+        edge.log_dump()
+    );
+    // A known server without --from: the embedded default's domain is not this edge's.
+    let fe = flags(&pki.fe);
+    let out = send(state.path(), &fe.iter().map(String::as_str).collect::<Vec<_>>());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("ms-diagnostics: 1907;")
+            && stdout.contains("hint: the edge accepts From URIs of its own edge.sip_domains only"),
+        "{stdout}"
+    );
+}
+
+/// Help reads in a terminal: every line of the top-level and each subcommand's `--help` fits in
+/// 100 columns (clap wraps; one-line summaries at the top level), and decode's help states its exit
+/// codes.
+#[test]
+fn help_fits_in_100_columns_and_decode_says_its_exit_codes() {
+    let bin = sipedge_tests::sipedge_bin();
+    let sub = [
+        "run",
+        "reload",
+        "explain-route",
+        "send",
+        "test-push",
+        "decode",
+        "check-config",
+    ];
+    for args in std::iter::once(vec!["--help"]).chain(sub.iter().map(|s| vec![*s, "--help"])) {
+        let out = Command::new(&bin)
+            .args(&args)
+            .env("COLUMNS", "300")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for line in text.lines() {
+            assert!(
+                line.chars().count() <= 100,
+                "{args:?}: {} columns: {line}",
+                line.chars().count()
+            );
+        }
+        if args == ["decode", "--help"] {
+            assert!(text.contains("Exit 0 when it decoded; 1 when not"), "{text}");
+        }
+    }
 }

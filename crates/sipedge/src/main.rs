@@ -46,7 +46,7 @@ pub(crate) fn return_free_memory() {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "sipedge", version, about = "SIP federation Access Edge")]
+#[command(name = "sipedge", version, about = "SIP federation Access Edge", max_term_width = 100)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,9 +54,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the edge: the internal and external SIP/TLS listeners. Without --config, an embedded
-    /// local-only default (loopback; a local CA, edge and client certificates generated on first
-    /// start in the state directory, printed as `local pki <dir>`).
+    /// Run the edge: the internal and external SIP/TLS listeners.
+    ///
+    /// Without --config, an embedded local-only default (loopback; a local CA, edge and client
+    /// certificates generated on first start in the state directory, printed as `local pki <dir>`).
     Run {
         /// The TOML configuration file (SIPEDGE__SECTION__KEY environment overrides apply).
         #[arg(long)]
@@ -65,9 +66,11 @@ enum Command {
         #[arg(long)]
         pid_file: Option<PathBuf>,
     },
-    /// Ask a running edge to reload its configuration: SIGHUP to its process, the same as
-    /// `kill -HUP <pid>`. The edge logs `reload_applied` (with the new generation) or `reload_failed`
-    /// with every error, keeping the running configuration.
+    /// Ask a running edge to reload its configuration (SIGHUP).
+    ///
+    /// The same as `kill -HUP <pid>`, for a pid that is a running `sipedge run` only (anything else
+    /// is refused, exit 1). The edge logs `reload_applied` (with the new generation) or
+    /// `reload_failed` with every error, keeping the running configuration.
     Reload {
         /// The edge's process id.
         #[arg(long, conflicts_with = "pid_file", required_unless_present = "pid_file")]
@@ -76,8 +79,9 @@ enum Command {
         #[arg(long)]
         pid_file: Option<PathBuf>,
     },
-    /// Perform the real lookups for DOMAIN and print every step of the federation decision and the
-    /// verdict with its diagnostic; exit 0 when routable, 1 when not.
+    /// Print every step of the federation decision for DOMAIN, with real DNS lookups.
+    ///
+    /// Ends with the verdict and its diagnostic; exit 0 when routable, 1 when not.
     ExplainRoute {
         /// The partner domain, e.g. partner.example or push.lync.com.
         domain: String,
@@ -85,18 +89,26 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Send one request to an edge's internal listener as a known server (mutual TLS) and print the
-    /// answer with its diagnostics; exit 0 on 2xx, 1 on another final response, 2 on none. Without
-    /// flags: a client of `sipedge run` without --config, using its local PKI.
+    /// Send one request to an edge as a known server (mutual TLS) and print the answer.
+    ///
+    /// Mutual TLS; each response's status line with its diagnostics. Exit 0 on 2xx, 1 on another
+    /// final response, 2 on none. Without flags: a client of `sipedge run` without --config, using
+    /// its local PKI; with --config: a client of the edge that file configures.
     Send(send::Args),
-    /// Send a test push through a running edge (after Test-CsMcxPushNotification) and print
-    /// TargetFqdn / Result / Latency / Error / Diagnosis; exit 0 on success, 1 on failure. Without
-    /// flags: a client of `sipedge run` without --config, using its local PKI.
+    /// Send a test push through a running edge (after Test-CsMcxPushNotification).
+    ///
+    /// Prints TargetFqdn / Result / Latency / Error / Diagnosis; exit 0 on success, 1 on failure.
+    /// Without flags: a client of `sipedge run` without --config, using its local PKI.
     TestPush(test_push::Args),
     /// Read one SIP message on stdin (as one datagram carries it) and print it as JSON.
+    ///
+    /// Exit 0 when it decoded; 1 when not — the input is not a message the edge would accept (the
+    /// JSON is then `{"error": "..."}`, naming the header at fault) or stdin cannot be read.
     Decode,
-    /// Validate a configuration file (with SIPEDGE__SECTION__KEY environment overrides): print every
-    /// warning and error; exit 0 when valid, 1 when not.
+    /// Validate a configuration file: print every warning and error.
+    ///
+    /// With SIPEDGE__SECTION__KEY environment overrides, as `run` reads it. Exit 0 when valid, 1
+    /// when not.
     CheckConfig {
         /// The TOML configuration file.
         #[arg(required_unless_present = "embedded_default")]

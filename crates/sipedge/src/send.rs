@@ -4,7 +4,14 @@
 //! `test-push`), and prints each response's status line with its `ms-diagnostics`,
 //! `ms-diagnostics-public` and `Warning` headers. Without flags it is a client of `sipedge run`
 //! without `--config`: the local PKI's `client.pem`/`client.key`/`ca.pem` (`config::local_pki`) and
-//! the internal address that run recorded (else the embedded default's `internal.listen`).
+//! the internal address that run recorded (else the embedded default's `internal.listen`). With
+//! `--config FILE` (as `test-push`) it is a client of the edge that file configures: its
+//! `internal.listen`, `internal.fqdn`, first `edge.sip_domains` domain as From, and the edge's own
+//! internal certificate as client identity (a known server, as the push probe's).
+//!
+//! When the edge closes without answering — what it does to a client certificate that names no
+//! known server, logging `internal_peer_not_known_server` — `send` says so and names the entry to
+//! add; a 1907 refusal (From not one of the edge's domains) gets the flag to give.
 //!
 //! Exit status: 0 on a 2xx final response, 1 on any other final response, 2 when no final response
 //! came (connect or TLS failure, the edge closed, timeout) or the arguments or files are unusable.
@@ -16,7 +23,7 @@ use std::time::Duration;
 
 use crate::config::local_pki::{self, LocalPki};
 use crate::config::Config;
-use crate::sip_client::{self, Event, Request, Target};
+use crate::sip_client::{self, ClientError, Event, Request, Target};
 
 const NO_ANSWER: u8 = 2;
 
@@ -41,9 +48,14 @@ pub struct Args {
     /// recorded in the state directory (internal.addr), else the embedded default's internal.listen.
     #[arg(long, value_name = "ADDR")]
     edge: Option<SocketAddr>,
-    /// The name the edge's certificate must carry. Default: the embedded default's internal FQDN.
-    #[arg(long, value_name = "NAME")]
-    server_name: Option<String>,
+    /// The edge's internal FQDN: the name its certificate must carry. Default: internal.fqdn of
+    /// --config, else the embedded default's.
+    #[arg(long, value_name = "NAME", alias = "server-name")]
+    fqdn: Option<String>,
+    /// The configuration of the edge to send to (read, not changed): its internal.listen,
+    /// internal.fqdn, first edge.sip_domains domain, and its internal certificate as client identity.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     files: ClientFiles,
     #[arg(long, value_enum, default_value_t = Method::Options, ignore_case = true)]
@@ -52,7 +64,8 @@ pub struct Args {
     /// with, so the edge answers with its refusal and diagnostic.
     #[arg(long, value_name = "URI", default_value = "sip:bob@partner.example")]
     to: String,
-    /// From. Default: sip:alice@<the embedded default's first SIP domain>.
+    /// From. Default: sip:alice@<the first of edge.sip_domains of --config, else the embedded
+    /// default's> (the edge refuses any other domain, 1907).
     #[arg(long, value_name = "URI")]
     from: Option<String>,
     /// Body (sent as text/plain). Default: none for OPTIONS, a greeting for MESSAGE.
@@ -66,18 +79,23 @@ pub struct Args {
 /// A known server's TLS files, shared by `send` and `test-push`.
 #[derive(Debug, clap::Args)]
 pub struct ClientFiles {
-    /// This client's certificate (PEM chain of a known server). Default: <state dir>/client.pem
-    /// (test-push --config: the config's internal.cert_file).
+    /// This client's certificate (PEM chain of a known server). Default: internal.cert_file of
+    /// --config, else <state dir>/client.pem.
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
-    /// Its private key (PEM). Default: <state dir>/client.key (test-push --config:
-    /// internal.key_file).
+    /// Its private key (PEM). Default: internal.key_file of --config, else <state dir>/client.key.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
-    /// The CA(s) the edge's certificate must chain to (PEM). Default: <state dir>/ca.pem
-    /// (test-push --config: internal.ca_file and the CAs in internal.cert_file).
+    /// The CA(s) the edge's certificate must chain to (PEM). Default: internal.ca_file and the CAs
+    /// in internal.cert_file of --config, else <state dir>/ca.pem.
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+}
+
+impl ClientFiles {
+    fn any(&self) -> bool {
+        self.cert.is_some() || self.key.is_some() || self.ca.is_some()
+    }
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -95,39 +113,67 @@ pub fn run(args: &Args) -> ExitCode {
 fn send(args: &Args) -> Result<u16, String> {
     let state = local_pki::state_dir();
     let files = LocalPki::client_paths(&state.path);
-    let needs_default = args.edge.is_none() || args.server_name.is_none() || args.from.is_none();
-    let default = if needs_default {
-        Some(embedded_default()?)
-    } else {
-        None
+    let file_config = match &args.config {
+        Some(p) => Some(Config::load(p).map_err(|issues| {
+            let all: Vec<String> = issues.iter().map(ToString::to_string).collect();
+            format!(
+                "{} is not a valid configuration: {} (sipedge check-config {})",
+                p.display(),
+                all.join("; "),
+                p.display()
+            )
+        })?),
+        None => None,
     };
-    let edge = match (args.edge, &default) {
+    let needs_default = args.edge.is_none() || args.fqdn.is_none() || args.from.is_none();
+    let default = match &file_config {
+        None if needs_default => Some(embedded_default()?),
+        _ => None,
+    };
+    let base = file_config.as_ref().or(default.as_ref());
+    let edge = match (args.edge, &file_config) {
         (Some(a), _) => a,
-        (None, d) => local_pki::read_internal_addr(&state.path)
-            .or(d.as_ref().map(|c| c.internal().listen))
+        (None, Some(c)) => crate::test_push::connectable(c.internal().listen).ok_or_else(|| {
+            format!(
+                "internal.listen is {}: no address to connect to; give --edge ADDR",
+                c.internal().listen
+            )
+        })?,
+        (None, None) => local_pki::read_internal_addr(&state.path)
+            .or(base.map(|c| c.internal().listen))
             .ok_or("no edge address: give --edge ADDR")?,
     };
-    let server_name = match (&args.server_name, &default) {
-        (Some(n), _) => n.clone(),
-        (None, d) => d
-            .as_ref()
-            .map_or_else(|| "localhost".to_owned(), |c| c.internal().fqdn.to_string()),
+    let server_name = match &args.fqdn {
+        Some(n) => n.clone(),
+        None => base.map_or_else(|| "localhost".to_owned(), |c| c.internal().fqdn.to_string()),
     };
-    let from = match (&args.from, &default) {
-        (Some(f), _) => f.clone(),
-        (None, d) => format!("sip:alice@{}", first_domain(d.as_ref())),
+    let from = match &args.from {
+        Some(f) => f.clone(),
+        None => format!("sip:alice@{}", first_domain(base)),
     };
-    let cert = args.files.cert.clone().unwrap_or(files.cert);
-    let key = args.files.key.clone().unwrap_or(files.key);
-    let ca = args.files.ca.clone().unwrap_or(files.ca);
-    let tls = sip_client::client_config(&cert, &key, &ca).map_err(|e| {
-        format!(
-            "{e} (the local PKI is written by `sipedge run` without --config into {}, chosen by {}; \
-             or give --cert, --key and --ca)",
-            state.path.display(),
-            state.from
-        )
-    })?;
+    let (tls, who) = match &file_config {
+        // The edge's own internal identity, trusting its CAs (as test-push --config and the probe).
+        Some(c) if !args.files.any() => {
+            let (tls, name) = crate::test_push::internal_identity(c)?;
+            let who = name.unwrap_or_else(|| "the internal certificate".to_owned());
+            (tls, who)
+        }
+        _ => {
+            let cert = args.files.cert.clone().unwrap_or(files.cert);
+            let key = args.files.key.clone().unwrap_or(files.key);
+            let ca = args.files.ca.clone().unwrap_or(files.ca);
+            let tls = sip_client::client_config(&cert, &key, &ca).map_err(|e| {
+                format!(
+                    "{e} (the local PKI is written by `sipedge run` without --config into {}, chosen by {}; \
+                     or give --cert, --key and --ca, or --config)",
+                    state.path.display(),
+                    state.from
+                )
+            })?;
+            let who = sip_client::first_name(&cert).unwrap_or_else(|| cert.display().to_string());
+            (tls, who)
+        }
+    };
     let body = match (&args.body, args.method) {
         (Some(b), _) => b.clone(),
         (None, Method::Message) => "Hello from sipedge send.".to_owned(),
@@ -145,7 +191,7 @@ fn send(args: &Args) -> Result<u16, String> {
         server_name: server_name.clone(),
         tls,
     };
-    let who = sip_client::first_name(&cert).unwrap_or_else(|| cert.display().to_string());
+    let mut refused_from = false;
     let mut show = |event: Event<'_>| match event {
         Event::Connected => println!(
             "{} {} -> {edge} (TLS as {who}, server {server_name})",
@@ -156,13 +202,27 @@ fn send(args: &Args) -> Result<u16, String> {
             println!("{}", r.start_line);
             for (name, value) in &r.diagnostics {
                 println!("{name}: {value}");
+                refused_from |=
+                    name.to_ascii_lowercase().starts_with("ms-diagnostics") && value.starts_with("1907;");
             }
         }
     };
     let timeout = Duration::from_millis(args.timeout_ms);
-    sip_client::transact(&target, &req, timeout, &mut show)
-        .map(|r| r.status)
-        .map_err(|e| e.to_string())
+    let result = sip_client::transact(&target, &req, timeout, &mut show);
+    if refused_from {
+        println!(
+            "hint: the edge accepts From URIs of its own edge.sip_domains only: give --from sip:<user>@<one of \
+             them>, or --config with the edge's configuration"
+        );
+    }
+    result.map(|r| r.status).map_err(|e| match e {
+        ClientError::Closed | ClientError::Connection(_) => format!(
+            "{e}: the edge does that when the client certificate ({who}) names no known server — its log \
+             then says `internal_peer_not_known_server` — so add [[internal.known_servers]] fqdn = \"{who}\" \
+             to its configuration and reload (kill -HUP), or give --cert/--key of a known server"
+        ),
+        other => other.to_string(),
+    })
 }
 
 /// The embedded default configuration (its addresses and names are the defaults of the clients).
