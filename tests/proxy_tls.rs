@@ -1091,8 +1091,9 @@ fn killing_the_partner_answers_every_open_transaction_with_503() {
     assert!(took < Duration::from_secs(5), "503s after {took:?}");
 }
 
-/// SIGTERM while a transaction is open: the edge stops taking new work but the open MESSAGE still
-/// gets its (slow) 200 back, and then the process exits 0 by itself.
+/// SIGTERM while a transaction is open: the edge stops taking new work — new connections refused
+/// (a request on an open one gets 503 with Retry-After: tests/metrics.rs) — but the open MESSAGE
+/// still gets its (slow) 200 back, and then the process exits 0 by itself.
 #[test]
 fn sigterm_lets_an_open_transaction_finish_then_exits_0() {
     let pki = Arc::new(TestPki::new());
@@ -1115,6 +1116,19 @@ fn sigterm_lets_an_open_transaction_finish_then_exits_0() {
         .status()
         .unwrap();
     assert!(kill.success());
+    // Draining: the listeners are closed at once, so a new connection is refused (a partner or
+    // front end fails over to the next SRV target at once, RFC 3263 §4.3), while the open
+    // transaction goes on (its 200 is 0.7 s away).
+    let deadline = Instant::now() + WAIT;
+    while w.edge.logs_with("\"shutdown_started\"").len() < 2 {
+        assert!(Instant::now() < deadline, "no drain\n{}", w.edge.log_dump());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for addr in [w.edge.internal_addr, w.edge.external_addr] {
+        let e = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .expect_err("a new connection while draining");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{addr}: {e}");
+    }
     let fin = fe
         .recv_final(WAIT, "MESSAGE")
         .expect("the open transaction still gets its final response");
