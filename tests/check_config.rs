@@ -209,7 +209,7 @@ fn errors_are_listed_one_per_line_with_exit_1() {
     assert_eq!(out.code, 1, "{}", out.stdout);
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert!(lines.contains(
-        &"error: federation.allowed[2].domain: \"exa mple.com\" contains a character that is not a letter, digit, '-' or '.'"
+        &"error: federation.allowed[2].domain: \"exa mple.com\" contains a character that is not a letter, digit, '-', '_' or '.'"
     ));
     assert!(lines.iter().any(|l| l
         .starts_with("error: edge.fqdnx: unknown key (set by environment variable SIPEDGE__EDGE__FQDNX)")));

@@ -28,6 +28,15 @@ impl FilterAction {
             _ => None,
         }
     }
+
+    /// As the configuration writes it: `block`, `warn`, `allow`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Block => "block",
+            Self::Warn => "warn",
+            Self::Allow => "allow",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,7 +13,7 @@ pub enum NameError {
     TooLong(String),
     #[error("{0:?} has an empty label or a label longer than 63 octets")]
     BadLabel(String),
-    #[error("{0:?} contains a character that is not a letter, digit, '-' or '.'")]
+    #[error("{0:?} contains a character that is not a letter, digit, '-', '_' or '.'")]
     BadCharacter(String),
     #[error("{0:?} has a port that is not a number in 1..=65535")]
     BadPort(String),

@@ -31,6 +31,15 @@ impl VerificationLevel {
             _ => None,
         }
     }
+
+    /// As the configuration (and Lync) writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AlwaysVerifiable => "AlwaysVerifiable",
+            Self::UseSourceVerification => "UseSourceVerification",
+            Self::AlwaysUnverifiable => "AlwaysUnverifiable",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

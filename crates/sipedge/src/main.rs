@@ -46,7 +46,12 @@ pub(crate) fn return_free_memory() {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "sipedge", version, about = "SIP federation Access Edge", max_term_width = 100)]
+#[command(
+    name = "sipedge",
+    version,
+    about = "SIP federation Access Edge",
+    max_term_width = 100
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

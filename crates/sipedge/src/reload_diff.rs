@@ -252,7 +252,20 @@ fn policy_changes(old: &Policy, new: &Policy, out: &mut Vec<Value>) {
             discovery(new),
         ));
     }
-    let filter = |p: &Policy| format!("{:?} {:?}", p.im_filter().action(), p.im_filter().prefixes());
+    // As the configuration writes it, not Rust's Debug text.
+    let filter = |p: &Policy| {
+        let prefixes: Vec<String> = p
+            .im_filter()
+            .prefixes()
+            .iter()
+            .map(|x| format!("\"{x}\""))
+            .collect();
+        format!(
+            "action = \"{}\", blocked_prefixes = [{}]",
+            p.im_filter().action().as_str(),
+            prefixes.join(", ")
+        )
+    };
     if old.im_filter() != new.im_filter() {
         out.push(setting("im_filter", filter(old), filter(new)));
     }
@@ -292,8 +305,10 @@ fn provider_changes(old: &[HostedProvider], new: &[HostedProvider], out: &mut Ve
     let find = |list: &'_ [HostedProvider], name: &str| list.iter().find(|p| p.name == name).cloned();
     let describe = |p: &HostedProvider| {
         format!(
-            "{} (enabled {}, {:?})",
-            p.proxy_fqdn, p.enabled, p.verification_level
+            "{} (enabled {}, {})",
+            p.proxy_fqdn,
+            p.enabled,
+            p.verification_level.as_str()
         )
     };
     let mut record = |change: &str, p: &HostedProvider, old: Option<&HostedProvider>| {

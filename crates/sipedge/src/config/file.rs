@@ -81,7 +81,7 @@ pub struct FileConfig {
 pub struct EdgeFile {
     pub fqdn: Option<String>,
     pub sip_domains: Option<Vec<String>>,
-    pub workers: Option<u64>,
+    pub workers: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -120,8 +120,8 @@ pub struct ExternalFile {
 #[serde(deny_unknown_fields, default)]
 pub struct FederationFile {
     pub enable_partner_discovery: Option<bool>,
-    pub discovery_messages_per_second: Option<u64>,
-    pub discovery_contacts_per_hour: Option<u64>,
+    pub discovery_messages_per_second: Option<i64>,
+    pub discovery_contacts_per_hour: Option<i64>,
     pub allowed: Vec<AllowedFile>,
     pub blocked: Vec<BlockedFile>,
     pub hosted_providers: Vec<ProviderFile>,
@@ -158,12 +158,12 @@ pub struct ProviderFile {
 #[serde(deny_unknown_fields, default)]
 pub struct PushFile {
     pub proxy_uri: Option<String>,
-    pub timeout_ms: Option<u64>,
-    pub max_retries: Option<u64>,
-    pub backoff_ms: Option<u64>,
-    pub backoff_max_ms: Option<u64>,
-    pub breaker_failures: Option<u64>,
-    pub breaker_cooldown_ms: Option<u64>,
+    pub timeout_ms: Option<i64>,
+    pub max_retries: Option<i64>,
+    pub backoff_ms: Option<i64>,
+    pub backoff_max_ms: Option<i64>,
+    pub breaker_failures: Option<i64>,
+    pub breaker_cooldown_ms: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -201,16 +201,16 @@ pub struct MetricsFile {
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsFile {
-    pub max_message_bytes: Option<u64>,
-    pub max_connections: Option<u64>,
-    pub handshake_timeout_ms: Option<u64>,
-    pub keepalive_interval_s: Option<u64>,
-    pub max_connections_per_ip: Option<u64>,
-    pub idle_timeout_s: Option<u64>,
-    pub message_timeout_ms: Option<u64>,
-    pub connect_timeout_ms: Option<u64>,
-    pub outgoing_tls_per_partner: Option<u64>,
-    pub transaction_timeout_ms: Option<u64>,
-    pub invite_timeout_ms: Option<u64>,
-    pub max_subscriptions: Option<u64>,
+    pub max_message_bytes: Option<i64>,
+    pub max_connections: Option<i64>,
+    pub handshake_timeout_ms: Option<i64>,
+    pub keepalive_interval_s: Option<i64>,
+    pub max_connections_per_ip: Option<i64>,
+    pub idle_timeout_s: Option<i64>,
+    pub message_timeout_ms: Option<i64>,
+    pub connect_timeout_ms: Option<i64>,
+    pub outgoing_tls_per_partner: Option<i64>,
+    pub transaction_timeout_ms: Option<i64>,
+    pub invite_timeout_ms: Option<i64>,
+    pub max_subscriptions: Option<i64>,
 }

@@ -16,8 +16,9 @@ use super::Issues;
 pub enum Kind {
     Str,
     Bool,
-    /// A non-negative integer.
-    UInt,
+    /// An integer; its range is the key's own, checked once by `validate::number` (so a negative
+    /// number and one too large get the same message).
+    Int,
     /// A version number as Lync writes it: an integer (`6`) or a numeric string (`"7.0"`); kept as
     /// its text for validation (`sections.rs`).
     Version,
@@ -39,7 +40,7 @@ const fn f(name: &'static str, kind: Kind) -> Field {
 const EDGE: &[Field] = &[
     f("fqdn", Kind::Str),
     f("sip_domains", Kind::StrList),
-    f("workers", Kind::UInt),
+    f("workers", Kind::Int),
 ];
 const KNOWN_SERVER: &[Field] = &[f("fqdn", Kind::Str), f("version", Kind::Version)];
 const INTERNAL: &[Field] = &[
@@ -71,38 +72,38 @@ const PROVIDER: &[Field] = &[
 ];
 const FEDERATION: &[Field] = &[
     f("enable_partner_discovery", Kind::Bool),
-    f("discovery_messages_per_second", Kind::UInt),
-    f("discovery_contacts_per_hour", Kind::UInt),
+    f("discovery_messages_per_second", Kind::Int),
+    f("discovery_contacts_per_hour", Kind::Int),
     f("allowed", Kind::TableList(ALLOWED)),
     f("blocked", Kind::TableList(BLOCKED)),
     f("hosted_providers", Kind::TableList(PROVIDER)),
 ];
 const PUSH: &[Field] = &[
     f("proxy_uri", Kind::Str),
-    f("timeout_ms", Kind::UInt),
-    f("max_retries", Kind::UInt),
-    f("backoff_ms", Kind::UInt),
-    f("backoff_max_ms", Kind::UInt),
-    f("breaker_failures", Kind::UInt),
-    f("breaker_cooldown_ms", Kind::UInt),
+    f("timeout_ms", Kind::Int),
+    f("max_retries", Kind::Int),
+    f("backoff_ms", Kind::Int),
+    f("backoff_max_ms", Kind::Int),
+    f("breaker_failures", Kind::Int),
+    f("breaker_cooldown_ms", Kind::Int),
 ];
 const IM_FILTER: &[Field] = &[f("blocked_prefixes", Kind::StrList), f("action", Kind::Str)];
 const HOST: &[Field] = &[f("name", Kind::Str), f("ip", Kind::Str)];
 const DNS: &[Field] = &[f("servers", Kind::StrList), f("hosts", Kind::TableList(HOST))];
 const METRICS: &[Field] = &[f("listen", Kind::Str)];
 const LIMITS: &[Field] = &[
-    f("max_message_bytes", Kind::UInt),
-    f("max_connections", Kind::UInt),
-    f("handshake_timeout_ms", Kind::UInt),
-    f("keepalive_interval_s", Kind::UInt),
-    f("max_connections_per_ip", Kind::UInt),
-    f("idle_timeout_s", Kind::UInt),
-    f("message_timeout_ms", Kind::UInt),
-    f("connect_timeout_ms", Kind::UInt),
-    f("outgoing_tls_per_partner", Kind::UInt),
-    f("transaction_timeout_ms", Kind::UInt),
-    f("invite_timeout_ms", Kind::UInt),
-    f("max_subscriptions", Kind::UInt),
+    f("max_message_bytes", Kind::Int),
+    f("max_connections", Kind::Int),
+    f("handshake_timeout_ms", Kind::Int),
+    f("keepalive_interval_s", Kind::Int),
+    f("max_connections_per_ip", Kind::Int),
+    f("idle_timeout_s", Kind::Int),
+    f("message_timeout_ms", Kind::Int),
+    f("connect_timeout_ms", Kind::Int),
+    f("outgoing_tls_per_partner", Kind::Int),
+    f("transaction_timeout_ms", Kind::Int),
+    f("invite_timeout_ms", Kind::Int),
+    f("max_subscriptions", Kind::Int),
 ];
 
 /// The root of the file.
@@ -171,8 +172,20 @@ fn check_kind(value: &mut Value, kind: Kind, path: &str, env: &EnvOverrides, iss
     }
     match (kind, &mut value.kind) {
         (Kind::Str, ValueKind::String(_)) | (Kind::Bool, ValueKind::Boolean(_)) => true,
-        (Kind::UInt, ValueKind::I64(n)) if *n >= 0 => true,
-        (Kind::UInt, ValueKind::U64(_)) => true,
+        (Kind::Int, ValueKind::I64(_)) => true,
+        (Kind::Int, ValueKind::U64(n)) => match i64::try_from(*n) {
+            Ok(v) => {
+                value.kind = ValueKind::I64(v);
+                true
+            }
+            Err(_) => {
+                issues.push(
+                    path,
+                    format!("{n} is out of range: expected a whole number of this key's range"),
+                );
+                false
+            }
+        },
         (Kind::Version, ValueKind::String(_)) => true,
         (Kind::Version, ValueKind::I64(n)) if *n >= 0 => {
             value.kind = ValueKind::String(n.to_string());
@@ -185,10 +198,6 @@ fn check_kind(value: &mut Value, kind: Kind, path: &str, env: &EnvOverrides, iss
         (Kind::Version, ValueKind::Float(x)) if x.is_finite() && *x >= 0.0 => {
             value.kind = ValueKind::String(x.to_string());
             true
-        }
-        (Kind::UInt, ValueKind::I64(n)) => {
-            issues.push(path, format!("{n} is negative; expected a number >= 0"));
-            false
         }
         (Kind::StrList, ValueKind::Array(items)) => {
             let mut ok = true;
@@ -315,7 +324,7 @@ fn convert_env(value: &mut Value, kind: Kind, path: &str, var: &str, raw: &str, 
             "false" | "0" | "no" | "off" => Some(ValueKind::Boolean(false)),
             _ => None,
         },
-        Kind::UInt => raw.trim().parse::<u64>().ok().map(ValueKind::U64),
+        Kind::Int => raw.trim().parse::<i64>().ok().map(ValueKind::I64),
         Kind::StrList => Some(ValueKind::Array(
             raw.split(',')
                 .map(str::trim)
@@ -341,7 +350,7 @@ fn expected(kind: Kind) -> &'static str {
     match kind {
         Kind::Str => "a string",
         Kind::Bool => "true or false",
-        Kind::UInt => "a number >= 0",
+        Kind::Int => "a whole number",
         Kind::Version => "a version number (6, \"7.0\")",
         Kind::StrList => "a list of strings",
         Kind::Table(_) => "a table",

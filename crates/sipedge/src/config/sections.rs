@@ -26,6 +26,7 @@ pub(super) fn edge_fqdn(edge: &EdgeFile, i: &mut Issues) -> Option<DomainName> {
             i.push("edge.fqdn", format!("{e}{hint}"));
         })
         .ok()
+        .filter(|d| super::validate::host_name(d, s, "edge.fqdn", i))
 }
 
 pub(super) fn socket(v: &Option<String>, key: &str, i: &mut Issues) -> Option<SocketAddr> {

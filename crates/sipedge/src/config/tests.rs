@@ -113,7 +113,7 @@ fn every_error_names_its_key_and_all_come_at_once() {
     assert_eq!(got, expected.into_iter().collect(), "{errors:#?}");
     assert_eq!(
         at(&errors, "federation.allowed[1].domain").to_string(),
-        "federation.allowed[1].domain: \"exa mple.com\" contains a character that is not a letter, digit, '-' or '.'"
+        "federation.allowed[1].domain: \"exa mple.com\" contains a character that is not a letter, digit, '-', '_' or '.'"
     );
     assert!(at(&errors, "federation.blocked[1].domain")
         .problem
@@ -257,16 +257,74 @@ fn wrong_types_are_reported_with_the_rest() {
         keys(&errors),
         [
             "edge.sip_domains",
-            "edge.workers",
             "federation.blocked[0]",
             "federation.hosted_providers[0].enabled",
             "im_filter.blocked_prefixes[1]",
+            "edge.workers",
         ],
         "{errors:#?}"
     );
     assert!(errors[0]
         .problem
         .contains("expected a list of strings, found string \"corp.example\""));
+}
+
+/// A number out of its key's range gets one message, the range, whatever the value and wherever
+/// it comes from (a negative one was "negative; expected a number >= 0" for a key whose range
+/// starts at 1).
+#[test]
+fn a_number_out_of_range_gets_one_message() {
+    let pki = Pki::with_edge_cert();
+    for v in ["-1", "0", "1000001", "9223372036854775807"] {
+        let text = with(
+            "",
+            &[(
+                "[im_filter]",
+                &format!("[limits]\nmax_connections = {v}\n\n[im_filter]"),
+            )],
+        );
+        let errors = pki.load(&text, &[]).unwrap_err();
+        assert_eq!(
+            errors,
+            [Issue {
+                key: "limits.max_connections".to_owned(),
+                problem: format!("{v} is out of range: expected 1..=1000000"),
+            }]
+        );
+    }
+    let errors = pki
+        .load(VALID_TOML, &[("SIPEDGE__LIMITS__MAX_CONNECTIONS", "-5")])
+        .unwrap_err();
+    assert_eq!(errors[0].problem, "-5 is out of range: expected 1..=1000000");
+    let errors = pki
+        .load(VALID_TOML, &[("SIPEDGE__LIMITS__MAX_CONNECTIONS", "many")])
+        .unwrap_err();
+    assert!(
+        errors[0].problem.ends_with("expected a whole number"),
+        "{errors:?}"
+    );
+}
+
+/// Names in the configuration are host names: `_` is refused with the rule it breaks.
+#[test]
+fn host_names_with_an_underscore_are_refused() {
+    let pki = Pki::with_edge_cert();
+    let text = with(
+        "",
+        &[
+            ("fqdn = \"edge.corp.example\"", "fqdn = \"bad_name\""),
+            (
+                "next_hop = \"pool.corp.example\"",
+                "next_hop = \"pool_1.corp.example:5061\"",
+            ),
+        ],
+    );
+    let errors = pki.load(&text, &[]).unwrap_err();
+    assert_eq!(keys(&errors), ["edge.fqdn", "internal.next_hop"], "{errors:#?}");
+    assert_eq!(
+        errors[0].problem,
+        "\"bad_name\" contains '_': a host name has letters, digits, '-' and '.' only (RFC 1123)"
+    );
 }
 
 #[test]
@@ -619,7 +677,11 @@ fn push_relay_keys_out_of_range_are_each_named() {
             "push.breaker_cooldown_ms",
             "1000..=3600000",
         ),
-        ("max_retries = -1", "push.max_retries", "negative"),
+        (
+            "max_retries = -1",
+            "push.max_retries",
+            "-1 is out of range: expected 0..=5",
+        ),
         ("breaker_failures = \"five\"", "push.breaker_failures", ""),
         ("breaker_probe = 1", "push.breaker_probe", "unknown"),
     ];

@@ -258,7 +258,24 @@ pub(super) fn fqdn_value(s: &str, key: &str, i: &mut Issues) -> Option<Fqdn> {
         );
         return None;
     }
-    Fqdn::parse(s).map_err(|e| i.push(key, e.to_string())).ok()
+    Fqdn::parse(s)
+        .map_err(|e| i.push(key, e.to_string()))
+        .ok()
+        .filter(|f| host_name(f.host(), s, key, i))
+}
+
+/// A name in the configuration is a host name (RFC 1123: letters, digits, `-` and `.`): what a
+/// certificate, a Via and a DNS A record can carry. [`DomainName`] also takes `_`, which DNS
+/// allows in other names and peers may send; the operator's own names may not.
+pub(super) fn host_name(name: &DomainName, written: &str, key: &str, i: &mut Issues) -> bool {
+    if name.as_str().contains('_') {
+        i.push(
+            key,
+            format!("{written:?} contains '_': a host name has letters, digits, '-' and '.' only (RFC 1123)"),
+        );
+        return false;
+    }
+    true
 }
 
 /// The `host[:port]` of `s` when it is written as a URI: `sip:host`, `sips:user@host;transport=tls`,
@@ -278,23 +295,29 @@ fn uri_host(s: &str) -> Option<&str> {
 }
 
 pub(super) fn domain_value(s: &str, key: &str, i: &mut Issues) -> Option<DomainName> {
-    DomainName::parse(s).map_err(|e| i.push(key, e.to_string())).ok()
+    DomainName::parse(s)
+        .map_err(|e| i.push(key, e.to_string()))
+        .ok()
+        .filter(|d| host_name(d, s, key, i))
 }
 
 /// An integer key with a default, within `min..=max`.
 pub(super) fn number(
-    v: Option<u64>,
+    v: Option<i64>,
     default: u64,
     key: &str,
     min: u64,
     max: u64,
     i: &mut Issues,
 ) -> Option<u64> {
-    let n = v.unwrap_or(default);
-    if (min..=max).contains(&n) {
-        Some(n)
-    } else {
-        i.push(key, format!("{n} is out of range: expected {min}..={max}"));
-        None
+    // The one range message of the key, whatever the value: negative, zero or too large.
+    let n = v.map_or(Ok(default), u64::try_from);
+    match n {
+        Ok(n) if (min..=max).contains(&n) => Some(n),
+        _ => {
+            let shown = v.map_or(default.to_string(), |n| n.to_string());
+            i.push(key, format!("{shown} is out of range: expected {min}..={max}"));
+            None
+        }
     }
 }

@@ -247,3 +247,36 @@ fn listener_addresses_and_workers_need_a_restart() {
     // The listener addresses are not runtime changes: nothing else is logged.
     assert_eq!(changes(&old, &new), Vec::<Value>::new());
 }
+
+/// The IM filter's change reads as the configuration writes it (it logged Rust's Debug text,
+/// `Block ["callto:", …]`).
+#[test]
+fn an_im_filter_change_is_logged_in_the_configurations_words() {
+    let pki = Pki::with_edge_cert();
+    let old = pki.load(VALID_TOML, &[]).unwrap();
+    let text = with(
+        "",
+        &[(
+            "action = \"warn\"",
+            "action = \"block\"\nblocked_prefixes = [\"callto:\", \"ftp:\"]",
+        )],
+    );
+    let new = pki.load(&text, &[]).unwrap();
+    let records = changes(&old, &new);
+    let filter = of(&records, "setting_changed");
+    assert_eq!(filter.len(), 1, "{records:#?}");
+    assert_eq!(filter[0]["key"], "im_filter");
+    assert_eq!(
+        filter[0]["new"],
+        "action = \"block\", blocked_prefixes = [\"callto:\", \"ftp:\"]"
+    );
+    assert!(filter[0]["old"]
+        .as_str()
+        .unwrap()
+        .starts_with("action = \"warn\", blocked_prefixes = [\"callto:\""));
+    assert!(
+        !filter[0]["text"].as_str().unwrap().contains("Block"),
+        "{}",
+        filter[0]
+    );
+}
