@@ -331,8 +331,9 @@ fn renaming_any_key_of_the_example_is_an_error_naming_it() {
 }
 
 /// `check-config` exit 0 means `run` starts: a private key that is not the certificate's is an error
-/// naming the key, in plain words; the warnings found on the way (here Timer C under 3 minutes) are
-/// still printed; one error is "1 error".
+/// naming the key, in plain words; the warnings found on the way (here Timer C under 3 minutes, and
+/// the example's IM filter blocking push, a cross-section one) are still printed; one error is
+/// "1 error".
 #[test]
 fn a_key_that_does_not_belong_to_its_certificate_is_an_error() {
     let example = sipedge_tests::workspace_root().join("deploy/sipedge.toml");
@@ -367,6 +368,11 @@ fn a_key_that_does_not_belong_to_its_certificate_is_an_error() {
             "warning: limits.invite_timeout_ms: 60000 ms is below 3 minutes (RFC 3261 Timer C > 3 min; \
              default 181000): mobile endpoints have 60 s to answer an INVITE (desktops 15 s), and a call still \
              ringing when this expires is cancelled with 408"
+                .to_owned(),
+            // The example's expected cross-section warning, kept with the error (issue 16, item 10).
+            "warning: im_filter.blocked_prefixes: the IM filter blocks \"http:\" and \"https:\" with action \
+             block: push requests will be rejected (Push Notification request was rejected); remove them from \
+             blocked_prefixes or set action = \"warn\""
                 .to_owned(),
             format!("invalid: {} (1 error)", example.display()),
         ],
