@@ -651,3 +651,44 @@ fn help_fits_in_100_columns_and_decode_says_its_exit_codes() {
         }
     }
 }
+
+/// A `run` whose addresses are all held by another process names every one, in the order the
+/// listeners are printed (internal first, as the README shows), and does not start.
+#[test]
+fn every_busy_listen_address_is_named_internal_first() {
+    let held: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let addr = |i: usize| held[i].local_addr().unwrap().to_string();
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(sipedge_tests::sipedge_bin());
+    without_sipedge_env(&mut cmd);
+    let out = cmd
+        .arg("run")
+        .env("SIPEDGE_STATE_DIR", state.path())
+        .env("SIPEDGE__INTERNAL__LISTEN", addr(0))
+        .env("SIPEDGE__EXTERNAL__LISTEN", addr(1))
+        .env("SIPEDGE__METRICS__LISTEN", addr(2))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
+    let failed: Vec<String> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "listen_failed")
+        .map(|e| e["text"].as_str().unwrap().to_owned())
+        .collect();
+    let roles = ["internal", "external", "metrics"];
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    for (i, (text, role)) in failed.iter().zip(roles).enumerate() {
+        assert!(
+            text.contains(&format!(
+                "{role} listener {}: address already in use by another process",
+                addr(i)
+            )),
+            "{text}"
+        );
+    }
+}

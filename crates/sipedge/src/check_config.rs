@@ -75,14 +75,7 @@ fn partner_roots(config: &Config) -> String {
     text
 }
 
-/// "1 error", "2 errors", "0 warnings".
-fn count(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
-}
+use crate::log::count;
 
 /// One issue on one line, whatever its text holds.
 fn one_line(i: &Issue) -> String {

@@ -99,22 +99,25 @@ mod tests {
 
     #[test]
     fn request_shape_and_order() {
-        let (doc, ok) = decode(b"OPTIONS sip:a@b SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1, SIP/2.0/UDP g\r\nSubject: x\r\n  y\r\nl: 2\r\n\r\nhiTRAILING");
-        assert!(ok);
+        let (doc, ok) = decode(b"OPTIONS sip:a@b SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1, SIP/2.0/UDP g\r\nf: <sip:c@d>;tag=1\r\nt: <sip:a@b>\r\ni: c1\r\nCSeq: 1 OPTIONS\r\nSubject: x\r\n  y\r\nl: 2\r\n\r\nhiTRAILING");
+        assert!(ok, "{doc}");
         assert_eq!(
             doc,
-            r#"{"kind":"request","method":"OPTIONS","uri":"sip:a@b","headers":[["v","SIP/2.0/UDP h;branch=z9hG4bK1, SIP/2.0/UDP g"],["Subject","x y"],["l","2"]],"body_len":2}"#
+            r#"{"kind":"request","method":"OPTIONS","uri":"sip:a@b","headers":[["v","SIP/2.0/UDP h;branch=z9hG4bK1, SIP/2.0/UDP g"],["f","<sip:c@d>;tag=1"],["t","<sip:a@b>"],["i","c1"],["CSeq","1 OPTIONS"],["Subject","x y"],["l","2"]],"body_len":2}"#
         );
     }
 
     #[test]
     fn response_and_error() {
-        let (doc, ok) = decode(b"SIP/2.0 200 OK\r\nCall-ID: x\r\n\r\nbody-without-length");
-        assert!(ok);
-        assert_eq!(
-            doc,
-            r#"{"kind":"response","status":200,"reason":"OK","headers":[["Call-ID","x"]],"body_len":19}"#
+        let (doc, ok) = decode(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:c@d>;tag=1\r\nTo: <sip:a@b>;tag=2\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\nbody-without-length");
+        assert!(ok, "{doc}");
+        assert!(
+            doc.starts_with(r#"{"kind":"response","status":200,"reason":"OK","headers":[["Via","#)
+                && doc.ends_with(r#"["Call-ID","x"],["CSeq","1 OPTIONS"]],"body_len":19}"#),
+            "{doc}"
         );
+        let (doc, ok) = decode(b"SIP/2.0 200 OK\r\nCall-ID: x\r\n\r\n");
+        assert!(!ok && doc.contains("Via: missing"), "{doc}");
         let (doc, ok) = decode(b"\0\0\0\0");
         assert!(!ok);
         assert!(doc.starts_with(r#"{"error":""#), "{doc}");

@@ -111,9 +111,10 @@ pub fn shortfall_warning(max_connections: usize, workers: usize, limit: &FdLimit
     Some(format!(
         "limits.max_connections = {max_connections} does not fit the open-file limit: {need} descriptors \
          needed ({max_connections} connections + {room} for listeners, DNS, metrics and the process with \
-         {workers} workers), the soft limit is {soft} (hard {}); connections past about {usable} will \
+         {}), the soft limit is {soft} (hard {}); connections past about {usable} will \
          fail with EMFILE instead of a 503 — raise the hard limit (ulimit -Hn, systemd LimitNOFILE=, \
          a container's --ulimit nofile=) or lower limits.max_connections",
+        crate::log::count(workers, "worker"),
         show(limit.hard)
     ))
 }

@@ -19,6 +19,15 @@ pub(crate) fn event(level: &str, event: &str, text: &str) {
     emit(serde_json::json!({ "level": level, "event": event, "text": text }));
 }
 
+/// "1 change", "2 changes", "0 changes": a count and its noun, for every text the binary prints.
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// `record` with `ts` set (a record that is no object is wrapped as its `text`).
 fn stamped(record: Value, at: SystemTime) -> Value {
     let mut obj = match record {
@@ -40,6 +49,15 @@ fn stamped(record: Value, at: SystemTime) -> Value {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn counts_agree_with_their_nouns() {
+        assert_eq!(count(1, "change"), "1 change");
+        assert_eq!(
+            (count(0, "key"), count(2, "attempt")),
+            ("0 keys".to_owned(), "2 attempts".to_owned())
+        );
+    }
 
     #[test]
     fn every_record_gets_the_workers_ts() {

@@ -207,8 +207,13 @@ impl Reloader {
             "level": "info", "event": "reload_applied", "generation": generation,
             "changes": changes.len(), "restart_needed": refused.len(), "workers": workers,
             "text": format!(
-                "configuration generation {generation} applied by {workers} workers: {} changes, {} keys need a restart",
-                changes.len(), refused.len()
+                "configuration generation {generation} applied by {}: {}, {} a restart",
+                crate::log::count(workers, "worker"),
+                crate::log::count(changes.len(), "change"),
+                match refused.len() {
+                    1 => "1 key needs".to_owned(),
+                    n => format!("{n} keys need"),
+                }
             ),
         }));
     }

@@ -48,6 +48,9 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
                 log("warn", "embedded_default", &pki.embedded_warning());
                 let (level, text) = pki.origin_text();
                 log(level, "local_pki", &text);
+                if let Some(note) = &pki.dir_note {
+                    log("warn", "local_pki", note);
+                }
                 Some(pki)
             }
             Err(e) => {
@@ -119,14 +122,26 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
         p.set_subscription_count(Arc::clone(&subscription_count));
         p
     };
-    // No other process may hold the metrics address either (the SIP listeners are probed by the
-    // shell before its workers bind them).
-    if let Err(e) = shell::ensure_listen_address_free("metrics", config.metrics().listen) {
-        log(
-            "error",
-            "listen_failed",
-            &format!("cannot start the listeners: {e}"),
-        );
+    // No other process may hold any of the three addresses (the shell probes the SIP ones again
+    // before its workers bind them). All are checked, in the order they are printed, and every
+    // conflict is named at once.
+    let busy: Vec<String> = [
+        ("internal", config.internal().listen),
+        ("external", config.external().listen),
+        ("metrics", config.metrics().listen),
+    ]
+    .into_iter()
+    .filter_map(|(role, addr)| shell::ensure_listen_address_free(role, addr).err())
+    .map(|e| e.to_string())
+    .collect();
+    if !busy.is_empty() {
+        for e in &busy {
+            log(
+                "error",
+                "listen_failed",
+                &format!("cannot start the listeners: {e}"),
+            );
+        }
         return ExitCode::FAILURE;
     }
     // Before the listeners start: a SIGTERM sent as soon as the contract lines appear must drain,

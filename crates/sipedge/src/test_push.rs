@@ -662,13 +662,16 @@ pub fn diagnose(
         ),
         1034 => format!("the provider answered {status} {reason} without a diagnostic of its own ({header})"),
         1911 => format!(
-            "{FIELD_504} The provider {} did not answer within push.timeout_ms ({} ms) in {} attempts: check              that it is up and reachable from the edge (sipedge explain-route {domain}); after              push.breaker_failures such failures the edge refuses pushes at once for push.breaker_cooldown_ms",
+            "{FIELD_504} The provider {} did not answer within push.timeout_ms ({} ms) in {}: check \
+             that it is up and reachable from the edge (sipedge explain-route {domain}); after \
+             push.breaker_failures such failures the edge refuses pushes at once for push.breaker_cooldown_ms",
             param("provider"),
             param("timeout-ms"),
-            param("attempts")
+            crate::log::count(param("attempts").parse().unwrap_or(0), "attempt")
         ),
         1910 => format!(
-            "No push subscription for target device: the push request's RFC 8599 identity is incomplete or              names no known provider ({}): the sender must give pn-provider (apns, fcm, webpush) with pn-prid",
+            "No push subscription for target device: the push request's RFC 8599 identity is incomplete or \
+             names no known provider ({}): the sender must give pn-provider (apns, fcm, webpush) with pn-prid",
             param("problem")
         ),
         id if !edge_generated(id) => format!("the provider answered {status} {reason}: {header}"),

@@ -342,10 +342,13 @@ impl Proxy {
             Level::Warn,
             "subscription_link_failed",
             format!(
-                "{} link {} failed ({cause}): {} subscription(s) terminated towards their subscribers, {} whose subscriber is gone dropped",
+                "{} link {} failed ({cause}): {} terminated towards their subscribers, {} whose subscriber is gone dropped",
                 link.side.as_str(),
                 link.name,
-                notifier_gone.len(),
+                match notifier_gone.len() {
+                    1 => "1 subscription".to_owned(),
+                    n => format!("{n} subscriptions"),
+                },
                 subscriber_gone.len()
             ),
             vec![

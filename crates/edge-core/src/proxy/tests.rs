@@ -861,7 +861,21 @@ fn inbound_requests_for_foreign_domains_are_not_relayed_1908() {
             .replace("sip:victim@bank.example SIP", "sip:victim@127.0.0.1 SIP")
             .replace("z9hG4bKr1", "z9hG4bKr2"),
     ] {
-        let s = sends(&h.msg(PARTNER_IN, &text));
+        let eff = h.msg(PARTNER_IN, &text);
+        // The log line says the reason once, then what the partner was told.
+        let logged: Vec<&LogRecord> = eff
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Log(r) if r.event == "relay" => Some(r),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(logged.len(), 1, "{eff:?}");
+        assert_eq!(
+            logged[0].text,
+            "Request-URI domain is not one of this edge's domains (403 Forbidden, 1908)"
+        );
+        let s = sends(&eff);
         assert_eq!(s.len(), 1, "{s:?}");
         assert_eq!(s[0].0, Destination::Conn(PARTNER_IN));
         let m = parse(s[0].1.as_bytes()).unwrap();

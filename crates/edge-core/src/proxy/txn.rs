@@ -238,7 +238,18 @@ impl Proxy {
                 ("diagnostic", r.id.0.to_string()),
             ];
             fields.extend(r.params.iter().map(|(k, v)| (*k, v.clone())));
-            let text = format!("{} ({} {})", r.event.text, status, r.reason);
+            // The event's own text, then what the peer was told; a simple refusal's text is its
+            // diagnostic reason, said once.
+            let text = if r.event.text == r.reason {
+                format!(
+                    "{} ({status} {}, {})",
+                    r.reason,
+                    sip_codec::reason_phrase(status),
+                    r.id.0
+                )
+            } else {
+                format!("{} ({} {})", r.event.text, status, r.reason)
+            };
             self.log(out, Level::Info, r.event.name, text, fields);
         }
         if status >= 200 {

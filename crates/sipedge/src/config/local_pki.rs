@@ -130,6 +130,9 @@ pub struct LocalPki {
     pub ca_pem: Vec<u8>,
     pub edge_cert_pem: Vec<u8>,
     pub edge_key_pem: Vec<u8>,
+    /// What was done to a state directory others could read (it holds the CA's private key):
+    /// `run` logs it as a `local_pki` warning.
+    pub dir_note: Option<String>,
 }
 
 impl Names {
@@ -195,12 +198,14 @@ impl LocalPki {
     /// Reuses the PKI in `dir` when all of it is present and valid for `names`, otherwise generates
     /// and writes a new one (creating `dir`). Errors name the file and what failed.
     pub fn load_or_create(dir: &Path, names: &Names) -> Result<LocalPki, String> {
+        let dir_note = tighten(dir);
         let origin = match check(dir, names) {
-            Ok(pki) => return Ok(pki),
+            Ok(pki) => return Ok(LocalPki { dir_note, ..pki }),
             Err(_) if FILES.iter().all(|f| !dir.join(f).exists()) => Origin::Created,
             Err(reason) => Origin::Regenerated { reason },
         };
-        Self::create(dir, names, OffsetDateTime::now_utc(), origin)
+        let pki = Self::create(dir, names, OffsetDateTime::now_utc(), origin)?;
+        Ok(LocalPki { dir_note, ..pki })
     }
 
     /// Generates a PKI valid from `now` and writes it into `dir` (created 0700).
@@ -228,6 +233,7 @@ impl LocalPki {
             ca_pem: files.ca_cert.into_bytes(),
             edge_cert_pem: files.edge_cert.into_bytes(),
             edge_key_pem: files.edge_key.into_bytes(),
+            dir_note: None,
         })
     }
 
@@ -258,6 +264,30 @@ pub fn read_internal_addr(dir: &Path) -> Option<SocketAddr> {
 }
 
 /// Writes through `<path>.tmp` created with `mode`, then renames (no reader sees half a key, and a
+/// A state directory that exists with group or other permissions (a `mkdir` with the usual umask,
+/// 0755) is set to 0700: it holds the CA's private key, and a key file's own 0600 does not stop
+/// others from listing or replacing the files. The note says what was done, or that it could not be.
+fn tighten(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir).ok()?.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return None;
+    }
+    let set = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    Some(match set {
+        Ok(()) => format!(
+            "the state directory {} was {mode:04o}: set to 0700, since it holds the local CA's private key",
+            dir.display()
+        ),
+        Err(e) => format!(
+            "the state directory {} is {mode:04o} and could not be set to 0700 ({e}): others on this machine \
+             can read the names of the local CA's files; fix its permissions or choose another with \
+             SIPEDGE_STATE_DIR",
+            dir.display()
+        ),
+    })
+}
+
 /// key never exists with a wider mode).
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
     let mut tmp = path.as_os_str().to_owned();
@@ -393,6 +423,7 @@ fn check(dir: &Path, names: &Names) -> Result<LocalPki, String> {
         ca_pem,
         edge_cert_pem,
         edge_key_pem,
+        dir_note: None,
     })
 }
 
@@ -474,6 +505,29 @@ mod tests {
         assert_eq!(state_dir_from(env(&[])).path, PathBuf::from(".sipedge"));
         let empty = state_dir_from(env(&[("SIPEDGE_STATE_DIR", ""), ("HOME", "/h")]));
         assert_eq!(empty.from, "$HOME", "an empty variable counts as unset");
+    }
+
+    /// A pre-existing directory that others can read is made private, and `run` is told.
+    #[test]
+    fn an_existing_0755_state_directory_becomes_0700_with_a_note() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("sipedge");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let pki = LocalPki::load_or_create(&dir, &names()).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        let note = pki.dir_note.unwrap();
+        assert!(note.contains("was 0755: set to 0700"), "{note}");
+        // Reused next time, already private: nothing to say.
+        let again = LocalPki::load_or_create(&dir, &names()).unwrap();
+        assert_eq!((again.origin, again.dir_note), (Origin::Reused, None));
+        // Loosened again after the files exist: tightened before they are reused.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let third = LocalPki::load_or_create(&dir, &names()).unwrap();
+        assert_eq!(third.origin, Origin::Reused);
+        assert!(third.dir_note.unwrap().contains("was 0750"));
+        assert_eq!(mode(&dir), 0o700);
     }
 
     #[test]
