@@ -323,6 +323,18 @@ pub(super) fn dns(d: &DnsFile, i: &mut Issues) -> Option<DnsSettings> {
             }
         }
     }
+    let max = edge_core::dns::MAX_SERVERS;
+    if servers.len() > max {
+        // Each server has a socket of its own per worker (so a refused port fails over at once).
+        i.push(
+            "dns.servers",
+            format!(
+                "{} servers: at most {max} are used; list the {max} to ask",
+                servers.len()
+            ),
+        );
+        ok = false;
+    }
     let mut hosts = Vec::new();
     for (n, h) in d.hosts.iter().enumerate() {
         let key = format!("dns.hosts[{n}]");

@@ -305,6 +305,27 @@ fn a_number_out_of_range_gets_one_message() {
     );
 }
 
+/// The edge asks at most `MAX_SERVERS` DNS servers (a socket each per worker): more is an error,
+/// not a silent cut.
+#[test]
+fn more_dns_servers_than_are_used_is_an_error() {
+    let pki = Pki::with_edge_cert();
+    let list: Vec<String> = (1..=9).map(|n| format!("\"192.0.2.{n}:53\"")).collect();
+    let text = with(
+        "",
+        &[(
+            "[im_filter]",
+            &format!("[dns]\nservers = [{}]\n\n[im_filter]", list.join(", ")),
+        )],
+    );
+    let errors = pki.load(&text, &[]).unwrap_err();
+    assert_eq!(keys(&errors), ["dns.servers"]);
+    assert_eq!(
+        errors[0].problem,
+        "9 servers: at most 8 are used; list the 8 to ask"
+    );
+}
+
 /// Names in the configuration are host names: `_` is refused with the rule it breaks.
 #[test]
 fn host_names_with_an_underscore_are_refused() {
