@@ -1015,6 +1015,55 @@ fn unreachable_partner_gets_504_within_the_connect_timeout() {
     assert_back_to_fe(&r, "z9hG4bKfe-u1");
 }
 
+/// Issue 16, item 1, through the real binary: a partner's request that cannot be delivered inward
+/// (the front-end pool down) gets 504 with `ms-diagnostics-public: 1904` and nothing else — not
+/// the pool's name, its address, its port or the OS error, which the edge's own log keeps.
+#[test]
+fn a_partner_never_learns_the_inside_when_the_pool_is_down() {
+    let pki = Arc::new(TestPki::new());
+    let partner = TlsUas::start(&pki.partner, &pki.internal_ca.cert, |m: &Message<'_>| {
+        vec![reply(m, 200, "OK", Some("b1"))]
+    });
+    let pport = partner.port();
+    let pool_port = closed_port();
+    let w = World::start(Arc::clone(&pki), fe_uas_ok(&pki), Some(partner), pport, |o| {
+        o.fe_port = pool_port;
+    });
+    let mut client = w.partner_client(w.edge.external_addr);
+    let via = format!("edge.partner.test:{pport}");
+    client.send(&sip::message(
+        "sip:alice@corp.test",
+        &via,
+        "z9hG4bKpa-down",
+        "sip:bob@partner.test",
+    ));
+    let r = client.recv_final(WAIT, "MESSAGE").expect("an answer");
+    assert_eq!(sip::status(&r), 504, "{r}");
+    assert_eq!(
+        sip::header(&r, "ms-diagnostics-public").as_deref(),
+        Some("1904;reason=\"Cannot connect to the next hop\""),
+        "{r}"
+    );
+    assert!(sip::header(&r, "ms-diagnostics").is_none(), "{r}");
+    for inside in [
+        "127.0.0.1",
+        &pool_port.to_string(),
+        "os error",
+        "refused",
+        "fe1.corp.test",
+    ] {
+        assert!(!r.contains(inside), "{inside:?} reached the partner:\n{r}");
+    }
+    let logged = w
+        .edge
+        .wait_log("\"connect_failed\"", WAIT)
+        .unwrap_or_else(|| panic!("no connect_failed log\n{}", w.edge.log_dump()));
+    assert!(
+        logged.contains(&pool_port.to_string()),
+        "the log keeps the facts: {logged}"
+    );
+}
+
 #[test]
 fn silent_partner_gets_408_after_the_transaction_timeout() {
     let pki = Arc::new(TestPki::new());
