@@ -192,7 +192,10 @@ fn check_terminating(text: &str, diag_header: HeaderName, link: &str, cause: &st
     let diag = header(&m, diag_header);
     assert!(diag.starts_with("1912;reason=\""), "{text}");
     if diag_header == HeaderName::MsDiagnosticsPublic {
-        assert!(!diag.contains("link=") && !text.contains(link), "{link} reached the partner: {text}");
+        assert!(
+            !diag.contains("link=") && !text.contains(link),
+            "{link} reached the partner: {text}"
+        );
         assert!(m.header(HeaderName::MsDiagnostics).is_none(), "{text}");
     } else {
         assert!(diag.contains(&format!("link=\"{link}\"")), "{diag}");
