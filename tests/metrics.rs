@@ -354,3 +354,69 @@ fn sigterm_fails_readyz_at_once_while_healthz_stays_up_until_exit() {
         "the endpoint is gone with the process"
     );
 }
+
+/// Issue 17: a freshly started, idle edge already exports every family, with every label
+/// combination known at start at 0 (methods, sides, reasons, each configured partner and hosted
+/// provider, each certificate) and the configured limits — a dashboard shows 0, never "No data".
+#[test]
+fn a_fresh_edge_exports_every_family_from_the_first_scrape() {
+    let pki = TestPki::new();
+    let fe = uas(&pki, &pki.fe, false);
+    let mut opts = EdgeOpts::new(fe.port(), free_port());
+    opts.lync_online();
+    opts.max_connections = Some(1234);
+    let edge = Edge::start(&opts.render(&pki), &pki);
+    let (status, body) = http::get(metrics_addr(&edge), "/metrics").unwrap();
+    assert_eq!(status, 200);
+    let samples: Vec<&str> = body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect();
+    for desc in sipedge_metrics::names::ALL {
+        let present = samples.iter().any(|l| {
+            l.strip_prefix(desc.name).is_some_and(|rest| {
+                rest.starts_with(['{', ' ']) || rest.starts_with("_bucket") || rest.starts_with("_count")
+            })
+        });
+        assert!(present, "{} is missing from a fresh edge:\n{body}", desc.name);
+    }
+    let has = |line: &str| {
+        assert!(samples.contains(&line), "no {line:?} in:\n{body}");
+    };
+    has(r#"sipedge_requests_total{direction="inbound",method="INVITE"} 0"#);
+    has(r#"sipedge_responses_total{direction="outbound",method="MESSAGE",class="6xx"} 0"#);
+    has(r#"sipedge_refusals_total{reason="no_srv"} 0"#);
+    has(r#"sipedge_refusals_total{reason="push_filtered"} 0"#);
+    has(r#"sipedge_generated_responses_total{status="504",reason="connect_failed"} 0"#);
+    has(
+        r#"sipedge_federation_decisions_total{direction="outbound",verdict="accept",reason="hosted_provider"} 0"#,
+    );
+    has(
+        r#"sipedge_federation_decisions_total{direction="inbound",verdict="refuse",reason="peer_mismatch"} 0"#,
+    );
+    has(r#"sipedge_federation_partner_decisions_total{partner="partner.test",verdict="refuse"} 0"#);
+    has(r#"sipedge_tls_handshakes_total{side="external",result="certificate_untrusted"} 0"#);
+    has(r#"sipedge_connections_refused_total{side="internal",limit="max_connections"} 0"#);
+    has(r#"sipedge_hostile_closes_total{side="external",kind="not_sip"} 0"#);
+    has(r#"sipedge_dns_failures_total{type="SRV",kind="timeout"} 0"#);
+    has(r#"sipedge_transaction_outcomes_total{method="INVITE",outcome="timed_out"} 0"#);
+    has(r#"sipedge_transaction_duration_seconds_count{method="INVITE"} 0"#);
+    has(r#"sipedge_push_outcomes_total{outcome="accepted",class="2xx"} 0"#);
+    has(r#"sipedge_push_duration_seconds_count 0"#);
+    has(r#"sipedge_push_breaker_state{partner="LyncOnline"} 0"#);
+    has(r#"sipedge_config_max_connections 1234"#);
+    has(r#"sipedge_config_max_subscriptions 100000"#);
+    for role in ["internal", "external"] {
+        assert!(
+            samples.iter().any(|l| l.starts_with(&format!(
+                "sipedge_certificate_expiry_timestamp_seconds{{certificate=\"{role}\""
+            ))),
+            "{role} certificate expiry:\n{body}"
+        );
+    }
+    // Within the bound for this configuration.
+    let partners = 1 + 1; // partner.test and the provider
+    let bound = sipedge_metrics::names::max_series(2, partners, 2);
+    assert!(samples.len() <= bound, "{} series > bound {bound}", samples.len());
+    println!("a fresh edge: {} series (bound {bound})", samples.len());
+}

@@ -293,6 +293,12 @@ fn the_embedded_default_with_no_flags_prints_the_five_lines_and_the_first_cause(
     let dns = Dnsmasq::start(&[]);
     let state = tempfile::tempdir().unwrap();
     let (child, metrics) = start_default(state.path(), &dns.server(), &[]);
+    // The embedded default's certificate is exported like a configured one (issue 17).
+    let (_, exposition) = http::get(metrics, "/metrics").unwrap();
+    for role in ["internal", "external"] {
+        let line = format!("sipedge_certificate_expiry_timestamp_seconds{{certificate=\"{role}\",subject=\"CN=localhost\"}} ");
+        assert!(exposition.contains(&line), "{line}\n{exposition}");
+    }
     let out = test_push(&["--timeout-ms", "10000"], &[("SIPEDGE_STATE_DIR", state.path())]);
     let probed = probe(metrics);
     drop(child);

@@ -6,6 +6,23 @@
 //!
 //! Directions: `inbound` is traffic that arrived on the external (federation) side, `outbound` traffic
 //! that arrived on the internal side; a response carries the direction of the request it answers.
+//!
+//! **Present from start** (STYLE.md §16: a panel never says "No data" on a healthy edge). Every
+//! family is exported from the first scrape, with these label values at 0 until they count:
+//! - every combination of its fixed label sets for requests, responses, refusals (all reasons but
+//!   `none`), dropped responses, TLS handshakes, connections refused / closed, framing errors,
+//!   hostile closes, DNS queries / hits / failures / latency, transaction latency and outcomes,
+//!   push attempts / outcomes / latency, probes, subscriptions ended, reloads;
+//! - federation decisions: `accept` with each of [`ACCEPT_REASONS`], `refuse` with each other
+//!   decision reason (not the impossible `accept`/`no_srv`);
+//! - generated responses: each (status, reason) pair of [`REASON_STATUSES`], the pairs the edge
+//!   writes, not the 714 of the product;
+//! - per configured partner (and `other`): partner decisions × verdict, active subscriptions × side;
+//!   the push breaker of each configured hosted provider;
+//! - each worker's loop histogram; each certificate the edge presents (the embedded default's
+//!   too); the configuration gauges.
+//!
+//! Pre-created series are a subset of what [`max_series`] counts, so the bound holds unchanged.
 
 use crate::histogram::{LATENCY_BOUNDS_MICROS, TURN_BOUNDS_MICROS, TURN_BUCKETS};
 use crate::{Desc, Family, Kind, Label, Sample, Values};
@@ -74,7 +91,56 @@ pub const REFUSAL_REASONS: &[&str] = &[
     "link_lost",
     "timeout",
     "subscriptions_full",
+    "push_filtered",
+    "no_push_subscription",
+    "push_breaker_open",
+    "push_timeout",
     OTHER,
+];
+
+/// The (status, reason) pairs of generated responses the edge writes: each refusal reason with the
+/// status it is answered with (`proxy/request.rs`, `route.rs`, `push.rs`, federation-policy), and
+/// the answers that are no refusal (`none`). Pre-created at 0 (see the module doc).
+pub const REASON_STATUSES: &[(&str, &str)] = &[
+    ("400", "none"),
+    ("408", "none"),
+    ("481", "none"),
+    ("483", "none"),
+    ("487", "none"),
+    ("505", "none"),
+    ("513", "none"),
+    ("503", "shutting_down"),
+    ("482", "loop"),
+    ("403", "method"),
+    ("403", "im_filter"),
+    ("403", "from_not_ours"),
+    ("403", "from_uri"),
+    ("403", "relay"),
+    ("404", "no_domain"),
+    ("404", "no_route"),
+    ("403", "own_domain"),
+    ("403", "blocked"),
+    ("403", "from_own_domain"),
+    ("403", "from_blocked"),
+    ("504", "unknown_domain"),
+    ("403", "peer_mismatch"),
+    ("504", "provider_not_allowed"),
+    ("504", "no_srv"),
+    ("504", "srv_no_match"),
+    ("504", "dns_error"),
+    ("504", "no_a_record"),
+    ("504", "connect_failed"),
+    ("504", "tls_failed"),
+    ("504", "cert_mismatch"),
+    ("503", "overloaded"),
+    ("503", "discovery_limit"),
+    ("503", "link_lost"),
+    ("408", "timeout"),
+    ("503", "subscriptions_full"),
+    ("403", "push_filtered"),
+    ("480", "no_push_subscription"),
+    ("503", "push_breaker_open"),
+    ("504", "push_timeout"),
 ];
 
 pub const VERDICTS: &[&str] = &["accept", "refuse"];
@@ -98,6 +164,9 @@ pub const DECISION_REASONS: &[&str] = &[
     "discovery_limit",
     OTHER,
 ];
+
+/// The decision reasons of an `accept` (the relationship); every other reason is a refusal's.
+pub const ACCEPT_REASONS: &[&str] = &["allowed_partner", "hosted_provider", "discovered_partner"];
 
 /// TLS handshake outcomes, failures bucketed.
 pub const TLS_RESULTS: &[&str] = &[
@@ -351,6 +420,16 @@ pub const CERTIFICATE_EXPIRY: Desc = Desc::gauge(
     "Unix time at which a configured certificate expires (its notAfter), by role and subject.",
     &[CERTIFICATE, SUBJECT],
 );
+pub const CONFIG_MAX_CONNECTIONS: Desc = Desc::gauge(
+    "sipedge_config_max_connections",
+    "limits.max_connections of the running configuration: open connections (both sides) past it are refused.",
+    &[],
+);
+pub const CONFIG_MAX_SUBSCRIPTIONS: Desc = Desc::gauge(
+    "sipedge_config_max_subscriptions",
+    "limits.max_subscriptions of the running configuration: a new SUBSCRIBE past it gets 503 (id 1913).",
+    &[],
+);
 pub const BUILD_INFO: Desc = Desc::gauge(
     "sipedge_build_info",
     "Always 1; the labels name the running build.",
@@ -458,6 +537,8 @@ pub const ALL: &[Desc] = &[
     CONFIG_LAST_RELOAD_SUCCESS,
     CONFIG_RELOADS,
     CERTIFICATE_EXPIRY,
+    CONFIG_MAX_CONNECTIONS,
+    CONFIG_MAX_SUBSCRIPTIONS,
     BUILD_INFO,
     SAMPLES_REJECTED,
     HTTP_REFUSED,
@@ -499,9 +580,9 @@ pub fn lines_per_series(desc: &Desc) -> usize {
 /// It is an upper bound: `status × reason` of generated responses and `verdict × reason` of decisions
 /// count pairs that never occur together. Today it comes to
 /// `BASE + workers · PER_WORKER + configured_partners · PER_PARTNER + certificates` with
-/// `BASE = 1 534`, `PER_WORKER = 15` (one turn histogram), `PER_PARTNER = 5` (accept and refuse; a provider's
+/// `BASE = 1 624`, `PER_WORKER = 15` (one turn histogram), `PER_PARTNER = 5` (accept and refuse; a provider's
 /// breaker state; active subscriptions on either side) —
-/// e.g. 4 workers, 20 partners and 2 certificates: 1 696 series (630 of the base are the `status × reason` pairs of generated responses). The unit tests keep these numbers and
+/// e.g. 4 workers, 20 partners and 2 certificates: 1 786 series (714 of the base are the `status × reason` pairs of generated responses, 39 of which the edge writes). The unit tests keep these numbers and
 /// check the function against a rendered exposition of every possible series.
 pub fn max_series(workers: usize, configured_partners: usize, certificates: usize) -> usize {
     ALL.iter()
@@ -635,15 +716,33 @@ mod tests {
         assert_eq!(bounded(CLOSE_REASONS, "write_overflow"), "write_overflow");
     }
 
+    /// The pre-created pairs are pairs of the family's sets, and every refusal reason has its status.
+    #[test]
+    fn reason_statuses_cover_every_reason_within_the_sets() {
+        for (status, reason) in REASON_STATUSES {
+            assert!(GENERATED_STATUSES.contains(status), "{status}");
+            assert!(REFUSAL_REASONS.contains(reason), "{reason}");
+        }
+        for reason in REFUSAL_REASONS.iter().filter(|r| **r != OTHER) {
+            assert!(
+                REASON_STATUSES.iter().any(|(_, r)| r == reason),
+                "{reason} has no status"
+            );
+        }
+        for reason in ACCEPT_REASONS {
+            assert!(DECISION_REASONS.contains(reason), "{reason}");
+        }
+    }
+
     #[test]
     fn max_series_is_base_plus_workers_partners_and_certificates() {
         let base = max_series(0, 0, 0);
-        assert_eq!(base, 1_534, "update the figures in max_series' doc");
+        assert_eq!(base, 1_624, "update the figures in max_series' doc");
         assert_eq!(max_series(1, 0, 0) - base, PER_WORKER_SERIES);
         assert_eq!(PER_WORKER_SERIES, 15);
         assert_eq!(max_series(0, 1, 0) - base, PER_PARTNER_SERIES);
         assert_eq!(max_series(0, 0, 1) - base, 1);
-        assert_eq!(max_series(4, 20, 2), 1_696);
+        assert_eq!(max_series(4, 20, 2), 1_786);
         assert_eq!(
             max_series(7, 13, 2),
             base + 7 * PER_WORKER_SERIES + 13 * PER_PARTNER_SERIES + 2,

@@ -32,6 +32,8 @@ pub struct EdgeState {
     facts: Mutex<ConfigFacts>,
     /// `GET /probe/push` (its setup follows the running configuration).
     pub probe: crate::push_probe::PushProbe,
+    /// The embedded default's certificate (the local PKI's `edge.pem`), set before [`Self::observe`].
+    local_certificate: Mutex<Option<crate::config::CertSummary>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -42,9 +44,17 @@ struct ConfigFacts {
     certificates: Vec<(&'static str, String, i64)>,
     /// Configured hosted providers (the breakers' `partner` label values).
     providers: Vec<String>,
+    /// `limits.max_connections` and `limits.max_subscriptions`, so "near the limit" is a ratio.
+    max_connections: usize,
+    max_subscriptions: usize,
 }
 
 impl EdgeState {
+    /// The certificate the embedded default presents (its expiry is exported like a configured one).
+    pub fn observe_local_pki(&self, pki: &crate::config::local_pki::LocalPki) {
+        *self.local_certificate.lock() = crate::config::tls::pem_summary(&pki.edge_cert_pem);
+    }
+
     /// Records the facts of `config` (at start and after each applied reload).
     pub fn observe(&self, config: &Config) {
         let partners = config
@@ -57,8 +67,14 @@ impl EdgeState {
             ("internal", &config.internal().tls),
             ("external", &config.external().tls),
         ] {
-            if let TlsIdentity::Files(f) = tls {
-                certificates.push((role, f.leaf.subject.clone(), f.leaf.not_after));
+            match tls {
+                TlsIdentity::Files(f) => certificates.push((role, f.leaf.subject.clone(), f.leaf.not_after)),
+                // The embedded default presents the local PKI's edge certificate on both sides.
+                TlsIdentity::SelfSigned => {
+                    if let Some(c) = self.local_certificate.lock().as_ref() {
+                        certificates.push((role, c.subject.clone(), c.not_after));
+                    }
+                }
             }
         }
         let providers = config
@@ -71,6 +87,8 @@ impl EdgeState {
             partners,
             certificates,
             providers,
+            max_connections: config.limits().max_connections,
+            max_subscriptions: config.limits().max_subscriptions,
         };
         self.probe.configure(config);
     }
@@ -126,9 +144,7 @@ impl EdgeMetrics {
                     .and_then(|r| r.get(mi))
                     .copied()
                     .unwrap_or(0);
-                if n > 0 {
-                    requests = requests.value([direction(*side), m.as_str()], n as f64);
-                }
+                requests = requests.value([direction(*side), m.as_str()], n as f64);
                 for (ci, class) in STATUS_CLASSES.iter().enumerate() {
                     let n = core
                         .responses_in
@@ -142,17 +158,21 @@ impl EdgeMetrics {
                         Side::External => "outbound",
                         Side::Internal => "inbound",
                     };
-                    if n > 0 {
-                        responses = responses.value([dir, m.as_str(), class], n as f64);
-                    }
+                    responses = responses.value([dir, m.as_str(), class], n as f64);
                 }
             }
         }
         out.push(requests);
         out.push(responses);
 
-        let mut generated = std::collections::BTreeMap::<(&str, &str), u64>::new();
-        let mut refusals = std::collections::BTreeMap::<&str, u64>::new();
+        // Present from start: the pairs the edge writes, every refusal reason (names.rs module doc).
+        let mut generated: std::collections::BTreeMap<(&str, &str), u64> =
+            names::REASON_STATUSES.iter().map(|&pair| (pair, 0)).collect();
+        let mut refusals: std::collections::BTreeMap<&str, u64> = names::REFUSAL_REASONS
+            .iter()
+            .filter(|r| **r != "none")
+            .map(|&r| (r, 0))
+            .collect();
         for ((status, reason), n) in &core.generated {
             if *status < 200 {
                 continue; // 100 Trying is hop by hop, not an answer
@@ -183,6 +203,16 @@ impl EdgeMetrics {
         );
 
         let mut decisions = std::collections::BTreeMap::<(&str, &str, &str), u64>::new();
+        for dir in names::DIRECTIONS {
+            for reason in names::DECISION_REASONS {
+                let verdict = if names::ACCEPT_REASONS.contains(reason) {
+                    "accept"
+                } else {
+                    "refuse"
+                };
+                decisions.insert((dir, verdict, reason), 0);
+            }
+        }
         for ((side, verdict, reason), n) in &core.decisions {
             let key = (
                 direction(*side),
@@ -196,7 +226,13 @@ impl EdgeMetrics {
             family = family.value([dir, verdict, reason], n as f64);
         }
         out.push(family);
-        let mut by_partner = std::collections::BTreeMap::<&str, [u64; 2]>::new();
+        let mut by_partner: std::collections::BTreeMap<&str, [u64; 2]> = facts
+            .partners
+            .iter()
+            .map(String::as_str)
+            .chain([names::OTHER])
+            .map(|p| (p, [0, 0]))
+            .collect();
         for (domain, row) in &core.partner_decisions {
             let partner = facts
                 .partners
@@ -217,9 +253,9 @@ impl EdgeMetrics {
 
         let mut family = names::TRANSACTION_DURATION.family();
         for (mi, m) in MethodLabel::ALL.iter().enumerate() {
-            if let Some(h) = core.latency.get(mi).filter(|h| h.count() > 0) {
-                family = family.sample(histogram_sample(h, vec![m.as_str().to_owned()]));
-            }
+            let empty = Histogram::default();
+            let h = core.latency.get(mi).unwrap_or(&empty);
+            family = family.sample(histogram_sample(h, vec![m.as_str().to_owned()]));
         }
         out.push(family);
         let mut outcomes = names::TRANSACTION_OUTCOMES_TOTAL.family();
@@ -231,12 +267,10 @@ impl EdgeMetrics {
                     .and_then(|r| r.get(oi))
                     .copied()
                     .unwrap_or(0);
-                if n > 0 {
-                    outcomes = outcomes.value(
-                        [m.as_str(), bounded(names::TRANSACTION_OUTCOMES, o.as_str())],
-                        n as f64,
-                    );
-                }
+                outcomes = outcomes.value(
+                    [m.as_str(), bounded(names::TRANSACTION_OUTCOMES, o.as_str())],
+                    n as f64,
+                );
             }
         }
         out.push(outcomes);
@@ -275,7 +309,9 @@ impl EdgeMetrics {
     fn breaker_family(&self, facts: &ConfigFacts) -> Family {
         let now = std::time::Instant::now();
         let mut family = names::PUSH_BREAKER_STATE.family();
-        let mut states = std::collections::BTreeMap::<String, f64>::new();
+        // Every configured provider's breaker, closed (0) until it has seen traffic.
+        let mut states: std::collections::BTreeMap<String, f64> =
+            facts.providers.iter().map(|p| (p.clone(), 0.0)).collect();
         for (provider, state) in self.relay.lock().breakers() {
             let v = match state {
                 push_relay::BreakerState::Closed { .. } => 0.0,
@@ -312,17 +348,15 @@ fn push_families(p: &edge_core::proxy::stats::PushStats, out: &mut Vec<Family>) 
     for (oi, outcome) in PushOutcome::ALL.iter().enumerate() {
         for (ci, class) in STATUS_CLASSES.iter().enumerate() {
             let n = p.outcomes.get(oi).and_then(|r| r.get(ci)).copied().unwrap_or(0);
-            if n > 0 {
-                outcomes = outcomes.value([bounded(names::PUSH_OUTCOMES, outcome.as_str()), class], n as f64);
-            }
+            outcomes = outcomes.value([bounded(names::PUSH_OUTCOMES, outcome.as_str()), class], n as f64);
         }
     }
     out.push(outcomes);
-    let mut latency = names::PUSH_DURATION.family();
-    if p.latency.count() > 0 {
-        latency = latency.sample(histogram_sample(&p.latency, Vec::new()));
-    }
-    out.push(latency);
+    out.push(
+        names::PUSH_DURATION
+            .family()
+            .sample(histogram_sample(&p.latency, Vec::new())),
+    );
 }
 
 /// DNS queries, cache hits, failures and latency, by record type.
@@ -335,13 +369,11 @@ fn dns_families(dns: &edge_core::dns::DnsStats, out: &mut Vec<Family>) {
         hits = hits.value([*rtype], dns.cache_hits.get(i).copied().unwrap_or(0) as f64);
         for (k, kind) in DnsStats::FAILURE_KINDS.iter().enumerate() {
             let n = dns.failures.get(i).and_then(|r| r.get(k)).copied().unwrap_or(0);
-            if n > 0 {
-                failures = failures.value([*rtype, bounded(names::DNS_FAILURES, kind)], n as f64);
-            }
+            failures = failures.value([*rtype, bounded(names::DNS_FAILURES, kind)], n as f64);
         }
-        if let Some(h) = dns.latency.get(i).filter(|h| h.count() > 0) {
-            latency = latency.sample(histogram_sample(h, vec![(*rtype).to_owned()]));
-        }
+        let empty = Histogram::default();
+        let h = dns.latency.get(i).unwrap_or(&empty);
+        latency = latency.sample(histogram_sample(h, vec![(*rtype).to_owned()]));
     }
     out.extend([queries, hits, failures, latency]);
 }
@@ -369,11 +401,27 @@ impl Source for EdgeMetrics {
 
         let mut handshakes = names::TLS_HANDSHAKES.family();
         let mut active = names::CONNECTIONS_ACTIVE.family();
-        let mut closed = std::collections::BTreeMap::<(&str, &str), u64>::new();
-        let mut failures = std::collections::BTreeMap::<(&str, &str), u64>::new();
-        let mut refused = std::collections::BTreeMap::<(&str, &str), u64>::new();
-        let mut framing = std::collections::BTreeMap::<(&str, &str), u64>::new();
-        let mut hostile = std::collections::BTreeMap::<(&str, &str), u64>::new();
+        // Every side × value at 0 from start (names.rs module doc).
+        let zeros =
+            |set: &'static [&'static str]| -> std::collections::BTreeMap<(&'static str, &'static str), u64> {
+                names::SIDES
+                    .iter()
+                    .flat_map(|side| set.iter().map(move |v| ((*side, *v), 0)))
+                    .collect()
+            };
+        let mut closed = zeros(names::CLOSE_REASONS);
+        let tls_failures: Vec<&'static str> = names::TLS_RESULTS
+            .iter()
+            .copied()
+            .filter(|r| *r != "ok")
+            .collect();
+        let mut failures: std::collections::BTreeMap<(&str, &str), u64> = names::SIDES
+            .iter()
+            .flat_map(|side| tls_failures.iter().map(move |v| ((*side, *v), 0)))
+            .collect();
+        let mut refused = zeros(names::CONNECTION_LIMITS);
+        let mut framing = zeros(names::FRAMING_KINDS);
+        let mut hostile = zeros(names::HOSTILE_KINDS);
         let mut turns = names::LOOP_TURN_DURATION.family();
         for (i, side) in [Side::Internal, Side::External].iter().enumerate() {
             let ok: u64 = workers.iter().filter_map(|w| w.handshakes_ok.get(i)).sum();
@@ -458,6 +506,16 @@ impl Source for EdgeMetrics {
             certs = certs.value([*role, subject.as_str()], *not_after as f64);
         }
         out.push(certs);
+        out.push(
+            names::CONFIG_MAX_CONNECTIONS
+                .family()
+                .value(Vec::<String>::new(), facts.max_connections as f64),
+        );
+        out.push(
+            names::CONFIG_MAX_SUBSCRIPTIONS
+                .family()
+                .value(Vec::<String>::new(), facts.max_subscriptions as f64),
+        );
         out.push(names::BUILD_INFO.family().value(
             [
                 env!("CARGO_PKG_VERSION"),

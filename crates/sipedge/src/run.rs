@@ -184,6 +184,9 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
     }
     let state = Arc::new(EdgeState::default());
     state.probe.set_internal_addr(handle.internal_addr());
+    if let Some(pki) = &local_pki {
+        state.observe_local_pki(pki);
+    }
     state.observe(&config);
     let metrics_listen = config.metrics().listen;
     let mut reloader = Reloader::new(config_path, local_pki, config, reload_limiter);

@@ -24,7 +24,7 @@ mod sections;
 // (later issues) are the readers of the settings the proxy does not use yet.
 #[allow(dead_code)]
 mod settings;
-mod tls;
+pub(crate) mod tls;
 mod validate;
 mod warnings;
 
@@ -38,7 +38,7 @@ mod tests_warnings;
 use std::fmt;
 
 pub use load::EMBEDDED_DEFAULT_WARNING;
-pub use settings::{CaBundle, Config, LimitSettings, StaticHost, TlsIdentity};
+pub use settings::{CaBundle, CertSummary, Config, LimitSettings, StaticHost, TlsIdentity};
 pub(crate) use tls::date;
 
 /// One configuration error or warning: the key path it is about and what is wrong.

@@ -273,6 +273,13 @@ fn certificates(
     }
 }
 
+/// The summary of the first certificate in PEM `bytes` (the local PKI's edge certificate, for its
+/// expiry metric); `None` when it does not parse.
+pub fn pem_summary(bytes: &[u8]) -> Option<CertSummary> {
+    let der = CertificateDer::pem_slice_iter(bytes).next()?.ok()?;
+    summary(&der, Path::new("<pem>"), 0, "pem", &mut Issues::default())
+}
+
 fn summary(
     der: &CertificateDer<'_>,
     path: &Path,
