@@ -69,6 +69,20 @@ impl DiscoveryLimiter {
         self.partners.len()
     }
 
+    /// The `n` discovered partners seen most recently, newest first: (domain, distinct internal
+    /// contacts in the current window, when last seen in the limiter's milliseconds). O(partners)
+    /// with a partial sort; the tracked set is bounded by `max_partners`.
+    pub fn recent(&self, n: usize) -> Vec<(DomainName, usize, u64)> {
+        let mut all: Vec<(DomainName, usize, u64)> = self
+            .partners
+            .iter()
+            .map(|(d, p)| (d.clone(), p.contacts.len(), p.last_seen_ms))
+            .collect();
+        all.sort_unstable_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.as_str().cmp(b.0.as_str())));
+        all.truncate(n);
+        all
+    }
+
     /// One message between `internal_contact` (our user) and the discovered `partner`, at `now_ms`.
     pub fn check(&mut self, partner: &DomainName, internal_contact: &str, now_ms: u64) -> LimitVerdict {
         let capacity = u64::from(self.limits.messages_per_second.max(1)) * 1000;
@@ -122,6 +136,25 @@ impl DiscoveryLimiter {
         }
         s.milli_tokens -= 1000;
         LimitVerdict::Allow
+    }
+}
+
+#[cfg(test)]
+mod recent_tests {
+    use super::*;
+
+    #[test]
+    fn the_most_recently_seen_come_first_bounded() {
+        let mut l = DiscoveryLimiter::new(DiscoveryLimits::default(), 100);
+        for (i, d) in ["a.example", "b.example", "c.example"].iter().enumerate() {
+            let d = DomainName::parse(d).unwrap();
+            let _ = l.check(&d, "alice@corp.example", i as u64 * 10);
+            let _ = l.check(&d, "bob@corp.example", i as u64 * 10);
+        }
+        let r = l.recent(2);
+        let names: Vec<&str> = r.iter().map(|(d, _, _)| d.as_str()).collect();
+        assert_eq!(names, ["c.example", "b.example"]);
+        assert_eq!((r[0].1, r[0].2), (2, 20));
     }
 }
 

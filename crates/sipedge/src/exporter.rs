@@ -34,22 +34,51 @@ pub struct EdgeState {
     pub probe: crate::push_probe::PushProbe,
     /// The embedded default's certificate (the local PKI's `edge.pem`), set before [`Self::observe`].
     local_certificate: Mutex<Option<crate::config::CertSummary>>,
+    /// The bound listener addresses (internal, external, metrics), for the status page.
+    listeners: Mutex<Vec<(&'static str, std::net::SocketAddr)>>,
+    started: Mutex<Option<std::time::Instant>>,
 }
 
 #[derive(Debug, Default, Clone)]
-struct ConfigFacts {
+pub(crate) struct ConfigFacts {
+    pub(crate) edge_fqdn: String,
+    /// Configured partners with their pinned proxy FQDN, if any (the status page).
+    pub(crate) partner_details: Vec<(String, Option<String>)>,
+    /// Hosted providers: (name, proxy host, enabled).
+    pub(crate) provider_details: Vec<(String, String, bool)>,
     /// Configured partners (allowed domains), the only `partner` label values besides `other`.
-    partners: Vec<String>,
-    /// (role, subject, notAfter as Unix seconds) of each configured certificate.
-    certificates: Vec<(&'static str, String, i64)>,
+    pub(crate) partners: Vec<String>,
+    /// (role, subject, notAfter as Unix seconds) of each certificate the edge presents.
+    pub(crate) certificates: Vec<(&'static str, String, i64)>,
     /// Configured hosted providers (the breakers' `partner` label values).
-    providers: Vec<String>,
+    pub(crate) providers: Vec<String>,
     /// `limits.max_connections` and `limits.max_subscriptions`, so "near the limit" is a ratio.
-    max_connections: usize,
-    max_subscriptions: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) max_subscriptions: usize,
 }
 
 impl EdgeState {
+    /// The listeners are up at these addresses (`role`: internal, external, metrics).
+    pub fn set_listeners(&self, listeners: Vec<(&'static str, std::net::SocketAddr)>) {
+        *self.listeners.lock() = listeners;
+        self.started.lock().get_or_insert_with(std::time::Instant::now);
+    }
+
+    pub(crate) fn listeners(&self) -> Vec<(&'static str, std::net::SocketAddr)> {
+        self.listeners.lock().clone()
+    }
+
+    /// Since the listeners came up.
+    pub(crate) fn uptime(&self) -> std::time::Duration {
+        self.started
+            .lock()
+            .map_or(std::time::Duration::ZERO, |t| t.elapsed())
+    }
+
+    pub(crate) fn facts(&self) -> ConfigFacts {
+        self.facts.lock().clone()
+    }
+
     /// The certificate the embedded default presents (its expiry is exported like a configured one).
     pub fn observe_local_pki(&self, pki: &crate::config::local_pki::LocalPki) {
         *self.local_certificate.lock() = crate::config::tls::pem_summary(&pki.edge_cert_pem);
@@ -83,7 +112,23 @@ impl EdgeState {
             .iter()
             .map(|p| p.name.clone())
             .collect();
+        let policy = config.policy();
         *self.facts.lock() = ConfigFacts {
+            edge_fqdn: config.edge().fqdn.to_string(),
+            partner_details: policy
+                .allowed_domains()
+                .map(|a| {
+                    (
+                        a.domain.to_string(),
+                        a.proxy_fqdn.as_ref().map(ToString::to_string),
+                    )
+                })
+                .collect(),
+            provider_details: policy
+                .providers()
+                .iter()
+                .map(|p| (p.name.clone(), p.proxy_fqdn.host().to_string(), p.enabled))
+                .collect(),
             partners,
             certificates,
             providers,
@@ -102,6 +147,8 @@ pub struct EdgeMetrics {
     pub reload: SharedReloadStatus,
     /// The push relay, for its breakers' state.
     pub relay: edge_core::proxy::push::SharedRelay,
+    /// The discovered-partner limiter (the status page lists the partners it tracks).
+    pub limiter: Arc<edge_core::proxy::SharedDiscoveryLimiter>,
 }
 
 fn side_label(side: Side) -> &'static str {
@@ -305,6 +352,25 @@ impl EdgeMetrics {
         out.push(ended);
     }
 
+    /// Each provider's breaker by its key: 0 closed, 1 half-open, 2 open.
+    pub(crate) fn breaker_states(&self) -> std::collections::BTreeMap<String, u8> {
+        let now = std::time::Instant::now();
+        self.relay
+            .lock()
+            .breakers()
+            .into_iter()
+            .map(|(provider, state)| {
+                let v = match state {
+                    push_relay::BreakerState::Closed { .. } => 0,
+                    push_relay::BreakerState::HalfOpen { .. } => 1,
+                    push_relay::BreakerState::Open { until } if until > now => 2,
+                    push_relay::BreakerState::Open { .. } => 1,
+                };
+                (provider, v)
+            })
+            .collect()
+    }
+
     /// Each push provider's breaker: 0 closed, 1 half-open, 2 open.
     fn breaker_family(&self, facts: &ConfigFacts) -> Family {
         let now = std::time::Instant::now();
@@ -479,7 +545,7 @@ impl Source for EdgeMetrics {
         }
         dns_families(&dns, &mut out);
 
-        let reload = *self.reload.lock();
+        let reload = self.reload.lock().clone();
         out.push(
             names::CONFIG_GENERATION
                 .family()
@@ -527,7 +593,18 @@ impl Source for EdgeMetrics {
     }
 
     fn probe(&self, path: &str) -> Option<sipedge_metrics::Probe> {
-        self.state.probe.answer(path)
+        let page = |content_type: &str, body: String| {
+            Some(sipedge_metrics::Probe::Ready(sipedge_metrics::Reply {
+                status: 200,
+                content_type: content_type.to_owned(),
+                body,
+            }))
+        };
+        match path {
+            "/status" => page("text/html; charset=utf-8", crate::status::html(&self.status())),
+            "/status.json" => page("application/json", crate::status::json(&self.status())),
+            _ => self.state.probe.answer(path),
+        }
     }
 
     fn health(&self) -> Health {
@@ -547,7 +624,7 @@ impl Source for EdgeMetrics {
     }
 
     fn readiness(&self) -> Readiness {
-        let reload = *self.reload.lock();
+        let reload = self.reload.lock().clone();
         let last = match reload.last_result {
             ReloadResult::Ok => format!("configuration generation {}", reload.generation),
             ReloadResult::Failed => format!(

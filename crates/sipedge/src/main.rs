@@ -16,6 +16,7 @@ mod reload_diff;
 mod run;
 mod send;
 mod sip_client;
+mod status;
 mod test_push;
 
 use std::path::PathBuf;

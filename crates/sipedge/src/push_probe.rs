@@ -55,6 +55,8 @@ struct Inner {
     running: bool,
     /// Transactions run (cached answers not counted): `[success, failure]`.
     results: [u64; 2],
+    /// The last transaction's outcome and when it finished (kept across reloads: the status page).
+    last: Option<(Instant, Outcome)>,
 }
 
 impl PushProbe {
@@ -76,6 +78,15 @@ impl PushProbe {
     pub fn results(&self) -> (u64, u64) {
         let r = self.inner.lock().results;
         (r[0], r[1])
+    }
+
+    /// The last probe's outcome and how long ago it finished; `None` before the first.
+    pub fn last(&self) -> Option<(std::time::Duration, Outcome)> {
+        self.inner
+            .lock()
+            .last
+            .as_ref()
+            .map(|(at, o)| (at.elapsed(), o.clone()))
     }
 
     /// The answer for `path`: `None` unless it is [`PATH`].
@@ -138,6 +149,7 @@ fn run(shared: &Mutex<Inner>, setup: Result<Setup, Outcome>, internal: Option<So
     if inner.generation == generation {
         inner.cache = Some((Instant::now(), outcome.clone()));
     }
+    inner.last = Some((Instant::now(), outcome.clone()));
     for w in inner.waiters.drain(..) {
         let _ = w.send(reply(&outcome, false));
     }

@@ -44,8 +44,8 @@ impl ReloadResult {
     }
 }
 
-/// What the last reload did, for the metrics and `/readyz` (shared as [`SharedReloadStatus`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the last reload did, for the metrics, `/readyz` and `/status` (shared as [`SharedReloadStatus`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReloadStatus {
     /// The configuration generation running: 1 at start, +1 per applied reload.
     pub generation: u64,
@@ -55,6 +55,8 @@ pub struct ReloadStatus {
     pub last_result: ReloadResult,
     /// Errors of the last failed reload; 0 after an applied one.
     pub last_error_count: usize,
+    /// Their texts (the first [`KEPT_ERRORS`]), for the status page; empty after an applied one.
+    pub last_errors: Vec<String>,
     /// Reloads applied and refused since start.
     pub applied: u64,
     pub failed: u64,
@@ -67,11 +69,15 @@ impl Default for ReloadStatus {
             last_reload_unix_secs: None,
             last_result: ReloadResult::Ok,
             last_error_count: 0,
+            last_errors: Vec::new(),
             applied: 0,
             failed: 0,
         }
     }
 }
+
+/// The errors of a refused reload the status page shows (all are logged).
+pub const KEPT_ERRORS: usize = 20;
 
 /// The reload status, written by the signal thread and read by whoever reports it.
 pub type SharedReloadStatus = Arc<Mutex<ReloadStatus>>;
@@ -191,6 +197,7 @@ impl Reloader {
                 last_reload_unix_secs: Some(unix_now()),
                 last_result: ReloadResult::Ok,
                 last_error_count: 0,
+                last_errors: Vec::new(),
                 applied: s.applied + 1,
                 failed: s.failed,
             };
@@ -230,6 +237,7 @@ impl Reloader {
             s.last_reload_unix_secs = Some(unix_now());
             s.last_result = ReloadResult::Failed;
             s.last_error_count = errors.len();
+            s.last_errors = errors.iter().take(KEPT_ERRORS).map(ToString::to_string).collect();
             s.failed += 1;
             s.generation
         };

@@ -189,6 +189,7 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
     }
     state.observe(&config);
     let metrics_listen = config.metrics().listen;
+    let status_limiter = Arc::clone(&reload_limiter);
     let mut reloader = Reloader::new(config_path, local_pki, config, reload_limiter);
     reloader.observe_with(Arc::clone(&state));
     reloader.relay_with(Arc::clone(&relay));
@@ -197,6 +198,7 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
         state: Arc::clone(&state),
         reload: reloader.status(),
         relay,
+        limiter: status_limiter,
     };
     let exporter = match sipedge_metrics::serve(metrics_listen, Arc::new(source)) {
         Ok(e) => e,
@@ -211,6 +213,11 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    state.set_listeners(vec![
+        ("internal", handle.internal_addr()),
+        ("external", handle.external_addr()),
+        ("metrics", exporter.addr()),
+    ]);
     // Ready before the line: a client that reads `metrics http` may ask /readyz at once.
     state.listening.store(true, std::sync::atomic::Ordering::Relaxed);
     println!("metrics http {}", exporter.addr());

@@ -294,7 +294,9 @@ impl Proxy {
     }
 
     pub(crate) fn dialog_link_up(&mut self, peer: &PeerInfo) {
-        self.dialogs.link_up(peer.side, link_names(peer));
+        let names = link_names(peer);
+        self.count(|st| st.link(peer.side, &names, true));
+        self.dialogs.link_up(peer.side, names);
     }
 
     /// A connection ended: if it was the last one of a link and the peer is gone, the
@@ -306,7 +308,9 @@ impl Proxy {
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
-        let dead = self.dialogs.link_down(peer.side, link_names(peer));
+        let names = link_names(peer);
+        self.count(|st| st.link(peer.side, &names, false));
+        let dead = self.dialogs.link_down(peer.side, names);
         if !reason.link_failed() {
             return;
         }

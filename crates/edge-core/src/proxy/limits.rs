@@ -66,6 +66,31 @@ impl SharedDiscoveryLimiter {
         self.inner.lock().limits
     }
 
+    /// Discovered partners tracked now.
+    pub fn tracked(&self) -> usize {
+        self.inner.lock().limiter.tracked_partners()
+    }
+
+    /// The `n` discovered partners seen most recently, newest first: (domain, distinct internal
+    /// contacts in the window, how long ago it was last seen). For the status page.
+    pub fn recent(&self, n: usize, now: Instant) -> Vec<(DomainName, usize, std::time::Duration)> {
+        let g = self.inner.lock();
+        let now_ms = g.epoch.map_or(0, |e| {
+            u64::try_from(now.saturating_duration_since(e).as_millis()).unwrap_or(u64::MAX)
+        });
+        g.limiter
+            .recent(n)
+            .into_iter()
+            .map(|(d, contacts, seen)| {
+                (
+                    d,
+                    contacts,
+                    std::time::Duration::from_millis(now_ms.saturating_sub(seen)),
+                )
+            })
+            .collect()
+    }
+
     /// One message between our `internal_contact` and the discovered `partner`, at `now`.
     pub fn check(&self, partner: &DomainName, internal_contact: &str, now: Instant) -> LimitVerdict {
         let mut g = self.inner.lock();

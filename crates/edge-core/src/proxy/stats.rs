@@ -8,8 +8,8 @@
 //! Every label value is bounded by construction: methods outside the table count as `other`,
 //! statuses and reasons are the core's own constants.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use super::io::Side;
 
@@ -263,6 +263,27 @@ impl PushStats {
     }
 }
 
+/// The last refusals one worker keeps for the status page (the edge-wide view keeps
+/// [`RECENT_REFUSALS_MERGED`] of all workers'): what an operator would otherwise grep the log for.
+pub const RECENT_REFUSALS: usize = 32;
+/// The refusals the merged (edge-wide) view keeps, newest last.
+pub const RECENT_REFUSALS_MERGED: usize = 50;
+
+/// One refusal the edge answered: when, to which side, what it said (the internal form of the
+/// diagnostic: the status page is on the inside).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentRefusal {
+    pub at: Instant,
+    /// The side the refusal was sent to (where the request came from).
+    pub side: Side,
+    pub method: String,
+    pub status: u16,
+    /// The bounded metric reason (`no_srv`, `relay`, ...).
+    pub reason: &'static str,
+    /// The `ms-diagnostics` value with every fact, e.g. `1008;reason="...";source="...";domain="..."`.
+    pub diagnostic: String,
+}
+
 /// One worker's core counters. Plain integers: copied, not shared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreStats {
@@ -295,6 +316,11 @@ pub struct CoreStats {
     pub subscriptions_active: BTreeMap<(Side, String), u64>,
     /// Subscriptions ended, by [`crate::proxy::SubscriptionEnd`] (its `index`).
     pub subscriptions_ended: [u64; 5],
+    /// Open connections by the side and name of their peer (the host dialled, or an accepted peer's
+    /// certificate names): the federation links up now. Bounded by the connections.
+    pub links: BTreeMap<(Side, String), u32>,
+    /// The last refusals, oldest first ([`RECENT_REFUSALS`] per worker).
+    pub recent_refusals: VecDeque<RecentRefusal>,
 }
 
 impl Default for CoreStats {
@@ -313,6 +339,8 @@ impl Default for CoreStats {
             push: PushStats::default(),
             subscriptions_active: BTreeMap::new(),
             subscriptions_ended: [0; 5],
+            links: BTreeMap::new(),
+            recent_refusals: VecDeque::new(),
         }
     }
 }
@@ -325,6 +353,29 @@ fn bump<const N: usize>(row: &mut [u64; N], i: usize) {
 }
 
 impl CoreStats {
+    /// A refusal answered: kept among the worker's last [`RECENT_REFUSALS`].
+    pub fn refused(&mut self, r: RecentRefusal) {
+        if self.recent_refusals.len() >= RECENT_REFUSALS {
+            self.recent_refusals.pop_front();
+        }
+        self.recent_refusals.push_back(r);
+    }
+
+    /// A connection to the peer named `names` on `side` is up (`+1`) or ended (`-1`).
+    pub fn link(&mut self, side: Side, names: &[String], up: bool) {
+        for name in names {
+            let key = (side, name.clone());
+            if up {
+                *self.links.entry(key).or_default() += 1;
+            } else if let Some(n) = self.links.get_mut(&key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.links.remove(&key);
+                }
+            }
+        }
+    }
+
     pub fn request_in(&mut self, side: Side, m: MethodLabel) {
         if let Some(row) = self.requests_in.get_mut(side_index(side)) {
             bump(row, m.index());
@@ -428,6 +479,15 @@ impl CoreStats {
             *self.subscriptions_active.entry(k.clone()).or_default() += v;
         }
         add(&mut self.subscriptions_ended, &o.subscriptions_ended);
+        for (k, v) in &o.links {
+            *self.links.entry(k.clone()).or_default() += v;
+        }
+        // The edge-wide last refusals: every worker's, in time order, the newest kept.
+        self.recent_refusals.extend(o.recent_refusals.iter().cloned());
+        self.recent_refusals.make_contiguous().sort_by_key(|r| r.at);
+        while self.recent_refusals.len() > RECENT_REFUSALS_MERGED {
+            self.recent_refusals.pop_front();
+        }
     }
 }
 

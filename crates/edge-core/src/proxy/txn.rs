@@ -208,7 +208,8 @@ impl Proxy {
         // The To tag is derived from the transaction's id when a response is generated: most
         // transactions never need one.
         let to_tag = super::ids::to_tag(u64::from(self.worker), sid);
-        let bytes = respond::build(req, status, &to_tag, edge, s.side, &extra);
+        let side = s.side;
+        let bytes = respond::build(req, status, &to_tag, edge, side, &extra);
         let reason = extra.refusal.as_ref().map_or("none", |r| r.metric_reason);
         if self.counting {
             self.stats.generated(status, reason);
@@ -229,6 +230,17 @@ impl Proxy {
                 bytes,
                 token: None,
             });
+        }
+        if let (Some(r), true) = (&extra.refusal, status >= 200) {
+            let recent = super::stats::RecentRefusal {
+                at: now,
+                side,
+                method: req.method().unwrap_or_default().to_owned(),
+                status,
+                reason: r.metric_reason,
+                diagnostic: r.ms_diagnostics(&self.settings.edge_fqdn),
+            };
+            self.count(|st| st.refused(recent));
         }
         if let Some(r) = &extra.refusal {
             // The facts of the diagnostic as fields of their own (domain, fqdn1, PeerServer, ...).
