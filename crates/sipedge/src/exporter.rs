@@ -628,10 +628,10 @@ impl Source for EdgeMetrics {
         let last = match reload.last_result {
             ReloadResult::Ok => format!("configuration generation {}", reload.generation),
             ReloadResult::Failed => format!(
-                "configuration generation {} (last reload {}: {} errors, the running configuration stays)",
+                "configuration generation {} (last reload {}: {}, the running configuration stays)",
                 reload.generation,
                 reload.last_result.as_str(),
-                reload.last_error_count
+                crate::log::count(reload.last_error_count, "error")
             ),
         };
         if self.state.draining.load(Ordering::Relaxed) {

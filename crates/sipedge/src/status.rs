@@ -247,7 +247,7 @@ impl EdgeMetrics {
                 .map(|(_, n)| *n)
                 .sum()
         };
-        let partners = facts
+        let mut partners: Vec<PartnerView> = facts
             .partner_details
             .iter()
             .map(|(domain, pinned)| {
@@ -270,6 +270,14 @@ impl EdgeMetrics {
                 }
             })
             .collect();
+        // What an operator looks for first comes first, so the row bound cuts the quiet ones: links up,
+        // then the most refused, then by name.
+        partners.sort_by(|a, b| {
+            (b.link == "up")
+                .cmp(&(a.link == "up"))
+                .then(b.refused.cmp(&a.refused))
+                .then_with(|| a.domain.cmp(&b.domain))
+        });
         let discovered = self
             .limiter
             .recent(MAX_ROWS, now)
@@ -573,6 +581,109 @@ pub fn html(s: &Status) -> String {
         );
     }
     let rows: Vec<Vec<String>> = s
+        .recent_refusals
+        .iter()
+        .map(|r| {
+            vec![
+                esc(&ago(r.age_secs)),
+                esc(&format!("to {}", r.side)),
+                esc(&r.method),
+                esc(&r.status.to_string()),
+                esc(r.reason),
+                esc(&r.diagnostic),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        "refusals",
+        "Last refusals",
+        rows.len(),
+        &["when", "answered", "method", "status", "reason", "ms-diagnostics"],
+        &rows,
+    );
+    let p = &s.push_probe;
+    let _ = write!(
+        out,
+        "<section id=\"push-probe\"><h2>Last push probe</h2><p>{probe}{} · {}, {} since start</p>",
+        p.age_secs
+            .map(|a| format!(" · {}", esc(&ago(a))))
+            .unwrap_or_default(),
+        match p.successes {
+            1 => "1 success".to_owned(),
+            n => format!("{n} successes"),
+        },
+        crate::log::count(usize::try_from(p.failures).unwrap_or(usize::MAX), "failure")
+    );
+    if !p.error.is_empty() {
+        let _ = write!(
+            out,
+            "<p>Error: {}</p><p>Diagnosis: {}</p>",
+            esc(&p.error),
+            esc(&p.diagnosis)
+        );
+    }
+    out.push_str("</section>");
+    let rows: Vec<Vec<String>> = s
+        .providers
+        .rows
+        .iter()
+        .map(|p| {
+            vec![
+                esc(&p.name),
+                esc(&p.proxy_fqdn),
+                if p.enabled {
+                    badge("ok", "enabled")
+                } else {
+                    badge("none", "disabled")
+                },
+                match p.breaker {
+                    "closed" => badge("ok", "closed"),
+                    "half-open" => badge("warn", "half-open"),
+                    other => badge("bad", other),
+                },
+                if p.link == "up" {
+                    badge("ok", "up")
+                } else {
+                    badge("none", "down")
+                },
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        "providers",
+        "Hosted providers",
+        s.providers.total,
+        &["name", "proxy", "state", "push breaker", "link"],
+        &rows,
+    );
+    let rows: Vec<Vec<String>> = s
+        .certificates
+        .iter()
+        .map(|c| {
+            let left = format!("{} days", c.days_left);
+            vec![
+                esc(c.role),
+                esc(&c.subject),
+                esc(&date(c.not_after_unix)),
+                match c.days_left {
+                    d if d < 3 => badge("bad", &left),
+                    d if d < 14 => badge("warn", &left),
+                    _ => badge("ok", &left),
+                },
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        "certificates",
+        "Certificates",
+        rows.len(),
+        &["role", "subject", "expires", "left"],
+        &rows,
+    );
+    let rows: Vec<Vec<String>> = s
         .partners
         .rows
         .iter()
@@ -633,40 +744,6 @@ pub fn html(s: &Status) -> String {
         &rows,
     );
     let rows: Vec<Vec<String>> = s
-        .providers
-        .rows
-        .iter()
-        .map(|p| {
-            vec![
-                esc(&p.name),
-                esc(&p.proxy_fqdn),
-                if p.enabled {
-                    badge("ok", "enabled")
-                } else {
-                    badge("none", "disabled")
-                },
-                match p.breaker {
-                    "closed" => badge("ok", "closed"),
-                    "half-open" => badge("warn", "half-open"),
-                    other => badge("bad", other),
-                },
-                if p.link == "up" {
-                    badge("ok", "up")
-                } else {
-                    badge("none", "down")
-                },
-            ]
-        })
-        .collect();
-    table(
-        &mut out,
-        "providers",
-        "Hosted providers",
-        s.providers.total,
-        &["name", "proxy", "state", "push breaker", "link"],
-        &rows,
-    );
-    let rows: Vec<Vec<String>> = s
         .links
         .rows
         .iter()
@@ -681,70 +758,6 @@ pub fn html(s: &Status) -> String {
         &rows,
     );
 
-    let p = &s.push_probe;
-    let _ = write!(
-        out,
-        "<section id=\"push-probe\"><h2>Last push probe</h2><p>{probe}{} · {} successes, {} failures since start</p>",
-        p.age_secs.map(|a| format!(" · {}", esc(&ago(a)))).unwrap_or_default(),
-        p.successes,
-        p.failures
-    );
-    if !p.error.is_empty() {
-        let _ = write!(
-            out,
-            "<p>Error: {}</p><p>Diagnosis: {}</p>",
-            esc(&p.error),
-            esc(&p.diagnosis)
-        );
-    }
-    out.push_str("</section>");
-    let rows: Vec<Vec<String>> = s
-        .certificates
-        .iter()
-        .map(|c| {
-            let left = format!("{} days", c.days_left);
-            vec![
-                esc(c.role),
-                esc(&c.subject),
-                esc(&date(c.not_after_unix)),
-                match c.days_left {
-                    d if d < 3 => badge("bad", &left),
-                    d if d < 14 => badge("warn", &left),
-                    _ => badge("ok", &left),
-                },
-            ]
-        })
-        .collect();
-    table(
-        &mut out,
-        "certificates",
-        "Certificates",
-        rows.len(),
-        &["role", "subject", "expires", "left"],
-        &rows,
-    );
-    let rows: Vec<Vec<String>> = s
-        .recent_refusals
-        .iter()
-        .map(|r| {
-            vec![
-                esc(&ago(r.age_secs)),
-                esc(&format!("to {}", r.side)),
-                esc(&r.method),
-                esc(&r.status.to_string()),
-                esc(r.reason),
-                esc(&r.diagnostic),
-            ]
-        })
-        .collect();
-    table(
-        &mut out,
-        "refusals",
-        "Last refusals",
-        rows.len(),
-        &["when", "answered", "method", "status", "reason", "ms-diagnostics"],
-        &rows,
-    );
     out.push_str("</body></html>\n");
     out
 }
