@@ -17,12 +17,13 @@ mod support;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sip_codec::Message;
 use support::front_end::{fe_client, fe_message};
 use support::http;
+use support::prometheus::Prometheus;
 use support::sip::{self, reply};
 use support::{Edge, EdgeOpts, Reply, TestPki, TlsUas};
 
@@ -71,73 +72,6 @@ fn scrape_until(edge: &Edge, series: &str, pred: impl Fn(f64) -> bool) -> f64 {
             "{series}: {v:?} within {WAIT:?}\n{body}"
         );
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A Prometheus server scraping `target` every second, its data in a temporary directory.
-struct Prometheus {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    fn start(target: SocketAddr) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: sipedge\n    static_configs:\n      - targets: ['{target}']\n"
-            ),
-        )
-        .unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start prometheus ({e}): install the Debian package `prometheus` (scripts/test.sh does)")
-            });
-        Prometheus {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    /// The value of the instant query `q` once it returns one series whose value satisfies
-    /// `pred` (scrapes are every second; bounded at 30 s).
-    fn value_when(&self, q: &str, pred: impl Fn(f64) -> bool) -> f64 {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut last = String::new();
-        while Instant::now() < deadline {
-            if let Ok((200, body)) = http::get(self.addr, &format!("/api/v1/query?query={}", http::encode(q)))
-            {
-                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-                let value = v["data"]["result"][0]["value"][1]
-                    .as_str()
-                    .and_then(|s| s.parse::<f64>().ok());
-                if let Some(x) = value.filter(|x| pred(*x)) {
-                    return x;
-                }
-                last = body;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        panic!("Prometheus never had {q} as expected; last answer: {last}");
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

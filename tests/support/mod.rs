@@ -18,6 +18,7 @@ pub mod front_end;
 pub mod http;
 pub mod peer;
 pub mod pki;
+pub mod prometheus;
 pub mod sip;
 pub mod uas;
 
