@@ -7,7 +7,8 @@
 // 2. to `SipedgeDashboard`: the same published types made as strict as this dashboard allows — every
 //    panel one of the built-in types it uses with that plugin's published options and field-config
 //    types (stat, timeseries, table, bargauge; @grafana/schema's raw/composable/*/panelcfg), a
-//    title, a description, a datasource and at least one Prometheus query with `expr` and `refId`.
+//    title, a description, the `${datasource}` variable as datasource, and at least one Prometheus
+//    query with `refId` and an `expr` that filters `instance=~"$instance"`.
 //
 // Grafana writes enums into dashboard JSON by value ("absolute", not ThresholdsMode.Absolute), so both
 // go through `Json<T>`, which turns each enum of a published type into the union of its values and
@@ -16,7 +17,6 @@
 import type {
   Dashboard,
   DataQuery,
-  DataSourceRef,
   FieldConfig,
   FieldConfigSource,
   GridPos,
@@ -64,6 +64,18 @@ export interface PrometheusQuery extends DataQuery {
   exemplar?: boolean;
 }
 
+/** The datasource of every panel and query: the dashboard's `datasource` variable. */
+export interface DatasourceVariable {
+  type: 'prometheus';
+  uid: '${datasource}';
+}
+
+/** A query of this dashboard: Prometheus, on the datasource variable, reading the selected edges. */
+export interface SipedgeQuery extends Omit<Json<PrometheusQuery>, 'expr' | 'datasource'> {
+  expr: `${string}instance=~"$instance"${string}`;
+  datasource?: DatasourceVariable;
+}
+
 /** Field config with the panel plugin's own `custom` type (`never`: the plugin has none). */
 type FieldConfigSourceOf<Custom> = {
   defaults: Json<Omit<FieldConfig, 'custom'>> & { custom?: Json<Custom> };
@@ -82,10 +94,10 @@ export interface PanelOf<Type extends string, Options, Custom>
   /** What the panel shows and what to do when it looks wrong. */
   description: string;
   gridPos: Json<GridPos>;
-  datasource: Json<DataSourceRef>;
+  datasource: DatasourceVariable;
   options: Json<Options>;
   fieldConfig: FieldConfigSourceOf<Custom>;
-  targets: [Json<PrometheusQuery>, ...Json<PrometheusQuery>[]];
+  targets: [SipedgeQuery, ...SipedgeQuery[]];
 }
 
 export type SipedgePanel =
