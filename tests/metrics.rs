@@ -250,6 +250,9 @@ fn sigterm_fails_readyz_at_once_while_healthz_stays_up_until_exit() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(body.contains("draining"), "{body}");
+    // The same as a gauge, for dashboards and alerts.
+    let (_, exposition) = http::get(addr, "/metrics").unwrap();
+    assert!(exposition.lines().any(|l| l == "sipedge_ready 0"), "{exposition}");
     assert_eq!(
         http::get(addr, "/healthz").unwrap().0,
         200,
@@ -339,6 +342,7 @@ fn a_fresh_edge_exports_every_family_from_the_first_scrape() {
     has(r#"sipedge_push_duration_seconds_count 0"#);
     has(r#"sipedge_push_breaker_state{partner="LyncOnline"} 0"#);
     has(r#"sipedge_config_max_connections 1234"#);
+    has("sipedge_ready 1");
     has(r#"sipedge_config_max_subscriptions 100000"#);
     for role in ["internal", "external"] {
         assert!(

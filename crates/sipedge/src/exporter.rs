@@ -572,6 +572,12 @@ impl Source for EdgeMetrics {
             certs = certs.value([*role, subject.as_str()], *not_after as f64);
         }
         out.push(certs);
+        let ready = sipedge_metrics::Source::readiness(self).ready;
+        out.push(
+            names::READY
+                .family()
+                .value(Vec::<String>::new(), f64::from(u8::from(ready))),
+        );
         out.push(
             names::CONFIG_MAX_CONNECTIONS
                 .family()
