@@ -27,6 +27,20 @@ fi
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust first (rustup)"; exit 1; }
 
+# Node.js and npm type-check the Grafana dashboard against @grafana/schema (grafana/schema-check/).
+if ! command -v npm >/dev/null; then
+  log "installing Debian packages: nodejs npm"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+
+log "prometheus rules: promtool check rules + promtool test rules (deploy/prometheus/)"
+bash deploy/prometheus/check.sh
+
+log "grafana dashboard: type-checked against @grafana/schema (grafana/schema-check/)"
+bash grafana/schema-check/check.sh
+
 log "format"
 cargo fmt --all -- --check
 

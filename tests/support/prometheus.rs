@@ -69,6 +69,7 @@ impl Prometheus {
     pub fn query(&self, q: &str) -> Result<Vec<serde_json::Value>, String> {
         let (code, body) = http::get(self.addr, &format!("/api/v1/query?query={}", http::encode(q)))
             .map_err(|e| e.to_string())?;
+        let body = dechunk(&body);
         let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
         if code != 200 || v["status"] != "success" {
             return Err(body);
@@ -103,9 +104,31 @@ impl Prometheus {
     /// The alerts Prometheus holds now (pending or firing), from `/api/v1/alerts`.
     pub fn alerts(&self) -> Vec<serde_json::Value> {
         let (_, body) = http::get(self.addr, "/api/v1/alerts").unwrap();
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&dechunk(&body)).unwrap();
         v["data"]["alerts"].as_array().cloned().unwrap_or_default()
     }
+}
+
+/// A body sent with `Transfer-Encoding: chunked` (Prometheus does for larger answers) put back
+/// together; any other body unchanged.
+fn dechunk(body: &str) -> String {
+    let first = body.split("\r\n").next().unwrap_or_default();
+    if first.is_empty() || !first.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return body.to_owned();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 {
+            break;
+        }
+        out.push_str(after.get(..n).unwrap_or(after));
+        rest = after.get(n..).unwrap_or_default().trim_start_matches("\r\n");
+    }
+    out
 }
 
 impl Drop for Prometheus {
