@@ -420,6 +420,21 @@ pub const CERTIFICATE_EXPIRY: Desc = Desc::gauge(
     "Unix time at which a configured certificate expires (its notAfter), by role and subject.",
     &[CERTIFICATE, SUBJECT],
 );
+/// The limits each discovered partner is held to (Lync's: 20 messages/s, 1,000 distinct internal
+/// contacts per 60 minutes).
+pub const DISCOVERY_LIMITS: &[&str] = &["messages_per_second", "contacts_per_window", "window_seconds"];
+pub const DISCOVERED_PARTNERS: Desc = Desc::gauge(
+    "sipedge_discovered_partners",
+    "Discovered partners (federated through their DNS SRV record, not configured) the edge-wide limiter \
+     tracks now; 0 with partner discovery off.",
+    &[],
+);
+pub const CONFIG_DISCOVERY_LIMIT: Desc = Desc::gauge(
+    "sipedge_config_discovery_limit",
+    "The limits each discovered partner is held to, by limit (messages_per_second, contacts_per_window: \
+     distinct internal contacts, window_seconds); 0 with partner discovery off.",
+    &[fixed("limit", DISCOVERY_LIMITS)],
+);
 pub const READY: Desc = Desc::gauge(
     "sipedge_ready",
     "1 while the edge takes new work (both listeners up, not draining) — what /readyz answers 200 for; \
@@ -544,6 +559,8 @@ pub const ALL: &[Desc] = &[
     CONFIG_RELOADS,
     CERTIFICATE_EXPIRY,
     READY,
+    DISCOVERED_PARTNERS,
+    CONFIG_DISCOVERY_LIMIT,
     CONFIG_MAX_CONNECTIONS,
     CONFIG_MAX_SUBSCRIPTIONS,
     BUILD_INFO,
@@ -587,9 +604,9 @@ pub fn lines_per_series(desc: &Desc) -> usize {
 /// It is an upper bound: `status × reason` of generated responses and `verdict × reason` of decisions
 /// count pairs that never occur together. Today it comes to
 /// `BASE + workers · PER_WORKER + configured_partners · PER_PARTNER + certificates` with
-/// `BASE = 1 625`, `PER_WORKER = 15` (one turn histogram), `PER_PARTNER = 5` (accept and refuse; a provider's
+/// `BASE = 1 629`, `PER_WORKER = 15` (one turn histogram), `PER_PARTNER = 5` (accept and refuse; a provider's
 /// breaker state; active subscriptions on either side) —
-/// e.g. 4 workers, 20 partners and 2 certificates: 1 787 series (714 of the base are the `status × reason` pairs of generated responses, 39 of which the edge writes). The unit tests keep these numbers and
+/// e.g. 4 workers, 20 partners and 2 certificates: 1 791 series (714 of the base are the `status × reason` pairs of generated responses, 39 of which the edge writes). The unit tests keep these numbers and
 /// check the function against a rendered exposition of every possible series.
 pub fn max_series(workers: usize, configured_partners: usize, certificates: usize) -> usize {
     ALL.iter()
@@ -744,12 +761,12 @@ mod tests {
     #[test]
     fn max_series_is_base_plus_workers_partners_and_certificates() {
         let base = max_series(0, 0, 0);
-        assert_eq!(base, 1_625, "update the figures in max_series' doc");
+        assert_eq!(base, 1_629, "update the figures in max_series' doc");
         assert_eq!(max_series(1, 0, 0) - base, PER_WORKER_SERIES);
         assert_eq!(PER_WORKER_SERIES, 15);
         assert_eq!(max_series(0, 1, 0) - base, PER_PARTNER_SERIES);
         assert_eq!(max_series(0, 0, 1) - base, 1);
-        assert_eq!(max_series(4, 20, 2), 1_787);
+        assert_eq!(max_series(4, 20, 2), 1_791);
         assert_eq!(
             max_series(7, 13, 2),
             base + 7 * PER_WORKER_SERIES + 13 * PER_PARTNER_SERIES + 2,

@@ -55,6 +55,8 @@ pub(crate) struct ConfigFacts {
     /// `limits.max_connections` and `limits.max_subscriptions`, so "near the limit" is a ratio.
     pub(crate) max_connections: usize,
     pub(crate) max_subscriptions: usize,
+    /// Partner discovery is on (its limits are then exported).
+    pub(crate) discovery: bool,
 }
 
 impl EdgeState {
@@ -132,6 +134,7 @@ impl EdgeState {
             partners,
             certificates,
             providers,
+            discovery: config.policy().discovery().is_some(),
             max_connections: config.limits().max_connections,
             max_subscriptions: config.limits().max_subscriptions,
         };
@@ -572,6 +575,20 @@ impl Source for EdgeMetrics {
             certs = certs.value([*role, subject.as_str()], *not_after as f64);
         }
         out.push(certs);
+        let on = |v: f64| if facts.discovery { v } else { 0.0 };
+        out.push(
+            names::DISCOVERED_PARTNERS
+                .family()
+                .value(Vec::<String>::new(), self.limiter.tracked() as f64),
+        );
+        let limits = self.limiter.limits();
+        out.push(
+            names::CONFIG_DISCOVERY_LIMIT
+                .family()
+                .value(["messages_per_second"], on(f64::from(limits.messages_per_second)))
+                .value(["contacts_per_window"], on(f64::from(limits.distinct_contacts)))
+                .value(["window_seconds"], on(limits.contact_window_secs as f64)),
+        );
         let ready = sipedge_metrics::Source::readiness(self).ready;
         out.push(
             names::READY
