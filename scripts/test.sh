@@ -12,8 +12,10 @@ log() { printf '== %s\n' "$*"; }
 # tests/interop_kamailio.rs. ca-certificates: the operating system trust store the external side
 # trusts (with external.ca_file); the embedded default has no ca_file and needs it. prometheus: its
 # promtool checks the exposition of crates/metrics/tests/endpoint.rs (`promtool check metrics`).
-# chromium (with a font): the real browser that renders the status page in tests/status_page.rs.
-APT_PACKAGES=(ca-certificates dnsmasq kamailio kamailio-tls-modules sip-tester prometheus chromium fonts-dejavu-core)
+# chromium (with a font), chromium-driver and python3-selenium: the real browser that renders the
+# status page in tests/status_page.rs, driven by Selenium (tests/support/browser.py).
+APT_PACKAGES=(ca-certificates dnsmasq kamailio kamailio-tls-modules sip-tester prometheus chromium
+  fonts-dejavu-core chromium-driver python3-selenium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

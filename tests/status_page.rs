@@ -1,9 +1,10 @@
 //! Issue 17, the status page, black-box: the real `sipedge run` with 1,000 configured partners, a
 //! hosted provider (a loopback UAS behind `dnsmasq`'s SRV record) that answers the push probe with a
 //! hostile reason phrase, a refused request and a refused reload; then `GET /status.json` (the
-//! driven values), `GET /status` (bounded, escaped) and the page rendered by headless Chromium
-//! (Debian's `chromium`): the DOM read back, the hostile text shown as text and not run, and a
-//! screenshot saved (`target/status-page.png`; with `SIPEDGE_STATUS_SCREENSHOT=FILE`, there too).
+//! driven values), `GET /status` (bounded, escaped) and the page in headless Chromium driven by
+//! Selenium (Debian's `chromium`, `chromium-driver`, `python3-selenium`; `support/browser.py`): the
+//! live DOM read back, the hostile text shown as text and not run, and a screenshot saved
+//! (`target/status-page.png`; with `SIPEDGE_STATUS_SCREENSHOT=FILE`, there too).
 //!
 //! Loopback only; every wait is bounded.
 
@@ -46,33 +47,27 @@ fn closed_port() -> u16 {
         .port()
 }
 
-/// Headless Chromium with the flags this machine needs (no network of its own, no first-run).
-fn chromium(profile: &Path, args: &[&str]) -> std::process::Output {
-    let bin = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|b| {
-            Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .expect("Chromium is not installed: apt-get install chromium (scripts/test.sh does)");
-    Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
+/// The page in headless Chromium, driven by Selenium (`support/browser.py`, Debian's
+/// python3-selenium and chromium-driver): what it read from the live DOM.
+fn browse(url: &str, screenshot: &Path) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/browser.py");
+    let out = Command::new("/usr/bin/python3")
+        .arg(&script)
+        .arg(url)
+        .arg(screenshot)
         .output()
-        .unwrap()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}): install python3-selenium, chromium-driver (scripts/test.sh does)",
+                script.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "the browser run failed (apt-get install chromium chromium-driver python3-selenium):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
@@ -210,45 +205,59 @@ fn the_status_page_shows_the_driven_state_bounded_escaped_and_in_a_browser() {
         page.len()
     );
 
-    // A real browser: the DOM after load, and a screenshot.
-    let profile = tempfile::tempdir().unwrap();
-    let url = format!("http://{metrics}/status");
-    let dom = chromium(profile.path(), &["--dump-dom", &url]);
-    let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
-    assert!(
-        dom.contains("<title>sipedge edge.corp.test</title>"),
-        "the page's script-free title stands:\n{dom:.2000}"
-    );
-    assert!(!dom.contains("pwned</title>"), "the hostile script ran");
-    assert!(dom.contains("last reload refused"), "{dom:.2000}");
-    assert!(
-        dom.contains("&lt;b&gt;bold&lt;/b&gt;"),
-        "the hostile markup is text in the DOM"
-    );
-    let partner_rows = dom
-        .split("id=\"partners\"")
-        .nth(1)
-        .unwrap()
-        .split("</table>")
-        .next()
-        .unwrap()
-        .matches("<tr>")
-        .count();
-    assert_eq!(partner_rows, 201, "200 rows and the head");
+    // A real browser: the live DOM read back through Selenium, and a screenshot.
     let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/status-page.png");
-    let out = chromium(
-        profile.path(),
-        &[
-            &format!("--screenshot={}", shot.display()),
-            "--window-size=1280,1500",
-            &url,
-        ],
+    let seen = browse(&format!("http://{metrics}/status"), &shot);
+    assert_eq!(
+        seen["title"], "sipedge edge.corp.test",
+        "the hostile script did not run: {seen}"
+    );
+    assert_eq!(
+        (seen["scripts"].as_u64(), seen["hostile_bold"].as_u64()),
+        (Some(0), Some(0)),
+        "{seen}"
+    );
+    let probe = seen["probe"].as_array().unwrap();
+    assert!(
+        probe.iter().any(|p| p.as_str().unwrap().contains(HOSTILE)),
+        "the hostile reason phrase shows as text: {probe:?}"
+    );
+    let summary: Vec<&str> = seen["summary"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        summary.iter().any(|c| c.contains("last reload refused")),
+        "{summary:?}"
+    );
+    assert!(summary.iter().any(|c| c.contains("failure")), "{summary:?}");
+    let refusal = seen["refusals"][0].as_str().unwrap();
+    assert!(
+        refusal.contains("403") && refusal.contains("1005;reason="),
+        "{refusal}"
     );
     assert!(
-        shot.exists(),
-        "no screenshot: {}",
-        String::from_utf8_lossy(&out.stderr)
+        seen["providers"][0].as_str().unwrap().starts_with("LyncOnline"),
+        "{seen}"
     );
+    assert_eq!(seen["partner_rows"], 200);
+    assert!(
+        seen["partners_heading"][0]
+            .as_str()
+            .unwrap()
+            .contains("(200 of 1002 shown)"),
+        "{seen}"
+    );
+    assert!(
+        seen["reload_errors"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("nosuch: unknown key"),
+        "{seen}"
+    );
+    assert!(shot.exists(), "no screenshot");
     if let Ok(keep) = std::env::var("SIPEDGE_STATUS_SCREENSHOT") {
         std::fs::copy(&shot, keep).unwrap();
     }
