@@ -16,26 +16,18 @@
 mod support;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sip_codec::Message;
 use support::front_end::{fe_client, fe_message};
 use support::http;
-use support::prometheus::Prometheus;
+use support::prometheus::{free_port, Prometheus};
 use support::sip::{self, reply};
 use support::{Edge, EdgeOpts, Reply, TestPki, TlsUas};
 
 const WAIT: Duration = Duration::from_secs(5);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A UAS answering 200 to everything but ACK (`silent`: nothing at all).
 fn uas(pki: &TestPki, identity: &support::pki::Identity, silent: bool) -> TlsUas {

@@ -483,4 +483,23 @@ fn ten_thousand_subscriptions_show_the_memory_per_dialog() {
         "{N} subscriptions in {:?}: PSS {before} KiB -> {after} KiB, {per:.0} bytes per tracked subscription",
         t0.elapsed()
     );
+    // The status page with them (issue 17: bounded whatever the number of subscriptions).
+    let metrics = w.edge.metrics_addr.unwrap();
+    let t1 = Instant::now();
+    let (code, page) = support::http::get(metrics, "/status").unwrap();
+    let took = t1.elapsed();
+    assert_eq!(code, 200);
+    let (_, json) = support::http::get(metrics, "/status.json").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        v["subscriptions"]["internal"],
+        u64::from(N) + 1,
+        "{}",
+        v["subscriptions"]
+    );
+    eprintln!(
+        "status page with {} subscriptions: {} bytes, served in {took:?}",
+        N + 1,
+        page.len()
+    );
 }
