@@ -19,4 +19,17 @@ run() {
 run promtool --version
 run promtool check rules deploy/prometheus/rules.yml deploy/prometheus/alerts.yml
 run promtool test rules deploy/prometheus/tests/*.yml
+
+# Every alert has a test and a runbook section its runbook_url points at (GitHub's heading anchors:
+# the heading lower-cased).
+echo "+ every alert: a promtool test and a runbook section"
+for alert in $(sed -n 's/^ *- alert: *//p' deploy/prometheus/alerts.yml); do
+    grep -q "alertname: $alert\$" deploy/prometheus/tests/*.yml \
+        || { echo "check.sh: $alert has no promtool test" >&2; exit 1; }
+    anchor=$(echo "$alert" | tr '[:upper:]' '[:lower:]')
+    grep -q "runbook.md#$anchor\$" deploy/prometheus/alerts.yml \
+        || { echo "check.sh: $alert's runbook_url is not #$anchor" >&2; exit 1; }
+    grep -qx "## $alert" docs/runbook.md \
+        || { echo "check.sh: docs/runbook.md has no section ## $alert" >&2; exit 1; }
+done
 echo "check.sh: ok"
