@@ -330,7 +330,10 @@ impl Server {
                     if let Some(conn) = self.conns.get_mut(key) {
                         conn.bodiless = bodiless;
                     }
-                    match self.respond(head) {
+                    let answer = self.respond(head);
+                    let source = &self.source;
+                    let _ = catch_unwind(AssertUnwindSafe(|| source.after_response()));
+                    match answer {
                         Answer::Now(out) => self.start_writing(key, out),
                         Answer::Later { reply, wait } => {
                             if let Some(conn) = self.conns.get_mut(key) {

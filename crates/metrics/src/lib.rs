@@ -206,6 +206,10 @@ pub trait Source: Send + Sync + 'static {
     fn probe(&self, _path: &str) -> Option<Probe> {
         None
     }
+    /// Called on the endpoint's thread after each answer is built (its temporaries freed): the
+    /// edge gives the thread's free allocator pages back to the system here — a scrape builds
+    /// every family and would otherwise keep megabytes between scrapes.
+    fn after_response(&self) {}
 }
 
 /// The crate's one error type.

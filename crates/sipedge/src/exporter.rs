@@ -615,6 +615,13 @@ impl Source for EdgeMetrics {
         out
     }
 
+    fn after_response(&self) {
+        // The scrape's families and encoder buffers are freed by now: give their pages back, as
+        // the idle workers do (measured in the 10,000-subscription run: without it the edge kept
+        // ~6 MB more after its first scrape).
+        crate::return_free_memory();
+    }
+
     fn probe(&self, path: &str) -> Option<sipedge_metrics::Probe> {
         let page = |content_type: &str, body: String| {
             Some(sipedge_metrics::Probe::Ready(sipedge_metrics::Reply {
