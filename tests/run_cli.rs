@@ -692,3 +692,72 @@ fn every_busy_listen_address_is_named_internal_first() {
         );
     }
 }
+
+/// `sipedge health` (issue 18: a container health check without curl) against the real edge:
+/// 0 on 200 (the embedded default's metrics.listen, found through the same environment as `run`),
+/// 1 on another answer, 2 when nothing answers.
+#[test]
+fn health_asks_the_edges_own_endpoint() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = format!("127.0.0.1:{port}");
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(sipedge_tests::sipedge_bin());
+    without_sipedge_env(&mut cmd);
+    let mut edge = cmd
+        .arg("run")
+        .env("SIPEDGE_STATE_DIR", state.path())
+        .env("SIPEDGE__INTERNAL__LISTEN", "127.0.0.1:0")
+        .env("SIPEDGE__EXTERNAL__LISTEN", "127.0.0.1:0")
+        .env("SIPEDGE__METRICS__LISTEN", &metrics)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let health = |args: &[&str]| {
+        let mut cmd = Command::new(sipedge_tests::sipedge_bin());
+        without_sipedge_env(&mut cmd);
+        let out = cmd
+            .arg("health")
+            .args(args)
+            .env("SIPEDGE__METRICS__LISTEN", &metrics)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let deadline = Instant::now() + WAIT;
+    let (code, text) = loop {
+        let r = health(&[]);
+        if r.0 == Some(0) || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(text.trim(), format!("healthy: {metrics}/healthz answered 200 ok"));
+    let (code, text) = health(&["--url", &format!("http://{metrics}/readyz")]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = health(&["--url", &format!("http://{metrics}/nothing-here")]);
+    assert_eq!(
+        (code, text.starts_with("not healthy:") && text.contains("404")),
+        (Some(1), true),
+        "{text}"
+    );
+    let _ = edge.kill();
+    let _ = edge.wait();
+    let (code, text) = health(&[]);
+    assert_eq!(
+        (code, text.starts_with("no answer: cannot connect to")),
+        (Some(2), true),
+        "{text}"
+    );
+    let (code, text) = health(&["--url", "https://x"]);
+    assert_eq!((code, text.starts_with("no answer:")), (Some(2), true), "{text}");
+}

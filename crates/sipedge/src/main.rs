@@ -8,6 +8,7 @@ mod dns_lookups;
 mod explain_route;
 mod exporter;
 mod fd_limit;
+mod health;
 mod known_servers;
 mod log;
 mod push_probe;
@@ -106,6 +107,11 @@ enum Command {
     /// Prints TargetFqdn / Result / Latency / Error / Diagnosis; exit 0 on success, 1 on failure.
     /// Without flags: a client of `sipedge run` without --config, using its local PKI.
     TestPush(test_push::Args),
+    /// Ask a running edge's /healthz: a container health check that needs no curl.
+    ///
+    /// Exit 0 on 200, 1 on another HTTP answer (not healthy), 2 when nothing answered. Asks
+    /// --url, else metrics.listen of --config, else the embedded default's.
+    Health(health::Args),
     /// Read one SIP message on stdin (as one datagram carries it) and print it as JSON.
     ///
     /// Exit 0 when it decoded; 1 when not — the input is not a message the edge would accept (the
@@ -133,6 +139,7 @@ fn main() -> ExitCode {
         Command::ExplainRoute { domain, config } => explain_route::run(&domain, &config),
         Command::Send(args) => send::run(&args),
         Command::TestPush(args) => test_push::run(&args),
+        Command::Health(args) => health::run(&args),
         Command::Decode => decode::run(),
         Command::CheckConfig { file, .. } => check_config::run(file.as_deref()),
     }
