@@ -195,6 +195,7 @@ pub struct HostFile {
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsFile {
     pub listen: Option<String>,
+    pub network_policy: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

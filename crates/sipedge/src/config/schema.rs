@@ -90,7 +90,7 @@ const PUSH: &[Field] = &[
 const IM_FILTER: &[Field] = &[f("blocked_prefixes", Kind::StrList), f("action", Kind::Str)];
 const HOST: &[Field] = &[f("name", Kind::Str), f("ip", Kind::Str)];
 const DNS: &[Field] = &[f("servers", Kind::StrList), f("hosts", Kind::TableList(HOST))];
-const METRICS: &[Field] = &[f("listen", Kind::Str)];
+const METRICS: &[Field] = &[f("listen", Kind::Str), f("network_policy", Kind::Bool)];
 const LIMITS: &[Field] = &[
     f("max_message_bytes", Kind::Int),
     f("max_connections", Kind::Int),

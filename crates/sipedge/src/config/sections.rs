@@ -133,20 +133,39 @@ pub(super) fn version_number(v: &str) -> Option<String> {
 }
 
 /// Two listeners on one port where the addresses overlap (equal, or either a wildcard); and metrics
-/// reachable on the external listener's address (metrics never face the partners).
-pub(super) fn listener_conflicts(listeners: &[(&str, Option<SocketAddr>)], i: &mut Issues) {
+/// reachable on the external listener's address (metrics never face the partners) — an error, or
+/// with `network_policy` (a pod: one IP for every port, a network policy keeping partners off the
+/// metrics port) a warning that says what then protects it.
+pub(super) fn listener_conflicts(
+    listeners: &[(&str, Option<SocketAddr>)],
+    network_policy: bool,
+    i: &mut Issues,
+    w: &mut Issues,
+) {
     for (n, (key, addr)) in listeners.iter().enumerate() {
         let Some(a) = addr else { continue };
         for (other, b) in listeners.iter().take(n).filter_map(|(k, b)| b.map(|b| (k, b))) {
             let overlap = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
             let clash = a.port() != 0 && a.port() == b.port() && overlap;
             let facing = overlap && !a.ip().is_loopback();
-            if (*key, *other) == ("metrics.listen", "external.listen") && (clash || facing) {
+            let metrics_external = (*key, *other) == ("metrics.listen", "external.listen");
+            if metrics_external && facing && !clash && network_policy {
+                w.push(
+                    "metrics.network_policy",
+                    format!(
+                        "metrics.listen {a} shares the external listener's address (external.listen {b}): only a \
+                         network policy keeps partners away from /metrics, /status and /probe/push — make sure one \
+                         admits only your monitoring to port {} (deploy/k8s has one)",
+                        a.port()
+                    ),
+                );
+            } else if metrics_external && (clash || facing) {
                 i.push(
                     *key,
                     format!(
                         "{a} is on the external listener's address (external.listen {b}): metrics never face \
-                         the partners; listen on the internal side's address or loopback (default {DEFAULT_METRICS_LISTEN})"
+                         the partners; listen on the internal side's address or loopback (default {DEFAULT_METRICS_LISTEN}), \
+                         or, in a pod where a network policy separates the ports, set metrics.network_policy = true"
                     ),
                 );
             } else if clash {

@@ -510,7 +510,8 @@ fn metrics_never_listen_on_the_external_address() {
                 key: "metrics.listen".to_owned(),
                 problem: format!(
                     "{listen} is on the external listener's address (external.listen 192.0.2.10:5061): metrics \
-                     never face the partners; listen on the internal side's address or loopback (default 127.0.0.1:9464)"
+                     never face the partners; listen on the internal side's address or loopback (default 127.0.0.1:9464), \
+                     or, in a pod where a network policy separates the ports, set metrics.network_policy = true"
                 ),
             }]
         );
@@ -518,6 +519,38 @@ fn metrics_never_listen_on_the_external_address() {
     for listen in ["10.0.0.10:9464", "127.0.0.1:9464", "127.0.0.1:5061"] {
         assert!(pki.load(&text(listen), &[]).is_ok(), "{listen}");
     }
+    // A pod: one IP, every side on 0.0.0.0, a network policy separating the ports. Allowed when said
+    // so, with a warning naming what protects the metrics; the same port is still an error.
+    let pod = |metrics: &str, policy: &str| {
+        with(
+            &format!("[metrics]\nlisten = \"{metrics}\"\n{policy}"),
+            &[
+                ("192.0.2.10:5061", "0.0.0.0:5071"),
+                ("10.0.0.10:5061", "0.0.0.0:5061"),
+            ],
+        )
+    };
+    let errors = pki.load(&pod("0.0.0.0:9464", ""), &[]).unwrap_err();
+    assert_eq!(keys(&errors), ["metrics.listen"]);
+    let c = pki
+        .load(&pod("0.0.0.0:9464", "network_policy = true\n"), &[])
+        .unwrap();
+    assert_eq!(keys(c.warnings()), ["metrics.network_policy"]);
+    assert!(
+        c.warnings()[0]
+            .problem
+            .contains("only a network policy keeps partners away"),
+        "{:?}",
+        c.warnings()
+    );
+    let errors = pki
+        .load(&pod("0.0.0.0:5071", "network_policy = true\n"), &[])
+        .unwrap_err();
+    assert_eq!(
+        keys(&errors),
+        ["metrics.listen"],
+        "the external port itself stays an error"
+    );
 }
 
 #[test]

@@ -360,7 +360,10 @@ fn schema_matches_the_file_structs() {
             servers: Some(vec![]),
             hosts: vec![HostFile { name: s(), ip: s() }],
         },
-        metrics: MetricsFile { listen: s() },
+        metrics: MetricsFile {
+            listen: s(),
+            network_policy: Some(false),
+        },
         limits: LimitsFile {
             max_message_bytes: Some(1),
             max_connections: Some(1),

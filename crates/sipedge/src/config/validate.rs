@@ -151,13 +151,16 @@ pub(super) fn build(
             .unwrap_or_else(|| DEFAULT_METRICS_LISTEN.to_owned()),
     );
     let metrics_listen = sections::socket(&metrics, "metrics.listen", i);
+    let network_policy = file.metrics.network_policy.unwrap_or(false);
     sections::listener_conflicts(
         &[
             ("internal.listen", internal_listen),
             ("external.listen", external_listen),
             ("metrics.listen", metrics_listen),
         ],
+        network_policy,
         i,
+        &mut warns,
     );
     if let (Some(hop), Some(listen)) = (&next_hop, internal_listen) {
         let own_ip = hop
