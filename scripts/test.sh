@@ -50,6 +50,10 @@ log "compose: docker-compose config -q, the compose-spec schema; promtool check 
 (cd deploy && docker-compose -f compose.yaml config -q)
 check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
 promtool check config deploy/prometheus/prometheus.yml
+# kubernetes-validate (PyPI; the Kubernetes JSON schemas ship in the wheel) for the manifests.
+command -v kubernetes-validate >/dev/null || python3 -m pip install -q kubernetes-validate
+log "kubernetes: kubernetes-validate --strict (1.33) and the custom resources (deploy/k8s/check.sh)"
+sh deploy/k8s/check.sh
 
 log "prometheus rules: promtool check rules + promtool test rules (deploy/prometheus/)"
 bash deploy/prometheus/check.sh
