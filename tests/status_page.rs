@@ -189,7 +189,6 @@ fn the_status_page_shows_the_driven_state_bounded_escaped_and_in_a_browser() {
     let (code, page) = http::get(metrics, "/status").unwrap();
     let took = t0.elapsed();
     assert_eq!(code, 200);
-    std::fs::write("/tmp/status-debug.html", &page).unwrap();
     assert!(page.len() < 250 * 1024, "{} bytes", page.len());
     assert!(
         !page.contains("<script") && !page.contains("<b>bold"),

@@ -175,6 +175,16 @@ fn histogram_sample(h: &Histogram, labels: Vec<String>) -> Sample {
     }
 }
 
+/// The edge's core counters: every worker's published snapshot summed (a scrape's and the status
+/// page's one view).
+pub(crate) fn merged_core(workers: &[edge_core::shell::WorkerSnapshot]) -> CoreStats {
+    let mut core = CoreStats::default();
+    for c in workers.iter().filter_map(|w| w.core.as_ref()) {
+        core.merge(c);
+    }
+    core
+}
+
 fn unix_now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -376,18 +386,12 @@ impl EdgeMetrics {
 
     /// Each push provider's breaker: 0 closed, 1 half-open, 2 open.
     fn breaker_family(&self, facts: &ConfigFacts) -> Family {
-        let now = std::time::Instant::now();
         let mut family = names::PUSH_BREAKER_STATE.family();
         // Every configured provider's breaker, closed (0) until it has seen traffic.
         let mut states: std::collections::BTreeMap<String, f64> =
             facts.providers.iter().map(|p| (p.clone(), 0.0)).collect();
-        for (provider, state) in self.relay.lock().breakers() {
-            let v = match state {
-                push_relay::BreakerState::Closed { .. } => 0.0,
-                push_relay::BreakerState::HalfOpen { .. } => 1.0,
-                push_relay::BreakerState::Open { until } if until > now => 2.0,
-                push_relay::BreakerState::Open { .. } => 1.0,
-            };
+        for (provider, state) in self.breaker_states() {
+            let v = f64::from(state);
             let label = if facts.providers.contains(&provider) {
                 provider
             } else {
@@ -452,12 +456,7 @@ impl Source for EdgeMetrics {
         let workers = self.stats.worker_snapshots();
         let facts = self.state.facts.lock().clone();
         let mut out = Vec::new();
-        let mut core = CoreStats::default();
-        for w in &workers {
-            if let Some(c) = &w.core {
-                core.merge(c);
-            }
-        }
+        let core = merged_core(&workers);
         self.core_families(&core, &facts, &mut out);
         out.push(self.breaker_family(&facts));
         let (ok, failed) = self.state.probe.results();

@@ -14,12 +14,12 @@
 //! itself every [`REFRESH_SECS`] s; everything in it is escaped, since domains, reason phrases and
 //! diagnostics come from the network.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use edge_core::proxy::io::Side;
-use edge_core::proxy::stats::CoreStats;
 use serde::Serialize;
 
 use crate::exporter::EdgeMetrics;
@@ -173,16 +173,48 @@ fn unix_now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Whether the link `name` belongs to `domain` (its pinned proxy, or a host within it).
-fn serves(name: &str, domain: &str, pinned: Option<&str>) -> bool {
-    pinned.is_some_and(|p| p.eq_ignore_ascii_case(name))
-        || name.eq_ignore_ascii_case(domain)
-        || name
-            .len()
-            .checked_sub(domain.len() + 1)
-            .and_then(|i| name.get(i..))
-            .and_then(|tail| tail.strip_prefix('.'))
-            .is_some_and(|rest| rest.eq_ignore_ascii_case(domain))
+/// Open external connections by peer host, and by configured partner domain: a link counts for a
+/// partner when its host is the partner's domain or within it, or is the partner's pinned proxy.
+/// One pass over the links (each host's suffixes looked up), not partners × links.
+fn link_counts(
+    links: &std::collections::BTreeMap<(Side, String), u32>,
+    partners: &[(String, Option<String>)],
+) -> (HashMap<String, u32>, HashMap<String, u32>) {
+    let mut by_host: HashMap<String, u32> = HashMap::new();
+    for ((side, name), n) in links {
+        if *side == Side::External {
+            *by_host.entry(name.to_ascii_lowercase()).or_default() += n;
+        }
+    }
+    let domains: HashMap<String, &str> = partners
+        .iter()
+        .map(|(d, _)| (d.to_ascii_lowercase(), d.as_str()))
+        .collect();
+    let mut by_partner: HashMap<String, u32> = HashMap::new();
+    for (host, n) in &by_host {
+        let mut suffix = host.as_str();
+        loop {
+            if let Some(d) = domains.get(suffix) {
+                *by_partner.entry((*d).to_owned()).or_default() += n;
+            }
+            match suffix.split_once('.') {
+                Some((_, rest)) => suffix = rest,
+                None => break,
+            }
+        }
+    }
+    // A pinned proxy outside the partner's domain (inside it, it was counted above).
+    for (domain, pinned) in partners {
+        let d = domain.to_ascii_lowercase();
+        let outside = pinned
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .filter(|p| *p != d && !p.ends_with(&format!(".{d}")));
+        if let Some(n) = outside.and_then(|p| by_host.get(&p).copied()) {
+            *by_partner.entry(domain.clone()).or_default() += n;
+        }
+    }
+    (by_host, by_partner)
 }
 
 impl EdgeMetrics {
@@ -190,12 +222,7 @@ impl EdgeMetrics {
     pub fn status(&self) -> Status {
         let now = Instant::now();
         let workers = self.stats.worker_snapshots();
-        let mut core = CoreStats::default();
-        for w in &workers {
-            if let Some(c) = &w.core {
-                core.merge(c);
-            }
-        }
+        let core = crate::exporter::merged_core(&workers);
         let facts = self.state.facts();
         let health = sipedge_metrics::Source::health(self);
         let ready = sipedge_metrics::Source::readiness(self);
@@ -240,25 +267,18 @@ impl EdgeMetrics {
             reloads_applied: reload.applied,
             reloads_refused: reload.failed,
         };
-        let link_count = |domain: &str, pinned: Option<&str>| -> u32 {
-            core.links
-                .iter()
-                .filter(|((side, name), _)| *side == Side::External && serves(name, domain, pinned))
-                .map(|(_, n)| *n)
-                .sum()
-        };
+        let (by_host, by_partner) = link_counts(&core.links, &facts.partner_details);
+        let mut subscriptions_of: HashMap<&str, u64> = HashMap::new();
+        for ((_, partner), n) in &core.subscriptions_active {
+            *subscriptions_of.entry(partner.as_str()).or_default() += n;
+        }
         let mut partners: Vec<PartnerView> = facts
             .partner_details
             .iter()
             .map(|(domain, pinned)| {
-                let connections = link_count(domain, pinned.as_deref());
+                let connections = by_partner.get(domain).copied().unwrap_or(0);
                 let [accepted, refused] = core.partner_decisions.get(domain).copied().unwrap_or_default();
-                let subscriptions = core
-                    .subscriptions_active
-                    .iter()
-                    .filter(|((_, p), _)| p == domain)
-                    .map(|(_, n)| *n)
-                    .sum();
+                let subscriptions = subscriptions_of.get(domain.as_str()).copied().unwrap_or(0);
                 PartnerView {
                     domain: domain.clone(),
                     proxy_fqdn: pinned.clone(),
@@ -301,7 +321,7 @@ impl EdgeMetrics {
                     1 => "half-open",
                     _ => "open",
                 },
-                link: if link_count(host, Some(host)) > 0 {
+                link: if by_host.get(&host.to_ascii_lowercase()).is_some_and(|n| *n > 0) {
                     "up"
                 } else {
                     "down"
@@ -782,15 +802,31 @@ mod tests {
 
     #[test]
     fn a_link_serves_its_partner_by_pin_or_within_the_domain() {
-        assert!(serves("sip.partner.example", "partner.example", None));
-        assert!(serves("partner.example", "partner.example", None));
-        assert!(serves(
-            "edge.elsewhere.net",
-            "partner.example",
-            Some("edge.elsewhere.net")
-        ));
-        assert!(!serves("notpartner.example", "partner.example", None));
-        assert!(!serves("example", "partner.example", None));
+        let links: std::collections::BTreeMap<(Side, String), u32> = [
+            ((Side::External, "sip.partner.example".to_owned()), 2),
+            ((Side::External, "partner.example".to_owned()), 1),
+            ((Side::External, "edge.elsewhere.net".to_owned()), 4),
+            ((Side::External, "notpartner.example".to_owned()), 8),
+            ((Side::External, "example".to_owned()), 16),
+            ((Side::Internal, "fe.partner.example".to_owned()), 32),
+        ]
+        .into_iter()
+        .collect();
+        let partners = vec![
+            (
+                "partner.example".to_owned(),
+                Some("edge.elsewhere.net".to_owned()),
+            ),
+            ("pinned.example".to_owned(), Some("sip.pinned.example".to_owned())),
+        ];
+        let (by_host, by_partner) = link_counts(&links, &partners);
+        assert_eq!(by_partner.get("partner.example"), Some(&(2 + 1 + 4)));
+        assert_eq!(by_partner.get("pinned.example"), None);
+        assert_eq!(
+            by_host.get("fe.partner.example"),
+            None,
+            "internal links are not partners'"
+        );
     }
 
     #[test]

@@ -595,6 +595,7 @@ pub fn diagnose(
     }
     let fqdn1 = param("fqdn1");
     let host = fqdn1.rsplit_once(':').map_or(fqdn1, |(h, _)| h);
+    let routing = routing_causes(facts);
     match d.id {
         1005 if !fqdn1.is_empty() => not_allowed(&domain, fqdn1, host, facts),
         1005 => format!(
@@ -602,8 +603,8 @@ pub fn diagnose(
              reload (kill -HUP)"
         ),
         1009 => no_provider(&domain, fqdn1, host, facts, true),
-        1008 | 1014 if !routing_causes(facts).is_empty() => {
-            let causes = routing_causes(facts).join("; and ");
+        1008 | 1014 if !routing.is_empty() => {
+            let causes = routing.join("; and ");
             let dns = match d.id {
                 1008 => format!("no DNS SRV record _sipfederationtls._tcp.{domain}"),
                 _ => format!("{} has no DNS A record", param("fqdn")),

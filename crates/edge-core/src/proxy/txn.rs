@@ -231,7 +231,8 @@ impl Proxy {
                 token: None,
             });
         }
-        if let (Some(r), true) = (&extra.refusal, status >= 200) {
+        // Kept for the status page (only when counting: the diagnostic is rendered for it).
+        if let (Some(r), true, true) = (&extra.refusal, status >= 200, self.counting) {
             let recent = super::stats::RecentRefusal {
                 at: now,
                 side,
