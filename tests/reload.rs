@@ -27,11 +27,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dnsmasq::{Dnsmasq, Record};
-use sip_codec::Message;
 use support::front_end::{fe_client, fe_message};
 use support::pki::Identity;
-use support::sip::{self, reply};
-use support::{Edge, EdgeOpts, Reply, TestPki, TlsPeer, TlsUas};
+use support::sip;
+use support::{Edge, EdgeOpts, TestPki, TlsPeer, TlsUas};
 
 const WAIT: Duration = Duration::from_secs(5);
 /// A reload validates the whole file (the system trust store included) and rebuilds TLS.
@@ -48,12 +47,7 @@ fn closed_port() -> u16 {
 /// A UAS presenting `identity` (client certificates from the internal CA: the edge's), 200 to
 /// everything but ACK.
 fn uas_ok(pki: &TestPki, identity: &Identity) -> TlsUas {
-    TlsUas::start_with(identity, &pki.internal_ca.cert, |m: &Message<'_>| {
-        match m.method() {
-            Some("ACK") => vec![],
-            _ => vec![Reply::Now(reply(m, 200, "OK", Some("uas-tag")))],
-        }
-    })
+    TlsUas::ok(identity, &pki.internal_ca.cert, "uas-tag")
 }
 
 /// The front end's UAS and the pinned partner's, both answering 200.
@@ -101,15 +95,6 @@ impl World {
     fn write(&self, opts: &EdgeOpts) {
         std::fs::write(&self.edge.config_path, opts.render(&self.pki)).unwrap();
     }
-}
-
-/// The log records whose `event` is `event`.
-fn events(edge: &Edge, event: &str) -> Vec<serde_json::Value> {
-    let needle = format!("\"event\":\"{event}\"");
-    edge.logs_with(&needle)
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
 }
 
 /// The outcome of one reload.
@@ -191,7 +176,7 @@ fn invalid_config_is_refused_with_every_error_and_the_old_policy_keeps_serving()
         Outcome::Failed(r) => r,
         Outcome::Applied(r) => panic!("an invalid file was applied: {r}\n{}", w.edge.log_dump()),
     };
-    let errors = events(&w.edge, "reload_error");
+    let errors = w.edge.events("reload_error");
     assert_eq!(failed["errors"], errors.len(), "{failed}\n{errors:#?}");
     assert!(errors.len() >= 3, "{errors:#?}");
     let keys: Vec<&str> = errors.iter().map(|e| e["key"].as_str().unwrap()).collect();
@@ -204,7 +189,7 @@ fn invalid_config_is_refused_with_every_error_and_the_old_policy_keeps_serving()
         "the allowed-and-blocked contradiction: {errors:#?}"
     );
     assert_eq!(failed["generation"], 1, "{failed}");
-    assert!(events(&w.edge, "reload_applied").is_empty());
+    assert!(w.edge.events("reload_applied").is_empty());
 
     // The same connection, the old policy: partner.test is still allowed.
     assert_eq!(
@@ -231,13 +216,13 @@ fn invalid_config_is_refused_with_every_error_and_the_old_policy_keeps_serving()
     std::fs::write(&w.edge.config_path, text).unwrap();
     let ok = applied(&w.edge);
     assert_eq!(ok["generation"], 2, "{ok}");
-    let blocked = events(&w.edge, "federation_blocked");
+    let blocked = w.edge.events("federation_blocked");
     assert_eq!(blocked.len(), 1, "{blocked:#?}");
     assert_eq!(
         (&blocked[0]["change"], &blocked[0]["domain"]),
         (&"added".into(), &"partner.test".into())
     );
-    assert_eq!(events(&w.edge, "federation_allowed")[0]["change"], "removed");
+    assert_eq!(w.edge.events("federation_allowed")[0]["change"], "removed");
     assert_eq!(
         sip::status(&fe_message(
             &mut fe,
@@ -285,7 +270,7 @@ fn push_lync_com_504_becomes_200_after_sighup_on_the_same_connection() {
     std::fs::write(&edge.config_path, opts.render(&pki)).unwrap();
     let ok = applied(&edge);
     assert_eq!(ok["generation"], 2, "{ok}");
-    let added = events(&edge, "federation_allowed");
+    let added = edge.events("federation_allowed");
     assert_eq!(added.len(), 1, "{added:#?}");
     assert_eq!(
         (&added[0]["change"], &added[0]["domain"]),
@@ -321,7 +306,7 @@ fn a_replaced_certificate_is_presented_by_the_next_handshake_and_old_connections
     assert_ne!(new_der, old_der);
     let ok = applied(&w.edge);
     assert_eq!(ok["generation"], 2, "{ok}");
-    let replaced = events(&w.edge, "certificate_replaced");
+    let replaced = w.edge.events("certificate_replaced");
     assert_eq!(replaced.len(), 1, "{replaced:#?}");
     assert_eq!(replaced[0]["side"], "external");
     assert_ne!(
@@ -388,7 +373,7 @@ fn a_listener_change_is_refused_by_name_and_the_rest_applied() {
     std::fs::write(&w.edge.config_path, text).unwrap();
     let ok = applied(&w.edge);
     assert_eq!(ok["restart_needed"], 1, "{ok}");
-    let refused = events(&w.edge, "restart_needed");
+    let refused = w.edge.events("restart_needed");
     assert_eq!(refused.len(), 1, "{refused:#?}");
     assert_eq!(refused[0]["key"], "external.listen");
     assert_eq!(refused[0]["old"], "127.0.0.1:0");
@@ -527,10 +512,7 @@ fn a_hundred_reloads_under_load_lose_no_transaction_and_no_connection() {
         "no connection closed during the reloads:\n{}",
         w.edge.log_dump()
     );
-    assert_eq!(
-        events(&w.edge, "reload_applied").last().unwrap()["generation"],
-        51
-    );
+    assert_eq!(w.edge.events("reload_applied").last().unwrap()["generation"], 51);
 }
 
 // ---- 6. many reloads leave the memory flat -------------------------------------------------------

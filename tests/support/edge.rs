@@ -50,6 +50,22 @@ impl Edge {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("sipedge.toml");
         std::fs::write(&config_path, config_toml).unwrap();
+        Edge::launch(config_path, dir, soft_nofile, &[])
+    }
+
+    /// `sipedge run --config <config_path> <args…>` on a file the caller laid out (e.g. a
+    /// kubelet-style mount of symlinks); `dir` lives as long as the edge.
+    pub fn start_at(config_path: &std::path::Path, dir: tempfile::TempDir, args: &[&str]) -> Edge {
+        Edge::launch(config_path.to_path_buf(), dir, None, args)
+    }
+
+    fn launch(
+        config_path: std::path::PathBuf,
+        dir: tempfile::TempDir,
+        soft_nofile: Option<u64>,
+        args: &[&str],
+    ) -> Edge {
+        let config_toml = std::fs::read_to_string(&config_path).unwrap_or_default();
         let bin = sipedge_tests::sipedge_bin();
         let mut cmd = match soft_nofile {
             None => Command::new(&bin),
@@ -64,6 +80,7 @@ impl Edge {
         cmd.arg("run")
             .arg("--config")
             .arg(&config_path)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -166,6 +183,14 @@ impl Edge {
     /// Log lines containing `needle`.
     pub fn logs_with(&self, needle: &str) -> Vec<String> {
         self.logs().into_iter().filter(|l| l.contains(needle)).collect()
+    }
+
+    /// The log records whose `event` is `event`, parsed.
+    pub fn events(&self, event: &str) -> Vec<serde_json::Value> {
+        self.logs_with(&format!("\"event\":\"{event}\""))
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
     }
 
     /// Waits (bounded) for a log line containing `needle`.

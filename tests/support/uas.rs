@@ -91,6 +91,14 @@ impl TlsUas {
         })
     }
 
+    /// A UAS answering 200 (with `to_tag`) to every request but ACK.
+    pub fn ok(identity: &Identity, client_ca: &CertificateDer<'static>, to_tag: &'static str) -> TlsUas {
+        TlsUas::start(identity, client_ca, move |m: &Message<'_>| match m.method() {
+            Some("ACK") => vec![],
+            _ => vec![super::sip::reply(m, 200, "OK", Some(to_tag))],
+        })
+    }
+
     /// A UAS that records requests and never answers.
     pub fn silent(identity: &Identity, client_ca: &CertificateDer<'static>) -> TlsUas {
         TlsUas::start(identity, client_ca, |_| Vec::new())

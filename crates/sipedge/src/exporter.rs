@@ -569,6 +569,11 @@ impl Source for EdgeMetrics {
                 .value(["success"], reload.applied as f64)
                 .value(["failure"], reload.failed as f64),
         );
+        out.push(
+            names::CONFIG_WATCHED_FILES
+                .family()
+                .value(Vec::<String>::new(), reload.watched_files as f64),
+        );
         let mut certs = names::CERTIFICATE_EXPIRY.family();
         for (role, subject, not_after) in &facts.certificates {
             certs = certs.value([*role, subject.as_str()], *not_after as f64);

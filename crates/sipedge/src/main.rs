@@ -19,6 +19,7 @@ mod send;
 mod sip_client;
 mod status;
 mod test_push;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +73,10 @@ enum Command {
         /// Write the process id to this file (for `sipedge reload --pid-file`); none by default.
         #[arg(long)]
         pid_file: Option<PathBuf>,
+        /// Reload when the configuration file or a certificate, key or CA file it loaded changes
+        /// (a Kubernetes ConfigMap/Secret update, a rotated certificate), exactly as on SIGHUP.
+        #[arg(long, requires = "config")]
+        watch: bool,
     },
     /// Ask a running edge to reload its configuration (SIGHUP).
     ///
@@ -134,7 +139,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config, pid_file } => run::run(config.as_deref(), pid_file.as_deref()),
+        Command::Run {
+            config,
+            pid_file,
+            watch,
+        } => run::run(config.as_deref(), pid_file.as_deref(), watch),
         Command::Reload { pid, pid_file } => reload::send_hup(pid, pid_file.as_deref()),
         Command::ExplainRoute { domain, config } => explain_route::run(&domain, &config),
         Command::Send(args) => send::run(&args),

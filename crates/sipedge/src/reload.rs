@@ -6,7 +6,8 @@
 //! `edge_core::Runtime` (policy, timers, limits, TLS configs built here) handed to every worker;
 //! `reload_applied` then carries the new configuration generation (1 at start, +1 per applied reload).
 //! [`ReloadStatus`] is what the metrics and `/readyz` read. `sipedge reload` ([`send_hup`]) sends the
-//! signal, like `kill -HUP <pid>`.
+//! signal, like `kill -HUP <pid>`. `run --watch` (`watch.rs`) starts the same reload when a file
+//! changes; the records name the [`Trigger`].
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -60,6 +61,8 @@ pub struct ReloadStatus {
     /// Reloads applied and refused since start.
     pub applied: u64,
     pub failed: u64,
+    /// Files `run --watch` follows (0 without it).
+    pub watched_files: usize,
 }
 
 impl Default for ReloadStatus {
@@ -72,6 +75,7 @@ impl Default for ReloadStatus {
             last_errors: Vec::new(),
             applied: 0,
             failed: 0,
+            watched_files: 0,
         }
     }
 }
@@ -97,6 +101,24 @@ pub struct Reloader {
     observer: Option<Arc<crate::exporter::EdgeState>>,
     /// The edge's push relay: its retry and breaker settings follow the configuration.
     relay: Option<edge_core::proxy::push::SharedRelay>,
+    /// What started the reload running now, for its records.
+    trigger: Trigger,
+}
+
+/// What asked for a reload: SIGHUP (or `sipedge reload`), or `run --watch` seeing a file change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Signal,
+    Watch,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Signal => "signal",
+            Trigger::Watch => "watch",
+        }
+    }
 }
 
 impl Reloader {
@@ -115,6 +137,7 @@ impl Reloader {
             status: SharedReloadStatus::default(),
             observer: None,
             relay: None,
+            trigger: Trigger::Signal,
         }
     }
 
@@ -134,8 +157,19 @@ impl Reloader {
         Arc::clone(&self.status)
     }
 
-    /// One reload, start to end (see the module comment). Never stops the edge.
-    pub fn reload(&mut self, handle: &mut EdgeHandle) {
+    /// The files the running configuration was read from (`run --watch` follows them); empty for
+    /// the embedded default.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        match &self.path {
+            Some(p) => crate::watch::files_of(p, &self.current),
+            None => Vec::new(),
+        }
+    }
+
+    /// One reload, start to end (see the module comment), asked for by `trigger` (named in its
+    /// `reload_applied` / `reload_failed` record). Never stops the edge.
+    pub fn reload(&mut self, handle: &mut EdgeHandle, trigger: Trigger) {
+        self.trigger = trigger;
         let loaded = match &self.path {
             Some(p) => Config::check(p),
             None => Config::check_embedded_default(),
@@ -200,6 +234,7 @@ impl Reloader {
                 last_errors: Vec::new(),
                 applied: s.applied + 1,
                 failed: s.failed,
+                watched_files: s.watched_files,
             };
         }
         if let Some(state) = &self.observer {
@@ -212,6 +247,7 @@ impl Reloader {
         }
         log_record(json!({
             "level": "info", "event": "reload_applied", "generation": generation,
+            "trigger": self.trigger.as_str(),
             "changes": changes.len(), "restart_needed": refused.len(), "workers": workers,
             "text": format!(
                 "configuration generation {generation} applied by {}: {}, {} a restart",
@@ -243,6 +279,7 @@ impl Reloader {
         };
         log_record(json!({
             "level": "error", "event": "reload_failed", "errors": errors.len(), "generation": generation,
+            "trigger": self.trigger.as_str(),
             "text": format!(
                 "reload refused: {} errors; the running configuration (generation {generation}) stays",
                 errors.len()

@@ -3,12 +3,14 @@
 //! (`listening <role> sip+tls <addr>`; on the embedded default then `local pki <dir>`, see
 //! `config::local_pki`), then wait for signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the
 //! configuration (`reload.rs`). `--pid-file F` (opt-in) writes the process id there for
-//! `sipedge reload --pid-file F`, and removes it at exit.
+//! `sipedge reload --pid-file F`, and removes it at exit. `--watch` (opt-in) also reloads when the
+//! configuration file or a certificate, key or CA file it loaded changes (`watch.rs`); signals and
+//! file changes meet in one queue, so reloads run one at a time on this thread.
 //! Log records and start-up warnings go to stderr as JSON lines.
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use edge_core::proxy::{Proxy, ProxySettings};
@@ -19,12 +21,13 @@ use signal_hook::iterator::Signals;
 use crate::config::local_pki::LocalPki;
 use crate::config::{Config, TlsIdentity};
 use crate::exporter::{EdgeMetrics, EdgeState};
-use crate::reload::Reloader;
+use crate::reload::{Reloader, Trigger};
+use crate::watch::Watch;
 
 /// How long open transactions may take to finish after SIGTERM.
 const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
-pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
+pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> ExitCode {
     // First: every connection is a descriptor (see fd_limit.rs).
     let fd_limit = crate::fd_limit::raise();
     let loaded = match config_path {
@@ -221,7 +224,7 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
     // Ready before the line: a client that reads `metrics http` may ask /readyz at once.
     state.listening.store(true, std::sync::atomic::Ordering::Relaxed);
     println!("metrics http {}", exporter.addr());
-    let code = wait_for_signals(handle, signals, reloader, &state);
+    let code = wait_for_signals(handle, signals, reloader, &state, watch);
     exporter.stop();
     if let Some(f) = pid_file {
         let _ = std::fs::remove_file(f);
@@ -229,36 +232,110 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>) -> ExitCode {
     code
 }
 
+/// What the main thread waits for: a signal, or a change `run --watch` saw.
+enum Wake {
+    Signal(i32),
+    /// Logged by the watch thread (`config_changed`, which files, seen how).
+    FilesChanged,
+}
+
 fn wait_for_signals(
     mut handle: shell::EdgeHandle,
     mut signals: Signals,
     mut reloader: Reloader,
     state: &EdgeState,
+    watch: bool,
 ) -> ExitCode {
-    // Signals that arrive while a reload runs are coalesced: one more reload follows, reading the
-    // file as it is then.
-    for sig in signals.forever() {
-        match sig {
-            SIGHUP => reloader.reload(&mut handle),
-            _ => {
-                // /readyz fails at once (a load balancer stops sending); /healthz stays 200.
-                state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
-                log(
-                    "info",
-                    "shutdown",
-                    &format!(
-                        "signal {sig}: draining open transactions (up to {}s)",
-                        DRAIN_GRACE.as_secs()
-                    ),
-                );
-                handle.shutdown(DRAIN_GRACE);
-                handle.join();
-                log("info", "stopped", "all workers stopped");
-                return ExitCode::SUCCESS;
+    let (tx, rx) = mpsc::channel::<Wake>();
+    let signal_tx = tx.clone();
+    let forward = std::thread::Builder::new()
+        .name("signals".to_owned())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if signal_tx.send(Wake::Signal(sig)).is_err() {
+                    return;
+                }
             }
+        });
+    if let Err(e) = forward {
+        log(
+            "error",
+            "signals",
+            &format!("cannot start the signal thread: {e}"),
+        );
+        handle.shutdown(Duration::ZERO);
+        handle.join();
+        return ExitCode::FAILURE;
+    }
+    // Dropped at return: the watch thread stops.
+    let watcher = if watch {
+        start_watch(&reloader, tx)
+    } else {
+        drop(tx);
+        None
+    };
+    // Wakes that arrive while a reload runs are coalesced: one more reload follows, reading the
+    // files as they are then.
+    while let Ok(first) = rx.recv() {
+        let batch: Vec<Wake> = std::iter::once(first).chain(rx.try_iter()).collect();
+        let stop = batch.iter().find_map(|w| match w {
+            Wake::Signal(sig) if *sig != SIGHUP => Some(*sig),
+            _ => None,
+        });
+        if let Some(sig) = stop {
+            // /readyz fails at once (a load balancer stops sending); /healthz stays 200.
+            state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+            log(
+                "info",
+                "shutdown",
+                &format!(
+                    "signal {sig}: draining open transactions (up to {}s)",
+                    DRAIN_GRACE.as_secs()
+                ),
+            );
+            handle.shutdown(DRAIN_GRACE);
+            handle.join();
+            log("info", "stopped", "all workers stopped");
+            return ExitCode::SUCCESS;
+        }
+        let trigger = if batch.iter().any(|w| matches!(w, Wake::Signal(_))) {
+            Trigger::Signal
+        } else {
+            Trigger::Watch
+        };
+        reloader.reload(&mut handle, trigger);
+        if let Some(w) = &watcher {
+            w.set_files(reloader.watched_files());
+            reloader.status().lock().watched_files = w.file_count();
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `run --watch`: the watch thread over the running configuration's files, its changes logged
+/// (`config_changed`) and queued as reloads. `None` (logged) when it cannot start: the edge runs on,
+/// reloading by SIGHUP.
+fn start_watch(reloader: &Reloader, tx: mpsc::Sender<Wake>) -> Option<Watch> {
+    let files = reloader.watched_files();
+    let count = files.len();
+    let started = Watch::start(files, move |changed, by| {
+        let shown: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
+        crate::log::emit(serde_json::json!({
+            "level": "info", "event": "config_changed", "files": shown, "by": by.as_str(),
+            "text": format!("changed on disk: {}; reloading", shown.join(", ")),
+        }));
+        let _ = tx.send(Wake::FilesChanged);
+    });
+    match started {
+        Ok(w) => {
+            reloader.status().lock().watched_files = count;
+            Some(w)
+        }
+        Err(e) => {
+            log("error", "config_watch", &format!("{e}; reload by SIGHUP only"));
+            None
+        }
+    }
 }
 
 /// The open-file limit as raised at start (`fd_limit` info), and the warning when

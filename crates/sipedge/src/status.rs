@@ -91,6 +91,8 @@ pub struct ConfigView {
     pub last_error_count: usize,
     pub reloads_applied: u64,
     pub reloads_refused: u64,
+    /// Files `run --watch` follows; 0: reload by signal only.
+    pub watched_files: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -266,6 +268,7 @@ impl EdgeMetrics {
             last_error_count: reload.last_error_count,
             reloads_applied: reload.applied,
             reloads_refused: reload.failed,
+            watched_files: reload.watched_files,
         };
         let (by_host, by_partner) = link_counts(&core.links, &facts.partner_details);
         let mut subscriptions_of: HashMap<&str, u64> = HashMap::new();
@@ -535,7 +538,14 @@ pub fn html(s: &Status) -> String {
         ("State", format!("{ready} {healthy}")),
         (
             "Configuration",
-            format!("generation {} · {reload}", s.config.generation),
+            format!(
+                "generation {} · {reload} · {}",
+                s.config.generation,
+                match s.config.watched_files {
+                    0 => "reload on SIGHUP".to_owned(),
+                    n => format!("watching {}", crate::log::count(n, "file")),
+                }
+            ),
         ),
         (
             "Connections",
