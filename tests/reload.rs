@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dnsmasq::{Dnsmasq, Record};
-use support::front_end::{fe_client, fe_message};
+use support::front_end::{fe_client, fe_message, partner_message};
 use support::pki::Identity;
 use support::sip;
 use support::{Edge, EdgeOpts, TestPki, TlsPeer, TlsUas};
@@ -324,15 +324,7 @@ fn a_replaced_certificate_is_presented_by_the_next_handshake_and_old_connections
     );
     // The connection opened before still carries a request (partner → our user, via the FE).
     let branch = "z9hG4bKpartner-c1";
-    before.send(&sip::message(
-        "sip:alice@corp.test",
-        "edge.partner.test:5061",
-        branch,
-        "sip:bob@partner.test",
-    ));
-    let r = before
-        .recv_matching(WAIT, |m| sip::status(m) >= 200 && sip::top_branch(m) == branch)
-        .unwrap_or_else(|| panic!("no answer on the old connection\n{}", w.edge.log_dump()));
+    let r = partner_message(&mut before, &w.edge, branch, WAIT);
     assert_eq!(sip::status(&r), 200, "{r}");
     assert_eq!(
         before.peer_certificate().as_ref(),

@@ -22,7 +22,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::front_end::{fe_client, fe_message};
+use support::front_end::{fe_client, fe_message, partner_message};
 use support::pki::Identity;
 use support::sip;
 use support::{Edge, EdgeOpts, TestPki, TlsPeer, TlsUas};
@@ -293,15 +293,7 @@ fn a_rotated_certificate_is_presented_by_the_next_handshake_and_the_old_connecti
     );
     // The connection opened before still carries a request (partner → our user, via the FE).
     let branch = "z9hG4bKrot-1";
-    before.send(&sip::message(
-        "sip:alice@corp.test",
-        "edge.partner.test:5061",
-        branch,
-        "sip:bob@partner.test",
-    ));
-    let r = before
-        .recv_matching(WAIT, |m| sip::status(m) >= 200 && sip::top_branch(m) == branch)
-        .unwrap_or_else(|| panic!("no answer on the old connection\n{}", edge.log_dump()));
+    let r = partner_message(&mut before, &edge, branch, WAIT);
     assert_eq!(sip::status(&r), 200, "{r}");
     assert_eq!(
         serial(before.peer_certificate().unwrap().as_ref()),

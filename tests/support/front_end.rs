@@ -45,3 +45,15 @@ pub fn final_for(peer: &mut TlsPeer, edge: &Edge, branch: &str, wait: Duration) 
             )
         })
 }
+
+/// MESSAGE from bob@partner.test (a partner connected at the external listener) to alice@corp.test;
+/// its final response (panics with context if none).
+pub fn partner_message(partner: &mut TlsPeer, edge: &Edge, branch: &str, wait: Duration) -> String {
+    partner.send(&sip::message(
+        "sip:alice@corp.test",
+        "edge.partner.test:5061",
+        branch,
+        "sip:bob@partner.test",
+    ));
+    final_for(partner, edge, branch, wait)
+}
