@@ -3,6 +3,7 @@
 //! and trailing dots are settled once, at the edge of the crate.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Why a name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,9 +22,11 @@ pub enum NameError {
     Wildcard(String),
 }
 
-/// A DNS domain name used as a SIP domain: lower-case ASCII, no trailing dot, no port.
+/// A DNS domain name used as a SIP domain: lower-case ASCII, no trailing dot, no port. Shared text:
+/// a clone (a route decision's proxy FQDN, a next hop kept by a transaction) copies a pointer, not
+/// the name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DomainName(String);
+pub struct DomainName(Arc<str>);
 
 impl DomainName {
     pub fn parse(s: &str) -> Result<DomainName, NameError> {
@@ -48,7 +51,11 @@ impl DomainName {
                 return Err(NameError::BadCharacter(s.to_owned()));
             }
         }
-        Ok(DomainName(t.to_ascii_lowercase()))
+        if t.bytes().any(|b| b.is_ascii_uppercase()) {
+            Ok(DomainName(Arc::from(t.to_ascii_lowercase())))
+        } else {
+            Ok(DomainName(Arc::from(t)))
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -59,7 +66,7 @@ impl DomainName {
     pub fn is_within(&self, parent: &DomainName) -> bool {
         self.0 == parent.0
             || (self.0.len() > parent.0.len()
-                && self.0.ends_with(parent.0.as_str())
+                && self.0.ends_with(&*parent.0)
                 && self.0.as_bytes().get(self.0.len() - parent.0.len() - 1) == Some(&b'.'))
     }
 }

@@ -5,6 +5,10 @@
 //!
 //! Overlapping edits resolve in order of position: a later edit never re-emits bytes an earlier one
 //! removed.
+//!
+//! A proxy edits every message it forwards: [`EditBuf`] keeps the edit list and the arena between
+//! messages ([`Editor::with_buf`], [`Editor::into_buf`]), and the output is walked in place, so an
+//! edit allocates nothing once the buffers have grown to the messages' size.
 
 use std::io::IoSlice;
 use std::ops::Range;
@@ -29,6 +33,14 @@ pub struct Editor<'m, 'a> {
     arena: Vec<u8>,
 }
 
+/// The storage of an [`Editor`], kept between messages so that editing allocates nothing once it
+/// has grown (empty when handed back by [`Editor::into_buf`]).
+#[derive(Debug, Default)]
+pub struct EditBuf {
+    edits: Vec<Edit>,
+    arena: Vec<u8>,
+}
+
 /// What `decrement_max_forwards` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaxForwards {
@@ -40,10 +52,33 @@ pub enum MaxForwards {
 
 impl<'m, 'a> Editor<'m, 'a> {
     pub fn new(msg: &'m Message<'a>) -> Self {
+        Editor::with_buf(
+            msg,
+            EditBuf {
+                edits: Vec::with_capacity(8),
+                arena: Vec::with_capacity(256),
+            },
+        )
+    }
+
+    /// An editor over `msg` that uses `buf`'s storage (see [`Editor::into_buf`]).
+    pub fn with_buf(msg: &'m Message<'a>, mut buf: EditBuf) -> Self {
+        buf.edits.clear();
+        buf.arena.clear();
         Editor {
             msg,
-            edits: Vec::with_capacity(8),
-            arena: Vec::with_capacity(256),
+            edits: buf.edits,
+            arena: buf.arena,
+        }
+    }
+
+    /// The storage back, emptied, for the next message's editor.
+    pub fn into_buf(mut self) -> EditBuf {
+        self.edits.clear();
+        self.arena.clear();
+        EditBuf {
+            edits: self.edits,
+            arena: self.arena,
         }
     }
 
@@ -73,8 +108,24 @@ impl<'m, 'a> Editor<'m, 'a> {
 
     /// Inserts `Via: <value>` above every other header (the proxy's own Via, RFC 3261 §16.6 step 8).
     pub fn prepend_via(&mut self, value: &str) -> &mut Self {
+        self.prepend_via_parts(&[value])
+    }
+
+    /// [`Editor::prepend_via`] with the value given in parts (written one after the other, no
+    /// string built for it).
+    pub fn prepend_via_parts(&mut self, value: &[&str]) -> &mut Self {
         let at = self.first_header_pos();
-        self.insert_line(at, "Via", value);
+        let from = self.arena.len();
+        self.arena.extend_from_slice(b"Via: ");
+        for part in value {
+            self.arena.extend_from_slice(part.as_bytes());
+        }
+        self.arena.extend_from_slice(b"\r\n");
+        self.edits.push(Edit {
+            start: at,
+            end: at,
+            data: from..self.arena.len(),
+        });
         self
     }
 
@@ -226,52 +277,65 @@ impl<'m, 'a> Editor<'m, 'a> {
     }
 
     /// The edited message as ordered slices, ready for `write_vectored`.
-    pub fn io_slices(&self) -> Vec<IoSlice<'_>> {
-        self.segments().into_iter().map(IoSlice::new).collect()
+    pub fn io_slices(&mut self) -> Vec<IoSlice<'_>> {
+        self.order();
+        let mut out = Vec::with_capacity(self.edits.len() * 2 + 1);
+        self.each_segment(|s| out.push(IoSlice::new(s)));
+        out
     }
 
     /// The edited message's length in octets.
-    pub fn len(&self) -> usize {
-        self.segments().iter().map(|s| s.len()).sum()
+    pub fn len(&mut self) -> usize {
+        self.order();
+        let mut n = 0;
+        self.each_segment(|s| n += s.len());
+        n
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub fn is_empty(&mut self) -> bool {
         self.len() == 0
     }
 
-    /// Appends the edited message to `out` (the segment list is built once, sized, then copied).
-    pub fn write_to(&self, out: &mut Vec<u8>) {
-        let segments = self.segments();
-        out.reserve(segments.iter().map(|s| s.len()).sum());
-        for s in segments {
-            out.extend_from_slice(s);
-        }
+    /// Appends the edited message to `out`: sized in one walk over the segments, copied in a second,
+    /// with no allocation beyond `out`'s own growth.
+    pub fn write_to(&mut self, out: &mut Vec<u8>) {
+        self.order();
+        let mut n = 0;
+        self.each_segment(|s| n += s.len());
+        out.reserve(n);
+        self.each_segment(|s| out.extend_from_slice(s));
     }
 
-    pub fn to_vec(&self) -> Vec<u8> {
+    pub fn to_vec(&mut self) -> Vec<u8> {
         let mut v = Vec::new();
         self.write_to(&mut v);
         v
     }
 
-    /// Original slices and new bytes in output order. The sort is stable, so edits at one position
-    /// come out in the order they were made.
-    fn segments(&self) -> Vec<&[u8]> {
-        let mut order: Vec<&Edit> = self.edits.iter().collect();
-        order.sort_by_key(|e| e.start);
+    /// Puts the edits in output order. The sort is stable, so edits at one position come out in the
+    /// order they were made (and a handful of edits sorts on the stack).
+    fn order(&mut self) {
+        self.edits.sort_by_key(|e| e.start);
+    }
+
+    /// Calls `f` with the original slices and new bytes in output order (after [`Editor::order`]),
+    /// skipping empty ones.
+    fn each_segment<'s>(&'s self, mut f: impl FnMut(&'s [u8])) {
+        let mut emit = |s: &'s [u8]| {
+            if !s.is_empty() {
+                f(s);
+            }
+        };
         let mut cursor = self.msg.start_offset;
-        let mut out: Vec<&[u8]> = Vec::with_capacity(order.len() * 2 + 1);
-        for e in order {
+        for e in &self.edits {
             let start = e.start.max(cursor);
             if start > cursor {
-                out.push(self.msg.span(cursor..start));
+                emit(self.msg.span(cursor..start));
             }
-            out.push(self.arena.get(e.data.clone()).unwrap_or(&[]));
+            emit(self.arena.get(e.data.clone()).unwrap_or(&[]));
             cursor = cursor.max(e.end);
         }
-        out.push(self.msg.span(cursor..self.msg.end));
-        out.retain(|s| !s.is_empty());
-        out
+        emit(self.msg.span(cursor..self.msg.end));
     }
 }
 

@@ -29,14 +29,14 @@ mod via;
 
 pub mod fuzzing;
 
-pub use edit::{Editor, MaxForwards};
+pub use edit::{EditBuf, Editor, MaxForwards};
 pub use error::{ErrorKind, ParseError, ValueError};
 pub use framer::{Frame, FrameError, Framer};
 pub use header::{Header, HeaderName};
 pub use message::{Defect, DefectKind, Message, StartLine, Version};
 pub use name_addr::NameAddr;
 pub use params::{Param, Params};
-pub use parse::{parse, parse_with, Limits};
+pub use parse::{parse, parse_reusing, parse_with, HeaderBuf, Limits};
 pub use request::RequestBuilder;
 pub use response::ResponseBuilder;
 pub use status::reason_phrase;

@@ -77,6 +77,11 @@ pub struct Message<'a> {
 }
 
 impl<'a> Message<'a> {
+    /// The header table's storage back, for the next [`crate::parse_reusing`].
+    pub fn into_header_buf(self) -> crate::parse::HeaderBuf {
+        crate::parse::HeaderBuf::recycle(self.headers)
+    }
+
     pub fn start_line(&self) -> &StartLine<'a> {
         &self.start
     }

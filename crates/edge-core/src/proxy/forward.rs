@@ -29,20 +29,25 @@ impl Proxy {
     /// RFC 3261 §17.2.3 only asks for uniqueness; the secret bits make a branch unguessable, so a
     /// peer cannot address a transaction it did not see.
     pub(crate) fn new_branch(&mut self) -> String {
-        let id = self.next_id();
-        let secret = self.secret_bits();
         let mut b = String::with_capacity(BRANCH_PREFIX.len() + 40);
-        b.push_str(BRANCH_PREFIX);
-        ids::push_hex_width(&mut b, secret, 16);
-        ids::push_hex(&mut b, u64::from(self.worker));
-        b.push('x');
-        ids::push_hex(&mut b, id);
+        self.write_new_branch(&mut b);
         b
     }
 
-    /// `msg` (the request of server transaction `sid`, as parsed by the caller), edited for `hops[0]`
-    /// (failover to the rest).
-    pub(crate) fn forward(
+    /// [`Proxy::new_branch`] written over `b` (the forwarding path reuses one string).
+    fn write_new_branch(&mut self, b: &mut String) {
+        let id = self.next_id();
+        let secret = self.secret_bits();
+        b.clear();
+        b.push_str(BRANCH_PREFIX);
+        ids::push_hex_width(b, secret, 16);
+        ids::push_hex(b, u64::from(self.worker));
+        b.push('x');
+        ids::push_hex(b, id);
+    }
+
+    /// [`Proxy::forward`] to the first of `hops` (failover to the rest); nothing when there is none.
+    pub(crate) fn forward_all(
         &mut self,
         sid: u64,
         msg: &Message<'_>,
@@ -50,15 +55,33 @@ impl Proxy {
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
-        let Some(s) = self.servers.get(&sid) else { return };
-        let (in_side, is_invite, is_push) = (s.side, s.is_invite, s.push.is_some());
-        let first_push_attempt = s.push.as_ref().is_some_and(|p| p.attempt <= 1);
         if hops.is_empty() {
             return;
         }
         let hop = hops.remove(0);
-        let branch = self.new_branch();
-        let Some(bytes) = self.edit_request(msg, in_side, hop.side, &branch) else {
+        self.forward(sid, msg, hop, hops, now, out);
+    }
+
+    /// `msg` (the request of server transaction `sid`, as parsed by the caller), edited for `hop`
+    /// (failover to `hops`, in order).
+    pub(crate) fn forward(
+        &mut self,
+        sid: u64,
+        msg: &Message<'_>,
+        hop: NextHop,
+        hops: Vec<NextHop>,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(s) = self.servers.get(&sid) else { return };
+        let (in_side, is_invite, is_push) = (s.side, s.is_invite, s.push.is_some());
+        let first_push_attempt = s.push.as_ref().is_some_and(|p| p.attempt <= 1);
+        let mut branch = std::mem::take(&mut self.branch_buf);
+        self.write_new_branch(&mut branch);
+        let branch_key = self.keys.of(&[&branch]);
+        let edited = self.edit_request(msg, in_side, hop.side, &branch);
+        self.branch_buf = branch;
+        let Some(bytes) = edited else {
             return self.respond(sid, 483, Extra::default(), now, out);
         };
         let cid = self.next_id();
@@ -68,7 +91,7 @@ impl Proxy {
             cid,
             ClientTxn {
                 server: sid,
-                branch: branch.clone(),
+                branch_key,
                 is_invite,
                 // Only an INVITE (CANCEL, ACK) or a request with SRV targets to fail over to needs
                 // the forwarded bytes again.
@@ -89,7 +112,7 @@ impl Proxy {
                 started: now,
             },
         );
-        self.client_branches.insert(branch, cid);
+        self.client_branches.insert(branch_key, cid);
         if let Some(s) = self.servers.get_mut(&sid) {
             s.client = Some(cid);
         }
@@ -134,25 +157,21 @@ impl Proxy {
 
     /// `None` when Max-Forwards is exhausted.
     fn edit_request(
-        &self,
+        &mut self,
         msg: &Message<'_>,
         in_side: Side,
         out_side: Side,
         branch: &str,
     ) -> Option<Vec<u8>> {
-        let mut ed = Editor::new(msg);
+        let mut ed = Editor::with_buf(msg, std::mem::take(&mut self.edit_buf));
         let ours = route::our_leading_routes(&self.settings, msg);
         ed.remove_values(HeaderName::Route, ours);
         if ed.decrement_max_forwards() == MaxForwards::Exhausted {
+            self.edit_buf = ed.into_buf();
             return None;
         }
         let host = self.settings.host(out_side);
-        let mut via = String::with_capacity(24 + host.len() + branch.len());
-        via.push_str("SIP/2.0/TLS ");
-        via.push_str(host);
-        via.push_str(";branch=");
-        via.push_str(branch);
-        ed.prepend_via(&via);
+        ed.prepend_via_parts(&["SIP/2.0/TLS ", host, ";branch=", branch]);
         let no_to_tag = msg.to().ok().and_then(|t| t.tag()).is_none();
         if msg.method().is_some_and(creates_dialog) && no_to_tag {
             // Outgoing side first, then incoming: the callee's route set starts at our outer face,
@@ -163,7 +182,10 @@ impl Proxy {
             ));
             ed.add_record_route(&format!("<sip:{};transport=tls;lr>", self.settings.host(in_side)));
         }
-        Some(ed.to_vec())
+        let mut bytes = self.take_buf();
+        ed.write_to(&mut bytes);
+        self.edit_buf = ed.into_buf();
+        Some(bytes)
     }
 
     pub(crate) fn on_response(
@@ -177,7 +199,7 @@ impl Proxy {
         let Some(branch) = msg.top_via().ok().and_then(|v| v.branch()) else {
             return;
         };
-        let Some(&cid) = self.client_branches.get(branch) else {
+        let Some(&cid) = self.client_branches.get(&self.keys.of(&[branch])) else {
             // An answer to a request the edge originated (dialogs.rs) is absorbed there; looked
             // up only when no forwarded transaction has the branch, off the forwarding path.
             if self.local_response(branch, conn, msg.status().unwrap_or(0)) {
@@ -274,7 +296,7 @@ impl Proxy {
         if status >= 200 && hop.is_some() {
             self.dialog_response(sid, hop.as_ref(), msg, now);
         }
-        let mut ed = Editor::new(msg);
+        let mut ed = Editor::with_buf(msg, std::mem::take(&mut self.edit_buf));
         ed.remove_top_via();
         let needs_diag = status >= 400
             && peer.side == Side::External
@@ -298,7 +320,9 @@ impl Proxy {
             );
             ed.append_header("ms-diagnostics", &r.ms_diagnostics(&self.settings.edge_fqdn));
         }
-        let bytes = ed.to_vec();
+        let mut bytes = self.take_buf();
+        ed.write_to(&mut bytes);
+        self.edit_buf = ed.into_buf();
         if status >= 200 {
             if let Some(s) = self.servers.get_mut(&sid) {
                 if s.final_status.is_none() {

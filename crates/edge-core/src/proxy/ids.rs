@@ -18,6 +18,31 @@ pub(crate) fn push_hex_width(out: &mut String, n: u64, width: usize) {
     }
 }
 
+/// A transaction's key in the core's tables: a 128-bit keyed hash of the strings that identify it
+/// (a server transaction's branch, sent-by and method class; a client transaction's branch), so the
+/// tables hold no string and the message path builds none. The two SipHash keys are random per
+/// process (std's `RandomState`): a peer cannot choose strings that collide, and two different
+/// transactions share a key with probability ~2^-128 per pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct TxnKey(u128);
+
+/// Makes [`TxnKey`]s: two independent per-process SipHash keys.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TxnKeys(std::hash::RandomState, std::hash::RandomState);
+
+impl TxnKeys {
+    /// The key of `parts` (each part hashed with its end marked, so `ab|c` and `a|bc` differ).
+    pub(crate) fn of(&self, parts: &[&str]) -> TxnKey {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let (mut a, mut b) = (self.0.build_hasher(), self.1.build_hasher());
+        for p in parts {
+            p.hash(&mut a);
+            p.hash(&mut b);
+        }
+        TxnKey((u128::from(a.finish()) << 64) | u128::from(b.finish()))
+    }
+}
+
 /// The To tag of the responses this edge generates in server transaction `id` of `worker`:
 /// `se<worker>x<id>` in hex.
 pub(crate) fn to_tag(worker: u64, id: u64) -> String {
@@ -60,5 +85,20 @@ mod tests {
             }
         }
         assert_eq!(to_tag(3, 0x2a), format!("se{:x}x{:x}", 3, 0x2a));
+    }
+
+    #[test]
+    fn keys_follow_the_strings_and_their_boundaries() {
+        let k = TxnKeys::default();
+        assert_eq!(
+            k.of(&["z9hG4bK1", "h", "INVITE"]),
+            k.of(&["z9hG4bK1", "h", "INVITE"])
+        );
+        assert_ne!(
+            k.of(&["z9hG4bK1", "h", "INVITE"]),
+            k.of(&["z9hG4bK2", "h", "INVITE"])
+        );
+        assert_ne!(k.of(&["ab", "c"]), k.of(&["a", "bc"]));
+        assert_ne!(k.of(&["a"]), TxnKeys::default().of(&["a"]), "keyed per instance");
     }
 }

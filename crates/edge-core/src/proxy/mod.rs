@@ -116,12 +116,15 @@ pub struct Proxy {
     /// Shared so the per-message path takes a reference count, not a copy of the identities.
     peers: FastMap<ConnId, Arc<PeerInfo>>,
     servers: FastMap<u64, ServerTxn>,
-    /// Keyed by the *sender's* branch: attacker-chosen, so SipHash with a per-process random key
-    /// (std's `RandomState`) keeps a flood of colliding branches from degrading the table.
-    server_keys: HashMap<String, u64>,
+    /// Keyed by the *sender's* branch, hashed with per-process random SipHash keys
+    /// ([`ids::TxnKey`]): a peer cannot choose branches that collide.
+    server_keys: FastMap<ids::TxnKey, u64>,
     clients: FastMap<u64, ClientTxn>,
-    /// Keyed by branches this edge wrote (random, see `forward.rs`): peers can look up, not insert.
-    client_branches: FastMap<String, u64>,
+    /// Keyed by branches this edge wrote (random, see `forward.rs`), hashed the same way: peers can
+    /// look up, not insert.
+    client_branches: FastMap<ids::TxnKey, u64>,
+    /// The keys of both tables.
+    keys: ids::TxnKeys,
     pending: FastMap<Token, Pending>,
     timers: BTreeSet<(Instant, u64)>,
     /// Deadline and kind of every armed timer, by sequence number (the key of `timers` too).
@@ -137,7 +140,24 @@ pub struct Proxy {
     /// Tokens of the edge's own NOTIFYs → their branch.
     local_tokens: FastMap<u64, String>,
     shutting_down: bool,
+    /// Storage kept between messages, so that the message path allocates nothing once warm: the
+    /// parser's header table, the editor's edit list and arena, and spent byte buffers (sent
+    /// messages the shell gave back with [`Proxy::recycle`], stored requests of finished
+    /// transactions). Counted by `benches/allocs.rs`.
+    header_buf: sip_codec::HeaderBuf,
+    edit_buf: sip_codec::EditBuf,
+    bufs: Vec<Vec<u8>>,
+    /// The branch being written for a forwarded request.
+    branch_buf: String,
 }
+
+/// Spent buffers kept for reuse, at most (a few bursts' worth per worker: ~200 KB of ~1.5 KB
+/// messages).
+const KEPT_BUFFERS: usize = 128;
+/// A buffer grown larger than this (a big message) is freed rather than kept, and one smaller than
+/// the minimum (a keepalive's) is not worth keeping.
+const KEPT_CAPACITY: usize = 16 * 1024;
+const MIN_KEPT_CAPACITY: usize = 256;
 
 impl Proxy {
     /// A core with a discovered-partner limiter of its own: for a single worker (and tests). An
@@ -172,9 +192,10 @@ impl Proxy {
             counting: true,
             peers: FastMap::default(),
             servers: FastMap::default(),
-            server_keys: HashMap::new(),
+            server_keys: FastMap::default(),
             clients: FastMap::default(),
             client_branches: FastMap::default(),
+            keys: ids::TxnKeys::default(),
             pending: FastMap::default(),
             timers: BTreeSet::new(),
             timer_kinds: FastMap::default(),
@@ -186,7 +207,26 @@ impl Proxy {
             subscription_count: dialogs::SubscriptionCount::default(),
             local_tokens: FastMap::default(),
             shutting_down: false,
+            header_buf: sip_codec::HeaderBuf::default(),
+            edit_buf: sip_codec::EditBuf::default(),
+            bufs: Vec::new(),
+            branch_buf: String::new(),
         }
+    }
+
+    /// Gives back a buffer whose bytes are written (the shell, once rustls took them), for the core
+    /// to fill again: kept up to [`KEPT_BUFFERS`], unless it grew past [`KEPT_CAPACITY`].
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        let size = buf.capacity();
+        if self.bufs.len() < KEPT_BUFFERS && (MIN_KEPT_CAPACITY..=KEPT_CAPACITY).contains(&size) {
+            buf.clear();
+            self.bufs.push(buf);
+        }
+    }
+
+    /// An empty buffer to write a message into: a spent one, else a new one.
+    pub(crate) fn take_buf(&mut self) -> Vec<u8> {
+        self.bufs.pop().unwrap_or_else(|| Vec::with_capacity(1024))
     }
 
     /// Shares `relay` (one set of push breakers for the edge) instead of this core's own.

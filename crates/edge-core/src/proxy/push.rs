@@ -278,7 +278,7 @@ impl Proxy {
         // The attempt that failed is over: forget it (a late answer to its branch is dropped).
         if let Some(c) = old.and_then(|cid| self.clients.remove(&cid)) {
             self.disarm(c.timer);
-            self.client_branches.remove(&c.branch);
+            self.client_branches.remove(&c.branch_key);
         }
         let Ok(msg) = parse(&raw) else { return };
         // The breaker admitted this push once; the policy never retries into a breaker that is not
@@ -287,7 +287,7 @@ impl Proxy {
             p.attempt = push.attempt + 1;
         }
         self.count(|st| st.push.retries += 1);
-        self.forward(sid, &msg, push.hops.clone(), now, out);
+        self.forward_all(sid, &msg, push.hops.clone(), now, out);
     }
 
     /// A push whose last attempt timed out with no retry left: 504 saying so.

@@ -30,9 +30,16 @@ impl Proxy {
             );
             return;
         };
-        match parse(bytes) {
-            Ok(msg) if msg.is_request() => self.on_request(conn, &peer, &msg, bytes, now, out),
-            Ok(msg) => self.on_response(conn, &peer, &msg, now, out),
+        match sip_codec::parse_reusing(bytes, &mut self.header_buf) {
+            Ok(msg) => {
+                if msg.is_request() {
+                    self.on_request(conn, &peer, &msg, bytes, now, out);
+                } else {
+                    self.on_response(conn, &peer, &msg, now, out);
+                }
+                // The header table serves the next message.
+                self.header_buf = msg.into_header_buf();
+            }
             Err(e) => match e.partial.as_deref() {
                 // The header section was readable: answer 400 saying what is wrong (not to an ACK).
                 Some(req) if req.is_request() && req.method() != Some("ACK") => {
@@ -150,7 +157,7 @@ impl Proxy {
         if msg.version() != Version::SIP_2_0 {
             return self.respond_stateless(conn, peer.side, msg, 505, &Extra::default(), out);
         }
-        let key = txn_key(msg, method);
+        let key = self.txn_key(msg, method);
         if let Some(&sid) = self.server_keys.get(&key) {
             // A retransmission: repeat the final response if there is one (RFC 3261 §17.2).
             if let Some(bytes) = self.servers.get(&sid).and_then(|s| s.last_response.clone()) {
@@ -214,7 +221,7 @@ impl Proxy {
             && !is_push
             && msg
                 .content_type()
-                .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("text/"))
+                .is_some_and(|ct| ct.get(..5).is_some_and(|t| t.eq_ignore_ascii_case("text/")))
         {
             match self.policy.im_filter().check_bytes(msg.body()) {
                 FilterVerdict::Block { prefix } => {
@@ -368,7 +375,7 @@ impl Proxy {
                     fqdn: self.settings.internal_next_hop.clone(),
                     side: Side::Internal,
                 };
-                self.forward(sid, msg, vec![hop], now, out);
+                self.forward(sid, msg, hop, Vec::new(), now, out);
             }
         }
     }
@@ -409,16 +416,11 @@ impl Proxy {
                 );
                 return self.refuse(sid, r, now, out);
             };
-            return self.forward(
-                sid,
-                msg,
-                vec![NextHop {
-                    fqdn,
-                    side: Side::External,
-                }],
-                now,
-                out,
-            );
+            let hop = NextHop {
+                fqdn,
+                side: Side::External,
+            };
+            return self.forward(sid, msg, hop, Vec::new(), now, out);
         }
         let Some(domain) = route::target_domain(msg) else {
             let r = route::simple_refusal(
@@ -440,20 +442,17 @@ impl Proxy {
             }
             OutboundVerdict::RoutePinned { fqdn } => {
                 self.count_decision(Side::Internal, &domain, "accept", "allowed_partner");
-                let hops = vec![NextHop {
+                let hop = NextHop {
                     fqdn,
                     side: Side::External,
-                }];
+                };
                 if self.pushing(sid) {
-                    let provider = hops
-                        .first()
-                        .map(|h| h.fqdn.host().to_string())
-                        .unwrap_or_default();
-                    if !self.push_admit(sid, provider, &hops, now, out) {
+                    let provider = hop.fqdn.host().to_string();
+                    if !self.push_admit(sid, provider, std::slice::from_ref(&hop), now, out) {
                         return;
                     }
                 }
-                self.forward(sid, msg, hops, now, out)
+                self.forward(sid, msg, hop, Vec::new(), now, out)
             }
             OutboundVerdict::RouteSrv { targets } => {
                 let label = targets
@@ -484,7 +483,7 @@ impl Proxy {
                 if self.pushing(sid) && !self.push_admit(sid, provider.unwrap_or_default(), &hops, now, out) {
                     return;
                 }
-                self.forward(sid, msg, hops, now, out);
+                self.forward_all(sid, msg, hops, now, out);
             }
         }
     }
@@ -592,7 +591,7 @@ impl Proxy {
     /// ACK for a non-2xx final is absorbed by its INVITE transaction; ACK for a 2xx is end-to-end and
     /// forwarded statelessly along the route set.
     fn on_ack(&mut self, _conn: ConnId, peer: &PeerInfo, msg: &Message<'_>, out: &mut Vec<Effect>) {
-        if self.server_keys.contains_key(&txn_key(msg, "INVITE")) {
+        if self.server_keys.contains_key(&self.txn_key(msg, "INVITE")) {
             return;
         }
         let hop = match peer.side {
@@ -626,7 +625,7 @@ impl Proxy {
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
-        let Some(&sid) = self.server_keys.get(&txn_key(msg, "INVITE")) else {
+        let Some(&sid) = self.server_keys.get(&self.txn_key(msg, "INVITE")) else {
             return self.respond_stateless(conn, peer.side, msg, 481, &Extra::default(), out);
         };
         self.respond_stateless(conn, peer.side, msg, 200, &Extra::default(), out);
@@ -668,28 +667,25 @@ fn relationship_label(r: &Relationship) -> &'static str {
     }
 }
 
-/// Server transaction key (RFC 3261 §17.2.3): the branch with the magic cookie, plus the method
-/// class (ACK and CANCEL look up their INVITE); for RFC 2543 peers, Call-ID + CSeq number + sent-by.
-pub(crate) fn txn_key(msg: &Message<'_>, method: &str) -> String {
-    let via = msg.top_via().ok();
-    let class = if method == "ACK" { "INVITE" } else { method };
-    match via
-        .as_ref()
-        .and_then(|v| v.branch().filter(|_| v.is_rfc3261_branch()))
-    {
-        Some(b) => {
-            let host = via.map_or("", |v| v.host);
-            let mut k = String::with_capacity(b.len() + host.len() + class.len() + 2);
-            for part in [b, "|", host, "|", class] {
-                k.push_str(part);
+impl Proxy {
+    /// Server transaction key (RFC 3261 §17.2.3): the branch with the magic cookie, plus the sent-by
+    /// host and the method class (ACK and CANCEL look up their INVITE); for RFC 2543 peers, Call-ID
+    /// + CSeq number + sent-by. Hashed ([`super::ids::TxnKey`]): no string is kept or built.
+    pub(crate) fn txn_key(&self, msg: &Message<'_>, method: &str) -> super::ids::TxnKey {
+        let via = msg.top_via().ok();
+        let class = if method == "ACK" { "INVITE" } else { method };
+        let host = via.as_ref().map_or("", |v| v.host);
+        match via
+            .as_ref()
+            .and_then(|v| v.branch().filter(|_| v.is_rfc3261_branch()))
+        {
+            Some(b) => self.keys.of(&[b, host, class]),
+            None => {
+                let mut number = String::with_capacity(10);
+                super::ids::push_hex(&mut number, u64::from(msg.cseq().map_or(0, |c| c.number)));
+                self.keys
+                    .of(&["2543", msg.call_id().unwrap_or(""), &number, host, class])
             }
-            k
         }
-        None => format!(
-            "2543|{}|{}|{}|{class}",
-            msg.call_id().unwrap_or(""),
-            msg.cseq().map_or(0, |c| c.number),
-            via.map_or("", |v| v.host)
-        ),
     }
 }

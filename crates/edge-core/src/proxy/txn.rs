@@ -26,7 +26,7 @@ pub(crate) struct ServerTxn {
     pub conn: ConnId,
     pub side: Side,
     pub is_invite: bool,
-    pub key: String,
+    pub key: super::ids::TxnKey,
     /// The request as received (responses are generated from it).
     pub request: Vec<u8>,
     pub final_status: Option<u16>,
@@ -41,7 +41,9 @@ pub(crate) struct ServerTxn {
 #[derive(Debug)]
 pub(crate) struct ClientTxn {
     pub server: u64,
-    pub branch: String,
+    /// The key of the branch it went out with, in `client_branches` (the branch itself is in the
+    /// forwarded bytes, where CANCEL and ACK read it).
+    pub branch_key: super::ids::TxnKey,
     pub is_invite: bool,
     /// The request as forwarded (resent on failover, source of CANCEL and ACK); empty for a
     /// non-INVITE without spare hops, which needs neither.
@@ -147,12 +149,14 @@ impl Proxy {
         &mut self,
         conn: ConnId,
         side: Side,
-        key: String,
+        key: super::ids::TxnKey,
         is_invite: bool,
         request: &[u8],
     ) -> u64 {
         let id = self.next_id();
-        self.server_keys.insert(key.clone(), id);
+        self.server_keys.insert(key, id);
+        let mut stored = self.take_buf();
+        stored.extend_from_slice(request);
         self.servers.insert(
             id,
             ServerTxn {
@@ -160,7 +164,7 @@ impl Proxy {
                 side,
                 is_invite,
                 key,
-                request: request.to_vec(),
+                request: stored,
                 final_status: None,
                 last_response: None,
                 client: None,
@@ -316,7 +320,12 @@ impl Proxy {
                     self.server_keys.remove(&s.key);
                     if let Some(c) = s.client.and_then(|cid| self.clients.remove(&cid)) {
                         self.disarm(c.timer);
-                        self.client_branches.remove(&c.branch);
+                        self.client_branches.remove(&c.branch_key);
+                        self.recycle(c.bytes);
+                    }
+                    self.recycle(s.request);
+                    if let Some(r) = s.last_response {
+                        self.recycle(r);
                     }
                 }
             }

@@ -47,6 +47,8 @@ const LINGER: Duration = Duration::from_secs(2);
 const CHUNK: usize = 16 * 1024;
 /// Queued messages handed to rustls in one vectored write.
 const FEED_SLICES: usize = 32;
+/// Written buffers a connection keeps for the worker between two `take_spent` calls, at most.
+const SPENT_KEPT: usize = 64;
 const PING: &[u8] = b"\r\n\r\n";
 const PONG: &[u8] = b"\r\n";
 
@@ -141,6 +143,9 @@ pub(crate) struct Conn {
     dirty: bool,
     /// Octets of the front of `wq` already handed to rustls.
     wq_head: usize,
+    /// Buffers rustls has taken every byte of, for the worker to give back to the core
+    /// ([`Conn::take_spent`]) so it writes the next messages into them instead of new ones.
+    spent: Vec<Vec<u8>>,
     wq_bytes: usize,
     last_rx: Instant,
     keepalive: Option<Keepalive>,
@@ -246,6 +251,7 @@ impl Conn {
             discarding: false,
             input_pending: false,
             wq: VecDeque::new(),
+            spent: Vec::new(),
             dirty: false,
             wq_head: 0,
             wq_bytes: 0,
@@ -689,6 +695,11 @@ impl Conn {
         Ok(())
     }
 
+    /// The buffers written out since the last call (see `spent`).
+    pub fn take_spent(&mut self) -> std::vec::Drain<'_, Vec<u8>> {
+        self.spent.drain(..)
+    }
+
     fn enqueue(&mut self, bytes: Vec<u8>) -> Result<(), CloseReason> {
         if self.wq_bytes + bytes.len() > self.limits.write_bound {
             return Err(CloseReason::WriteOverflow);
@@ -736,7 +747,11 @@ impl Conn {
             let rest = front.len().saturating_sub(self.wq_head);
             if left >= rest {
                 left -= rest;
-                self.wq.pop_front();
+                if let Some(done) = self.wq.pop_front() {
+                    if self.spent.len() < SPENT_KEPT {
+                        self.spent.push(done);
+                    }
+                }
                 self.wq_head = 0;
             } else {
                 self.wq_head += left;

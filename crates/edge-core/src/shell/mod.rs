@@ -70,6 +70,9 @@ pub trait Core {
     }
     /// A reload's snapshot, applied between events (fakes may ignore it).
     fn apply(&mut self, _runtime: &Runtime) {}
+    /// A buffer of `Effect::Send` bytes the shell has written out, for the core to reuse (fakes may
+    /// drop it).
+    fn recycle(&mut self, _buf: Vec<u8>) {}
 }
 
 impl Core for Proxy {
@@ -95,6 +98,10 @@ impl Core for Proxy {
 
     fn stats(&self) -> Option<&crate::proxy::stats::CoreStats> {
         Some(Proxy::stats(self))
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        Proxy::recycle(self, buf);
     }
 
     fn apply(&mut self, runtime: &Runtime) {

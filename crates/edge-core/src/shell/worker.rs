@@ -484,8 +484,14 @@ impl<C: Core> Worker<C> {
         })
     }
 
-    /// After a connection call: re-arm its deadline, or remove it.
+    /// After a connection call: re-arm its deadline, or remove it. The buffers it finished writing
+    /// go back to the core, which writes the next messages into them.
     fn settle(&mut self, key: usize, result: Result<(), CloseReason>, now: Instant) {
+        if let Some(entry) = self.conns.get_mut(key) {
+            for buf in entry.conn.take_spent() {
+                self.core.recycle(buf);
+            }
+        }
         match result {
             Ok(()) => self.rearm(key),
             Err(reason) => self.remove(key, reason, now),

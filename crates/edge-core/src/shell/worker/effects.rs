@@ -33,7 +33,8 @@ impl<C: Core> Worker<C> {
                 ..
             } => {
                 let Some(&key) = self.ids.get(&id) else {
-                    return; // gone: the core hears ConnClosed
+                    // Gone: the core hears ConnClosed; the buffer serves again.
+                    return self.core.recycle(bytes);
                 };
                 if let Some(entry) = self.conns.get_mut(key) {
                     let clean = !entry.conn.is_dirty();
