@@ -1,5 +1,5 @@
-//! `sipedge decode`, black-box: the real binary, stdin in, JSON out, exit codes — the contract of the
-//! design brief §6 — on hand-made messages and on every message of the shared corpus.
+//! `sipedge decode`, black-box: the real binary, stdin in, JSON out, exit codes — a contract other
+//! tools rely on — on hand-made messages and on every message of the shared corpus.
 
 // Test code: a panic is how a test fails.
 #![allow(

@@ -1,8 +1,9 @@
-//! Issue 5, black-box: the federation decision of design brief §2 with DNS for real — the `sipedge run`
-//! binary on loopback, its `[dns] servers` pointing at a `dnsmasq` we start on a free loopback port
-//! (SRV and A records from its command line, every other name NXDOMAIN), no static `[dns] hosts` for
-//! the names under test, TLS peers from the test PKI (`partner_leaf` certificates for the SRV targets
-//! and for the hosted provider `sipfed.online.lync.com`).
+//! Issue 5, black-box: the federation decision (docs/architecture.md, Federation decision) with
+//! DNS for real — the `sipedge run` binary on loopback, its `[dns] servers` pointing at a
+//! `dnsmasq` we start on a free loopback port (SRV and A records from its command line, every
+//! other name NXDOMAIN), no static `[dns] hosts` for the names under test, TLS peers from the test
+//! PKI (`partner_leaf` certificates for the SRV targets and for the hosted provider
+//! `sipfed.online.lync.com`).
 //!
 //! Each test has its own dnsmasq, edge and peers. Every wait is bounded; loopback only. The dnsmasq
 //! query log is checked so that a test cannot pass without the edge having asked DNS.

@@ -1,8 +1,9 @@
-//! Subscription liveness (issue 12, design brief §4), black-box: the real `sipedge` binary, real TLS,
-//! a watcher and a presentity on either side. When the link a subscription depends on dies — the
-//! peer killed, or hung so that only the keepalive can tell — the watcher gets a NOTIFY with
-//! `Subscription-State: terminated;reason=deactivated` and id 1912 naming the link, re-subscribes,
-//! is refused while the link is down, and gets presence again once the peer is back.
+//! Subscription liveness (issue 12; docs/architecture.md, Subscriptions), black-box: the real
+//! `sipedge` binary, real TLS, a watcher and a presentity on either side. When the link a
+//! subscription depends on dies — the peer killed, or hung so that only the keepalive can tell —
+//! the watcher gets a NOTIFY with `Subscription-State: terminated;reason=deactivated` and id 1912
+//! naming the link, re-subscribes, is refused while the link is down, and gets presence again once
+//! the peer is back.
 //!
 //! Without the feature the watcher hears nothing until its refresh (Expires: 3600 here: an hour).
 

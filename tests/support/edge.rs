@@ -158,7 +158,7 @@ impl Edge {
                 );
             }
         }
-        // `metrics http <addr>` comes after the listener lines (design brief §6).
+        // `metrics http <addr>` comes after the listener lines (docs/architecture.md, Logging).
         Edge {
             child,
             internal_addr: internal.unwrap(),

@@ -1,8 +1,9 @@
-//! Inbound decision (design brief §2): a request from a partner on the external side. The peer's
-//! certificate identities (SAN DNS names; exact, no wildcards) must be the allowed partner's pinned
-//! proxy FQDN, an enabled hosted provider's FQDN (for an allowed From domain), or — for an allowed
-//! domain without a pin, or with partner discovery — a target of the From domain's SRV record inside
-//! that domain. The From domain must not be blocked or one of ours.
+//! Inbound decision (docs/architecture.md, Federation decision): a request from a partner on the
+//! external side. The peer's certificate identities (SAN DNS names; exact, no wildcards) must be
+//! the allowed partner's pinned proxy FQDN, an enabled hosted provider's FQDN (for an allowed From
+//! domain), or — for an allowed domain without a pin, or with partner discovery — a target of the
+//! From domain's SRV record inside that domain. The From domain must not be blocked or one of
+//! ours.
 
 use crate::names::DomainName;
 use crate::outbound::{srv_name, SrvAnswer, NOT_CONFIGURED};

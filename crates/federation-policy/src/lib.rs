@@ -1,7 +1,8 @@
-//! `federation-policy`: the edge's routing and admission decisions, as a pure crate (design brief §2,
-//! §5). No sockets, no clock, no threads, no logging: a [`PolicyBuilder`] turns configuration into an
-//! immutable [`Policy`] snapshot (rejecting contradictions, every one listed), and the decision
-//! functions return verdicts that carry their reason — status, MS-OCER-style diagnostic, log event.
+//! `federation-policy`: the edge's routing and admission decisions, as a pure crate
+//! (docs/architecture.md, Federation decision). No sockets, no clock, no threads, no logging: a
+//! [`PolicyBuilder`] turns configuration into an immutable [`Policy`] snapshot (rejecting
+//! contradictions, every one listed), and the decision functions return verdicts that carry their
+//! reason — status, MS-OCER-style diagnostic, log event.
 //!
 //! - `names.rs`: [`DomainName`], [`Fqdn`].
 //! - `policy.rs`: builder, snapshot, configuration errors.

@@ -1,4 +1,5 @@
-//! Outbound decision (design brief §2): a request from the internal side to domain D.
+//! Outbound decision (docs/architecture.md, Federation decision): a request from the internal side
+//! to domain D.
 //!
 //! 1. D blocked → 403 (1005). D one of ours → 403 (1017).
 //! 2. D allowed with a pinned proxy FQDN → route there, no DNS.
@@ -17,7 +18,7 @@ use crate::names::{DomainName, Fqdn};
 use crate::policy::{Policy, Relationship};
 use crate::verdict::{DiagnosticId, Refusal};
 
-/// The field text operators search for (design brief §2).
+/// The field text operators search for.
 pub const NOT_CONFIGURED: &str =
     "The domain of the message is not configured and does not appear to belong to a federated partner";
 
@@ -175,8 +176,8 @@ impl Policy {
             .map(|r| format!("{}:{}", r.target.trim_end_matches('.'), r.port))
             .unwrap_or_default();
         // Which answer depends on whether the domain is *configured*, not on discovery: a domain
-        // that is not allowed gets the field's texts (design brief §2) whether discovery is on or
-        // off — discovery only adds targets inside the domain, and those were tried above.
+        // that is not allowed gets the field's texts whether discovery is on or off — discovery
+        // only adds targets inside the domain, and those were tried above.
         let via_provider = records
             .iter()
             .find_map(|r| self.enabled_provider_for_host(r.target.trim_end_matches('.')));

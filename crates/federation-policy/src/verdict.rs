@@ -139,7 +139,7 @@ impl Refusal {
     }
 
     /// `ms-diagnostics-public` value towards partners: no `source`, and only the params named
-    /// in `public` — nothing about the inside crosses (design brief §2, the trust boundary).
+    /// in `public` — nothing about the inside crosses (docs/architecture.md, Invariants).
     pub fn ms_diagnostics_public(&self) -> String {
         self.render(None)
     }

@@ -1,6 +1,7 @@
-//! Every branch of design brief §2, table-driven, plus properties that must hold for any input:
-//! blocked always wins; an unlisted domain with discovery off is never routed; every refusal carries
-//! a status, an id, a reason and a log event; SRV ordering is a priority-respecting permutation.
+//! Every branch of the federation decision (docs/architecture.md, Federation decision),
+//! table-driven, plus properties that must hold for any input: blocked always wins; an unlisted
+//! domain with discovery off is never routed; every refusal carries a status, an id, a reason and
+//! a log event; SRV ordering is a priority-respecting permutation.
 
 // Test code: a panic is how a test fails.
 #![allow(

@@ -1,11 +1,12 @@
-//! `sipedge check-config FILE` (design brief §6): loads and validates a configuration exactly as
-//! `sipedge run` would (file + `SIPEDGE__…` environment overrides) and prints a stable, greppable
-//! report on stdout: `warning: <key>: <text>` lines and `ok: <FILE> is valid (<n> warnings)`, exit 0;
-//! or every problem as `error: <key>: <problem>`, the warnings found on the way, and
+//! `sipedge check-config FILE`: loads and validates a configuration exactly as `sipedge run` would
+//! (file + `SIPEDGE__…` environment overrides) and prints a stable, greppable report on stdout:
+//! `warning: <key>: <text>` lines and `ok: <FILE> is valid (<n> warnings)`, exit 0; or every
+//! problem as `error: <key>: <problem>`, the warnings found on the way, and
 //! `invalid: <FILE> (<n> errors)`, exit 1. Counts are singular for one ("1 error", "1 warning"). A
-//! valid configuration also gets one `trust: external: …` line before the `ok:` line: how many roots
-//! of the operating system's store and of `external.ca_file` partner certificates are verified against.
-//! `--embedded-default` checks the configuration compiled into the binary instead of a file.
+//! valid configuration also gets one `trust: external: …` line before the `ok:` line: how many
+//! roots of the operating system's store and of `external.ca_file` partner certificates are
+//! verified against. `--embedded-default` checks the configuration compiled into the binary
+//! instead of a file.
 
 use std::io::Write;
 use std::path::Path;

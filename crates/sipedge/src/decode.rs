@@ -1,5 +1,5 @@
-//! `sipedge decode`: one SIP message on stdin → one JSON object on stdout (design brief §6 contract).
-//! `{"kind":"request","method":..,"uri":..,"headers":[[name,value],..],"body_len":N}` or
+//! `sipedge decode`: one SIP message on stdin → one JSON object on stdout (a contract other tools
+//! rely on). `{"kind":"request","method":..,"uri":..,"headers":[[name,value],..],"body_len":N}` or
 //! `{"kind":"response","status":..,"reason":..,"headers":..,"body_len":N}`; invalid input prints
 //! `{"error":".."}` and exits 1. Header names as written (compact forms kept), values unfolded.
 

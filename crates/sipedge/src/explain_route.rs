@@ -1,7 +1,8 @@
-//! `sipedge explain-route DOMAIN --config FILE`: performs the real lookups and prints every step of
-//! the federation decision of design brief §2 — which list matched, the SRV answer, how each target
-//! was judged, the chosen targets with their addresses and the certificate each must present — then
-//! the verdict with the diagnostic an operator would see. Exit 0 when routable, 1 when not.
+//! `sipedge explain-route DOMAIN --config FILE`: performs the real lookups and prints every step
+//! of the federation decision (docs/architecture.md, Federation decision) — which list matched,
+//! the SRV answer, how each target was judged, the chosen targets with their addresses and the
+//! certificate each must present — then the verdict with the diagnostic an operator would see.
+//! Exit 0 when routable, 1 when not.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;

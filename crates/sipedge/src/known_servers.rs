@@ -1,9 +1,10 @@
-//! The known-server table as structured log events (design brief §5): one `known_server` event per
-//! entry when the edge starts — the information Lync's Access Edge logs as event 14492, so the field
-//! can compare the two — and on a reload one per entry added (Lync event 14493), removed (14495) or
-//! changed (logged as re-added, 14493, with the old entry). [`diff`] is the comparison;
-//! [`log_table`] writes the start's events to stderr as JSON lines, [`reload_events`] makes a
-//! reload's (logged by `reload.rs` with the rest of the reload's differences).
+//! The known-server table as structured log events (docs/architecture.md, Logging): one
+//! `known_server` event per entry when the edge starts — the information Lync's Access Edge logs
+//! as event 14492, so the field can compare the two — and on a reload one per entry added (Lync
+//! event 14493), removed (14495) or changed (logged as re-added, 14493, with the old entry).
+//! [`diff`] is the comparison; [`log_table`] writes the start's events to stderr as JSON lines,
+//! [`reload_events`] makes a reload's (logged by `reload.rs` with the rest of the reload's
+//! differences).
 
 use federation_policy::KnownServer;
 

@@ -1,5 +1,5 @@
-//! The `sipedge` binary: command-line entry points (design brief §6). Each subcommand lives in its own
-//! module; the edge itself is in `edge-core`, the decisions in `federation-policy`.
+//! The `sipedge` binary: command-line entry points. Each subcommand lives in its own module; the
+//! edge itself is in `edge-core`, the decisions in `federation-policy`.
 
 mod check_config;
 mod config;

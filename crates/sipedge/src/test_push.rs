@@ -1,8 +1,9 @@
-//! `sipedge test-push`: the synthetic push transaction of design brief §3 (after Lync's
-//! `Test-CsMcxPushNotification`). It connects to a running edge's internal listener as a known server
-//! (mutual TLS, `sip_client`), sends one MESSAGE to `push.proxy_uri` (default
-//! `sip:push@push.lync.com`) From `sip:sipedge-test-push@<first edge.sip_domains domain>` with a
-//! `text/plain` body `sipedge test-push <random id>`, waits for the final response and prints exactly
+//! `sipedge test-push`: the synthetic push transaction (docs/architecture.md, Push; after Lync's
+//! `Test-CsMcxPushNotification`). It connects to a running edge's internal listener as a known
+//! server (mutual TLS, `sip_client`), sends one MESSAGE to `push.proxy_uri` (default
+//! `sip:push@push.lync.com`) From `sip:sipedge-test-push@<first edge.sip_domains domain>`
+//! with a `text/plain` body `sipedge test-push <random id>`, waits for the final response
+//! and prints exactly
 //!
 //! ```text
 //! TargetFqdn : <the edge's internal FQDN>

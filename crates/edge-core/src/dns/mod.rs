@@ -1,9 +1,10 @@
 //! A sans-IO DNS stub resolver for the edge (issue 5): SRV lookups of `_sipfederationtls._tcp.<D>`
-//! and A+AAAA lookups of their targets (design brief §2). [`DnsClient`] owns no socket, reads no
-//! clock and draws no randomness of its own: the shell feeds it datagrams, TCP responses and the time,
-//! and sends what [`DnsClient::poll_transmit`] hands out (from a randomised source port: ids alone
-//! are 16 bits). Answers are cached in a [`SharedCache`] (`cache.rs`) shared by all workers; the wire
-//! format is `wire.rs` (hickory-proto's codec), the server list comes from `resolv_conf.rs`.
+//! and A+AAAA lookups of their targets (docs/architecture.md, Message path). [`DnsClient`] owns no
+//! socket, reads no clock and draws no randomness of its own: the shell feeds it datagrams, TCP
+//! responses and the time, and sends what [`DnsClient::poll_transmit`] hands out (from a
+//! randomised source port: ids alone are 16 bits). Answers are cached in a [`SharedCache`]
+//! (`cache.rs`) shared by all workers; the wire format is `wire.rs` (hickory-proto's codec), the
+//! server list comes from `resolv_conf.rs`.
 //!
 //! Lifecycle of one lookup: [`DnsClient::lookup`] answers from the cache at once (following cached
 //! CNAMEs), or waits on one wire query per (name, type) — shared by every lookup that needs it. A

@@ -1,9 +1,9 @@
-//! Subscription liveness (design brief §4, issue 12): the SUBSCRIBE dialogs this worker
-//! record-routes, and the links they depend on. A presence watcher gets no heartbeat: when the
-//! federation link behind its subscription dies, NOTIFYs just stop and it finds out at its next
-//! refresh, often an hour later. The edge is the one element that sees the link die; it sends the
-//! subscriber a NOTIFY with `Subscription-State: terminated;reason=deactivated` (RFC 6665 §4.1.3:
-//! re-subscribe at once) and an `ms-diagnostics` saying which link failed.
+//! Subscription liveness (issue 12; docs/architecture.md, Subscriptions): the SUBSCRIBE dialogs
+//! this worker record-routes, and the links they depend on. A presence watcher gets no heartbeat:
+//! when the federation link behind its subscription dies, NOTIFYs just stop and it finds out at
+//! its next refresh, often an hour later. The edge is the one element that sees the link die; it
+//! sends the subscriber a NOTIFY with `Subscription-State: terminated;reason=deactivated`
+//! (RFC 6665 §4.1.3: re-subscribe at once) and an `ms-diagnostics` saying which link failed.
 //!
 //! **What is tracked.** A subscription is created when a 2xx answers an out-of-dialog SUBSCRIBE the
 //! edge forwarded: Call-ID, both tags, the Event, the subscriber's From and Contact (its remote

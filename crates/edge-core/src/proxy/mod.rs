@@ -317,7 +317,8 @@ impl Proxy {
     }
 
     fn on_conn_up(&mut self, conn: ConnId, peer: PeerInfo, out: &mut Vec<Effect>) {
-        // Internal side, accepted: the client certificate must name a known server (design brief §1).
+        // Internal side, accepted: the client certificate must name a known server
+        // (docs/architecture.md, Sides).
         if peer.side == Side::Internal && peer.dialled.is_none() {
             let known = peer.identities.iter().find_map(|id| self.policy.known_server(id));
             if known.is_none() {

@@ -1,13 +1,14 @@
-//! Push requests in the proxy core (design brief §3): a request from the internal side whose
-//! Request-URI is `push.proxy_uri` (`push_relay::is_push_uri`). Before it is routed, its body goes
-//! through the IM URL filter ("Push Notification request was rejected", 403, id 1909) and its RFC 8599
-//! target identity is checked (`push_relay::check_target`; 480 "No push subscription for target
-//! device", id 1910). It is routed by the federation decision like any request; before each
-//! attempt the provider's circuit breaker admits it (open: 503 + Retry-After at once, id 1007 with
-//! the provider and the time it closes); each attempt gets the relay's own timeout
-//! (`push.timeout_ms`, shorter than Timer F); and the one outcome path (`txn.rs::conclude`) asks the
-//! relay policy whether to retry. The policy itself — classify, retry, backoff, breaker — is the
-//! sans-IO `push-relay` crate, shared by all workers behind one lock taken only on push traffic.
+//! Push requests in the proxy core (docs/architecture.md, Push): a request from the internal side
+//! whose Request-URI is `push.proxy_uri` (`push_relay::is_push_uri`). Before it is routed, its
+//! body goes through the IM URL filter ("Push Notification request was rejected", 403, id 1909)
+//! and its RFC 8599 target identity is checked (`push_relay::check_target`; 480 "No push
+//! subscription for target device", id 1910). It is routed by the federation decision like any
+//! request; before each attempt the provider's circuit breaker admits it (open: 503 + Retry-After
+//! at once, id 1007 with the provider and the time it closes); each attempt gets the relay's own
+//! timeout (`push.timeout_ms`, shorter than Timer F); and the one outcome path
+//! (`txn.rs::conclude`) asks the relay policy whether to retry. The policy itself — classify,
+//! retry, backoff, breaker — is the sans-IO `push-relay` crate, shared by all workers behind one
+//! lock taken only on push traffic.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -244,9 +244,9 @@ fn parse_roots(side: Side, pem: &[u8], what: &'static str) -> Result<RootCertSto
 }
 
 /// The verifier of the servers we dial: the WebPKI chain checks, then the name — exactly, never
-/// through a wildcard (federation FQDNs are matched literally, design brief §2.4). A mismatch fails
-/// the handshake with `NotValidForNameContext` carrying the certificate's own identities, which
-/// [`mismatch_names`] turns back into what the core is told.
+/// through a wildcard (federation FQDNs are matched literally: docs/architecture.md, Sides). A
+/// mismatch fails the handshake with `NotValidForNameContext` carrying the certificate's own
+/// identities, which [`mismatch_names`] turns back into what the core is told.
 #[derive(Debug)]
 struct ExactNameVerifier {
     webpki: Arc<WebPkiServerVerifier>,

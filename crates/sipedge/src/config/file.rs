@@ -1,8 +1,9 @@
-//! The file layer: serde structs mirroring exactly the sections and keys of the configuration contract
-//! (design brief §6), every struct `deny_unknown_fields`, and the production defaults of the optional
-//! keys. Every leaf is an `Option` (and every list of tables defaults to empty) so that a missing
-//! required key is reported by validation with its key path, together with every other error, instead
-//! of by serde's first "missing field". Nothing here checks a value: `validate.rs` does.
+//! The file layer: serde structs mirroring exactly the sections and keys of the configuration
+//! contract (`deploy/sipedge.toml` documents every key), every struct `deny_unknown_fields`, and
+//! the production defaults of the optional keys. Every leaf is an `Option` (and every list of
+//! tables defaults to empty) so that a missing required key is reported by validation with its key
+//! path, together with every other error, instead of by serde's first "missing field". Nothing
+//! here checks a value: `validate.rs` does.
 
 use serde::Deserialize;
 

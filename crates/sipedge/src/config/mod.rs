@@ -1,8 +1,8 @@
-//! The edge's configuration (design brief §6): a TOML file through the `config` crate, overridden by
-//! environment variables `SIPEDGE__SECTION__KEY`, checked whole into an immutable [`Config`]. Loading
-//! never stops at the first problem: every unknown key, wrong type, bad value, unreadable certificate
-//! and federation-policy contradiction comes back as one [`Issue`] naming its key path, and what is
-//! valid but likely to bite comes back as warnings on the [`Config`].
+//! The edge's configuration: a TOML file through the `config` crate, overridden by environment
+//! variables `SIPEDGE__SECTION__KEY`, checked whole into an immutable [`Config`]. Loading never
+//! stops at the first problem: every unknown key, wrong type, bad value, unreadable certificate
+//! and federation-policy contradiction comes back as one [`Issue`] naming its key path, and what
+//! is valid but likely to bite comes back as warnings on the [`Config`].
 //!
 //! - `file.rs`: the serde structs of the file and the defaults of optional keys.
 //! - `schema.rs`: the key schema; unknown keys and types, all at once; environment conversion.
@@ -20,7 +20,7 @@ mod load;
 pub mod local_pki;
 mod schema;
 mod sections;
-// The whole contract of design brief §6 is validated now; the push relay, metrics and DNS client
+// Every key of the configuration is validated now; the push relay, metrics and DNS client
 // (later issues) are the readers of the settings the proxy does not use yet.
 #[allow(dead_code)]
 mod settings;

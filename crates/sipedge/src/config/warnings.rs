@@ -107,7 +107,7 @@ pub(super) fn compute(v: &View<'_>) -> Vec<Issue> {
 }
 
 /// The push domain must be allowed, and (unless pinned to a proxy FQDN) reached through an enabled
-/// hosted provider (design brief §2, §3); otherwise every push ends in 504 Server time-out.
+/// hosted provider (docs/architecture.md, Push); otherwise every push ends in 504 Server time-out.
 fn push_routing(policy: &Policy, push: &PushSettings, w: &mut Issues) {
     let domain = push.proxy_uri.domain();
     let entry = policy.allowed(domain);
