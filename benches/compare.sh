@@ -6,12 +6,17 @@
 # over TLS (mutual, both legs) and plain TCP (sipedge has no plain-TCP listener: its TCP row is
 # absent), and prints one table with the date, nproc, the CPU model and the commit.
 #
-# Scenarios (SCENARIOS="max fixed half"): max — as fast as the load allows (2 x 32 in flight);
-#   fixed — FIXED_RATE=5000 transactions/s offered to every target (the CPU per transaction where
-#   per-wake-up costs show); half — each proxy at 50 % of the rate it reached in `max`, and the
+# Scenarios (SCENARIOS="max fixed bursts half"): max — as fast as the load allows (2 x 32 in
+#   flight); fixed — FIXED_RATE=5000 transactions/s offered to every target (the CPU per transaction
+#   where per-wake-up costs show); bursts — a front end's shape: each connection writes its 32
+#   requests at once and waits for all 32 finals, and the sink answers each request with a write of
+#   its own (`run --bursts`); half — each proxy at 50 % of the rate it reached in `max`, and the
 #   generator straight to the sink at that same rate, so the table shows the p99 the proxy adds.
 # Knobs (environment): DURATION=10 WARMUP=2 CONNS=2 INFLIGHT=32 FIXED_RATE=5000
 #   TRANSPORTS="tls tcp" TARGETS="direct sipedge kamailio" NO_BUILD=1 (reuse target/release)
+#   EDGE_WORKERS=n (the edge's workers; default nproc, as Kamailio's children)
+#   EDGE_BEFORE=path (another sipedge binary, e.g. an earlier commit's: target sipedge-before, run
+#   right before sipedge, so a change is measured side by side in one run)
 #   KEEP=1 (keep the work directory: reports, configs, logs)
 #   KAM_SHM_MB=4096 (Kamailio's shared memory: tm keeps each transaction for its 5 s wait timer
 #   after the final response; at ~19,000/s 1024 MB ran out within 3 s, 256 within one)
@@ -28,10 +33,15 @@ WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-2}
 INFLIGHT=${INFLIGHT:-32}
 FIXED_RATE=${FIXED_RATE:-5000}
-SCENARIOS=${SCENARIOS:-"max fixed half"}
+SCENARIOS=${SCENARIOS:-"max fixed bursts half"}
 TRANSPORTS=${TRANSPORTS:-"tls tcp"}
 TARGETS=${TARGETS:-"direct sipedge kamailio"}
+if [[ -n ${EDGE_BEFORE:-} && " $TARGETS " != *" sipedge-before "* ]]; then
+    TARGETS=${TARGETS/sipedge/sipedge-before sipedge}
+fi
 CHILDREN=$(nproc)
+# The edge's worker threads (Kamailio's children stay CHILDREN).
+EDGE_WORKERS=${EDGE_WORKERS:-$CHILDREN}
 
 if [[ -z ${NO_BUILD:-} ]]; then
     (cd "$ROOT" && cargo build --release -p sipedge -p sipedge-benches --bin sipedge --bin sipedge-bench)
@@ -50,7 +60,8 @@ P=$WORK/pki
 # report kept as $WORK/LABEL-TRANSPORT-SCENARIO[-RATE].json.
 REPORTS=()
 run() {
-    local scenario=$1 rate=$2 label=$3 tr=$4 target=$5 name=$6 ca=$7 pids=$8 tls_args=()
+    local scenario=$1 rate=$2 label=$3 tr=$4 target=$5 name=$6 ca=$7 pids=$8 tls_args=() shape=()
+    [[ $scenario != bursts ]] || shape=(--bursts)
     local out=$WORK/$label-$tr-$scenario.json
     [[ $label != direct || $scenario != half ]] || out=$WORK/$label-$tr-$scenario-$rate.json
     if [[ $tr == tcp ]]; then
@@ -59,7 +70,7 @@ run() {
         tls_args=(--server-name "$name" --cert "$P/fe1.corp.test.crt" --key "$P/fe1.corp.test.key" --ca "$ca")
     fi
     echo "== $label over $tr, $scenario: $CONNS connections, $INFLIGHT in flight each, rate $rate, ${DURATION}s (+${WARMUP}s warm-up)" >&2
-    "$BENCH" run --target "$target" "${tls_args[@]}" -c "$CONNS" --inflight "$INFLIGHT" --rate "$rate" \
+    "$BENCH" run --target "$target" "${tls_args[@]}" "${shape[@]}" -c "$CONNS" --inflight "$INFLIGHT" --rate "$rate" \
         --duration "$DURATION" --warmup "$WARMUP" --pid "$pids" --label "$label" --scenario "$scenario" \
         --json >"$out"
     "$BENCH" table "$out" | tail -1 >&2
@@ -78,7 +89,7 @@ scenarios() {
     local sc rate
     for sc in $SCENARIOS; do
         case $sc in
-        max) rate=0 ;;
+        max | bursts) rate=0 ;;
         fixed) rate=$FIXED_RATE ;;
         half)
             [[ $1 != direct ]] || continue
@@ -117,14 +128,17 @@ for target in $TARGETS; do
             scenarios direct "$tr" "${SINK[$tr]}" edge.partner.test "$P/partner-ca.pem" "${SINK_PID[$tr]}"
         done
         ;;
-    sipedge)
+    sipedge | sipedge-before)
         [[ " $TRANSPORTS " == *" tls "* ]] || continue
-        edge_toml "$P" "$(echo "${SINK[tls]}" | port_of)" "$CHILDREN" >"$WORK/sipedge.toml"
-        start sipedge "$EDGE" run --config "$WORK/sipedge.toml"
+        bin=$EDGE
+        [[ $target != sipedge-before ]] || bin=$EDGE_BEFORE
+        edge_toml "$P" "$(echo "${SINK[tls]}" | port_of)" "$EDGE_WORKERS" >"$WORK/$target.toml"
+        start "$target" "$bin" run --config "$WORK/$target.toml"
         edge_pid=$LAST_PID
-        addr=$(wait_line "$WORK/sipedge.out" '^listening internal sip\+tls ' | awk '{print $4}')
-        scenarios sipedge tls "$addr" edge-int.corp.test "$P/internal-ca.pem" "$edge_pid"
+        addr=$(wait_line "$WORK/$target.out" '^listening internal sip\+tls ' | awk '{print $4}')
+        scenarios "$target" tls "$addr" edge-int.corp.test "$P/internal-ca.pem" "$edge_pid"
         kill -TERM "$edge_pid" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$edge_pid" 2>/dev/null || break; sleep 0.1; done
         ;;
     kamailio)
         KAM=$(command -v kamailio || echo /usr/sbin/kamailio)

@@ -47,6 +47,8 @@ pub struct GenOpts {
     pub template: RequestTemplate,
     /// The process(es) under test, for their CPU ticks.
     pub pids: Vec<u32>,
+    /// Bursts: a connection writes `inflight` requests at once only when none is outstanding.
+    pub bursts: bool,
 }
 
 /// Longest poll wait: timeouts and the window's end are checked at least this often.
@@ -173,7 +175,11 @@ pub fn run(o: &GenOpts) -> Result<(Measured, Histogram<u64>)> {
             if !c.alive || !c.stream.ready() {
                 continue;
             }
-            let room = u64::from(o.inflight).saturating_sub(c.outstanding.len() as u64);
+            let room = match o.bursts {
+                // The next burst only once every request of the last one has its final.
+                true if !c.outstanding.is_empty() => 0,
+                _ => u64::from(o.inflight).saturating_sub(c.outstanding.len() as u64),
+            };
             let take = if room == 0 { 0 } else { bucket.take(t, room) };
             if take == 0 {
                 continue;
@@ -314,8 +320,10 @@ mod tests {
                 uri: "sip:bob@partner.test".into(),
                 from: "sip:alice@corp.test".into(),
                 transport: "TLS",
+                answer_each: false,
             },
             pids: vec![std::process::id()],
+            bursts: false,
         }
     }
 
@@ -332,6 +340,22 @@ mod tests {
         assert!((0.45..0.7).contains(&m.window_s), "{m:?}");
         assert_eq!(m.transport, "tls");
         assert!(m.proxy_ticks.is_some(), "our own pid stands in for the proxy");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bursts_wait_for_every_final_and_the_sink_answers_each_alone() {
+        let dir = std::env::temp_dir().join(format!("sipedge-bench-burst-{}", std::process::id()));
+        let (addr, client) = crate::sink::tls_sink_for_tests(&dir);
+        let name = ServerName::try_from("edge.partner.test").unwrap();
+        let mut o = opts(addr, Some((client, name)));
+        o.rate = 0;
+        o.bursts = true;
+        o.template.answer_each = true;
+        let (m, latency) = run(&o).unwrap();
+        assert_eq!(m.failures, Failures::default(), "{m:?}");
+        assert!(m.completed > 100, "{m:?}");
+        assert_eq!(latency.len(), m.completed);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

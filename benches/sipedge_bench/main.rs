@@ -258,6 +258,11 @@ struct RunArgs {
     /// The scenario this run belongs to (the table compares rows of one scenario).
     #[arg(long, default_value = "max")]
     scenario: String,
+    /// A front end's shape: each connection writes its `--inflight` requests at once and waits for
+    /// all their finals before the next burst (instead of keeping `--inflight` in flight), and the
+    /// requests ask the sink to answer each with its own write, as a far end does.
+    #[arg(long)]
+    bursts: bool,
 }
 
 #[derive(Debug, Args)]
@@ -295,8 +300,10 @@ fn run(a: &RunArgs) -> Result<()> {
             uri: a.uri.clone(),
             from: a.from.clone(),
             transport: if a.tls.tcp { "TCP" } else { "TLS" },
+            answer_each: a.bursts,
         },
         pids: a.pid.clone(),
+        bursts: a.bursts,
     };
     let (measured, latency) = gen::run(&opts)?;
     let mut r = report::Report::new(&measured, &latency);
@@ -331,6 +338,7 @@ impl ConnArgs {
                 uri: self.uri.clone(),
                 from: self.from.clone(),
                 transport: "TLS",
+                answer_each: false,
             },
             timeout: Duration::from_millis(self.timeout_ms),
         })

@@ -411,6 +411,7 @@ mod tests {
                 uri: "sip:bob@partner.test".into(),
                 from: "sip:alice@corp.test".into(),
                 transport: "TLS",
+                answer_each: false,
             },
             timeout: Duration::from_secs(5),
         };

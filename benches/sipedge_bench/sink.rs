@@ -1,5 +1,6 @@
 //! The sink: a UAS on one `mio` thread that answers every request with 200 OK (`sip::answer`),
-//! pipelined — each connection's answers of one read leave in one write. TLS (client certificates
+//! pipelined — each connection's answers of one read leave in one write, except those whose request
+//! asks to be answered alone (`sip::ANSWER_EACH_LINE`, `run --bursts`): each of those is a write. TLS (client certificates
 //! required from `--ca`) or plain TCP. Prints `listening sip+tls ADDR` (or `sip+tcp`) on stdout
 //! once bound, so callers can bind port 0; runs until killed.
 
@@ -36,6 +37,8 @@ pub fn serve(mut listener: TcpListener, tls: Option<Arc<ServerConfig>>) -> Resul
     let mut events = Events::with_capacity(256);
     let mut rd = scratch();
     let mut answers = Vec::with_capacity(64 * 1024);
+    // Where each answer that must leave alone ends in `answers`.
+    let mut ends: Vec<usize> = Vec::with_capacity(64);
     loop {
         poll.poll(&mut events, None)?;
         for ev in events.iter() {
@@ -65,16 +68,45 @@ pub fn serve(mut listener: TcpListener, tls: Option<Arc<ServerConfig>>) -> Resul
             let Some(c) = entry.as_mut() else { continue };
             let open = c.read(&mut rd).unwrap_or(false);
             answers.clear();
-            let framed = c.frames(|msg| answer(msg, &mut answers));
-            let ok = framed
-                && (answers.is_empty() || c.queue(&answers).is_ok())
-                && c.flush(poll.registry(), token).is_ok();
+            ends.clear();
+            let framed = c.frames(|msg| match answer(msg, &mut answers) {
+                None => false,
+                // Asked to answer alone: this answer ends a write of its own.
+                Some(each) => {
+                    if each {
+                        ends.push(answers.len());
+                    }
+                    true
+                }
+            });
+            let ok = framed && write_answers(c, &answers, &ends, poll.registry(), token).is_ok();
             if !open || !ok {
                 let _ = poll.registry().deregister(&mut c.sock);
                 *entry = None;
             }
         }
     }
+}
+
+/// Writes `answers`: a piece ending at each of `ends` in a write (a TLS record and a syscall) of its
+/// own, as a far end that answers each request when it is handled; the rest, if any, in one.
+fn write_answers(
+    c: &mut Stream,
+    answers: &[u8],
+    ends: &[usize],
+    reg: &mio::Registry,
+    token: Token,
+) -> std::io::Result<()> {
+    let mut from = 0;
+    for &end in ends {
+        c.queue(answers.get(from..end).unwrap_or_default())?;
+        c.flush(reg, token)?;
+        from = end;
+    }
+    if from < answers.len() {
+        c.queue(answers.get(from..).unwrap_or_default())?;
+    }
+    c.flush(reg, token)
 }
 
 /// For the generator's and the pool's tests: the test PKI written into `dir`, a TLS sink serving on

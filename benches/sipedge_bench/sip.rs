@@ -24,7 +24,13 @@ pub struct RequestTemplate {
     pub from: String,
     /// `TLS` or `TCP` (the Via transport).
     pub transport: &'static str,
+    /// Ask the sink to answer each request with its own write ([`ANSWER_EACH_LINE`]).
+    pub answer_each: bool,
 }
+
+/// The header line by which a request asks the sink to answer it with a write of its own (a proxy
+/// passes it through unchanged).
+pub const ANSWER_EACH_LINE: &str = "X-Bench-Answer: each\r\n";
 
 /// The branch of request `seq` on connection `conn`.
 pub fn branch(conn: u32, seq: u64) -> String {
@@ -52,12 +58,13 @@ impl RequestTemplate {
              CSeq: {seq} MESSAGE\r\n\
              Content-Type: text/plain; charset=UTF-8\r\n\
              User-Agent: UCCAPI/16.0.4849.1000 OC/16.0.4849.1000 (Skype for Business) sipedge-bench\r\n\
-             Content-Length: {len}\r\n\r\n{BODY}",
+             {each}Content-Length: {len}\r\n\r\n{BODY}",
             uri = self.uri,
             tr = self.transport,
             branch = branch(conn, seq),
             from = self.from,
             len = BODY.len(),
+            each = if self.answer_each { ANSWER_EACH_LINE } else { "" },
         );
         out.extend_from_slice(s.as_bytes());
     }
@@ -125,13 +132,19 @@ pub fn classify(msg: &[u8]) -> Inbound {
 /// Appends the sink's answer to one framed request to `out`: 200 OK with Via (all, in order),
 /// From, To (tag added if it has none), Call-ID and CSeq copied and no body. ACKs and responses get
 /// nothing; an unparsable message gets nothing (`false`: the caller closes).
-pub fn answer(msg: &[u8], out: &mut Vec<u8>) -> bool {
+/// The 200 OK to request `msg`, appended to `out`: `None` when `msg` does not parse, else whether the
+/// request asked to be answered with a write of its own ([`ANSWER_EACH_LINE`]).
+pub fn answer(msg: &[u8], out: &mut Vec<u8>) -> Option<bool> {
     let Ok(m) = parse(msg) else {
-        return false;
+        return None;
     };
     if m.method().is_none_or(|meth| meth == "ACK") {
-        return true;
+        return Some(false);
     }
+    let each = m
+        .headers()
+        .iter()
+        .any(|h| h.raw_name.eq_ignore_ascii_case(b"X-Bench-Answer") && h.raw_value == b"each");
     out.extend_from_slice(b"SIP/2.0 200 OK\r\n");
     let has_tag = m.to().ok().and_then(|t| t.tag()).is_some();
     for h in m.headers() {
@@ -149,7 +162,7 @@ pub fn answer(msg: &[u8], out: &mut Vec<u8>) -> bool {
         }
     }
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-    true
+    Some(each)
 }
 
 #[cfg(test)]
@@ -162,6 +175,7 @@ mod tests {
             uri: "sip:bob@partner.test".into(),
             from: "sip:alice@corp.test".into(),
             transport: "TLS",
+            answer_each: false,
         }
     }
 
@@ -225,7 +239,7 @@ mod tests {
         assert_eq!(reqs.len(), 5);
         let mut answers = Vec::new();
         for r in &reqs {
-            assert!(answer(r, &mut answers));
+            assert_eq!(answer(r, &mut answers), Some(false));
         }
         let resps = frames(&answers);
         assert_eq!(resps.len(), 5);
@@ -267,6 +281,20 @@ mod tests {
     }
 
     #[test]
+    fn a_request_of_a_burst_asks_to_be_answered_alone() {
+        let mut t = template();
+        let mut plain = Vec::new();
+        t.write(&mut plain, "127.0.0.1:40000", 1, 7);
+        t.answer_each = true;
+        let mut each = Vec::new();
+        t.write(&mut each, "127.0.0.1:40000", 1, 7);
+        parse(&each).unwrap().validate().unwrap();
+        let mut out = Vec::new();
+        assert_eq!(answer(&plain, &mut out), Some(false));
+        assert_eq!(answer(&each, &mut out), Some(true));
+    }
+
+    #[test]
     fn the_options_request_is_well_formed_and_its_answer_matches() {
         let mut out = Vec::new();
         options(&mut out, &template(), "127.0.0.3:40000", 42);
@@ -276,7 +304,7 @@ mod tests {
         assert_eq!(m.cseq().unwrap().number, 1);
         assert_eq!(m.content_length(), Some(0));
         let mut ans = Vec::new();
-        assert!(answer(&out, &mut ans));
+        assert_eq!(answer(&out, &mut ans), Some(false));
         assert_eq!(
             classify(&ans),
             Inbound::Final {
@@ -297,12 +325,12 @@ mod tests {
             .unwrap()
             .replace("To: <sip:bob@partner.test>", "To: <sip:bob@partner.test>;tag=t1");
         let mut out = Vec::new();
-        assert!(answer(tagged.as_bytes(), &mut out));
+        assert_eq!(answer(tagged.as_bytes(), &mut out), Some(false));
         assert_eq!(parse(&out).unwrap().to().unwrap().tag(), Some("t1"));
         let ack = tagged.replacen("MESSAGE sip", "ACK sip", 1);
         let mut out = Vec::new();
-        assert!(answer(ack.as_bytes(), &mut out));
+        assert_eq!(answer(ack.as_bytes(), &mut out), Some(false));
         assert!(out.is_empty());
-        assert!(!answer(b"not sip", &mut out));
+        assert_eq!(answer(b"not sip", &mut out), None);
     }
 }
