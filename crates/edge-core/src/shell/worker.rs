@@ -32,7 +32,31 @@ use super::shared::{bump, ConnCount, ConnSlot, ShellCounters, WorkerSnapshot, PU
 use super::timers::{earliest, sleep_until, Deadlines};
 use super::tls::TlsConfigs;
 use super::Core;
-use crate::proxy::io::{ConnId, Effect, Input, Level, LogRecord, NextHop, Side, Token};
+use crate::proxy::io::{
+    ConnId, DeliveryFailure, Effect, Input, Level, LinkEnd, LogRecord, NextHop, Side, SrvResult, Token,
+};
+
+/// A fact for the core that the shell learned while carrying out effects (a delivery, a failure, an
+/// SRV answer) or closing a connection, queued in `Worker::learned` and handed over as an [`Input`]
+/// once the running batch of effects is done.
+#[derive(Debug)]
+pub(super) enum Learned {
+    Delivered { token: Token, conn: ConnId },
+    DeliveryFailed { token: Token, failure: DeliveryFailure },
+    ConnClosed { conn: ConnId, reason: LinkEnd },
+    Srv { token: Token, result: SrvResult },
+}
+
+impl Learned {
+    fn input(self) -> Input<'static> {
+        match self {
+            Learned::Delivered { token, conn } => Input::Delivered { token, conn },
+            Learned::DeliveryFailed { token, failure } => Input::DeliveryFailed { token, failure },
+            Learned::ConnClosed { conn, reason } => Input::ConnClosed { conn, reason },
+            Learned::Srv { token, result } => Input::Srv { token, result },
+        }
+    }
+}
 use crate::Runtime;
 
 /// Wakes the loop for a [`Control`] message.
@@ -115,8 +139,10 @@ pub(crate) struct Worker<C> {
     /// Connections with input left after their read budget, served again next turn.
     backlog: Vec<usize>,
     effects: Vec<Effect>,
-    /// The other half of `effects`' double buffer (see `run_effects`).
-    spare_effects: Vec<Effect>,
+    /// What the shell learned while carrying out effects or closing a connection, for the core once
+    /// the running batch is done (`run_effects`): the shell never calls into the core while it
+    /// carries out the core's effects.
+    learned: Vec<Learned>,
     shutdown: Option<Instant>,
     last_refusal_log: HashMap<&'static str, Instant>,
     /// Links with messages queued this turn, flushed once at its end (`flush_dirty`).
@@ -146,7 +172,7 @@ impl<C: Core> Worker<C> {
             deadlines: Deadlines::default(),
             backlog: Vec::new(),
             effects: Vec::new(),
-            spare_effects: Vec::new(),
+            learned: Vec::new(),
             shutdown: None,
             last_refusal_log: HashMap::new(),
             dirty: Vec::new(),
@@ -167,7 +193,7 @@ impl<C: Core> Worker<C> {
             for key in std::mem::take(&mut self.dirty) {
                 if let Some(entry) = self.conns.get_mut(key) {
                     let result = entry.conn.flush_pending();
-                    self.settle(key, result, now);
+                    self.settle(key, result);
                 }
             }
             self.run_effects(now);
@@ -451,7 +477,7 @@ impl<C: Core> Worker<C> {
         let Some(result) = self.drive(key, now, Drive::Ready) else {
             return;
         };
-        self.settle(key, result, now);
+        self.settle(key, result);
         // Stopped at its read budget: come back next turn, after the effects of what was read.
         if self.conns.get(key).is_some_and(|e| e.conn.input_pending()) && !self.backlog.contains(&key) {
             self.backlog.push(key);
@@ -486,7 +512,7 @@ impl<C: Core> Worker<C> {
 
     /// After a connection call: re-arm its deadline, or remove it. The buffers it finished writing
     /// go back to the core, which writes the next messages into them.
-    fn settle(&mut self, key: usize, result: Result<(), CloseReason>, now: Instant) {
+    fn settle(&mut self, key: usize, result: Result<(), CloseReason>) {
         if let Some(entry) = self.conns.get_mut(key) {
             for buf in entry.conn.take_spent() {
                 self.core.recycle(buf);
@@ -494,7 +520,7 @@ impl<C: Core> Worker<C> {
         }
         match result {
             Ok(()) => self.rearm(key),
-            Err(reason) => self.remove(key, reason, now),
+            Err(reason) => self.remove(key, reason),
         }
     }
 
@@ -507,7 +533,7 @@ impl<C: Core> Worker<C> {
     fn fire_timers(&mut self, now: Instant) {
         for key in self.deadlines.expired(now) {
             if let Some(result) = self.drive(key, now, Drive::Timer) {
-                self.settle(key, result, now);
+                self.settle(key, result);
             }
         }
         self.run_effects(now);
@@ -515,7 +541,7 @@ impl<C: Core> Worker<C> {
 
     /// Forgets a connection: the core hears `ConnClosed` (if it saw it up) and `DeliveryFailed` for
     /// what never went out; counters and the log hear why.
-    fn remove(&mut self, key: usize, reason: CloseReason, now: Instant) {
+    fn remove(&mut self, key: usize, reason: CloseReason) {
         let Some(mut entry) = self.conns.try_remove(key) else {
             return;
         };
@@ -551,20 +577,16 @@ impl<C: Core> Worker<C> {
         }
         self.log_close(id, side, entry.conn.remote(), &reason);
         if entry.announced {
-            self.core.handle(
-                Input::ConnClosed {
-                    conn: id,
-                    reason: reason.link_end(),
-                },
-                now,
-                &mut self.effects,
-            );
+            self.learned.push(Learned::ConnClosed {
+                conn: id,
+                reason: reason.link_end(),
+            });
         }
         for token in entry.conn.take_pending_tokens() {
             let failure = reason.delivery_failure();
-            self.core
-                .handle(Input::DeliveryFailed { token, failure }, now, &mut self.effects);
+            self.learned.push(Learned::DeliveryFailed { token, failure });
         }
+        // The core hears of it with the next `run_effects` (every caller's turn ends in one).
     }
 
     fn count_close(&self, reason: &CloseReason) {

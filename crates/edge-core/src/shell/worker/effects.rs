@@ -1,12 +1,15 @@
 //! The worker carrying out the core's `Effect`s: writes to a connection, sends to a hop through the
 //! pool (reuse, queue on a link still connecting, or dial: resolve, connect, TLS), SRV lookups through
 //! the resolver, closes and log lines. Each `Send` to a hop ends in exactly one `Delivered` or
-//! `DeliveryFailed` for its token. The loop itself is in `worker.rs`, the choice of link in `pool.rs`.
+//! `DeliveryFailed` for its token. What the shell learns on the way (a delivery, a failure, an SRV
+//! answer from the cache) is queued (`Learned`) and handed to the core after the batch, never by a
+//! call into the core while its effects run. The loop itself is in `worker.rs`, the choice of link
+//! in `pool.rs`.
 
 use std::time::Instant;
 
-use super::{Core, Worker};
-use crate::proxy::io::{DeliveryFailure, Destination, Effect, Input, Level, NextHop, Token};
+use super::{Core, Learned, Worker};
+use crate::proxy::io::{DeliveryFailure, Destination, Effect, Level, NextHop, Token};
 use crate::shell::conn::{CloseReason, Conn, Phase};
 use crate::shell::log::write_log;
 use crate::shell::pool::{choose, Choice, LinkView};
@@ -14,14 +17,29 @@ use crate::shell::resolver::{host_result, srv_result, Lookup};
 use crate::shell::shared::{bump, ConnSlot};
 
 impl<C: Core> Worker<C> {
+    /// Carries out the core's effects, then hands the core what was learned meanwhile, and again
+    /// with what that produced, until both are empty. The vectors keep their capacity.
     pub(super) fn run_effects(&mut self, now: Instant) {
-        // Two buffers swapped back and forth keep their capacity: no allocation per event.
-        while !self.effects.is_empty() {
-            let mut batch = std::mem::replace(&mut self.effects, std::mem::take(&mut self.spare_effects));
+        loop {
+            let mut batch = std::mem::take(&mut self.effects);
             for effect in batch.drain(..) {
                 self.apply(effect, now);
             }
-            self.spare_effects = batch;
+            // Nothing adds effects while a batch runs (the core is not called): the emptied vector
+            // takes the next ones.
+            let added = std::mem::replace(&mut self.effects, batch);
+            self.effects.extend(added);
+            if self.learned.is_empty() {
+                if self.effects.is_empty() {
+                    return;
+                }
+                continue;
+            }
+            let mut learned = std::mem::take(&mut self.learned);
+            for fact in learned.drain(..) {
+                self.core.handle(fact.input(), now, &mut self.effects);
+            }
+            self.learned = learned;
         }
     }
 
@@ -42,7 +60,7 @@ impl<C: Core> Worker<C> {
                     if clean && entry.conn.is_dirty() {
                         self.dirty.push(key);
                     }
-                    self.settle(key, result, now);
+                    self.settle(key, result);
                 }
             }
             Effect::Send {
@@ -53,10 +71,7 @@ impl<C: Core> Worker<C> {
             Effect::LookupSrv { name, token } => {
                 let t = self.lookup_token();
                 match self.resolver.srv(&name, t, now, self.parts.poll.registry()) {
-                    Lookup::Ready(result) => {
-                        self.core
-                            .handle(Input::Srv { token, result }, now, &mut self.effects)
-                    }
+                    Lookup::Ready(result) => self.learned.push(Learned::Srv { token, result }),
                     Lookup::Pending => {
                         self.srv_lookups.insert(t, token);
                     }
@@ -68,7 +83,7 @@ impl<C: Core> Worker<C> {
                 };
                 if let Some(entry) = self.conns.get_mut(key) {
                     let result = entry.conn.close(now, CloseReason::Requested);
-                    self.settle(key, result, now);
+                    self.settle(key, result);
                 }
             }
             Effect::Log(record) => {
@@ -94,7 +109,7 @@ impl<C: Core> Worker<C> {
             })
             .collect();
         match choose(&links, self.parts.per_hop_limit, self.shutdown.is_none()) {
-            Choice::Use(key) => self.send_on(key, bytes, token, now),
+            Choice::Use(key) => self.send_on(key, bytes, token),
             Choice::Open => {
                 // A busy up link stays the fallback if the new link's address is not at hand.
                 let busy_up = links
@@ -106,18 +121,17 @@ impl<C: Core> Worker<C> {
             }
             Choice::Refuse => {
                 let failure = DeliveryFailure::Overloaded("the edge is shutting down".to_owned());
-                self.fail(token, failure, now);
+                self.fail(token, failure);
             }
         }
     }
 
     /// Queues one message on link `key`, reporting `Delivered` at once if the link is up.
-    fn send_on(&mut self, key: usize, bytes: Vec<u8>, token: Option<Token>, now: Instant) {
+    fn send_on(&mut self, key: usize, bytes: Vec<u8>, token: Option<Token>) {
         let Some(entry) = self.conns.get_mut(key) else {
             return self.fail(
                 token,
                 DeliveryFailure::Overloaded("the link went away".to_owned()),
-                now,
             );
         };
         let was_up = entry.conn.phase() == Phase::Up;
@@ -130,8 +144,7 @@ impl<C: Core> Worker<C> {
                 }
                 self.rearm(key);
                 if let (true, Some(token)) = (was_up, token) {
-                    self.core
-                        .handle(Input::Delivered { token, conn: id }, now, &mut self.effects);
+                    self.learned.push(Learned::Delivered { token, conn: id });
                 }
             }
             // A link still connecting refuses a message that does not fit its queue before taking
@@ -139,11 +152,11 @@ impl<C: Core> Worker<C> {
             Err(CloseReason::WriteOverflow) if !was_up => {
                 let failure =
                     DeliveryFailure::Overloaded("the link's queue is full while it connects".to_owned());
-                self.fail(token, failure, now);
+                self.fail(token, failure);
             }
             Err(reason) => {
-                self.fail(token, reason.delivery_failure(), now);
-                self.remove(key, reason, now);
+                self.fail(token, reason.delivery_failure());
+                self.remove(key, reason);
             }
         }
     }
@@ -164,7 +177,7 @@ impl<C: Core> Worker<C> {
         now: Instant,
     ) {
         if let (Some(key), true) = (fallback, self.resolving.contains_key(&hop)) {
-            return self.send_on(key, bytes, token, now);
+            return self.send_on(key, bytes, token);
         }
         if let Some(waiting) = self.resolving.get_mut(&hop) {
             // Bounded like a link still connecting: a hop whose DNS does not answer must not
@@ -174,7 +187,7 @@ impl<C: Core> Worker<C> {
                 let failure = DeliveryFailure::Overloaded(
                     "too much queued while the hop's address is looked up".to_owned(),
                 );
-                return self.fail(token, failure, now);
+                return self.fail(token, failure);
             }
             waiting.push((bytes, token));
             return;
@@ -186,10 +199,10 @@ impl<C: Core> Worker<C> {
             // the cache for the next time the link is busy).
             Lookup::Ready(Err(_)) | Lookup::Pending if fallback.is_some() => {
                 if let Some(key) = fallback {
-                    self.send_on(key, bytes, token, now);
+                    self.send_on(key, bytes, token);
                 }
             }
-            Lookup::Ready(Err(failure)) => self.fail(token, failure, now),
+            Lookup::Ready(Err(failure)) => self.fail(token, failure),
             Lookup::Pending => {
                 self.resolving.insert(hop.clone(), vec![(bytes, token)]);
                 self.host_lookups.insert(t, hop);
@@ -202,8 +215,7 @@ impl<C: Core> Worker<C> {
         while let Some((t, answer)) = self.resolver.poll_answer() {
             if let Some(token) = self.srv_lookups.remove(&t) {
                 let result = srv_result(answer);
-                self.core
-                    .handle(Input::Srv { token, result }, now, &mut self.effects);
+                self.learned.push(Learned::Srv { token, result });
             } else if let Some(hop) = self.host_lookups.remove(&t) {
                 let waiting = self.resolving.remove(&hop).unwrap_or_default();
                 let answer = match host_result(answer, hop.fqdn.port(), &hop.fqdn) {
@@ -226,7 +238,7 @@ impl<C: Core> Worker<C> {
                     }
                     Err(failure) => {
                         for (_, token) in waiting {
-                            self.fail(token, failure.clone(), now);
+                            self.fail(token, failure.clone());
                         }
                     }
                 }
@@ -247,7 +259,7 @@ impl<C: Core> Worker<C> {
         let Some(slot) = ConnSlot::acquire(&self.parts.conn_count) else {
             bump(&self.parts.counters.rejected_max_connections);
             let failure = DeliveryFailure::Overloaded("max_connections reached".to_owned());
-            return self.fail(token, failure, now);
+            return self.fail(token, failure);
         };
         let id = self.next_conn_id();
         let config = &self.parts.tls.side(hop.side).client;
@@ -255,28 +267,27 @@ impl<C: Core> Worker<C> {
             Ok(conn) => conn,
             Err(reason) => {
                 self.count_close(&reason);
-                return self.fail(token, reason.delivery_failure(), now);
+                return self.fail(token, reason.delivery_failure());
             }
         };
         let Some(key) = self.insert(conn, slot) else {
             let failure = DeliveryFailure::Connect("cannot register the socket".to_owned());
-            return self.fail(token, failure, now);
+            return self.fail(token, failure);
         };
         bump(&self.parts.counters.dialled);
         self.pool.insert(hop, key);
         if let Some(entry) = self.conns.get_mut(key) {
             let result = entry.conn.send(bytes, token);
             if let Err(reason) = &result {
-                self.fail(token, reason.delivery_failure(), now);
+                self.fail(token, reason.delivery_failure());
             }
-            self.settle(key, result, now);
+            self.settle(key, result);
         }
     }
 
-    fn fail(&mut self, token: Option<Token>, failure: DeliveryFailure, now: Instant) {
+    fn fail(&mut self, token: Option<Token>, failure: DeliveryFailure) {
         if let Some(token) = token {
-            self.core
-                .handle(Input::DeliveryFailed { token, failure }, now, &mut self.effects);
+            self.learned.push(Learned::DeliveryFailed { token, failure });
         }
     }
 }
