@@ -31,7 +31,8 @@ pub fn proxy(counting: bool) -> Proxy {
         "edge.corp.example:5061",
         f("pool.corp.example"),
     );
-    let mut p = Proxy::new(settings, policy, 0);
+    let shared = edge_core::proxy::EdgeShared::new(&policy, Default::default());
+    let mut p = Proxy::new(settings, policy, 0, &shared);
     p.seed(1);
     p.set_counting(counting);
     let addr: SocketAddr = "127.0.0.1:40000".parse().unwrap_or_else(|e| panic!("{e}"));

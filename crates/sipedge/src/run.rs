@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use edge_core::proxy::{Proxy, ProxySettings};
+use edge_core::proxy::{EdgeShared, Proxy, ProxySettings};
 use edge_core::shell::{self, ShellLimits, ShellSettings, TlsIdentity as ShellIdentity};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -89,19 +89,13 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> 
     let next_hop = config.internal().next_hop.clone();
     let limits = config.limits();
     let (timer_f, timer_c) = (limits.transaction_timeout, limits.invite_timeout);
-    // One count of tracked subscriptions for the edge: `limits.max_subscriptions` bounds them all.
     let max_subscriptions = limits.max_subscriptions;
-    let subscription_count = edge_core::proxy::SubscriptionCount::default();
-    // One discovered-partner limiter for the edge: the limits hold whichever worker a partner's
-    // connection lands on.
-    let limiter = Proxy::discovery_limiter(&policy);
-    let reload_limiter = Arc::clone(&limiter);
-    // One push relay (policy and breakers) for the edge, whichever worker a push lands on.
-    let relay: edge_core::proxy::push::SharedRelay = Arc::new(parking_lot::Mutex::new(
-        push_relay::Relay::new(config.push().relay_settings()),
-    ));
+    // What the workers' cores share (the discovered-partner limiter, the push relay and its
+    // breakers, the subscription count), made once here: every core gets these.
+    let shared = EdgeShared::new(&policy, config.push().relay_settings());
+    let reload_limiter = Arc::clone(&shared.limiter);
+    let relay = Arc::clone(&shared.relay);
     let (push_uri, push_timeout) = (config.push().proxy_uri.to_string(), config.push().timeout);
-    let worker_relay = Arc::clone(&relay);
     let make_proxy = move |worker: usize, internal: std::net::SocketAddr, external: std::net::SocketAddr| {
         let mut s = ProxySettings::new(
             &edge_fqdn,
@@ -115,15 +109,12 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> 
         s.push_uri = Some(push_uri.clone());
         s.push_timeout = push_timeout;
         s.max_subscriptions = max_subscriptions;
-        let mut p = Proxy::with_limiter(
+        Proxy::new(
             s,
             Arc::clone(&policy),
             u16::try_from(worker).unwrap_or(u16::MAX),
-            Arc::clone(&limiter),
-        );
-        p.set_relay(Arc::clone(&worker_relay));
-        p.set_subscription_count(Arc::clone(&subscription_count));
-        p
+            &shared,
+        )
     };
     // No other process may hold any of the three addresses (the shell probes the SIP ones again
     // before its workers bind them). All are checked, in the order they are printed, and every

@@ -278,11 +278,6 @@ impl SubscriptionEnd {
 }
 
 impl Proxy {
-    /// Shares `count` (the edge-wide number of subscriptions) instead of this core's own.
-    pub fn set_subscription_count(&mut self, count: SubscriptionCount) {
-        self.subscription_count = count;
-    }
-
     /// Subscriptions this worker tracks.
     pub fn subscriptions(&self) -> usize {
         self.dialogs.len()

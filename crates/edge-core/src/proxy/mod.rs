@@ -159,29 +159,37 @@ const KEPT_BUFFERS: usize = 128;
 const KEPT_CAPACITY: usize = 16 * 1024;
 const MIN_KEPT_CAPACITY: usize = 256;
 
-impl Proxy {
-    /// A core with a discovered-partner limiter of its own: for a single worker (and tests). An
-    /// edge with several workers gives them one limiter with [`Proxy::with_limiter`].
-    pub fn new(settings: ProxySettings, policy: Arc<Policy>, worker: u16) -> Self {
-        let limiter = Self::discovery_limiter(&policy);
-        Proxy::with_limiter(settings, policy, worker, limiter)
-    }
+/// What the cores of one edge's workers share, made once ([`EdgeShared::new`]) and given to every
+/// core ([`Proxy::new`]): the discovered-partner limiter (`limits.rs`: a partner's limits hold
+/// whichever worker its connection lands on), the push relay with its breakers (`push.rs`), and the
+/// count of tracked subscriptions that `limits.max_subscriptions` bounds (`dialogs.rs`). A core
+/// cannot be made without one, so no worker ends up with a private copy; clones share.
+#[derive(Debug, Clone)]
+pub struct EdgeShared {
+    pub limiter: Arc<SharedDiscoveryLimiter>,
+    pub relay: push::SharedRelay,
+    pub subscriptions: SubscriptionCount,
+}
 
-    /// The limiter for `policy`'s discovered-partner limits, to share among the workers' cores.
-    pub fn discovery_limiter(policy: &Policy) -> Arc<SharedDiscoveryLimiter> {
+impl EdgeShared {
+    /// Fresh shared state for an edge running `policy` (its discovered-partner limits), the push
+    /// relay on `relay` settings.
+    pub fn new(policy: &Policy, relay: push_relay::RelaySettings) -> EdgeShared {
         let limits = policy
             .discovery()
             .copied()
             .unwrap_or_else(DiscoveryLimits::default);
-        SharedDiscoveryLimiter::new(limits)
+        EdgeShared {
+            limiter: SharedDiscoveryLimiter::new(limits),
+            relay: Arc::new(parking_lot::Mutex::new(push_relay::Relay::new(relay))),
+            subscriptions: SubscriptionCount::default(),
+        }
     }
+}
 
-    pub fn with_limiter(
-        settings: ProxySettings,
-        policy: Arc<Policy>,
-        worker: u16,
-        limiter: Arc<SharedDiscoveryLimiter>,
-    ) -> Self {
+impl Proxy {
+    /// Worker `worker`'s core, sharing `shared` with the other workers of the edge.
+    pub fn new(settings: ProxySettings, policy: Arc<Policy>, worker: u16, shared: &EdgeShared) -> Self {
         Proxy {
             settings,
             policy,
@@ -199,12 +207,10 @@ impl Proxy {
             pending: FastMap::default(),
             timers: BTreeSet::new(),
             timer_kinds: FastMap::default(),
-            limiter,
-            relay: Arc::new(parking_lot::Mutex::new(push_relay::Relay::new(
-                push_relay::RelaySettings::default(),
-            ))),
+            limiter: Arc::clone(&shared.limiter),
+            relay: Arc::clone(&shared.relay),
             dialogs: dialogs::Subscriptions::default(),
-            subscription_count: dialogs::SubscriptionCount::default(),
+            subscription_count: Arc::clone(&shared.subscriptions),
             local_tokens: FastMap::default(),
             shutting_down: false,
             header_buf: sip_codec::HeaderBuf::default(),
@@ -227,11 +233,6 @@ impl Proxy {
     /// An empty buffer to write a message into: a spent one, else a new one.
     pub(crate) fn take_buf(&mut self) -> Vec<u8> {
         self.bufs.pop().unwrap_or_else(|| Vec::with_capacity(1024))
-    }
-
-    /// Shares `relay` (one set of push breakers for the edge) instead of this core's own.
-    pub fn set_relay(&mut self, relay: push::SharedRelay) {
-        self.relay = relay;
     }
 
     /// Replaces the OS-seeded generator (tests that want repeatable branches and SRV draws).

@@ -15,7 +15,7 @@ use sip_codec::{parse, HeaderName};
 
 use super::io::*;
 use super::push::PushOutcome;
-use super::{Proxy, ProxySettings};
+use super::{EdgeShared, Proxy, ProxySettings};
 
 const FE: ConnId = ConnId(1);
 const PROVIDER: ConnId = ConnId(100);
@@ -63,10 +63,9 @@ impl H {
         );
         s.push_uri = Some(PUSH_URI.into());
         s.push_timeout = Duration::from_secs(2);
-        let mut proxy = Proxy::new(s, Arc::new(b.build().unwrap()), 0);
-        proxy.set_relay(Arc::new(parking_lot::Mutex::new(push_relay::Relay::new(
-            settings(),
-        ))));
+        let policy = Arc::new(b.build().unwrap());
+        let shared = EdgeShared::new(&policy, settings());
+        let proxy = Proxy::new(s, policy, 0, &shared);
         let mut h = H {
             proxy,
             now: Instant::now(),

@@ -10,7 +10,7 @@ use federation_policy::{DomainName, Fqdn, PolicyBuilder, SrvRecord};
 use sip_codec::{parse, HeaderName};
 
 use super::io::*;
-use super::{Proxy, ProxySettings};
+use super::{EdgeShared, Proxy, ProxySettings};
 
 pub(super) const FE: ConnId = ConnId(1);
 const PARTNER_IN: ConnId = ConnId(2);
@@ -50,7 +50,12 @@ impl H {
         );
         settings.timer_c = Duration::from_secs(181);
         let mut h = H {
-            proxy: Proxy::new(settings, policy, 0),
+            proxy: Proxy::new(
+                settings,
+                Arc::clone(&policy),
+                0,
+                &EdgeShared::new(&policy, Default::default()),
+            ),
             now: Instant::now(),
             out: Vec::new(),
         };
@@ -1003,4 +1008,34 @@ fn a_request_without_max_forwards_is_forwarded_with_70() {
     assert!(matches!(dest, Destination::Hop(_)), "{fwd}");
     let m = parse(fwd.as_bytes()).unwrap();
     assert_eq!(m.max_forwards(), Some(70), "{fwd}");
+}
+
+#[test]
+fn the_cores_of_one_edge_share_its_limiter_relay_and_subscription_count() {
+    let mut b = PolicyBuilder::new();
+    b.edge_fqdn("edge.corp.example")
+        .our_domain(DomainName::parse("corp.example").unwrap());
+    let policy = Arc::new(b.build().unwrap());
+    let settings = ProxySettings::new(
+        "edge.corp.example",
+        "edge-int.corp.example:5061",
+        "edge.corp.example:5061",
+        f("pool.corp.example"),
+    );
+    let shared = EdgeShared::new(&policy, Default::default());
+    let one = Proxy::new(settings.clone(), Arc::clone(&policy), 0, &shared);
+    let two = Proxy::new(settings, Arc::clone(&policy), 1, &shared.clone());
+    assert!(Arc::ptr_eq(&one.limiter, &two.limiter));
+    assert!(Arc::ptr_eq(&one.relay, &two.relay));
+    assert!(Arc::ptr_eq(&one.subscription_count, &two.subscription_count));
+    let other = Proxy::new(
+        one.settings.clone(),
+        policy.clone(),
+        0,
+        &EdgeShared::new(&policy, Default::default()),
+    );
+    assert!(
+        !Arc::ptr_eq(&one.limiter, &other.limiter),
+        "another edge shares nothing"
+    );
 }
