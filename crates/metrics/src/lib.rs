@@ -1,7 +1,7 @@
 //! `sipedge-metrics` (directory `crates/metrics`): the only crate that knows Prometheus (STYLE.md §11).
 //! It owns the snapshot model a scrape is made of ([`Family`], [`Sample`], the [`Source`] the binary
-//! implements), every metric name with its HELP text and bounded label sets ([`names`]), the per-thread
-//! [`LocalHistogram`] workers fill, the rendering of a snapshot into the text exposition through the
+//! implements), every metric name with its HELP text and bounded label sets ([`names`]) and histogram
+//! bounds ([`histogram`]), the rendering of a snapshot into the text exposition through the
 //! `prometheus` crate ([`Snapshot`], [`render()`]) and the bounded `/metrics`, `/healthz`, `/readyz`
 //! endpoint on a thread of its own ([`serve`]), which also answers the edge's own paths such as
 //! `/probe/push` ([`Source::probe`]).
@@ -17,7 +17,6 @@ pub mod http;
 pub mod names;
 pub mod render;
 
-pub use histogram::{LatencyHistogram, LocalHistogram, TurnHistogram};
 pub use http::{serve, serve_with, Exporter, Limits};
 
 pub use render::{render, Rendered, Snapshot};
@@ -125,7 +124,7 @@ impl Family {
         self
     }
 
-    /// Adds a sample of any kind (see [`LocalHistogram::sample`] for histograms).
+    /// Adds a sample of any kind.
     pub fn sample(mut self, sample: Sample) -> Family {
         self.samples.push(sample);
         self

@@ -197,8 +197,7 @@ fn metric(desc: &Desc, sample: &Sample) -> Option<proto::Metric> {
 mod tests {
     use super::*;
     use crate::names::{self, max_series};
-    use crate::{Label, LocalHistogram, Values};
-    use std::time::Duration;
+    use crate::{Label, Values};
 
     const REASON: Label = Label {
         name: "reason",
@@ -250,11 +249,14 @@ mod tests {
 
     #[test]
     fn histograms_have_monotone_buckets_in_seconds_then_sum_and_count() {
-        let mut h = LocalHistogram::new(&B);
-        for ms in [0, 5, 5, 500, 5_000] {
-            h.observe(Duration::from_millis(ms));
-        }
-        let out = render(&[H.family().sample(h.sample(vec!["b".into()]))]).unwrap();
+        // Observations of 0, 5, 5, 500 and 5,000 ms over bounds of 1 ms, 10 ms and 1 s.
+        let h = Sample::Histogram {
+            labels: vec!["b".into()],
+            cumulative: vec![1, 3, 4],
+            sum: 5.51,
+            count: 5,
+        };
+        let out = render(&[H.family().sample(h)]).unwrap();
         assert_eq!(
             lines(&out.text)[2..],
             [

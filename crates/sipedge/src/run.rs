@@ -62,6 +62,11 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> 
             }
         },
     };
+    log(
+        "info",
+        "config_loaded",
+        &format!("configuration from {}", config.source()),
+    );
     for w in config.warnings() {
         log("warn", "config_warning", &w.to_string());
     }

@@ -6,8 +6,8 @@
 //! The state machine is `federation_policy::DiscoveryLimiter` (sans-IO, time passed in); this wraps it
 //! in a `parking_lot::Mutex` with one time origin for all workers. The lock is taken only for
 //! requests to or from a *discovered* partner (never for configured partners or internal traffic),
-//! once per such request, for a hash lookup: a cost that path can pay, and the one piece of
-//! cross-worker state the proxy core has.
+//! once per such request, for a hash lookup: a cost that path can pay. It is one of the three parts
+//! of `EdgeShared`, what the cores of one edge share.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,5 +1,5 @@
 //! Log output of the shell: each `LogRecord` (the core's and the shell's own) as one JSON line on
-//! stderr. A later issue adds metrics beside it; `worker.rs` decides what is written.
+//! stderr; `worker.rs` decides what is written.
 
 use std::time::SystemTime;
 

@@ -7,8 +7,8 @@
 //! peer identities), `listener.rs` (sockets), `conn.rs` (one TLS connection) and `close.rs` (why it
 //! ended), `pool.rs` (outbound connections per hop, name resolution), `timers.rs` (keepalive,
 //! deadlines), `worker.rs` (the loop) and `worker/effects.rs` (carrying out the core's effects),
-//! `log.rs` (JSON log lines), `shared.rs` (the connection count and counters, the only cross-thread
-//! state). Loopback tests of the whole shell are in `tests.rs`.
+//! `log.rs` (JSON log lines), `shared.rs` (the connection count and each worker's published
+//! counters). What else crosses threads is listed in docs/architecture.md, Threads. Loopback tests of the whole shell are in `tests.rs`.
 
 mod close;
 mod conn;
@@ -129,8 +129,6 @@ pub fn start<C: Core + 'static>(settings: ShellSettings, make_core: MakeCore<C>)
         internal_addr,
         external_addr,
         workers: Vec::with_capacity(workers),
-        internal_cert: Arc::clone(&tls.internal.cert),
-        external_cert: Arc::clone(&tls.external.cert),
         conn_count: Arc::clone(&conn_count),
     };
     for (index, (li, le)) in internal.into_iter().zip(external).enumerate() {
@@ -250,8 +248,6 @@ pub struct EdgeHandle {
     internal_addr: SocketAddr,
     external_addr: SocketAddr,
     workers: Vec<WorkerHandle>,
-    internal_cert: Arc<OurCertificate>,
-    external_cert: Arc<OurCertificate>,
     conn_count: Arc<ConnCount>,
 }
 
@@ -284,8 +280,6 @@ impl EdgeHandle {
     /// connection cap changes here, once.
     pub fn reload(&mut self, runtime: Arc<Runtime>, timeout: Duration) -> usize {
         self.conn_count.set_max(runtime.limits.max_connections);
-        self.internal_cert = Arc::clone(&runtime.tls.internal.cert);
-        self.external_cert = Arc::clone(&runtime.tls.external.cert);
         let per_ip_limit = per_ip_share(runtime.limits.max_connections_per_ip, self.workers.len());
         let (done, applied) = crossbeam_channel::bounded(self.workers.len());
         let mut sent = 0;
@@ -354,13 +348,5 @@ impl EdgeHandle {
     /// Connections open now, inbound and outbound, all workers.
     pub fn open_connections(&self) -> usize {
         self.conn_count.open()
-    }
-
-    /// Our certificate for `side`: [`OurCertificate::replace`] swaps it for later handshakes.
-    pub fn certificate(&self, side: Side) -> &OurCertificate {
-        match side {
-            Side::Internal => &self.internal_cert,
-            Side::External => &self.external_cert,
-        }
     }
 }

@@ -1,7 +1,8 @@
-//! What crosses threads in the shell, and nothing else: the global connection count behind
-//! [`ConnSlot`] (the one piece of state the workers share) and each worker's [`ShellCounters`] (written
-//! by that worker only, read by `EdgeHandle::counters`). Everything else — connections, pool, timers,
-//! the core — is owned by one worker (`worker.rs`).
+//! The shell's cross-thread counting: the global connection count behind [`ConnSlot`] and each
+//! worker's [`ShellCounters`] (written by that worker only; its published [`WorkerSnapshot`] is what
+//! the scrape reads). Connections, pool, timers and the core are owned by one worker (`worker.rs`);
+//! what else the workers share (the DNS cache, the TLS configs of a `Runtime`, the core's
+//! `EdgeShared`) is listed in docs/architecture.md, Threads.
 //!
 //! Why a shared count: `max_connections` bounds file descriptors for the whole process, and with
 //! SO_REUSEPORT the kernel, not us, decides which worker accepts. A per-worker share would refuse
@@ -63,8 +64,9 @@ impl Drop for ConnSlot {
     }
 }
 
-/// Events of one worker that the metrics issue will export. Plain counters, bumped with relaxed
-/// atomics by the owning worker only.
+/// Events of one worker, bumped with relaxed atomics by the owning worker only: the heartbeat and
+/// the published snapshot are what the scrape reads; the event counters serve the shell's tests
+/// (the exported figures come from the snapshot's maps).
 #[derive(Debug, Default)]
 pub struct ShellCounters {
     pub accepted: AtomicU64,

@@ -2,14 +2,13 @@
 //! else ring; TLS 1.2 and 1.3 only): the server config of each listener
 //! (mutual TLS: the internal side trusts only the internal CA, the external side exactly the roots it is
 //! given — sipedge passes the operating system's trust store plus `external.ca_file`), the client config for links the edge opens, our certificate behind
-//! [`OurCertificate`] (one resolver for serving and for client authentication, swappable by a reload
-//! without touching listeners), and what we read out of a peer's certificate: its identities and the
+//! [`OurCertificate`] (one resolver for serving and for client authentication; a reload builds new
+//! configs rather than touching listeners), and what we read out of a peer's certificate: its identities and the
 //! exact-name check for the host we dialled. `conn.rs` drives the rustls connections built from here.
 
 use std::sync::Arc;
 
 use federation_policy::DomainName;
-use parking_lot::RwLock;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
@@ -95,29 +94,23 @@ pub const PROVIDER_NAME: &str = if cfg!(feature = "aws-lc-rs") {
 };
 
 /// Our certificate and key for one side. Serves as the server-certificate resolver of the listener
-/// and as the client-certificate resolver of outbound links; [`OurCertificate::replace`] swaps it for
-/// every later handshake (a handshake reads it once, so in-flight ones are unaffected).
+/// and as the client-certificate resolver of outbound links. Fixed for the life of the TLS configs
+/// that hold it: a reload that changes it builds new configs (a `Runtime`), which later handshakes
+/// use, so no lock is taken on a handshake.
 #[derive(Debug)]
 pub struct OurCertificate {
-    current: RwLock<Arc<CertifiedKey>>,
+    current: Arc<CertifiedKey>,
 }
 
 impl OurCertificate {
     pub fn new(side: Side, identity: &TlsIdentity) -> Result<OurCertificate, TlsSetupError> {
         Ok(OurCertificate {
-            current: RwLock::new(Arc::new(certified_key(side, identity)?)),
+            current: Arc::new(certified_key(side, identity)?),
         })
     }
 
-    /// Validates `identity` (PEM, key matches certificate) and makes it the one served from now on.
-    pub fn replace(&self, side: Side, identity: &TlsIdentity) -> Result<(), TlsSetupError> {
-        let key = Arc::new(certified_key(side, identity)?);
-        *self.current.write() = key;
-        Ok(())
-    }
-
     fn current(&self) -> Arc<CertifiedKey> {
-        Arc::clone(&self.current.read())
+        Arc::clone(&self.current)
     }
 }
 
@@ -142,10 +135,9 @@ impl ResolvesClientCert for OurCertificate {
 pub(crate) struct SideTls {
     pub server: Arc<ServerConfig>,
     pub client: Arc<ClientConfig>,
-    pub cert: Arc<OurCertificate>,
 }
 
-/// Both sides, built once at start and shared (read-only) by every worker.
+/// Both sides, built at start and by every reload (`Runtime`), shared read-only by the workers.
 #[derive(Debug, Clone)]
 pub(crate) struct TlsConfigs {
     pub internal: SideTls,
@@ -196,7 +188,6 @@ fn side_tls(side: Side, identity: &TlsIdentity, roots: RootCertStore) -> Result<
     Ok(SideTls {
         server: Arc::new(server),
         client: Arc::new(client),
-        cert,
     })
 }
 
@@ -445,21 +436,15 @@ mod tests {
     }
 
     #[test]
-    fn certificate_swap_is_seen_by_later_resolves() {
+    fn our_certificate_serves_its_identity_and_refuses_a_key_of_another() {
         let pki = Pki::new();
         let a = pki.leaf(&["a.example"]);
         let b = pki.leaf(&["b.example"]);
         let ours = OurCertificate::new(Side::External, &a.identity()).unwrap();
-        let first = ResolvesClientCert::resolve(&ours, &[], &[]).unwrap();
-        assert_eq!(first.cert.first(), Some(&a.der()));
-        ours.replace(Side::External, &b.identity()).unwrap();
-        let second = ResolvesClientCert::resolve(&ours, &[], &[]).unwrap();
-        assert_eq!(second.cert.first(), Some(&b.der()));
-        // A bad replacement keeps the current one.
+        let served = ResolvesClientCert::resolve(&ours, &[], &[]).unwrap();
+        assert_eq!(served.cert.first(), Some(&a.der()));
         let mut bad = b.identity();
         bad.key_pem = a.key_pem();
-        assert!(ours.replace(Side::External, &bad).is_err());
-        let third = ResolvesClientCert::resolve(&ours, &[], &[]).unwrap();
-        assert_eq!(third.cert.first(), Some(&b.der()));
+        assert!(OurCertificate::new(Side::External, &bad).is_err());
     }
 }

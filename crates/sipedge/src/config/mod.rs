@@ -20,9 +20,6 @@ mod load;
 pub mod local_pki;
 mod schema;
 mod sections;
-// Every key of the configuration is validated now; the push relay, metrics and DNS client
-// (later issues) are the readers of the settings the proxy does not use yet.
-#[allow(dead_code)]
 mod settings;
 pub(crate) mod tls;
 mod validate;

@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use federation_policy::{DomainName, KnownServer};
-use sip_codec::{Host, Scheme, SipUri, Uri};
+use sip_codec::{Host, SipUri, Uri};
 
 use super::file::*;
 use super::settings::*;
@@ -215,10 +215,7 @@ pub(super) fn push(
         }?;
         Some(PushUri {
             text: text.trim().to_owned(),
-            sips: u.scheme == Scheme::Sips,
-            user: u.user.map(str::to_owned),
             domain,
-            port: u.port,
         })
     });
     let default_timeout = timer_f.map_or(DEFAULT_PUSH_TIMEOUT_MS, |f| {

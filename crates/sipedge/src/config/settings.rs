@@ -195,28 +195,16 @@ impl PushSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushUri {
     pub(super) text: String,
-    pub(super) sips: bool,
-    pub(super) user: Option<String>,
     pub(super) domain: DomainName,
-    pub(super) port: Option<u16>,
 }
 
 impl PushUri {
     pub fn as_str(&self) -> &str {
         &self.text
     }
-    pub fn is_sips(&self) -> bool {
-        self.sips
-    }
-    pub fn user(&self) -> Option<&str> {
-        self.user.as_deref()
-    }
     /// The push domain, routed like any federated domain (`push.lync.com`).
     pub fn domain(&self) -> &DomainName {
         &self.domain
-    }
-    pub fn port(&self) -> Option<u16> {
-        self.port
     }
 }
 

@@ -48,7 +48,6 @@ fn a_valid_file_loads_with_defaults_and_no_warning() {
     }
     assert_eq!(c.push().proxy_uri.as_str(), DEFAULT_PUSH_PROXY_URI);
     assert_eq!(c.push().proxy_uri.domain().as_str(), "push.lync.com");
-    assert_eq!(c.push().proxy_uri.user(), Some("push"));
     assert_eq!(c.push().timeout, Duration::from_millis(DEFAULT_PUSH_TIMEOUT_MS));
     assert!(c.dns().servers.is_empty() && c.dns().hosts.is_empty());
     assert_eq!(c.metrics().listen.to_string(), DEFAULT_METRICS_LISTEN);
