@@ -221,7 +221,8 @@ impl Proxy {
     }
 
     /// Gives back a buffer whose bytes are written (the shell, once rustls took them), for the core
-    /// to fill again: kept up to [`KEPT_BUFFERS`], unless it grew past [`KEPT_CAPACITY`].
+    /// to fill again: at most 128 are kept, each of 256 B to 16 KiB (`KEPT_BUFFERS`,
+    /// `KEPT_CAPACITY`).
     pub fn recycle(&mut self, mut buf: Vec<u8>) {
         let size = buf.capacity();
         if self.bufs.len() < KEPT_BUFFERS && (MIN_KEPT_CAPACITY..=KEPT_CAPACITY).contains(&size) {
