@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use federation_policy::{DiagnosticId, Fqdn};
 use sip_codec::{HeaderName, Message, RequestBuilder, SipUri, Uri};
 
+use super::ids::{ServerId, TimerId};
 use super::io::{ConnId, Destination, Effect, Level, LinkEnd, NextHop, PeerInfo, Side, Token};
 use super::route;
 use super::txn::{Pending, TimerKind};
@@ -93,7 +94,7 @@ pub(crate) struct Subscription {
     pub partner: String,
     /// The highest CSeq of the notifier's requests forwarded in the dialog.
     pub notifier_cseq: u32,
-    pub timer: Option<u64>,
+    pub timer: Option<TimerId>,
 }
 
 impl Subscription {
@@ -134,7 +135,7 @@ pub(crate) struct Subscriptions {
 #[derive(Debug, Clone)]
 pub(crate) struct LocalRequest {
     pub conn: Option<ConnId>,
-    pub timer: u64,
+    pub timer: TimerId,
     /// Its token (`Proxy::local_tokens` maps it back to the branch until the entry goes).
     pub token: u64,
 }
@@ -567,7 +568,7 @@ impl Proxy {
     /// creates or refreshes its subscription; a 481 ends the dialog it names.
     pub(crate) fn dialog_response(
         &mut self,
-        sid: u64,
+        sid: ServerId,
         notifier_link: Option<&NextHop>,
         resp: &Message<'_>,
         now: Instant,

@@ -9,6 +9,7 @@ use federation_policy::DiagnosticId;
 use sip_codec::{parse, Editor, HeaderName, MaxForwards, Message, RequestBuilder};
 
 use super::ids;
+use super::ids::{ClientId, ServerId};
 use super::io::{ConnId, Destination, Effect, Level, NextHop, PeerInfo, Side, Token};
 use super::respond::Extra;
 use super::route;
@@ -49,7 +50,7 @@ impl Proxy {
     /// [`Proxy::forward`] to the first of `hops` (failover to the rest); nothing when there is none.
     pub(crate) fn forward_all(
         &mut self,
-        sid: u64,
+        sid: ServerId,
         msg: &Message<'_>,
         mut hops: Vec<NextHop>,
         now: Instant,
@@ -66,7 +67,7 @@ impl Proxy {
     /// (failover to `hops`, in order).
     pub(crate) fn forward(
         &mut self,
-        sid: u64,
+        sid: ServerId,
         msg: &Message<'_>,
         hop: NextHop,
         hops: Vec<NextHop>,
@@ -84,7 +85,7 @@ impl Proxy {
         let Some(bytes) = edited else {
             return self.respond(sid, 483, Extra::default(), now, out);
         };
-        let cid = self.next_id();
+        let cid = ClientId(self.next_id());
         let method = MethodLabel::of(msg.method().unwrap_or(""));
         self.count(|s| s.request_out(hop.side, method));
         self.clients.insert(
@@ -351,7 +352,7 @@ impl Proxy {
     }
 
     /// CANCEL for client transaction `cid`, on the connection its INVITE went out on (§9.1, §16.10).
-    pub(crate) fn send_cancel(&mut self, cid: u64, out: &mut Vec<Effect>) {
+    pub(crate) fn send_cancel(&mut self, cid: ClientId, out: &mut Vec<Effect>) {
         let Some(c) = self.clients.get_mut(&cid) else {
             return;
         };
@@ -370,7 +371,7 @@ impl Proxy {
     }
 
     /// ACK for a non-2xx final response to our INVITE: same branch, the response's To (§17.1.1.3).
-    fn send_ack(&mut self, cid: u64, resp: &Message<'_>, out: &mut Vec<Effect>) {
+    fn send_ack(&mut self, cid: ClientId, resp: &Message<'_>, out: &mut Vec<Effect>) {
         let Some(c) = self.clients.get(&cid) else { return };
         let Some(conn) = c.conn else { return };
         let Ok(inv) = parse(&c.bytes) else { return };

@@ -18,6 +18,19 @@ pub(crate) fn push_hex_width(out: &mut String, n: u64, width: usize) {
     }
 }
 
+/// A server transaction of one worker's core (ids come from one counter per core, never reused;
+/// the three kinds are distinct types, so passing one for another does not compile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ServerId(pub(crate) u64);
+
+/// A client transaction (one forwarding attempt of a server transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct ClientId(pub(crate) u64);
+
+/// An armed timer: its sequence number in the core's timer set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct TimerId(pub(crate) u64);
+
 /// A transaction's key in the core's tables: a 128-bit keyed hash of the strings that identify it
 /// (a server transaction's branch, sent-by and method class; a client transaction's branch), so the
 /// tables hold no string and the message path builds none. The two SipHash keys are random per

@@ -41,6 +41,7 @@ pub use limits::SharedDiscoveryLimiter;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
+use ids::{ClientId, ServerId, TimerId};
 use io::{ConnId, Effect, Input, Level, LogRecord, PeerInfo, Side, Token};
 use txn::{ClientTxn, Pending, ServerTxn, TimerKind};
 
@@ -115,20 +116,20 @@ pub struct Proxy {
     counting: bool,
     /// Shared so the per-message path takes a reference count, not a copy of the identities.
     peers: FastMap<ConnId, Arc<PeerInfo>>,
-    servers: FastMap<u64, ServerTxn>,
+    servers: FastMap<ServerId, ServerTxn>,
     /// Keyed by the *sender's* branch, hashed with per-process random SipHash keys
     /// ([`ids::TxnKey`]): a peer cannot choose branches that collide.
-    server_keys: FastMap<ids::TxnKey, u64>,
-    clients: FastMap<u64, ClientTxn>,
+    server_keys: FastMap<ids::TxnKey, ServerId>,
+    clients: FastMap<ClientId, ClientTxn>,
     /// Keyed by branches this edge wrote (random, see `forward.rs`), hashed the same way: peers can
     /// look up, not insert.
-    client_branches: FastMap<ids::TxnKey, u64>,
+    client_branches: FastMap<ids::TxnKey, ClientId>,
     /// The keys of both tables.
     keys: ids::TxnKeys,
     pending: FastMap<Token, Pending>,
-    timers: BTreeSet<(Instant, u64)>,
+    timers: BTreeSet<(Instant, TimerId)>,
     /// Deadline and kind of every armed timer, by sequence number (the key of `timers` too).
-    timer_kinds: FastMap<u64, (Instant, TimerKind)>,
+    timer_kinds: FastMap<TimerId, (Instant, TimerKind)>,
     /// Edge-wide: shared by every worker's core (`limits.rs`).
     limiter: Arc<SharedDiscoveryLimiter>,
     /// Edge-wide: the push relay policy and its breakers (`push.rs`).

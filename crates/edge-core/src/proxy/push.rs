@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use push_relay::{Admission, Attempt, Decision, Outcome as RelayOutcome, PushTarget, Relay};
 use sip_codec::{parse, HeaderName, Message, Uri};
 
+use super::ids::ServerId;
 use super::io::{Effect, Level, NextHop, Side};
 use super::respond::Extra;
 use super::route;
@@ -167,7 +168,7 @@ impl Proxy {
     /// it, or it is answered 503 at once. Records the route for the retries.
     pub(crate) fn push_admit(
         &mut self,
-        sid: u64,
+        sid: ServerId,
         provider: String,
         hops: &[NextHop],
         now: Instant,
@@ -207,7 +208,7 @@ impl Proxy {
     /// after that long (the caller marks the attempt done and nothing is answered yet).
     pub(crate) fn push_decide(
         &mut self,
-        sid: u64,
+        sid: ServerId,
         outcome: &Outcome,
         provisional: bool,
         now: Instant,
@@ -244,7 +245,7 @@ impl Proxy {
     /// Arms the retry of push `sid` after `after`.
     pub(crate) fn push_schedule_retry(
         &mut self,
-        sid: u64,
+        sid: ServerId,
         after: Duration,
         now: Instant,
         out: &mut Vec<Effect>,
@@ -269,7 +270,7 @@ impl Proxy {
 
     /// `TimerKind::PushRetry`: the next attempt of push `sid`, with a new client transaction (new
     /// branch) to the same hops.
-    pub(crate) fn push_retry(&mut self, sid: u64, now: Instant, out: &mut Vec<Effect>) {
+    pub(crate) fn push_retry(&mut self, sid: ServerId, now: Instant, out: &mut Vec<Effect>) {
         let Some(s) = self.servers.get(&sid) else { return };
         if s.final_status.is_some() || s.orphaned {
             return;
@@ -292,7 +293,7 @@ impl Proxy {
     }
 
     /// A push whose last attempt timed out with no retry left: 504 saying so.
-    pub(crate) fn push_timeout_refusal(&self, sid: u64) -> Option<Refusal> {
+    pub(crate) fn push_timeout_refusal(&self, sid: ServerId) -> Option<Refusal> {
         let p = self.servers.get(&sid)?.push.as_ref()?;
         if p.provider.is_empty() {
             return None;
@@ -311,7 +312,7 @@ impl Proxy {
     }
 
     /// The final answer of a push server transaction went out: counted once, with its latency.
-    pub(crate) fn push_finished(&mut self, sid: u64, status: u16, outcome: PushOutcome, now: Instant) {
+    pub(crate) fn push_finished(&mut self, sid: ServerId, status: u16, outcome: PushOutcome, now: Instant) {
         let Some(started) = self
             .servers
             .get(&sid)

@@ -10,6 +10,7 @@ use federation_policy::{
 };
 use sip_codec::{parse, HeaderName, Message, Version};
 
+use super::ids::ServerId;
 use super::io::{ConnId, Effect, Level, NextHop, PeerInfo, Side, SrvResult, Token};
 use super::respond::{self, Extra};
 use super::route;
@@ -335,7 +336,7 @@ impl Proxy {
     /// Partner → front ends: the inbound policy, then the internal next hop.
     fn route_inbound(
         &mut self,
-        sid: u64,
+        sid: ServerId,
         peer: &PeerInfo,
         msg: &Message<'_>,
         srv: SrvAnswer<'_>,
@@ -383,7 +384,7 @@ impl Proxy {
     /// Front ends → partners: in-dialog requests follow their route set; others the federation decision.
     fn route_outbound(
         &mut self,
-        sid: u64,
+        sid: ServerId,
         msg: &Message<'_>,
         srv: SrvAnswer<'_>,
         now: Instant,
@@ -509,7 +510,7 @@ impl Proxy {
     /// Discovered-partner limits (Lync defaults: 20 msg/s, 1000 internal contacts per hour).
     fn within_limits(
         &mut self,
-        sid: u64,
+        sid: ServerId,
         domain: &DomainName,
         msg: &Message<'_>,
         internal: HeaderName,
@@ -650,7 +651,7 @@ impl Proxy {
 
 impl Proxy {
     /// Whether server transaction `sid` is a push not yet routed.
-    fn pushing(&self, sid: u64) -> bool {
+    fn pushing(&self, sid: ServerId) -> bool {
         self.servers
             .get(&sid)
             .and_then(|s| s.push.as_ref())

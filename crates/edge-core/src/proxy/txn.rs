@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use sip_codec::{parse, Message};
 
+use super::ids::{ClientId, ServerId, TimerId};
 use super::io::{ConnId, DeliveryFailure, Effect, Level, LinkEnd, NextHop, Side, Token};
 use super::respond::{self, Extra};
 use super::stats::{MethodLabel, OutcomeLabel};
@@ -31,7 +32,7 @@ pub(crate) struct ServerTxn {
     pub request: Vec<u8>,
     pub final_status: Option<u16>,
     pub last_response: Option<Vec<u8>>,
-    pub client: Option<u64>,
+    pub client: Option<ClientId>,
     /// The connection it came on is gone: responses have nowhere to go.
     pub orphaned: bool,
     /// A push request (`push.rs`): its provider, attempts and route.
@@ -40,7 +41,7 @@ pub(crate) struct ServerTxn {
 
 #[derive(Debug)]
 pub(crate) struct ClientTxn {
-    pub server: u64,
+    pub server: ServerId,
     /// The key of the branch it went out with, in `client_branches` (the branch itself is in the
     /// forwarded bytes, where CANCEL and ACK read it).
     pub branch_key: super::ids::TxnKey,
@@ -56,7 +57,7 @@ pub(crate) struct ClientTxn {
     pub final_status: Option<u16>,
     pub cancel_pending: bool,
     pub cancelled: bool,
-    pub timer: Option<u64>,
+    pub timer: Option<TimerId>,
     pub method: MethodLabel,
     /// When the request first went out (latency runs from here to the outcome, failovers included).
     pub started: Instant,
@@ -88,13 +89,13 @@ pub(crate) enum Concluded {
 #[derive(Debug, Clone)]
 pub(crate) enum Pending {
     Delivery {
-        client: u64,
+        client: ClientId,
     },
     OutboundSrv {
-        server: u64,
+        server: ServerId,
     },
     InboundSrv {
-        server: u64,
+        server: ServerId,
     },
     /// ACK for 2xx and other stateless forwards: the outcome changes nothing.
     Stateless,
@@ -107,11 +108,11 @@ pub(crate) enum Pending {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum TimerKind {
     /// Timer F (non-INVITE), B or C (INVITE) of a client transaction.
-    ClientTimeout(u64),
+    ClientTimeout(ClientId),
     /// Remove a finished server transaction (and its client).
-    Linger(u64),
+    Linger(ServerId),
     /// The next attempt of a push request (server transaction id).
-    PushRetry(u64),
+    PushRetry(ServerId),
     /// A subscription was not refreshed in time (`dialogs.rs`).
     SubscriptionExpiry(u64),
     /// The edge's own NOTIFY got no answer in time (its token).
@@ -119,8 +120,8 @@ pub(crate) enum TimerKind {
 }
 
 impl Proxy {
-    pub(crate) fn arm(&mut self, at: Instant, kind: TimerKind) -> u64 {
-        let seq = self.next_id();
+    pub(crate) fn arm(&mut self, at: Instant, kind: TimerKind) -> TimerId {
+        let seq = TimerId(self.next_id());
         self.timers.insert((at, seq));
         self.timer_kinds.insert(seq, (at, kind));
         seq
@@ -128,7 +129,7 @@ impl Proxy {
 
     /// Removes a timer entirely: a peer that makes us re-arm often (a stream of provisional
     /// responses re-arms Timer C) must not leave dead entries behind until their deadlines.
-    pub(crate) fn disarm(&mut self, seq: Option<u64>) {
+    pub(crate) fn disarm(&mut self, seq: Option<TimerId>) {
         let Some(seq) = seq else { return };
         if let Some((at, _)) = self.timer_kinds.remove(&seq) {
             self.timers.remove(&(at, seq));
@@ -136,7 +137,7 @@ impl Proxy {
     }
 
     /// (Re)arms the client transaction's timeout `after` from now.
-    pub(crate) fn arm_client(&mut self, id: u64, now: Instant, after: Duration) {
+    pub(crate) fn arm_client(&mut self, id: ClientId, now: Instant, after: Duration) {
         let old = self.clients.get(&id).and_then(|c| c.timer);
         self.disarm(old);
         let seq = self.arm(now + after, TimerKind::ClientTimeout(id));
@@ -152,8 +153,8 @@ impl Proxy {
         key: super::ids::TxnKey,
         is_invite: bool,
         request: &[u8],
-    ) -> u64 {
-        let id = self.next_id();
+    ) -> ServerId {
+        let id = ServerId(self.next_id());
         self.server_keys.insert(key, id);
         let mut stored = self.take_buf();
         stored.extend_from_slice(request);
@@ -178,7 +179,7 @@ impl Proxy {
     /// Sends a generated final response for server transaction `sid`, unless it already has one.
     pub(crate) fn respond(
         &mut self,
-        sid: u64,
+        sid: ServerId,
         status: u16,
         extra: Extra,
         now: Instant,
@@ -195,7 +196,7 @@ impl Proxy {
     /// As [`Proxy::respond`], with the request already parsed (the request path has it at hand).
     pub(crate) fn respond_to(
         &mut self,
-        sid: u64,
+        sid: ServerId,
         req: &Message<'_>,
         status: u16,
         extra: Extra,
@@ -211,7 +212,7 @@ impl Proxy {
         }
         // The To tag is derived from the transaction's id when a response is generated: most
         // transactions never need one.
-        let to_tag = super::ids::to_tag(u64::from(self.worker), sid);
+        let to_tag = super::ids::to_tag(u64::from(self.worker), sid.0);
         let side = s.side;
         let bytes = respond::build(req, status, &to_tag, edge, side, &extra);
         let reason = extra.refusal.as_ref().map_or("none", |r| r.metric_reason);
@@ -279,7 +280,7 @@ impl Proxy {
     /// Answers server transaction `sid` with a policy or routing refusal (its own status).
     pub(crate) fn refuse(
         &mut self,
-        sid: u64,
+        sid: ServerId,
         refusal: federation_policy::Refusal,
         now: Instant,
         out: &mut Vec<Effect>,
@@ -303,7 +304,7 @@ impl Proxy {
     /// can arrive — and it goes at the end of this loop turn. An INVITE lingers `linger` (32 s,
     /// RFC 6026 Timer L) to forward the further 2xx of a forked call and absorb the ACK of a
     /// non-2xx final. Memory therefore follows the work in flight, not the rate times 32 s.
-    pub(crate) fn finish(&mut self, sid: u64, now: Instant) {
+    pub(crate) fn finish(&mut self, sid: ServerId, now: Instant) {
         let is_invite = self.servers.get(&sid).is_some_and(|s| s.is_invite);
         let at = if is_invite {
             now + self.settings.linger
@@ -313,7 +314,7 @@ impl Proxy {
         self.arm(at, TimerKind::Linger(sid));
     }
 
-    pub(crate) fn on_timer(&mut self, seq: u64, kind: TimerKind, now: Instant, out: &mut Vec<Effect>) {
+    pub(crate) fn on_timer(&mut self, seq: TimerId, kind: TimerKind, now: Instant, out: &mut Vec<Effect>) {
         match kind {
             TimerKind::Linger(sid) => {
                 if let Some(s) = self.servers.remove(&sid) {
@@ -349,7 +350,7 @@ impl Proxy {
 
     /// The hop client transaction `cid` went to, as text (for a refusal's diagnostic only: the
     /// answered path builds no string).
-    fn hop_name(&self, cid: u64) -> String {
+    fn hop_name(&self, cid: ClientId) -> String {
         self.clients
             .get(&cid)
             .map(|c| c.hop.fqdn.to_string())
@@ -360,7 +361,7 @@ impl Proxy {
     /// already final is left alone.
     pub(crate) fn conclude(
         &mut self,
-        cid: u64,
+        cid: ClientId,
         outcome: Outcome,
         now: Instant,
         out: &mut Vec<Effect>,
@@ -490,7 +491,7 @@ impl Proxy {
             self.dialog_link_down(&peer, reason, now, out);
         }
         // Client transactions that went out on this connection and have no final response: answer them.
-        let lost: Vec<u64> = self
+        let lost: Vec<ClientId> = self
             .clients
             .iter()
             .filter(|(_, c)| c.conn == Some(conn) && c.final_status.is_none())
@@ -500,7 +501,7 @@ impl Proxy {
             self.conclude(cid, Outcome::LinkLost, now, out);
         }
         // Server transactions whose requester is gone: nothing to answer; abandon their INVITEs.
-        let orphans: Vec<u64> = self
+        let orphans: Vec<ServerId> = self
             .servers
             .iter()
             .filter(|(_, s)| s.conn == conn)
