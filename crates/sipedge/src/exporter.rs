@@ -570,6 +570,11 @@ impl Source for EdgeMetrics {
                 .value(["failure"], reload.failed as f64),
         );
         out.push(
+            names::LOG_LINES_DROPPED
+                .family()
+                .value(Vec::<String>::new(), edge_core::shell::log::dropped() as f64),
+        );
+        out.push(
             names::CONFIG_WATCHED_FILES
                 .family()
                 .value(Vec::<String>::new(), reload.watched_files as f64),

@@ -3,15 +3,14 @@
 //! (`edge_core::shell`'s log lines): `ts` (Unix seconds, millisecond precision, the same clock and
 //! form as the workers' lines), `level`, `event`, `text`, then the event's own fields.
 
-use std::io::Write;
 use std::time::SystemTime;
 
 use serde_json::Value;
 
-/// Writes `record` (a JSON object) with its `ts`, ignoring a closed stderr.
+/// Writes `record` (a JSON object) with its `ts`, through the process's one log writer (the
+/// workers' too: `edge_core::shell::log`, never blocking).
 pub(crate) fn emit(record: Value) {
-    let line = stamped(record, SystemTime::now()).to_string();
-    let _ = std::io::stderr().lock().write_all(format!("{line}\n").as_bytes());
+    edge_core::shell::log::submit(stamped(record, SystemTime::now()).to_string());
 }
 
 /// `{level, event, text}`, written by [`emit`].

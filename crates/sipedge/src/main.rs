@@ -138,7 +138,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let code = match cli.command {
         Command::Run {
             config,
             pid_file,
@@ -151,5 +151,8 @@ fn main() -> ExitCode {
         Command::Health(args) => health::run(&args),
         Command::Decode => decode::run(),
         Command::CheckConfig { file, .. } => check_config::run(file.as_deref()),
-    }
+    };
+    // Every log line queued before the exit is written (the log thread would die with the process).
+    edge_core::shell::log::flush(std::time::Duration::from_secs(2));
+    code
 }

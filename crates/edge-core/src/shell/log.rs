@@ -1,20 +1,130 @@
-//! Log output of the shell: each `LogRecord` (the core's and the shell's own) as one JSON line on
-//! stderr; `worker.rs` decides what is written.
+//! Log output: each `LogRecord` (the core's and the shell's own) as one JSON line, and the one
+//! writer of the process's log. A worker never writes stderr itself: [`submit`] hands a line to a
+//! bounded queue (no lock shared with other writers, never a wait), and one thread, `log`, writes
+//! what is queued in as few writes as it can. A full queue drops the line and counts it
+//! ([`dropped`]; the thread reports drops in a `log_lines_dropped` line of its own once there is
+//! room). The binary's own events go through the same [`submit`], so lines never interleave, and
+//! it calls [`flush`] before the process exits. `worker.rs` decides what is written.
 
-use std::time::SystemTime;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::proxy::io::{Level, LogRecord};
 
-/// One log record as one JSON line on stderr: `ts`, `level`, `event`, `text`, `worker`, then the
-/// record's fields (which never override those five).
+/// Lines the queue holds before it drops (a burst of refusals' worth; ~2 MB at most).
+const QUEUE: usize = 8192;
+
+/// One log record as one JSON line: `ts`, `level`, `event`, `text`, `worker`, then the record's
+/// fields (which never override those five).
 pub(crate) fn write_log(worker: usize, record: &LogRecord) {
-    let line = log_line(worker, record, SystemTime::now());
-    // Under `cargo test` through the harness's capture; in production straight to fd 2, ignoring
-    // a closed stderr rather than panicking like `eprintln!`.
-    #[cfg(test)]
-    eprintln!("{line}");
-    #[cfg(not(test))]
-    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), format!("{line}\n").as_bytes());
+    submit(log_line(worker, record, SystemTime::now()));
+}
+
+enum Msg {
+    Line(String),
+    Flush(Sender<()>),
+}
+
+struct Writer {
+    tx: Sender<Msg>,
+    dropped: AtomicU64,
+}
+
+static WRITER: OnceLock<Option<Writer>> = OnceLock::new();
+
+/// The process's writer, its thread started on first use (`None` if it cannot start: lines are
+/// then written directly).
+fn writer() -> Option<&'static Writer> {
+    WRITER
+        .get_or_init(|| {
+            let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+            std::thread::Builder::new()
+                .name("log".to_owned())
+                .spawn(move || {
+                    let out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+                    write_loop(&rx, out, dropped);
+                })
+                .ok()
+                .map(|_| Writer {
+                    tx,
+                    dropped: AtomicU64::new(0),
+                })
+        })
+        .as_ref()
+}
+
+/// Queues one line (without its newline) for the log; never blocks. Under `cargo test` the line
+/// goes through the test harness's capture instead.
+pub fn submit(line: String) {
+    if cfg!(test) {
+        eprintln!("{line}");
+        return;
+    }
+    match writer() {
+        Some(w) => match w.tx.try_send(Msg::Line(line)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                w.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        },
+        None => {
+            // A closed stderr is ignored rather than panicking like `eprintln!`.
+            let _ = std::io::stderr().lock().write_all(format!("{line}\n").as_bytes());
+        }
+    }
+}
+
+/// Lines dropped because the queue was full, since start.
+pub fn dropped() -> u64 {
+    WRITER
+        .get()
+        .and_then(Option::as_ref)
+        .map_or(0, |w| w.dropped.load(Ordering::Relaxed))
+}
+
+/// Waits, at most `timeout`, until every line queued so far is written (before the process exits).
+pub fn flush(timeout: Duration) -> bool {
+    let Some(w) = WRITER.get().and_then(Option::as_ref) else {
+        return true;
+    };
+    let (ack, done) = crossbeam_channel::bounded(1);
+    w.tx.send_timeout(Msg::Flush(ack), timeout).is_ok() && done.recv_timeout(timeout).is_ok()
+}
+
+/// The `log` thread: writes each line as it comes, and whatever else is queued by then with it,
+/// then flushes once; `dropped` tells it how many lines the queue refused so far.
+fn write_loop(rx: &Receiver<Msg>, mut out: impl Write, dropped: fn() -> u64) {
+    let mut reported = 0;
+    while let Ok(first) = rx.recv() {
+        let mut acks = Vec::new();
+        for msg in std::iter::once(first).chain(rx.try_iter()) {
+            match msg {
+                Msg::Line(line) => {
+                    let _ = out.write_all(line.as_bytes());
+                    let _ = out.write_all(b"\n");
+                }
+                Msg::Flush(ack) => acks.push(ack),
+            }
+        }
+        let dropped = dropped();
+        if dropped > reported {
+            let line = serde_json::json!({
+                "ts": timestamp(SystemTime::now()), "level": "warn", "event": "log_lines_dropped",
+                "text": format!("{} log lines dropped: the log queue was full", dropped - reported),
+                "count": (dropped - reported).to_string(),
+            });
+            let _ = writeln!(out, "{line}");
+            reported = dropped;
+        }
+        let _ = out.flush();
+        for ack in acks {
+            let _ = ack.send(());
+        }
+    }
 }
 
 /// The `ts` of every log line the edge writes, workers' and the process's alike: Unix time in
@@ -79,5 +189,55 @@ mod tests {
         assert_eq!(v["worker"], 3);
         assert_eq!(v["domain"], "x.example");
         assert_eq!(v["ts"], 1.5);
+    }
+}
+
+#[cfg(test)]
+mod writer_tests {
+    use super::*;
+
+    static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_writer_keeps_the_order_reports_drops_and_acknowledges_a_flush() {
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        let out = Shared::default();
+        let sink = out.clone();
+        let thread = std::thread::spawn(move || write_loop(&rx, sink, || DROPPED.load(Ordering::Relaxed)));
+        tx.send(Msg::Line("one".into())).unwrap();
+        DROPPED.store(3, Ordering::Relaxed);
+        tx.send(Msg::Line("two".into())).unwrap();
+        let (ack, done) = crossbeam_channel::bounded(1);
+        tx.send(Msg::Flush(ack)).unwrap();
+        done.recv_timeout(Duration::from_secs(5)).unwrap();
+        drop(tx);
+        thread.join().unwrap();
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let at = |l: &str| lines.iter().position(|x| *x == l).unwrap();
+        assert!(at("one") < at("two"), "{text}");
+        let report: Vec<&&str> = lines.iter().filter(|l| l.contains("log_lines_dropped")).collect();
+        assert_eq!(report.len(), 1, "reported once: {text}");
+        let v: serde_json::Value = serde_json::from_str(report[0]).unwrap();
+        assert_eq!(
+            (v["count"].as_str(), v["level"].as_str()),
+            (Some("3"), Some("warn"))
+        );
     }
 }

@@ -13,7 +13,7 @@
 mod close;
 mod conn;
 mod listener;
-mod log;
+pub mod log;
 pub use log::timestamp as log_timestamp;
 mod pool;
 mod resolver;
