@@ -19,6 +19,7 @@
 //! send, responses back), `respond.rs` (generated responses), `push.rs` (push requests: checks,
 //! breaker, retries), `limits.rs` (discovered-partner limits), `stats.rs` (the counters).
 
+mod decide;
 mod dialogs;
 mod forward;
 mod ids;
