@@ -25,6 +25,7 @@ mod forward;
 mod ids;
 pub mod io;
 mod limits;
+mod outcome;
 pub mod push;
 mod request;
 mod respond;
