@@ -10,6 +10,50 @@ use sip_codec::FrameError;
 use super::shared::ShellCounters;
 use crate::proxy::io::{DeliveryFailure, Level, LinkEnd};
 
+/// What a TLS failure was, for the handshake-failure metric: read from rustls's typed error
+/// ([`TlsCause::of`]), never from its text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TlsCause {
+    /// The peer closed the connection before the handshake completed.
+    PeerClosed,
+    /// A certificate (or a revocation list) past its validity, ours as the peer saw it or theirs.
+    CertificateExpired,
+    /// A certificate from an issuer the other side does not trust.
+    CertificateUntrusted,
+    /// Anything else: a bad record, an unexpected message, a cipher mismatch.
+    Protocol,
+}
+
+impl TlsCause {
+    pub(crate) fn of(e: &rustls::Error) -> TlsCause {
+        use rustls::{AlertDescription as Alert, CertificateError as Cert, Error};
+        match e {
+            Error::InvalidCertificate(
+                Cert::Expired
+                | Cert::ExpiredContext { .. }
+                | Cert::ExpiredRevocationList
+                | Cert::ExpiredRevocationListContext { .. },
+            )
+            | Error::AlertReceived(Alert::CertificateExpired) => TlsCause::CertificateExpired,
+            Error::InvalidCertificate(Cert::UnknownIssuer)
+            | Error::AlertReceived(Alert::BadCertificate | Alert::UnknownCA) => {
+                TlsCause::CertificateUntrusted
+            }
+            _ => TlsCause::Protocol,
+        }
+    }
+
+    /// The bucket label (`sipedge_tls_handshake_failures`' cause).
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            TlsCause::PeerClosed => "peer_closed",
+            TlsCause::CertificateExpired => "certificate_expired",
+            TlsCause::CertificateUntrusted => "certificate_untrusted",
+            TlsCause::Protocol => "protocol_error",
+        }
+    }
+}
+
 /// Why a connection ended. Each maps to one counter and, for an outbound connection that never came
 /// up, to the [`DeliveryFailure`] of what was queued on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +63,8 @@ pub(crate) enum CloseReason {
     Requested,
     Shutdown,
     Io(String),
-    Tls(String),
+    /// A TLS failure: its cause (typed) and rustls's description for the log and the core.
+    Tls(TlsCause, String),
     Connect(String),
     ConnectTimeout,
     HandshakeTimeout,
@@ -38,7 +83,7 @@ impl CloseReason {
             CloseReason::Requested => "requested",
             CloseReason::Shutdown => "shutdown",
             CloseReason::Io(_) => "io_error",
-            CloseReason::Tls(_) => "tls_error",
+            CloseReason::Tls(..) => "tls_error",
             CloseReason::Connect(_) => "connect_failed",
             CloseReason::ConnectTimeout => "connect_timeout",
             CloseReason::HandshakeTimeout => "handshake_timeout",
@@ -53,20 +98,12 @@ impl CloseReason {
     }
 
     /// For a close during the TLS handshake: the failure's bucket (a bounded metric label); `None`
-    /// for closes that are not handshake failures. rustls's error text is matched for the cause.
+    /// for closes that are not handshake failures.
     pub fn handshake_bucket(&self) -> Option<&'static str> {
         match self {
             CloseReason::HandshakeTimeout => Some("timeout"),
             CloseReason::CertificateMismatch(_) => Some("certificate_mismatch"),
-            CloseReason::Tls(e) => Some(if e.contains("peer closed") {
-                "peer_closed"
-            } else if e.contains("Expired") || e.contains("expired") {
-                "certificate_expired"
-            } else if e.contains("UnknownIssuer") || e.contains("BadCertificate") || e.contains("UnknownCA") {
-                "certificate_untrusted"
-            } else {
-                "protocol_error"
-            }),
+            CloseReason::Tls(cause, _) => Some(cause.as_str()),
             _ => None,
         }
     }
@@ -76,7 +113,7 @@ impl CloseReason {
         match self {
             CloseReason::Connect(e) => DeliveryFailure::Connect(e.clone()),
             CloseReason::ConnectTimeout => DeliveryFailure::Connect("connect timed out".to_owned()),
-            CloseReason::Tls(e) => DeliveryFailure::Tls(e.clone()),
+            CloseReason::Tls(_, e) => DeliveryFailure::Tls(e.clone()),
             CloseReason::HandshakeTimeout => DeliveryFailure::Tls("TLS handshake timed out".to_owned()),
             CloseReason::CertificateMismatch(p) => {
                 DeliveryFailure::CertificateMismatch { presented: p.clone() }
@@ -92,7 +129,7 @@ impl CloseReason {
     /// The counter this close bumps, if any (orderly closes bump none).
     pub fn counter<'c>(&self, c: &'c ShellCounters) -> Option<&'c AtomicU64> {
         match self {
-            CloseReason::Tls(_) | CloseReason::HandshakeTimeout => Some(&c.handshake_failures),
+            CloseReason::Tls(..) | CloseReason::HandshakeTimeout => Some(&c.handshake_failures),
             CloseReason::CertificateMismatch(_) => Some(&c.certificate_mismatches),
             CloseReason::Connect(_) | CloseReason::ConnectTimeout => Some(&c.connect_failures),
             CloseReason::Framing(FrameError::NotSip(_)) => Some(&c.hostile_closes),
@@ -114,7 +151,7 @@ impl CloseReason {
             CloseReason::Io(_) => LinkEnd::Reset,
             // Connect, handshake and certificate failures end a link the core never saw up; should
             // one reach it, the peer is as unreachable as after a TLS failure.
-            CloseReason::Tls(_)
+            CloseReason::Tls(..)
             | CloseReason::Connect(_)
             | CloseReason::ConnectTimeout
             | CloseReason::HandshakeTimeout
@@ -134,7 +171,7 @@ impl CloseReason {
             | CloseReason::Requested
             | CloseReason::Shutdown
             | CloseReason::IdleTimeout => (Level::Debug, String::new()),
-            CloseReason::Io(e) | CloseReason::Tls(e) | CloseReason::Connect(e) => (Level::Info, e.clone()),
+            CloseReason::Io(e) | CloseReason::Tls(_, e) | CloseReason::Connect(e) => (Level::Info, e.clone()),
             CloseReason::CertificateMismatch(p) => (Level::Warn, format!("certificate names {p:?}")),
             CloseReason::Framing(e) => (Level::Info, e.to_string()),
             other => (Level::Info, other.as_str().replace('_', " ")),
@@ -151,7 +188,7 @@ mod tests {
         let failed = [
             CloseReason::PeerClosed,
             CloseReason::Io("reset".into()),
-            CloseReason::Tls("bad record".into()),
+            CloseReason::Tls(TlsCause::Protocol, "bad record".into()),
             CloseReason::KeepaliveDead,
             CloseReason::WriteOverflow,
         ];
@@ -168,6 +205,37 @@ mod tests {
             assert_eq!(r.link_end(), end, "{r:?}");
             assert!(!end.link_failed(), "{r:?}");
         }
+    }
+
+    #[test]
+    fn tls_failures_are_bucketed_from_the_typed_error() {
+        use rustls::{AlertDescription as Alert, CertificateError as Cert, Error};
+        let cases = [
+            (Error::InvalidCertificate(Cert::Expired), "certificate_expired"),
+            (
+                Error::AlertReceived(Alert::CertificateExpired),
+                "certificate_expired",
+            ),
+            (
+                Error::InvalidCertificate(Cert::UnknownIssuer),
+                "certificate_untrusted",
+            ),
+            (
+                Error::AlertReceived(Alert::BadCertificate),
+                "certificate_untrusted",
+            ),
+            (Error::AlertReceived(Alert::UnknownCA), "certificate_untrusted"),
+            (Error::DecryptError, "protocol_error"),
+            (Error::AlertReceived(Alert::HandshakeFailure), "protocol_error"),
+        ];
+        for (e, bucket) in cases {
+            let r = CloseReason::Tls(TlsCause::of(&e), e.to_string());
+            assert_eq!(r.handshake_bucket(), Some(bucket), "{e}");
+        }
+        let closed = CloseReason::Tls(TlsCause::PeerClosed, "peer closed".into());
+        assert_eq!(closed.handshake_bucket(), Some("peer_closed"));
+        assert_eq!(CloseReason::HandshakeTimeout.handshake_bucket(), Some("timeout"));
+        assert_eq!(CloseReason::PeerClosed.handshake_bucket(), None);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use dial::connect_next;
 mod read;
 mod write;
 
-pub(crate) use super::close::CloseReason;
+pub(crate) use super::close::{CloseReason, TlsCause};
 use super::listener;
 use super::settings::ShellLimits;
 use super::timers::{earliest, Keepalive, KeepaliveStep};
@@ -151,7 +151,7 @@ impl Conn {
         now: Instant,
     ) -> Result<Conn, CloseReason> {
         let tls = rustls::ServerConnection::new(std::sync::Arc::clone(config))
-            .map_err(|e| CloseReason::Tls(e.to_string()))?;
+            .map_err(|e| CloseReason::Tls(TlsCause::of(&e), e.to_string()))?;
         Ok(Conn::new(
             id,
             side,
@@ -174,10 +174,14 @@ impl Conn {
         limits: ConnLimits,
         now: Instant,
     ) -> Result<Conn, CloseReason> {
-        let name = tls::server_name(hop.fqdn.host())
-            .ok_or_else(|| CloseReason::Tls(format!("{} is not a valid TLS server name", hop.fqdn)))?;
+        let name = tls::server_name(hop.fqdn.host()).ok_or_else(|| {
+            CloseReason::Tls(
+                TlsCause::Protocol,
+                format!("{} is not a valid TLS server name", hop.fqdn),
+            )
+        })?;
         let tls = rustls::ClientConnection::new(std::sync::Arc::clone(config), name)
-            .map_err(|e| CloseReason::Tls(e.to_string()))?;
+            .map_err(|e| CloseReason::Tls(TlsCause::of(&e), e.to_string()))?;
         let mut untried: VecDeque<SocketAddr> = addrs.into();
         let (stream, remote) = connect_next(&mut untried)?;
         let side = hop.side;

@@ -52,7 +52,7 @@ impl Conn {
                     let _ = self.tls.write_tls(&mut self.stream);
                     return Err(match tls::mismatch_names(&e) {
                         Some(presented) if self.dial.is_some() => CloseReason::CertificateMismatch(presented),
-                        _ => CloseReason::Tls(e.to_string()),
+                        _ => CloseReason::Tls(TlsCause::of(&e), e.to_string()),
                     });
                 }
             };
@@ -64,7 +64,10 @@ impl Conn {
             }
             if eof || state.peer_has_closed() {
                 return Err(if self.phase == Phase::Handshaking {
-                    CloseReason::Tls("peer closed during the TLS handshake".to_owned())
+                    CloseReason::Tls(
+                        TlsCause::PeerClosed,
+                        "peer closed during the TLS handshake".to_owned(),
+                    )
                 } else {
                     CloseReason::PeerClosed
                 });
