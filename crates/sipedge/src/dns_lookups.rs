@@ -128,12 +128,7 @@ fn tcp_exchange(server: SocketAddr, query: &[u8]) -> std::io::Result<Vec<u8>> {
 
 impl Lookups for BlockingDns {
     fn srv(&mut self, name: &str) -> SrvResult {
-        match self.ask(Question::Srv(name.to_owned())) {
-            Answer::Srv(r) if !r.is_empty() => SrvResult::Records(r),
-            Answer::Srv(_) | Answer::NoRecord => SrvResult::NoRecord,
-            Answer::Hosts(_) => SrvResult::Failed("unexpected address answer".to_owned()),
-            Answer::Failed(e) => SrvResult::Failed(e),
-        }
+        SrvResult::from(self.ask(Question::Srv(name.to_owned())))
     }
 
     fn hosts(&mut self, host: &str) -> Result<Vec<IpAddr>, String> {

@@ -97,12 +97,7 @@ pub fn explain(domain: &str, config: &Config, policy: &Policy, dns: &mut dyn Loo
                 let _ = writeln!(o, "DNS SRV       : {name}: lookup failed: {e}");
             }
         }
-        let answer = match &srv_result {
-            SrvResult::Records(r) => SrvAnswer::Records(r),
-            SrvResult::NoRecord => SrvAnswer::NoRecord,
-            SrvResult::Failed(e) => SrvAnswer::Failed(e),
-        };
-        verdict = policy.decide_outbound(&d, answer);
+        verdict = policy.decide_outbound(&d, srv_result.as_answer());
     }
     let targets: Vec<(String, u16, String)> = match &verdict {
         OutboundVerdict::RoutePinned { fqdn } => vec![(

@@ -250,11 +250,7 @@ impl Proxy {
         let Some(p) = self.pending.remove(&token) else {
             return;
         };
-        let answer = match &result {
-            SrvResult::Records(r) => SrvAnswer::Records(r),
-            SrvResult::NoRecord => SrvAnswer::NoRecord,
-            SrvResult::Failed(e) => SrvAnswer::Failed(e),
-        };
+        let answer = result.as_answer();
         let (sid, inbound) = match p {
             Pending::OutboundSrv { server } => (server, false),
             Pending::InboundSrv { server } => (server, true),

@@ -138,6 +138,31 @@ pub enum SrvResult {
     Failed(String),
 }
 
+impl SrvResult {
+    /// The answer as the federation policy reads it.
+    pub fn as_answer(&self) -> federation_policy::SrvAnswer<'_> {
+        match self {
+            SrvResult::Records(r) => federation_policy::SrvAnswer::Records(r),
+            SrvResult::NoRecord => federation_policy::SrvAnswer::NoRecord,
+            SrvResult::Failed(e) => federation_policy::SrvAnswer::Failed(e),
+        }
+    }
+}
+
+/// A DNS answer to an SRV question as the core needs it (the shell's resolver and the binary's
+/// blocking lookups both use this): no record for an empty set, an address answer a failure.
+impl From<crate::dns::Answer> for SrvResult {
+    fn from(a: crate::dns::Answer) -> SrvResult {
+        use crate::dns::Answer;
+        match a {
+            Answer::Srv(r) if !r.is_empty() => SrvResult::Records(r),
+            Answer::Srv(_) | Answer::NoRecord => SrvResult::NoRecord,
+            Answer::Hosts(_) => SrvResult::Failed("unexpected address answer".to_owned()),
+            Answer::Failed(e) => SrvResult::Failed(e),
+        }
+    }
+}
+
 /// Something that happened, for the core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input<'a> {

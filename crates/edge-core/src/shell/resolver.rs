@@ -154,7 +154,7 @@ impl Resolver {
         let answer = self.client.lookup(Question::Srv(name.to_owned()), token, now);
         self.flush(now, registry);
         match answer {
-            Some(a) => Lookup::Ready(srv_result(a)),
+            Some(a) => Lookup::Ready(SrvResult::from(a)),
             None => Lookup::Pending,
         }
     }
@@ -354,16 +354,6 @@ pub(crate) fn host_result(a: Answer, port: u16, fqdn: &Fqdn) -> Result<Vec<Socke
         ))),
         Answer::Srv(_) => Err(DeliveryFailure::Resolve("unexpected SRV answer".to_owned())),
         Answer::Failed(e) => Err(DeliveryFailure::Resolve(format!("{}: {e}", fqdn.host()))),
-    }
-}
-
-/// An SRV answer as the core needs it.
-pub(crate) fn srv_result(a: Answer) -> SrvResult {
-    match a {
-        Answer::Srv(r) if !r.is_empty() => SrvResult::Records(r),
-        Answer::Srv(_) | Answer::NoRecord => SrvResult::NoRecord,
-        Answer::Hosts(_) => SrvResult::Failed("unexpected address answer".to_owned()),
-        Answer::Failed(e) => SrvResult::Failed(e),
     }
 }
 

@@ -9,11 +9,11 @@
 use std::time::Instant;
 
 use super::{Core, Learned, Worker};
-use crate::proxy::io::{DeliveryFailure, Destination, Effect, Level, NextHop, Token};
+use crate::proxy::io::{DeliveryFailure, Destination, Effect, Level, NextHop, SrvResult, Token};
 use crate::shell::conn::{CloseReason, Conn, Phase};
 use crate::shell::log::write_log;
 use crate::shell::pool::{choose, Choice, LinkView};
-use crate::shell::resolver::{host_result, srv_result, Lookup};
+use crate::shell::resolver::{host_result, Lookup};
 use crate::shell::shared::{bump, ConnSlot};
 
 impl<C: Core> Worker<C> {
@@ -214,7 +214,7 @@ impl<C: Core> Worker<C> {
     pub(in crate::shell) fn dns_answers(&mut self, now: Instant) {
         while let Some((t, answer)) = self.resolver.poll_answer() {
             if let Some(token) = self.srv_lookups.remove(&t) {
-                let result = srv_result(answer);
+                let result = SrvResult::from(answer);
                 self.learned.push(Learned::Srv { token, result });
             } else if let Some(hop) = self.host_lookups.remove(&t) {
                 let waiting = self.resolving.remove(&hop).unwrap_or_default();
