@@ -376,6 +376,49 @@ impl CoreStats {
         }
     }
 
+    /// Requests received from `side` with method `m` (what the binary reads; the arrays' layout
+    /// stays the core's).
+    pub fn requests_received(&self, side: Side, m: MethodLabel) -> u64 {
+        self.requests_in
+            .get(side_index(side))
+            .and_then(|row| row.get(m.index()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Responses received from a hop on `side` to method `m`, of status class `class` (an entry
+    /// of [`STATUS_CLASSES`]: `1xx` … `6xx`).
+    pub fn responses_received(&self, side: Side, m: MethodLabel, class: &str) -> u64 {
+        let Some(ci) = STATUS_CLASSES.iter().position(|c| *c == class) else {
+            return 0;
+        };
+        self.responses_in
+            .get(side_index(side))
+            .and_then(|s| s.get(m.index()))
+            .and_then(|row| row.get(ci))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Client transactions of method `m` that ended with outcome `o`.
+    pub fn outcome_count(&self, m: MethodLabel, o: OutcomeLabel) -> u64 {
+        self.outcomes
+            .get(m.index())
+            .and_then(|row| row.get(o as usize))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The latency histogram of method `m`'s client transactions.
+    pub fn latency_of(&self, m: MethodLabel) -> Option<&Histogram> {
+        self.latency.get(m.index())
+    }
+
+    /// Subscriptions ended by `end`.
+    pub fn subscriptions_ended_by(&self, end: crate::proxy::SubscriptionEnd) -> u64 {
+        self.subscriptions_ended.get(end.index()).copied().unwrap_or(0)
+    }
+
     pub fn request_in(&mut self, side: Side, m: MethodLabel) {
         if let Some(row) = self.requests_in.get_mut(side_index(side)) {
             bump(row, m.index());

@@ -9,23 +9,12 @@ impl EdgeMetrics {
         let sides = [Side::Internal, Side::External];
         let mut requests = names::REQUESTS.family();
         let mut responses = names::RESPONSES.family();
-        for (si, side) in sides.iter().enumerate() {
-            for (mi, m) in MethodLabel::ALL.iter().enumerate() {
-                let n = core
-                    .requests_in
-                    .get(si)
-                    .and_then(|r| r.get(mi))
-                    .copied()
-                    .unwrap_or(0);
-                requests = requests.value([direction(*side), m.as_str()], n as f64);
-                for (ci, class) in STATUS_CLASSES.iter().enumerate() {
-                    let n = core
-                        .responses_in
-                        .get(si)
-                        .and_then(|r| r.get(mi))
-                        .and_then(|r| r.get(ci))
-                        .copied()
-                        .unwrap_or(0);
+        for side in sides {
+            for m in MethodLabel::ALL {
+                let n = core.requests_received(side, m);
+                requests = requests.value([direction(side), m.as_str()], n as f64);
+                for class in STATUS_CLASSES {
+                    let n = core.responses_received(side, m, class);
                     // A response from a hop on the external side answers an outbound request.
                     let dir = match side {
                         Side::External => "outbound",
@@ -125,21 +114,16 @@ impl EdgeMetrics {
         out.push(family);
 
         let mut family = names::TRANSACTION_DURATION.family();
-        for (mi, m) in MethodLabel::ALL.iter().enumerate() {
+        for m in MethodLabel::ALL {
             let empty = Histogram::default();
-            let h = core.latency.get(mi).unwrap_or(&empty);
+            let h = core.latency_of(m).unwrap_or(&empty);
             family = family.sample(histogram_sample(h, vec![m.as_str().to_owned()]));
         }
         out.push(family);
         let mut outcomes = names::TRANSACTION_OUTCOMES_TOTAL.family();
-        for (mi, m) in MethodLabel::ALL.iter().enumerate() {
-            for (oi, o) in OutcomeLabel::ALL.iter().enumerate() {
-                let n = core
-                    .outcomes
-                    .get(mi)
-                    .and_then(|r| r.get(oi))
-                    .copied()
-                    .unwrap_or(0);
+        for m in MethodLabel::ALL {
+            for o in OutcomeLabel::ALL {
+                let n = core.outcome_count(m, o);
                 outcomes = outcomes.value(
                     [m.as_str(), bounded(names::TRANSACTION_OUTCOMES, o.as_str())],
                     n as f64,
@@ -172,7 +156,7 @@ impl EdgeMetrics {
         out.push(family);
         let mut ended = names::SUBSCRIPTIONS_ENDED.family();
         for end in edge_core::proxy::SubscriptionEnd::ALL {
-            let n = core.subscriptions_ended.get(end.index()).copied().unwrap_or(0);
+            let n = core.subscriptions_ended_by(end);
             ended = ended.value([bounded(names::SUBSCRIPTION_ENDS, end.as_str())], n as f64);
         }
         out.push(ended);

@@ -373,7 +373,7 @@ impl EdgeMetrics {
             edge_core::proxy::SubscriptionEnd::SubscriberLinkFailed,
         ]
         .iter()
-        .map(|e| core.subscriptions_ended.get(e.index()).copied().unwrap_or(0))
+        .map(|e| core.subscriptions_ended_by(*e))
         .sum();
         let subscriptions = SubscriptionsView {
             internal: active(Side::Internal),
