@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use edge_core::proxy::{EdgeShared, Proxy, ProxySettings};
 use edge_core::shell::{self, ShellLimits, ShellSettings, TlsIdentity as ShellIdentity};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -364,51 +366,49 @@ fn log(level: &str, event: &str, text: &str) {
     crate::log::event(level, event, text);
 }
 
-fn certs_pem(certs: &[rustls_pki_types::CertificateDer<'_>]) -> Vec<u8> {
-    certs
-        .iter()
-        .map(|c| pem::encode(&pem::Pem::new("CERTIFICATE", c.as_ref().to_vec())))
-        .collect::<String>()
-        .into_bytes()
+/// The certificates of a PEM text (the embedded default's local PKI, kept as PEM files).
+fn pem_certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{what}: unreadable PEM: {e}"))
 }
 
-fn key_pem(key: &rustls_pki_types::PrivateKeyDer<'_>) -> Vec<u8> {
-    let tag = match key {
-        rustls_pki_types::PrivateKeyDer::Pkcs1(_) => "RSA PRIVATE KEY",
-        rustls_pki_types::PrivateKeyDer::Sec1(_) => "EC PRIVATE KEY",
-        _ => "PRIVATE KEY",
-    };
-    pem::encode(&pem::Pem::new(tag, key.secret_der().to_vec())).into_bytes()
-}
-
+/// The shell's settings from `config`: the certificates, keys and roots exactly as the
+/// configuration parsed them (DER, read once per load: no PEM round trip).
 pub(crate) fn shell_settings(config: &Config, local_pki: Option<&LocalPki>) -> Result<ShellSettings, String> {
     let identity = |tls: &TlsIdentity| -> Result<ShellIdentity, String> {
         match tls {
             // Exactly what check-config validated, not a second read of files that may have changed.
             TlsIdentity::Files(f) => Ok(ShellIdentity {
-                cert_chain_pem: certs_pem(&f.chain),
-                key_pem: key_pem(&f.key),
+                chain: f.chain.clone(),
+                key: f.key.clone_key(),
             }),
-            TlsIdentity::SelfSigned => local_pki
-                .map(|p| ShellIdentity {
-                    cert_chain_pem: p.edge_cert_pem.clone(),
-                    key_pem: p.edge_key_pem.clone(),
+            TlsIdentity::SelfSigned => {
+                let p = local_pki.ok_or_else(|| {
+                    "no certificate: only the embedded default may omit cert_file".to_owned()
+                })?;
+                Ok(ShellIdentity {
+                    chain: pem_certs(&p.edge_cert_pem, "the local PKI's edge certificate")?,
+                    key: PrivateKeyDer::from_pem_slice(&p.edge_key_pem)
+                        .map_err(|e| format!("the local PKI's edge key: unreadable PEM: {e}"))?,
                 })
-                .ok_or_else(|| "no certificate: only the embedded default may omit cert_file".to_owned()),
+            }
         }
     };
     let internal_identity = identity(&config.internal().tls)?;
     let external_identity = identity(&config.external().tls)?;
-    let local_ca = local_pki.map(|p| p.ca_pem.clone());
-    let internal_client_ca_pem = match (&config.internal().client_ca, &local_ca) {
-        (Some(ca), _) => certs_pem(&ca.certs),
+    let local_ca = local_pki
+        .map(|p| pem_certs(&p.ca_pem, "the local PKI's CA"))
+        .transpose()?;
+    let internal_client_ca = match (&config.internal().client_ca, &local_ca) {
+        (Some(ca), _) => ca.certs.clone(),
         (None, Some(ca)) => ca.clone(),
         (None, None) => return Err("internal.ca_file is required".into()),
     };
     // The partners' roots: the system's trust store (read by validation) plus external.ca_file.
-    let mut external_extra_roots_pem = certs_pem(&config.external().system_roots);
-    external_extra_roots_pem.extend(match &config.external().extra_roots {
-        Some(ca) => certs_pem(&ca.certs),
+    let mut external_roots = config.external().system_roots.clone();
+    external_roots.extend(match &config.external().extra_roots {
+        Some(ca) => ca.certs.clone(),
         None => local_ca.unwrap_or_default(),
     });
     let l = config.limits();
@@ -417,8 +417,8 @@ pub(crate) fn shell_settings(config: &Config, local_pki: Option<&LocalPki>) -> R
         external_listen: config.external().listen,
         internal_identity,
         external_identity,
-        internal_client_ca_pem,
-        external_extra_roots_pem,
+        internal_client_ca,
+        external_roots,
         hosts: config
             .dns()
             .hosts

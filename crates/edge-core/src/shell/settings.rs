@@ -1,29 +1,38 @@
 //! [`ShellSettings`]: the plain data the I/O shell runs on — listen addresses, our certificates and
 //! the trust roots of each side, the static hosts table, the worker count and the connection limits.
-//! The binary fills it from its validated config (`crates/sipedge`); `tls.rs` turns the PEM here into
+//! The binary fills it from its validated config (`crates/sipedge`), with the certificates and keys
+//! as the configuration already parsed them (DER: read once per load); `tls.rs` turns them into
 //! rustls configs, `worker.rs` and `conn.rs` read the limits. Nothing here opens a file or a socket.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-/// Our certificate chain and private key for one side, as PEM (the contents of `cert_file` and
-/// `key_file`). The chain starts with our end-entity certificate.
-#[derive(Clone, PartialEq, Eq)]
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Our certificate chain and private key for one side, as the configuration parsed them from
+/// `cert_file` and `key_file`. The chain starts with our end-entity certificate.
+#[derive(PartialEq, Eq)]
 pub struct TlsIdentity {
-    pub cert_chain_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for TlsIdentity {
+    fn clone(&self) -> Self {
+        TlsIdentity {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
 }
 
 impl fmt::Debug for TlsIdentity {
     /// Never prints the key.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsIdentity")
-            .field(
-                "cert_chain_pem",
-                &format_args!("{} octets", self.cert_chain_pem.len()),
-            )
-            .field("key_pem", &"<redacted>")
+            .field("chain", &format_args!("{} certificates", self.chain.len()))
+            .field("key", &"<redacted>")
             .finish()
     }
 }
@@ -108,12 +117,12 @@ pub struct ShellSettings {
     pub internal_identity: TlsIdentity,
     /// Served on the external listener and presented as client certificate to partners.
     pub external_identity: TlsIdentity,
-    /// PEM roots the front ends' client certificates (and the internal next hop's server
+    /// The roots the front ends' client certificates (and the internal next hop's server
     /// certificate) must chain to. Required: the internal side is mutual TLS.
-    pub internal_client_ca_pem: Vec<u8>,
+    pub internal_client_ca: Vec<CertificateDer<'static>>,
     /// Every root partner certificates (server and client) are checked against: the operating
     /// system's trust store plus `external.ca_file`, read once by the configuration. Must not be empty.
-    pub external_extra_roots_pem: Vec<u8>,
+    pub external_roots: Vec<CertificateDer<'static>>,
     /// Static host entries, checked before DNS: `(name, address)`.
     pub hosts: Vec<(String, IpAddr)>,
     /// DNS servers asked for SRV and A/AAAA (`[dns] servers`, else /etc/resolv.conf). Empty: only
@@ -150,8 +159,8 @@ mod tests {
     #[test]
     fn identity_debug_hides_the_key() {
         let id = TlsIdentity {
-            cert_chain_pem: b"-----BEGIN CERTIFICATE-----".to_vec(),
-            key_pem: b"-----BEGIN PRIVATE KEY----- secret".to_vec(),
+            chain: vec![CertificateDer::from(b"certificate".to_vec())],
+            key: PrivateKeyDer::Pkcs8(b"secret".to_vec().into()),
         };
         let shown = format!("{id:?}");
         assert!(!shown.contains("secret"), "{shown}");

@@ -7,7 +7,7 @@ use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use rustls_pki_types::CertificateDer;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::settings::{ShellLimits, ShellSettings, TlsIdentity};
 
@@ -39,6 +39,10 @@ impl Pki {
 
     pub fn ca_pem(&self) -> String {
         self.ca.pem()
+    }
+
+    pub fn ca_der(&self) -> CertificateDer<'static> {
+        self.ca.der().clone()
     }
 
     /// A leaf for server and client authentication naming `sans` (dNSName entries).
@@ -74,8 +78,8 @@ impl Pki {
             external_listen: any,
             internal_identity: self.leaf(internal).identity(),
             external_identity: self.leaf(&["edge.example.com"]).identity(),
-            internal_client_ca_pem: self.ca_pem().into_bytes(),
-            external_extra_roots_pem: self.ca_pem().into_bytes(),
+            internal_client_ca: vec![self.ca_der()],
+            external_roots: vec![self.ca_der()],
             hosts: Vec::new(),
             dns_servers: Vec::new(),
             dns_cache_entries: 1000,
@@ -97,8 +101,8 @@ impl Leaf {
 
     pub fn identity(&self) -> TlsIdentity {
         TlsIdentity {
-            cert_chain_pem: self.cert.pem().into_bytes(),
-            key_pem: self.key_pem(),
+            chain: vec![self.cert.der().clone()],
+            key: PrivateKeyDer::Pkcs8(self.key.serialize_der().into()),
         }
     }
 }

@@ -18,8 +18,7 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
     SupportedProtocolVersion,
 };
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::settings::{ShellSettings, TlsIdentity};
 use crate::proxy::io::Side;
@@ -29,12 +28,6 @@ use crate::proxy::io::Side;
 pub enum TlsSetupError {
     #[error("{side} {what}: no PEM certificate found")]
     NoCertificate { side: &'static str, what: &'static str },
-    #[error("{side} {what}: unreadable PEM: {error}")]
-    Pem {
-        side: &'static str,
-        what: &'static str,
-        error: rustls_pki_types::pem::Error,
-    },
     #[error("{side} certificate and key: {error}")]
     Key {
         side: &'static str,
@@ -146,10 +139,10 @@ pub(crate) struct TlsConfigs {
 
 impl TlsConfigs {
     pub fn build(settings: &ShellSettings) -> Result<TlsConfigs, TlsSetupError> {
-        let internal_roots = parse_roots(Side::Internal, &settings.internal_client_ca_pem, "client CA")?;
+        let internal_roots = roots(Side::Internal, &settings.internal_client_ca, "client CA")?;
         // Exactly the roots the caller passes (sipedge: the OS trust store plus external.ca_file, read
         // once by config validation); none compiled in.
-        let external_roots = parse_roots(Side::External, &settings.external_extra_roots_pem, "trust roots")?;
+        let external_roots = roots(Side::External, &settings.external_roots, "trust roots")?;
         Ok(TlsConfigs {
             internal: side_tls(Side::Internal, &settings.internal_identity, internal_roots)?,
             external: side_tls(Side::External, &settings.external_identity, external_roots)?,
@@ -193,39 +186,28 @@ fn side_tls(side: Side, identity: &TlsIdentity, roots: RootCertStore) -> Result<
 
 fn certified_key(side: Side, identity: &TlsIdentity) -> Result<CertifiedKey, TlsSetupError> {
     let name = side.as_str();
-    let chain = CertificateDer::pem_slice_iter(&identity.cert_chain_pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| TlsSetupError::Pem {
-            side: name,
-            what: "certificate chain",
-            error,
-        })?;
+    let chain = identity.chain.clone();
     if chain.is_empty() {
         return Err(TlsSetupError::NoCertificate {
             side: name,
             what: "certificate chain",
         });
     }
-    let key = PrivateKeyDer::from_pem_slice(&identity.key_pem).map_err(|error| TlsSetupError::Pem {
-        side: name,
-        what: "private key",
-        error,
-    })?;
-    CertifiedKey::from_der(chain, key, &provider()).map_err(|error| TlsSetupError::Key { side: name, error })
+    CertifiedKey::from_der(chain, identity.key.clone_key(), &provider())
+        .map_err(|error| TlsSetupError::Key { side: name, error })
 }
 
-/// The roots in `pem`; none at all is an error (`what` names them).
-fn parse_roots(side: Side, pem: &[u8], what: &'static str) -> Result<RootCertStore, TlsSetupError> {
+/// The store of `certs`; none at all is an error (`what` names them).
+fn roots(
+    side: Side,
+    certs: &[CertificateDer<'static>],
+    what: &'static str,
+) -> Result<RootCertStore, TlsSetupError> {
     let name = side.as_str();
     let mut store = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.map_err(|error| TlsSetupError::Pem {
-            side: name,
-            what: "trust roots",
-            error,
-        })?;
+    for cert in certs {
         store
-            .add(cert)
+            .add(cert.clone())
             .map_err(|error| TlsSetupError::Roots { side: name, error })?;
     }
     if store.is_empty() {
@@ -410,13 +392,13 @@ mod tests {
         assert!(configs.side(Side::External).server.alpn_protocols.is_empty());
 
         let mut no_ca = settings.clone();
-        no_ca.internal_client_ca_pem.clear();
+        no_ca.internal_client_ca.clear();
         assert!(matches!(
             TlsConfigs::build(&no_ca),
             Err(TlsSetupError::NoCertificate { side: "internal", .. })
         ));
         let mut no_roots = settings.clone();
-        no_roots.external_extra_roots_pem.clear();
+        no_roots.external_roots.clear();
         assert!(matches!(
             TlsConfigs::build(&no_roots),
             Err(TlsSetupError::NoCertificate {
@@ -425,13 +407,13 @@ mod tests {
             })
         ));
         let mut wrong_key = settings.clone();
-        wrong_key.external_identity.key_pem = pki.leaf(&["x.example"]).key_pem();
+        wrong_key.external_identity.key = pki.leaf(&["x.example"]).identity().key;
         assert!(matches!(
             TlsConfigs::build(&wrong_key),
             Err(TlsSetupError::Key { side: "external", .. })
         ));
         let mut garbage = settings;
-        garbage.internal_identity.cert_chain_pem = b"not pem".to_vec();
+        garbage.internal_identity.chain = vec![CertificateDer::from(b"not a certificate".to_vec())];
         assert!(TlsConfigs::build(&garbage).is_err());
     }
 
@@ -444,7 +426,7 @@ mod tests {
         let served = ResolvesClientCert::resolve(&ours, &[], &[]).unwrap();
         assert_eq!(served.cert.first(), Some(&a.der()));
         let mut bad = b.identity();
-        bad.key_pem = a.key_pem();
+        bad.key = a.identity().key;
         assert!(OurCertificate::new(Side::External, &bad).is_err());
     }
 }
