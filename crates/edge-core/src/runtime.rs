@@ -4,7 +4,8 @@
 //! generation it came from. The binary builds it off the event loops (`Runtime::build`, TLS parsed
 //! here and never on a loop) and hands it to every worker with `EdgeHandle::reload`
 //! (`shell/mod.rs`); each worker applies it between events (`shell/worker.rs`, `control()`), its
-//! core through `Proxy::apply` (`proxy/mod.rs`). What needs a restart (listener addresses, workers,
+//! core through `Proxy::apply` (`proxy/mod.rs`), which gets the sans-IO part only: the policy and
+//! [`ProxyRuntime`]; the TLS configs and limits stay with the shell. What needs a restart (listener addresses, workers,
 //! DNS) is not in it.
 
 use std::sync::Arc;

@@ -263,13 +263,13 @@ impl Proxy {
         }
     }
 
-    /// A reload's snapshot: the policy, the internal next hop and the transaction timers apply from
-    /// the next request on; transactions in flight keep their decisions and their armed timers. The
-    /// discovered-partner limiter is edge-wide and set once by the caller
-    /// ([`SharedDiscoveryLimiter::set_limits`]), not here.
-    pub fn apply(&mut self, runtime: &crate::Runtime) {
-        self.policy = Arc::clone(&runtime.policy);
-        let p = &runtime.proxy;
+    /// A reload's part for the core (sans-IO: the policy and [`crate::ProxyRuntime`]; the TLS
+    /// configs and connection limits of the same snapshot are the shell's): the policy, the internal
+    /// next hop and the transaction timers apply from the next request on; transactions in flight
+    /// keep their decisions and their armed timers. The discovered-partner limiter is edge-wide and
+    /// set once by the caller ([`SharedDiscoveryLimiter::set_limits`]), not here.
+    pub fn apply(&mut self, policy: &Arc<Policy>, p: &crate::ProxyRuntime) {
+        self.policy = Arc::clone(policy);
         self.settings.internal_next_hop = p.internal_next_hop.clone();
         self.settings.timer_f = p.timer_f;
         self.settings.timer_b = p.timer_b;

@@ -68,8 +68,9 @@ pub trait Core {
     fn stats(&self) -> Option<&crate::proxy::stats::CoreStats> {
         None
     }
-    /// A reload's snapshot, applied between events (fakes may ignore it).
-    fn apply(&mut self, _runtime: &Runtime) {}
+    /// A reload's part for the core, applied between events (fakes may ignore it): the policy and
+    /// the proxy's reloadable settings — nothing of I/O.
+    fn apply(&mut self, _policy: &Arc<federation_policy::Policy>, _proxy: &crate::ProxyRuntime) {}
     /// A buffer of `Effect::Send` bytes the shell has written out, for the core to reuse (fakes may
     /// drop it).
     fn recycle(&mut self, _buf: Vec<u8>) {}
@@ -104,8 +105,8 @@ impl Core for Proxy {
         Proxy::recycle(self, buf);
     }
 
-    fn apply(&mut self, runtime: &Runtime) {
-        Proxy::apply(self, runtime);
+    fn apply(&mut self, policy: &Arc<federation_policy::Policy>, proxy: &crate::ProxyRuntime) {
+        Proxy::apply(self, policy, proxy);
     }
 }
 

@@ -347,7 +347,7 @@ impl<C: Core> Worker<C> {
         self.parts.per_ip_limit = per_ip_limit;
         self.parts.per_hop_limit = runtime.limits.outgoing_tls_per_hop;
         self.parts.log_debug = runtime.limits.log_debug;
-        self.core.apply(runtime);
+        self.core.apply(&runtime.policy, &runtime.proxy);
     }
 
     fn begin_shutdown(&mut self, now: Instant, deadline: Instant) {
