@@ -172,7 +172,7 @@ fn push_lync_com_not_allowed_fails_with_its_fix_then_succeeds_after_sighup() {
         "{f:?}"
     );
     assert!(
-        dns.queries_for("_sipfederationtls._tcp.push.lync.com") >= 1,
+        dns.wait_queries_for("_sipfederationtls._tcp.push.lync.com", 1, Duration::from_secs(5)) >= 1,
         "{}",
         dns.log_dump()
     );
@@ -373,7 +373,7 @@ fn the_embedded_default_with_no_flags_prints_the_five_lines_and_the_first_cause(
         );
     }
     assert!(
-        dns.queries_for("_sipfederationtls._tcp.push.lync.com") >= 1,
+        dns.wait_queries_for("_sipfederationtls._tcp.push.lync.com", 1, Duration::from_secs(5)) >= 1,
         "{}",
         dns.log_dump()
     );

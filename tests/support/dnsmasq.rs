@@ -241,6 +241,19 @@ impl Dnsmasq {
             .count()
     }
 
+    /// [`Dnsmasq::queries_for`] once it reaches `at_least`, or what it is after `timeout`: dnsmasq's
+    /// log reaches us through a pipe and a reader thread, a little after the answer.
+    pub fn wait_queries_for(&self, name: &str, at_least: usize, timeout: std::time::Duration) -> usize {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let n = self.queries_for(name);
+            if n >= at_least || std::time::Instant::now() >= deadline {
+                return n;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
