@@ -27,6 +27,10 @@ pub(crate) struct ServerId(pub(crate) u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct ClientId(pub(crate) u64);
 
+/// A SUBSCRIBE dialog the core tracks for liveness (`dialogs/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct SubscriptionId(pub(crate) u64);
+
 /// An armed timer: its sequence number in the core's timer set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct TimerId(pub(crate) u64);

@@ -141,7 +141,7 @@ pub struct Proxy {
     /// Edge-wide: how many subscriptions every worker tracks together (the bound).
     subscription_count: dialogs::SubscriptionCount,
     /// Tokens of the edge's own NOTIFYs → their branch.
-    local_tokens: FastMap<u64, String>,
+    local_tokens: FastMap<Token, String>,
     shutting_down: bool,
     /// Storage kept between messages, so that the message path allocates nothing once warm: the
     /// parser's header table, the editor's edit list and arena, and spent byte buffers (sent

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use sip_codec::{parse, Message};
 
-use super::ids::{ClientId, ServerId, TimerId};
-use super::io::{ConnId, DeliveryFailure, Effect, Level, NextHop, Side};
+use super::ids::{ClientId, ServerId, SubscriptionId, TimerId};
+use super::io::{ConnId, DeliveryFailure, Effect, Level, NextHop, Side, Token};
 use super::respond::{self, Extra};
 use super::stats::MethodLabel;
 use super::Proxy;
@@ -97,7 +97,7 @@ pub(crate) enum Pending {
     Stateless,
     /// A request the edge originated (`dialogs.rs`): its answer is absorbed.
     Local {
-        token: u64,
+        token: Token,
     },
 }
 
@@ -110,9 +110,9 @@ pub(crate) enum TimerKind {
     /// The next attempt of a push request (server transaction id).
     PushRetry(ServerId),
     /// A subscription was not refreshed in time (`dialogs.rs`).
-    SubscriptionExpiry(u64),
+    SubscriptionExpiry(SubscriptionId),
     /// The edge's own NOTIFY got no answer in time (its token).
-    LocalTimeout(u64),
+    LocalTimeout(Token),
 }
 
 impl Proxy {

@@ -100,7 +100,11 @@ impl Proxy {
         }
     }
 
-    pub(super) fn end_subscription(&mut self, id: u64, why: SubscriptionEnd) -> Option<Subscription> {
+    pub(super) fn end_subscription(
+        &mut self,
+        id: SubscriptionId,
+        why: SubscriptionEnd,
+    ) -> Option<Subscription> {
         let s = self.dialogs.remove(id)?;
         self.disarm(s.timer);
         self.subscription_count.fetch_sub(1, Ordering::Relaxed);
@@ -172,17 +176,17 @@ impl Proxy {
         let Some(bytes) = b.build() else { return };
         let Some(dest) = self.towards(s) else { return };
         let token = Token(self.next_id());
-        let timer = self.arm(now + LOCAL_TIMEOUT, TimerKind::LocalTimeout(token.0));
+        let timer = self.arm(now + LOCAL_TIMEOUT, TimerKind::LocalTimeout(token));
         self.dialogs.local.insert(
             branch.clone(),
             LocalRequest {
                 conn: None,
                 timer,
-                token: token.0,
+                token,
             },
         );
-        self.local_tokens.insert(token.0, branch);
-        self.pending.insert(token, Pending::Local { token: token.0 });
+        self.local_tokens.insert(token, branch);
+        self.pending.insert(token, Pending::Local { token });
         self.count(|st| st.request_out(to_side, crate::proxy::stats::MethodLabel::of("NOTIFY")));
         out.push(Effect::Send {
             dest: Destination::Hop(dest),
@@ -218,7 +222,7 @@ impl Proxy {
     }
 
     /// The shell delivered the edge's own NOTIFY on `conn`: its answer must come back there.
-    pub(crate) fn local_delivered(&mut self, token: u64, conn: ConnId) {
+    pub(crate) fn local_delivered(&mut self, token: Token, conn: ConnId) {
         let branch = self.local_tokens.get(&token);
         if let Some(l) = branch.and_then(|b| self.dialogs.local.get_mut(b)) {
             l.conn = Some(conn);
@@ -234,7 +238,7 @@ impl Proxy {
         }
     }
 
-    pub(crate) fn local_done(&mut self, token: u64) {
+    pub(crate) fn local_done(&mut self, token: Token) {
         if let Some(branch) = self.local_tokens.get(&token).cloned() {
             self.local_forget(&branch);
         }
@@ -401,7 +405,7 @@ impl Proxy {
             })
             .filter(|d| self.policy.allowed(d).is_some())
             .map_or_else(|| "other".to_owned(), |d| d.to_string());
-        let id = self.next_id();
+        let id = SubscriptionId(self.next_id());
         let seq = self.arm(at, TimerKind::SubscriptionExpiry(id));
         let sub = Subscription {
             key: dialog_key(call_id, stag, ntag),
@@ -427,7 +431,7 @@ impl Proxy {
         self.count(|st| *st.subscriptions_active.entry((side, partner)).or_default() += 1);
     }
 
-    pub(crate) fn subscription_expired(&mut self, id: u64) {
+    pub(crate) fn subscription_expired(&mut self, id: SubscriptionId) {
         if let Some(s) = self.dialogs.subs.get_mut(&id) {
             // The timer that fired is gone already.
             s.timer = None;

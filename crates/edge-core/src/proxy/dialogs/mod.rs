@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use federation_policy::{DiagnosticId, Fqdn};
 use sip_codec::{HeaderName, Message, RequestBuilder, SipUri, Uri};
 
-use super::ids::{ServerId, TimerId};
+use super::ids::{ServerId, SubscriptionId, TimerId};
 use super::io::{ConnId, Destination, Effect, Level, LinkEnd, NextHop, PeerInfo, Side, Token};
 use super::route;
 use super::txn::{Pending, TimerKind};
@@ -125,8 +125,8 @@ impl Subscription {
 pub(crate) struct Subscriptions {
     /// Call-ID, subscriber tag, notifier tag → id. The key is the peers' choice: std's SipHash with
     /// a per-process random key, so a flood of colliding keys cannot degrade the table.
-    by_key: HashMap<String, u64>,
-    subs: FastMap<u64, Subscription>,
+    by_key: HashMap<String, SubscriptionId>,
+    subs: FastMap<SubscriptionId, Subscription>,
     /// Up connections per link (this worker's).
     links: HashMap<LinkKey, u32>,
     /// The edge's own NOTIFYs awaiting an answer, by branch.
@@ -139,7 +139,7 @@ pub(crate) struct LocalRequest {
     pub conn: Option<ConnId>,
     pub timer: TimerId,
     /// Its token (`Proxy::local_tokens` maps it back to the branch until the entry goes).
-    pub token: u64,
+    pub token: Token,
 }
 
 fn dialog_key(call_id: &str, subscriber_tag: &str, notifier_tag: &str) -> String {
@@ -209,7 +209,7 @@ impl Subscriptions {
     }
 
     /// The subscriptions whose notifier, or whose subscriber, is reached over `link`.
-    fn depending_on(&self, link: &LinkKey) -> (Vec<u64>, Vec<u64>) {
+    fn depending_on(&self, link: &LinkKey) -> (Vec<SubscriptionId>, Vec<SubscriptionId>) {
         let on = |p: &Party| p.side == link.side && p.link == link.name;
         let (mut notifier, mut subscriber) = (Vec::new(), Vec::new());
         for (&id, s) in &self.subs {
@@ -222,18 +222,18 @@ impl Subscriptions {
         (notifier, subscriber)
     }
 
-    fn insert(&mut self, id: u64, s: Subscription) {
+    fn insert(&mut self, id: SubscriptionId, s: Subscription) {
         self.by_key.insert(s.key.clone(), id);
         self.subs.insert(id, s);
     }
 
-    fn remove(&mut self, id: u64) -> Option<Subscription> {
+    fn remove(&mut self, id: SubscriptionId) -> Option<Subscription> {
         let s = self.subs.remove(&id)?;
         self.by_key.remove(&s.key);
         Some(s)
     }
 
-    fn find(&self, call_id: &str, subscriber_tag: &str, notifier_tag: &str) -> Option<u64> {
+    fn find(&self, call_id: &str, subscriber_tag: &str, notifier_tag: &str) -> Option<SubscriptionId> {
         self.by_key
             .get(&dialog_key(call_id, subscriber_tag, notifier_tag))
             .copied()
