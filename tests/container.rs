@@ -4,8 +4,10 @@
 //! certificates mounted read-only, host networking on loopback. `/readyz` answers 200 through the
 //! image's own `sipedge health` and from the host; `sipedge send` from the host reaches the edge in
 //! the container and a partner on the host answers; a configuration change and `podman kill
-//! --signal HUP` is applied (generation 2 read back from `/metrics`); `podman stop` drains and the
-//! container exits 0 within its grace period.
+//! --signal HUP` is applied (generation 2 read back from `/metrics`); with `run --watch` and the
+//! configuration's directory mounted (as in Kubernetes), a file renamed over the configuration on
+//! the host is applied without a signal (generation 3); `podman stop` drains and the container
+//! exits 0 within its grace period.
 //!
 //! The image holds the binary of this test run's profile (`SIPEDGE_BIN`): `scripts/image.sh` without
 //! it builds the release binary, as an operator does. podman runs with a `containers.conf` of the
@@ -109,7 +111,11 @@ fn the_image_runs_read_only_non_root_serves_reloads_and_drains() {
     };
     let fe_uas = TlsUas::start(&pki.fe, &pki.internal_ca.cert, ok);
     let partner = TlsUas::start(&pki.partner, &pki.internal_ca.cert, ok);
-    let config = work.path().join("sipedge.toml");
+    // The configuration's directory is mounted (not the file), as a ConfigMap is: a file renamed
+    // over it on the host is seen inside.
+    let conf_dir = work.path().join("conf");
+    std::fs::create_dir(&conf_dir).unwrap();
+    let config = conf_dir.join("sipedge.toml");
     std::fs::write(&config, EdgeOpts::new(fe_uas.port(), partner.port()).render(&pki)).unwrap();
     let pki_dir = pki.path().display().to_string();
     let _ = podman(&conf, &["rm", "-f", "-t", "0", NAME]);
@@ -129,10 +135,14 @@ fn the_image_runs_read_only_non_root_serves_reloads_and_drains() {
             "--health-cmd",
             "none",
             "-v",
-            &format!("{}:/etc/sipedge/sipedge.toml:ro", config.display()),
+            &format!("{}:/etc/sipedge/conf:ro", conf_dir.display()),
             "-v",
             &format!("{pki_dir}:{pki_dir}:ro"),
             "localhost/sipedge:latest",
+            "run",
+            "--config",
+            "/etc/sipedge/conf/sipedge.toml",
+            "--watch",
         ],
     );
     assert!(run.status.success(), "podman run failed:\n{}", text(&run));
@@ -203,6 +213,36 @@ fn the_image_runs_read_only_non_root_serves_reloads_and_drains() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // No signal: a new file renamed over the configuration on the host (an editor's save, a
+    // ConfigMap's swap) is seen by the watch inside the container: generation 3.
+    let mut again = std::fs::read_to_string(&config).unwrap();
+    again.push_str("\n[[federation.blocked]]\ndomain = \"blocked2.test\"\n");
+    let aside = conf_dir.join(".sipedge.toml.new");
+    std::fs::write(&aside, again).unwrap();
+    std::fs::rename(&aside, &config).unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, body) = http::get(metrics, "/metrics").unwrap();
+        if body.lines().any(|l| l == "sipedge_config_generation 3") {
+            assert!(
+                body.lines().any(|l| l == "sipedge_config_watched_files 7"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the watch did not apply the renamed file:\n{}",
+            text(&podman(&conf, &["logs", NAME]))
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let logs = text(&podman(&conf, &["logs", NAME]));
+    assert!(
+        logs.contains("\"event\":\"config_changed\"") && logs.contains("\"trigger\":\"watch\""),
+        "{logs}"
+    );
 
     // podman stop: SIGTERM, the drain, exit 0 within the grace period.
     let t0 = Instant::now();
