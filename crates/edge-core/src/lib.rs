@@ -3,7 +3,7 @@
 //! - `proxy/`: the sans-IO SIP proxy core — transactions, routing, generated responses. Time in,
 //!   effects out; the seam with the shell is `proxy/io.rs`.
 //! - `shell/`: the I/O half — TLS listeners on the internal and external sides, one `mio::Poll` per
-//!   worker thread, connections, the outbound pool. Every byte is written in `shell/conn.rs`.
+//!   worker thread, connections, the outbound pool. Every byte is written in `shell/conn/write.rs`.
 //!
 //! - `runtime.rs`: [`Runtime`], the snapshot a reload hands every worker (policy, timers, limits,
 //!   TLS configs).

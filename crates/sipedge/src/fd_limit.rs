@@ -31,7 +31,7 @@ pub struct FdLimit {
 /// inbound and outbound): per worker its two listeners, its poll and waker, a DNS UDP socket per
 /// server (at most `edge_core::dns::MAX_SERVERS`, 8) and 64 DNS-over-TCP exchanges
 /// (`shell/resolver.rs`); the metrics endpoint's listener, poll, waker and 32 connections
-/// (`crates/metrics/src/http.rs`); stdio, the signal pipe and the files a start or a reload reads.
+/// (`crates/metrics/src/http/`); stdio, the signal pipe and the files a start or a reload reads.
 pub fn headroom(workers: usize) -> u64 {
     const PER_WORKER: u64 = 2 + 2 + edge_core::dns::MAX_SERVERS as u64 + 64;
     const METRICS: u64 = 3 + 32;

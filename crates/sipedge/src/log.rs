@@ -8,9 +8,13 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 /// Writes `record` (a JSON object) with its `ts`, through the process's one log writer (the
-/// workers' too: `edge_core::shell::log`, never blocking).
+/// workers' too: `edge_core::shell::log`). Off the message path, so it waits up to a second for
+/// room in a full queue rather than lose a reload's or a shutdown's record.
 pub(crate) fn emit(record: Value) {
-    edge_core::shell::log::submit(stamped(record, SystemTime::now()).to_string());
+    edge_core::shell::log::submit_waiting(
+        stamped(record, SystemTime::now()).to_string(),
+        std::time::Duration::from_secs(1),
+    );
 }
 
 /// `{level, event, text}`, written by [`emit`].

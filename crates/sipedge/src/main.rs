@@ -137,6 +137,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A panic writes what the log queue holds first, so its message comes after the lines before it.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        edge_core::shell::log::flush(std::time::Duration::from_secs(1));
+        default_hook(info);
+    }));
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run {

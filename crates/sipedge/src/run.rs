@@ -45,6 +45,16 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> 
             return ExitCode::FAILURE;
         }
     };
+    // `--watch`: what the files held when the configuration read them, the watch's starting point
+    // (taken now, not once the listeners are up: a change made meanwhile is a change).
+    let watch_baseline = match (watch, config_path) {
+        (true, Some(path)) => {
+            let files = crate::watch::files_of(path, &config);
+            let baseline = crate::watch::Fingerprint::of(&files);
+            Some((files, baseline))
+        }
+        _ => None,
+    };
     // The embedded default's CA, edge and client certificates, kept in the state directory.
     let local_pki = match config_path {
         Some(_) => None,
@@ -222,7 +232,7 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> 
     // Ready before the line: a client that reads `metrics http` may ask /readyz at once.
     state.listening.store(true, std::sync::atomic::Ordering::Relaxed);
     println!("metrics http {}", exporter.addr());
-    let code = wait_for_signals(handle, signals, reloader, &state, watch);
+    let code = wait_for_signals(handle, signals, reloader, &state, watch_baseline);
     exporter.stop();
     if let Some(f) = pid_file {
         let _ = std::fs::remove_file(f);
@@ -242,7 +252,7 @@ fn wait_for_signals(
     mut signals: Signals,
     mut reloader: Reloader,
     state: &EdgeState,
-    watch: bool,
+    watch: Option<(Vec<std::path::PathBuf>, crate::watch::Fingerprint)>,
 ) -> ExitCode {
     let (tx, rx) = mpsc::channel::<Wake>();
     let signal_tx = tx.clone();
@@ -266,11 +276,12 @@ fn wait_for_signals(
         return ExitCode::FAILURE;
     }
     // Dropped at return: the watch thread stops.
-    let watcher = if watch {
-        start_watch(&reloader, tx)
-    } else {
-        drop(tx);
-        None
+    let mut watcher = match watch {
+        Some((files, baseline)) => start_watch(&reloader, files, baseline, tx),
+        None => {
+            drop(tx);
+            None
+        }
     };
     // Wakes that arrive while a reload runs are coalesced: one more reload follows, reading the
     // files as they are then.
@@ -291,6 +302,8 @@ fn wait_for_signals(
                     DRAIN_GRACE.as_secs()
                 ),
             );
+            // No reload starts during the drain: the watch goes first.
+            drop(watcher.take());
             handle.shutdown(DRAIN_GRACE);
             handle.join();
             log("info", "stopped", "all workers stopped");
@@ -313,10 +326,14 @@ fn wait_for_signals(
 /// `run --watch`: the watch thread over the running configuration's files, its changes logged
 /// (`config_changed`) and queued as reloads. `None` (logged) when it cannot start: the edge runs on,
 /// reloading by SIGHUP.
-fn start_watch(reloader: &Reloader, tx: mpsc::Sender<Wake>) -> Option<Watch> {
-    let files = reloader.watched_files();
+fn start_watch(
+    reloader: &Reloader,
+    files: Vec<std::path::PathBuf>,
+    baseline: crate::watch::Fingerprint,
+    tx: mpsc::Sender<Wake>,
+) -> Option<Watch> {
     let count = files.len();
-    let started = Watch::start(files, move |changed, by| {
+    let started = Watch::start(files, baseline, move |changed, by| {
         let shown: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
         crate::log::emit(serde_json::json!({
             "level": "info", "event": "config_changed", "files": shown, "by": by.as_str(),

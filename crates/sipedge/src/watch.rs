@@ -113,6 +113,15 @@ pub fn dirs_for(files: &[PathBuf]) -> BTreeSet<PathBuf> {
         {
             dirs.insert(parent);
         }
+        // A directory on the way that is a symlink (`/etc/sipedge/tls -> v1`): its swap happens
+        // in the directory that holds it.
+        for ancestor in file.ancestors().skip(1) {
+            if std::fs::symlink_metadata(ancestor).is_ok_and(|m| m.file_type().is_symlink()) {
+                if let Some(parent) = ancestor.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    dirs.insert(parent.to_path_buf());
+                }
+            }
+        }
     }
     dirs.retain(|d| d.is_dir());
     dirs
@@ -163,61 +172,95 @@ fn may_change(kind: &EventKind) -> bool {
     )
 }
 
-/// The running watch; [`Watch::set_files`] after each applied reload. Dropped: the thread stops
-/// within [`POLL`].
+/// The running watch; [`Watch::set_files`] after each applied reload. Dropped: the thread is woken
+/// and stops.
 #[derive(Debug)]
 pub struct Watch {
     shared: Arc<Shared>,
 }
 
+/// A wake of the watch thread: `rewatch` asks it to add every directory watch again (a watched
+/// directory was removed or renamed: the kernel dropped its watch).
+type Wake = bool;
+
 #[derive(Debug)]
 struct Shared {
-    files: Mutex<Vec<PathBuf>>,
+    /// The files, and their fingerprint as the caller read them (the baseline for new ones).
+    files: Mutex<(Vec<PathBuf>, Fingerprint)>,
     stop: AtomicBool,
+    /// Wakes the thread (file events come through it too); kept here so it lives as long as the
+    /// watch, whether or not file events could start.
+    wake: Mutex<mpsc::Sender<Wake>>,
 }
 
 impl Watch {
-    /// Starts the watch thread over `files`; `on_change` gets the files whose content changed and
-    /// what saw it (it runs on the watch thread). Fails only when the thread cannot start; an
-    /// inotify that cannot start is logged and leaves the poll.
+    /// Starts the watch thread over `files`, whose contents were `baseline` when the configuration
+    /// read them (taken by the caller right after loading, so a change made while the edge starts
+    /// is not taken as the starting point); `on_change` gets the files whose content changed and
+    /// what saw it (it runs on the watch thread). Fails only when the thread cannot start; file
+    /// events that cannot start are logged and leave the poll.
     pub fn start(
         files: Vec<PathBuf>,
+        baseline: Fingerprint,
         on_change: impl Fn(Vec<PathBuf>, SeenBy) + Send + 'static,
     ) -> Result<Watch, String> {
+        let (tx, rx) = mpsc::channel::<Wake>();
         let shared = Arc::new(Shared {
-            files: Mutex::new(files),
+            files: Mutex::new((files, baseline)),
             stop: AtomicBool::new(false),
+            wake: Mutex::new(tx),
         });
         let thread_shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("watch".to_owned())
-            .spawn(move || watch_loop(&thread_shared, &on_change))
+            .spawn(move || watch_loop(&thread_shared, &rx, &on_change))
             .map_err(|e| format!("cannot start the file watch thread: {e}"))?;
         Ok(Watch { shared })
     }
 
-    /// The files to watch from now on (after an applied reload).
+    /// The files to watch from now on (after an applied reload), read now: a file new to the set is
+    /// compared against what it holds at this moment, right after the reload read it.
     pub fn set_files(&self, files: Vec<PathBuf>) {
-        *self.shared.files.lock() = files;
+        let baseline = Fingerprint::of(&files);
+        *self.shared.files.lock() = (files, baseline);
+        let _ = self.shared.wake.lock().send(false);
     }
 
     pub fn file_count(&self) -> usize {
-        self.shared.files.lock().len()
+        self.shared.files.lock().0.len()
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Relaxed);
+        let _ = self.shared.wake.lock().send(false);
     }
 }
 
-fn watch_loop(shared: &Shared, on_change: &dyn Fn(Vec<PathBuf>, SeenBy)) {
-    let (tx, rx) = mpsc::channel::<()>();
-    let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        // An error from the watcher (an overflowed queue) may hide a change: compare.
-        if res.map_or(true, |e| may_change(&e.kind)) {
-            let _ = tx.send(());
+/// Whether a file-system event means a watched directory itself went away or moved (its watch is
+/// gone with it).
+fn drops_a_watch(kind: &EventKind) -> bool {
+    use notify::event::{ModifyKind, RemoveKind, RenameMode};
+    matches!(
+        kind,
+        EventKind::Remove(RemoveKind::Folder | RemoveKind::Any | RemoveKind::Other)
+            | EventKind::Modify(ModifyKind::Name(RenameMode::From | RenameMode::Any))
+            | EventKind::Other
+    )
+}
+
+fn watch_loop(shared: &Shared, rx: &mpsc::Receiver<Wake>, on_change: &dyn Fn(Vec<PathBuf>, SeenBy)) {
+    let events = shared.wake.lock().clone();
+    let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+        Ok(e) if may_change(&e.kind) => {
+            let _ = events.send(drops_a_watch(&e.kind));
+        }
+        Ok(_) => {}
+        // An error from the watcher (an overflowed queue) may hide a change: compare, and
+        // watch every directory again.
+        Err(_) => {
+            let _ = events.send(true);
         }
     }) {
         Ok(w) => Some(w),
@@ -232,8 +275,7 @@ fn watch_loop(shared: &Shared, on_change: &dyn Fn(Vec<PathBuf>, SeenBy)) {
             None
         }
     };
-    let mut files = shared.files.lock().clone();
-    let mut seen = Fingerprint::of(&files);
+    let (mut files, mut seen) = shared.files.lock().clone();
     let mut watched: BTreeSet<PathBuf> = BTreeSet::new();
     if let Some(w) = watcher.as_mut() {
         watch_dirs(w, &mut watched, dirs_for(&files));
@@ -250,26 +292,28 @@ fn watch_loop(shared: &Shared, on_change: &dyn Fn(Vec<PathBuf>, SeenBy)) {
         ),
     );
     while !shared.stop.load(Ordering::Relaxed) {
-        let by = match rx.recv_timeout(POLL) {
-            Ok(()) => {
-                settle(&rx);
-                SeenBy::Event
+        let (by, rewatch) = match rx.recv_timeout(POLL) {
+            Ok(rewatch) => {
+                let more = settle(rx);
+                (SeenBy::Event, rewatch || more)
             }
-            Err(RecvTimeoutError::Timeout) => SeenBy::Poll,
-            Err(RecvTimeoutError::Disconnected) => SeenBy::Poll,
+            // The sender lives in `shared`: never disconnected while the thread runs.
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => (SeenBy::Poll, false),
         };
         if shared.stop.load(Ordering::Relaxed) {
             break;
         }
-        let now_files = shared.files.lock().clone();
+        let (now_files, baseline) = shared.files.lock().clone();
         if now_files != files {
-            // A reload named other files: read them as they are now (the reload just did).
-            let fresh = Fingerprint::of(&now_files);
-            for (path, h) in fresh.0 {
+            // A reload named other files: new ones start from what they held when it read them.
+            for (path, h) in baseline.0 {
                 seen.0.entry(path).or_insert(h);
             }
             seen.0.retain(|p, _| now_files.contains(p));
             files = now_files;
+        }
+        if rewatch {
+            watched.clear();
         }
         // Symlink targets move with every swap: follow them.
         if let Some(w) = watcher.as_mut() {
@@ -284,17 +328,19 @@ fn watch_loop(shared: &Shared, on_change: &dyn Fn(Vec<PathBuf>, SeenBy)) {
     }
 }
 
-/// Waits until no event came for [`QUIET`], or [`MAX_DELAY`] passed.
-fn settle(rx: &mpsc::Receiver<()>) {
+/// Waits until no event came for [`QUIET`], or [`MAX_DELAY`] passed; whether one of the events
+/// asked for the directories to be watched again.
+fn settle(rx: &mpsc::Receiver<Wake>) -> bool {
     let deadline = Instant::now() + MAX_DELAY;
+    let mut rewatch = false;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return;
+            return rewatch;
         }
         match rx.recv_timeout(QUIET.min(left)) {
-            Ok(()) => {}
-            Err(_) => return,
+            Ok(r) => rewatch |= r,
+            Err(_) => return rewatch,
         }
     }
 }
@@ -376,6 +422,39 @@ mod tests {
     }
 
     #[test]
+    fn a_symlinked_directory_on_the_way_is_watched_where_its_link_lives() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("v1")).unwrap();
+        write(&d.path().join("v1/tls.crt"), "a");
+        std::os::unix::fs::symlink("v1", d.path().join("tls")).unwrap();
+        let dirs = dirs_for(&[d.path().join("tls/tls.crt")]);
+        assert!(dirs.contains(d.path()), "the link's directory: {dirs:?}");
+        assert!(dirs.contains(&d.path().join("tls")), "{dirs:?}");
+    }
+
+    #[test]
+    fn a_file_added_by_a_reload_is_watched_from_what_it_held_then() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a.toml"), d.path().join("b.pem"));
+        write(&a, "a");
+        write(&b, "one");
+        let (tx, rx) = mpsc::channel();
+        let first = vec![a.clone()];
+        let watch = Watch::start(first.clone(), Fingerprint::of(&first), move |changed, by| {
+            let _ = tx.send((changed, by));
+        })
+        .unwrap();
+        watch.set_files(vec![a.clone(), b.clone()]);
+        assert_eq!(watch.file_count(), 2);
+        // The set change wakes the thread; nothing changed yet.
+        assert!(rx.recv_timeout(QUIET * 3).is_err());
+        write(&b, "two");
+        let (changed, _) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(changed, vec![b]);
+        drop(watch);
+    }
+
+    #[test]
     fn a_change_is_named_by_file_and_an_unchanged_rewrite_is_not_one() {
         let d = tempfile::tempdir().unwrap();
         let (a, b) = (d.path().join("a.pem"), d.path().join("b.pem"));
@@ -415,7 +494,9 @@ mod tests {
         let file = d.path().join("sipedge.toml");
         write(&file, "old");
         let (tx, rx) = mpsc::channel();
-        let watch = Watch::start(vec![file.clone()], move |changed, by| {
+        let files = vec![file.clone()];
+        let baseline = Fingerprint::of(&files);
+        let watch = Watch::start(files, baseline, move |changed, by| {
             let _ = tx.send((changed, by));
         })
         .unwrap();

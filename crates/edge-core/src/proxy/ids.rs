@@ -37,9 +37,10 @@ pub(crate) struct TimerId(pub(crate) u64);
 
 /// A transaction's key in the core's tables: a 128-bit keyed hash of the strings that identify it
 /// (a server transaction's branch, sent-by and method class; a client transaction's branch), so the
-/// tables hold no string and the message path builds none. The two SipHash keys are random per
-/// process (std's `RandomState`): a peer cannot choose strings that collide, and two different
-/// transactions share a key with probability ~2^-128 per pair.
+/// tables hold no string and the message path builds none. Two SipHash-1-3 hashers keyed by std's
+/// `RandomState` (random per process; std derives the second instance's key from the first's, so
+/// the halves are two different keyed functions of one secret, not independent secrets): a peer
+/// that does not know the secret cannot choose strings that collide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct TxnKey(u128);
 

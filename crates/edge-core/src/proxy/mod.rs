@@ -234,6 +234,17 @@ impl Proxy {
         }
     }
 
+    /// An empty buffer to keep `len` octets in for a while (a stored request): a spent one only if
+    /// it is not much larger, so a long-lived transaction holds about what it needs.
+    pub(crate) fn take_buf_for(&mut self, len: usize) -> Vec<u8> {
+        match self.bufs.last() {
+            Some(b) if b.capacity() >= len && b.capacity() <= 2 * len.max(MIN_KEPT_CAPACITY) => {
+                self.bufs.pop().unwrap_or_default()
+            }
+            _ => Vec::with_capacity(len),
+        }
+    }
+
     /// An empty buffer to write a message into: a spent one, else a new one.
     pub(crate) fn take_buf(&mut self) -> Vec<u8> {
         self.bufs.pop().unwrap_or_else(|| Vec::with_capacity(1024))

@@ -152,7 +152,7 @@ impl Proxy {
     ) -> ServerId {
         let id = ServerId(self.next_id());
         self.server_keys.insert(key, id);
-        let mut stored = self.take_buf();
+        let mut stored = self.take_buf_for(request.len());
         stored.extend_from_slice(request);
         self.servers.insert(
             id,

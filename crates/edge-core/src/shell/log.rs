@@ -78,6 +78,25 @@ pub fn submit(line: String) {
     }
 }
 
+/// [`submit`] for a thread off the message path (the binary's own events: reloads, shutdown),
+/// which may wait up to `wait` for room rather than lose the line; dropped (and counted) after.
+pub fn submit_waiting(line: String, wait: Duration) {
+    if cfg!(test) {
+        eprintln!("{line}");
+        return;
+    }
+    match writer() {
+        Some(w) => {
+            if w.tx.send_timeout(Msg::Line(line), wait).is_err() {
+                w.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        None => {
+            let _ = std::io::stderr().lock().write_all(format!("{line}\n").as_bytes());
+        }
+    }
+}
+
 /// Lines dropped because the queue was full, since start.
 pub fn dropped() -> u64 {
     WRITER

@@ -4,7 +4,7 @@
 //! contract with the core is `proxy/io.rs` (`Input` in, `Effect` out), reached through [`Core`].
 //!
 //! Files: `settings.rs` (what the binary fills in), `tls.rs` (rustls configs, our certificate,
-//! peer identities), `listener.rs` (sockets), `conn.rs` (one TLS connection) and `close.rs` (why it
+//! peer identities), `listener.rs` (sockets), `conn/` (one TLS connection: `read.rs`, `write.rs`, `dial.rs`) and `close.rs` (why it
 //! ended), `pool.rs` (outbound connections per hop, name resolution), `timers.rs` (keepalive,
 //! deadlines), `worker.rs` (the loop) and `worker/effects.rs` (carrying out the core's effects),
 //! `log.rs` (JSON log lines), `shared.rs` (the connection count and each worker's published

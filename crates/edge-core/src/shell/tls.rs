@@ -26,7 +26,7 @@ use crate::proxy::io::Side;
 /// Why the TLS configuration could not be built. Each is fatal at start (and rejects a reload).
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
-    #[error("{side} {what}: no PEM certificate found")]
+    #[error("{side} {what}: no certificate given")]
     NoCertificate { side: &'static str, what: &'static str },
     #[error("{side} certificate and key: {error}")]
     Key {
