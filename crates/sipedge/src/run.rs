@@ -179,14 +179,14 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> 
             return ExitCode::FAILURE;
         }
     };
-    println!("listening internal sip+tls {}", handle.internal_addr());
-    println!("listening external sip+tls {}", handle.external_addr());
+    contract_line(&format!("listening internal sip+tls {}", handle.internal_addr()));
+    contract_line(&format!("listening external sip+tls {}", handle.external_addr()));
     if let Some(pki) = &local_pki {
         // Written first: once the line is out, clients find everything in the directory.
         if let Err(e) = pki.write_internal_addr(handle.internal_addr()) {
             log("warn", "local_pki", &e);
         }
-        println!("local pki {}", pki.dir.display());
+        contract_line(&format!("local pki {}", pki.dir.display()));
     }
     if let Some(f) = pid_file {
         if let Err(e) = std::fs::write(f, format!("{}\n", std::process::id())) {
@@ -231,7 +231,7 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> 
     ]);
     // Ready before the line: a client that reads `metrics http` may ask /readyz at once.
     state.listening.store(true, std::sync::atomic::Ordering::Relaxed);
-    println!("metrics http {}", exporter.addr());
+    contract_line(&format!("metrics http {}", exporter.addr()));
     let code = wait_for_signals(handle, signals, reloader, &state, watch_baseline);
     exporter.stop();
     if let Some(f) = pid_file {
@@ -376,6 +376,13 @@ fn log_fd_limit(limit: &Result<crate::fd_limit::FdLimit, String>, max_connection
         }
         Err(e) => log("warn", "fd_limit", e),
     }
+}
+
+/// A start-up contract line on stdout, after every log record made before it is written: a tool
+/// that reads the line may look for those records at once (the log goes through the log thread).
+fn contract_line(text: &str) {
+    edge_core::shell::log::flush(Duration::from_secs(1));
+    println!("{text}");
 }
 
 /// One JSON log line on stderr, with `ts` (`crate::log`).
