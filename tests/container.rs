@@ -238,11 +238,17 @@ fn the_image_runs_read_only_non_root_serves_reloads_and_drains() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let logs = text(&podman(&conf, &["logs", NAME]));
-    assert!(
-        logs.contains("\"event\":\"config_changed\"") && logs.contains("\"trigger\":\"watch\""),
-        "{logs}"
-    );
+    // The records: config_changed, then reload_applied with its trigger (written by the log
+    // thread, a moment after the metrics show the generation).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let logs = text(&podman(&conf, &["logs", NAME]));
+        if logs.contains("\"event\":\"config_changed\"") && logs.contains("\"trigger\":\"watch\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{logs}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // podman stop: SIGTERM, the drain, exit 0 within the grace period.
     let t0 = Instant::now();
