@@ -457,3 +457,30 @@ impl Source for EdgeMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod vocabulary_tests {
+    use edge_core::proxy::push::PushOutcome;
+    use edge_core::proxy::stats::{self, MethodLabel, OutcomeLabel};
+    use edge_core::proxy::SubscriptionEnd;
+    use sipedge_metrics::{histogram, names};
+
+    /// The core counts in its own types; the metrics crate names the label values. Neither knows
+    /// the other (the core knows no Prometheus), so the binary, which joins them, checks they are one
+    /// vocabulary: the same methods, classes, outcomes and causes in the same order, and the same
+    /// histogram bounds.
+    #[test]
+    fn the_cores_labels_and_the_metric_names_are_one_vocabulary() {
+        let methods: Vec<&str> = MethodLabel::ALL.iter().map(|m| m.as_str()).collect();
+        assert_eq!(methods, names::METHODS);
+        assert_eq!(stats::STATUS_CLASSES.as_slice(), names::STATUS_CLASSES);
+        let outcomes: Vec<&str> = OutcomeLabel::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(outcomes, names::TRANSACTION_OUTCOMES);
+        let push: Vec<&str> = PushOutcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(push, names::PUSH_OUTCOMES);
+        let ends: Vec<&str> = SubscriptionEnd::ALL.iter().map(|e| e.as_str()).collect();
+        assert_eq!(ends, names::SUBSCRIPTION_ENDS);
+        assert_eq!(stats::LATENCY_BOUNDS_MICROS, histogram::LATENCY_BOUNDS_MICROS);
+        assert_eq!(stats::TURN_BOUNDS_MICROS, histogram::TURN_BOUNDS_MICROS);
+    }
+}
