@@ -51,11 +51,7 @@ fn scrape_until(edge: &Edge, series: &str, pred: impl Fn(f64) -> bool) -> f64 {
     loop {
         let (status, body) = http::get(metrics_addr(edge), "/metrics").unwrap();
         assert_eq!(status, 200, "{body}");
-        let v = body
-            .lines()
-            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok());
+        let v = http::sample(&body, series);
         if let Some(v) = v.filter(|v| pred(*v)) {
             return v;
         }

@@ -137,11 +137,7 @@ impl World {
         loop {
             let (status, body) = http::get(self.edge.metrics_addr.unwrap(), "/metrics").unwrap();
             assert_eq!(status, 200, "{body}");
-            let v = body
-                .lines()
-                .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse::<f64>().ok());
+            let v = http::sample(&body, series);
             match v {
                 Some(v) if v >= at_least || Instant::now() >= deadline => return v,
                 None if Instant::now() >= deadline => panic!("no series {series} in /metrics:\n{body}"),

@@ -20,7 +20,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::front_end::{fe_client, fe_message, partner_message};
 use support::pki::Identity;
@@ -91,18 +91,7 @@ fn unix_now() -> f64 {
 
 /// Waits for the `n`-th (1-based) record of `event`.
 fn nth_event(edge: &Edge, event: &str, n: usize) -> serde_json::Value {
-    let deadline = Instant::now() + RELOAD_WAIT;
-    loop {
-        if let Some(r) = edge.events(event).into_iter().nth(n - 1) {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {event} #{n} within {RELOAD_WAIT:?}\n{}",
-            edge.log_dump()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    edge.wait_event(event, n, RELOAD_WAIT)
 }
 
 /// Waits until the watch thread has taken its first look at the files.
@@ -114,10 +103,7 @@ fn watching(edge: &Edge) -> serde_json::Value {
 fn metric(edge: &Edge, series: &str) -> f64 {
     let (status, body) = support::http::get(edge.metrics_addr.unwrap(), "/metrics").unwrap();
     assert_eq!(status, 200);
-    body.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+    support::http::sample(&body, series).unwrap_or_else(|| panic!("no {series} in /metrics"))
 }
 
 // ---- 1. a ConfigMap-style symlink swap --------------------------------------------------------------

@@ -193,6 +193,22 @@ impl Edge {
             .collect()
     }
 
+    /// Waits (bounded by `timeout`) for the `n`-th (1-based) record of `event`; panics without.
+    pub fn wait_event(&self, event: &str, n: usize, timeout: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(r) = self.events(event).into_iter().nth(n.saturating_sub(1)) {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {event} #{n} within {timeout:?}\n{}",
+                self.log_dump()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits (bounded) for a log line containing `needle`.
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> Option<String> {
         let deadline = Instant::now() + timeout;

@@ -29,6 +29,14 @@ pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     Ok((status, body))
 }
 
+/// The value of the first sample line of a `/metrics` body for `series` (the name and labels
+/// exactly as rendered, `name` or `name{labels}`).
+pub fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Percent-encodes a query parameter value (PromQL has braces, quotes and spaces).
 pub fn encode(v: &str) -> String {
     v.bytes()
