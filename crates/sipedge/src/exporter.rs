@@ -118,8 +118,16 @@ impl EdgeState {
             .map(|p| p.name.clone())
             .collect();
         let policy = config.policy();
-        *self.facts.lock() = ConfigFacts {
-            edge_fqdn: config.edge().fqdn.to_string(),
+        let mut facts = self.facts.lock();
+        // `edge.fqdn` needs a restart (a reload refuses to change it): the name the edge runs
+        // with is the one it started with.
+        let edge_fqdn = if facts.edge_fqdn.is_empty() {
+            config.edge().fqdn.to_string()
+        } else {
+            facts.edge_fqdn.clone()
+        };
+        *facts = ConfigFacts {
+            edge_fqdn,
             partner_details: policy
                 .allowed_domains()
                 .map(|a| {

@@ -12,8 +12,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::config::Config;
-
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const READ_TIMEOUT: Duration = Duration::from_secs(3);
 /// More than any answer of the endpoint's health paths; the rest is not read.
@@ -104,14 +102,7 @@ fn target(args: &Args) -> Result<(String, String), Unanswered> {
         return parse_url(url).map_err(Unanswered::Setup);
     }
     let config = match &args.config {
-        Some(p) => Config::load(p).map_err(|issues| {
-            let all: Vec<String> = issues.iter().map(ToString::to_string).collect();
-            Unanswered::Setup(format!(
-                "{} is not a valid configuration: {}",
-                p.display(),
-                all.join("; ")
-            ))
-        })?,
+        Some(p) => crate::send::load_config(p).map_err(Unanswered::Setup)?,
         None => crate::send::embedded_default().map_err(Unanswered::Setup)?,
     };
     let listen = config.metrics().listen;

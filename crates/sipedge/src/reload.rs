@@ -226,16 +226,12 @@ impl Reloader {
         self.current = new;
         {
             let mut s = self.status.lock();
-            *s = ReloadStatus {
-                generation,
-                last_reload_unix_secs: Some(unix_now()),
-                last_result: ReloadResult::Ok,
-                last_error_count: 0,
-                last_errors: Vec::new(),
-                applied: s.applied + 1,
-                failed: s.failed,
-                watched_files: s.watched_files,
-            };
+            s.generation = generation;
+            s.last_reload_unix_secs = Some(unix_now());
+            s.last_result = ReloadResult::Ok;
+            s.last_error_count = 0;
+            s.last_errors.clear();
+            s.applied += 1;
         }
         if let Some(state) = &self.observer {
             state.observe(&self.current);
@@ -335,7 +331,7 @@ fn discovery_changed(old: DiscoveryLimits, new: DiscoveryLimits) -> serde_json::
     })
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -114,15 +114,7 @@ fn send(args: &Args) -> Result<u16, String> {
     let state = local_pki::state_dir();
     let files = LocalPki::client_paths(&state.path);
     let file_config = match &args.config {
-        Some(p) => Some(Config::load(p).map_err(|issues| {
-            let all: Vec<String> = issues.iter().map(ToString::to_string).collect();
-            format!(
-                "{} is not a valid configuration: {} (sipedge check-config {})",
-                p.display(),
-                all.join("; "),
-                p.display()
-            )
-        })?),
+        Some(p) => Some(load_config(p).map_err(|e| format!("{e} (sipedge check-config {})", p.display()))?),
         None => None,
     };
     let needs_default = args.edge.is_none() || args.fqdn.is_none() || args.from.is_none();
@@ -228,12 +220,28 @@ fn send(args: &Args) -> Result<u16, String> {
 /// The embedded default configuration (its addresses and names are the defaults of the clients).
 pub(crate) fn embedded_default() -> Result<Config, String> {
     Config::embedded_default().map_err(|issues| {
-        let all: Vec<String> = issues.iter().map(ToString::to_string).collect();
         format!(
             "the embedded default configuration is invalid: {}",
-            all.join("; ")
+            joined(&issues)
         )
     })
+}
+
+/// The configuration file `path`, loaded and validated (the clients' `--config`); the error names
+/// the file and every issue.
+pub(crate) fn load_config(path: &std::path::Path) -> Result<Config, String> {
+    Config::load(path).map_err(|issues| {
+        format!(
+            "{} is not a valid configuration: {}",
+            path.display(),
+            joined(&issues)
+        )
+    })
+}
+
+fn joined(issues: &[crate::config::Issue]) -> String {
+    let all: Vec<String> = issues.iter().map(ToString::to_string).collect();
+    all.join("; ")
 }
 
 /// The first of `edge.sip_domains` (the edge vouches for From URIs of its own domains only).

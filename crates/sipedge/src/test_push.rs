@@ -290,11 +290,10 @@ fn setup_from_args(args: &Args) -> Result<Setup, Box<Outcome>> {
     };
     let unnamed = args.fqdn.clone().unwrap_or_default();
     let config = match &args.config {
-        Some(p) => Config::load(p).map_err(|issues| {
-            let all: Vec<String> = issues.iter().map(ToString::to_string).collect();
+        Some(p) => crate::send::load_config(p).map_err(|e| {
             fail(
                 &unnamed,
-                format!("{} is not a valid configuration: {}", p.display(), all.join("; ")),
+                e,
                 format!("fix the configuration (sipedge check-config {})", p.display()),
             )
         })?,

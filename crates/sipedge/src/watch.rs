@@ -218,11 +218,17 @@ impl Watch {
         Ok(Watch { shared })
     }
 
-    /// The files to watch from now on (after an applied reload), read now: a file new to the set is
-    /// compared against what it holds at this moment, right after the reload read it.
+    /// The files to watch from now on (after an applied reload). Nothing happens when they are the
+    /// same; a file new to the set is read now, right after the reload read it, as its starting
+    /// point.
     pub fn set_files(&self, files: Vec<PathBuf>) {
-        let baseline = Fingerprint::of(&files);
-        *self.shared.files.lock() = (files, baseline);
+        let mut current = self.shared.files.lock();
+        if current.0 == files {
+            return;
+        }
+        let new: Vec<PathBuf> = files.iter().filter(|f| !current.0.contains(f)).cloned().collect();
+        *current = (files, Fingerprint::of(&new));
+        drop(current);
         let _ = self.shared.wake.lock().send(false);
     }
 

@@ -422,8 +422,6 @@ impl Server {
     }
 }
 
-impl Conn {}
-
 #[cfg(test)]
 mod tests {
     use super::conn::parse;

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use edge_core::proxy::io::Side;
 use serde::Serialize;
@@ -172,9 +172,7 @@ pub struct RefusalView {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    i64::try_from(crate::reload::unix_now()).unwrap_or(i64::MAX)
 }
 
 /// Open external connections by peer host, and by configured partner domain: a link counts for a
