@@ -157,12 +157,7 @@ fn every_panel_has_data_on_a_driven_and_an_idle_edge_and_the_reload_alert_fires(
             _ => vec![Reply::Now(reply(m, 200, "OK", Some("lo")))],
         }
     });
-    let fe_uas = TlsUas::start(&pki.fe, &pki.internal_ca.cert, |m: &Message<'_>| {
-        match m.method() {
-            Some("ACK") => vec![],
-            _ => vec![reply(m, 200, "OK", Some("fe"))],
-        }
-    });
+    let fe_uas = TlsUas::ok(&pki.fe, &pki.internal_ca.cert, "fe");
     let partner_port = Arc::new(AtomicU16::new(0));
     let partner = partner_uas(&pki, Arc::clone(&partner_port));
     partner_port.store(partner.port(), Ordering::SeqCst);

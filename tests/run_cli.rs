@@ -698,11 +698,7 @@ fn every_busy_listen_address_is_named_internal_first() {
 /// 1 on another answer, 2 when nothing answers.
 #[test]
 fn health_asks_the_edges_own_endpoint() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = support::free_port();
     let metrics = format!("127.0.0.1:{port}");
     let state = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(sipedge_tests::sipedge_bin());

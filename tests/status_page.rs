@@ -22,7 +22,6 @@ mod dnsmasq;
 #[allow(unused_imports)]
 mod support;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -38,14 +37,6 @@ const WAIT: Duration = Duration::from_secs(10);
 /// What a hostile provider puts in its reason phrase: it must reach the page as text.
 const HOSTILE: &str = "<script>document.title='pwned'</script><b>bold</b>";
 const PARTNERS: usize = 1_000;
-
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The page in headless Chromium, driven by Selenium (`support/browser.py`, Debian's
 /// python3-selenium and chromium-driver): what it read from the live DOM.
@@ -84,7 +75,7 @@ fn the_status_page_shows_the_driven_state_bounded_escaped_and_in_a_browser() {
         vec![reply(m, 200, "OK", Some("fe"))]
     });
     let dns = Dnsmasq::lync_online(provider.port());
-    let mut opts = EdgeOpts::new(fe_uas.port(), closed_port());
+    let mut opts = EdgeOpts::new(fe_uas.port(), support::free_port());
     opts.dns_servers = vec![dns.server()];
     opts.lync_online();
     opts.allowed_srv.push("push.lync.com".into());
@@ -206,6 +197,8 @@ fn the_status_page_shows_the_driven_state_bounded_escaped_and_in_a_browser() {
 
     // A real browser: the live DOM read back through Selenium, and a screenshot.
     let shot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/status-page.png");
+    // A screenshot left by an earlier run must not stand for this one's.
+    let _ = std::fs::remove_file(&shot);
     let seen = browse(&format!("http://{metrics}/status"), &shot);
     assert_eq!(
         seen["title"], "sipedge edge.corp.test",

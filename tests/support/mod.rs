@@ -26,6 +26,8 @@ pub use config::EdgeOpts;
 pub use edge::Edge;
 pub use peer::TlsPeer;
 pub use pki::TestPki;
+#[allow(unused_imports)]
+pub use prometheus::free_port;
 // Not every test target uses every re-export.
 #[allow(unused_imports)]
 pub use uas::{Reply, TlsUas};
