@@ -90,7 +90,7 @@ impl<'m, 'a> Editor<'m, 'a> {
             .map_or(self.msg.headers_end, |h| h.line_start as usize)
     }
 
-    fn push(&mut self, start: usize, end: usize, parts: &[&[u8]]) {
+    fn push<'p>(&mut self, start: usize, end: usize, parts: impl IntoIterator<Item = &'p [u8]>) {
         let from = self.arena.len();
         for p in parts {
             self.arena.extend_from_slice(p);
@@ -102,8 +102,20 @@ impl<'m, 'a> Editor<'m, 'a> {
         });
     }
 
-    fn insert_line(&mut self, at: usize, name: &str, value: &str) {
-        self.push(at, at, &[name.as_bytes(), b": ", value.as_bytes(), b"\r\n"]);
+    /// Original bytes `start..end` dropped from the output.
+    fn remove_span(&mut self, start: usize, end: usize) {
+        self.push(start, end, std::iter::empty());
+    }
+
+    /// `name: <value>` as a new line at `at`, the value given in parts (written one after the other:
+    /// no string is built for it).
+    fn insert_line(&mut self, at: usize, name: &str, value: &[&str]) {
+        let head = [name.as_bytes(), b": "];
+        let parts = head
+            .into_iter()
+            .chain(value.iter().map(|p| p.as_bytes()))
+            .chain([b"\r\n".as_slice()]);
+        self.push(at, at, parts);
     }
 
     /// Inserts `Via: <value>` above every other header (the proxy's own Via, RFC 3261 §16.6 step 8).
@@ -115,22 +127,17 @@ impl<'m, 'a> Editor<'m, 'a> {
     /// string built for it).
     pub fn prepend_via_parts(&mut self, value: &[&str]) -> &mut Self {
         let at = self.first_header_pos();
-        let from = self.arena.len();
-        self.arena.extend_from_slice(b"Via: ");
-        for part in value {
-            self.arena.extend_from_slice(part.as_bytes());
-        }
-        self.arena.extend_from_slice(b"\r\n");
-        self.edits.push(Edit {
-            start: at,
-            end: at,
-            data: from..self.arena.len(),
-        });
+        self.insert_line(at, "Via", value);
         self
     }
 
     /// Inserts `Record-Route: <value>` above the existing Record-Route values (§16.6 step 4).
     pub fn add_record_route(&mut self, value: &str) -> &mut Self {
+        self.add_record_route_parts(&[value])
+    }
+
+    /// [`Editor::add_record_route`] with the value given in parts.
+    pub fn add_record_route_parts(&mut self, value: &[&str]) -> &mut Self {
         let at = self
             .msg
             .header(HeaderName::RecordRoute)
@@ -151,9 +158,9 @@ impl<'m, 'a> Editor<'m, 'a> {
                 let after = v.get(comma + 1..).unwrap_or(&[]);
                 let skip = after.iter().take_while(|&&b| scan::is_lws(b)).count();
                 let start = h.value_start as usize;
-                self.push(start, start + comma + 1 + skip, &[]);
+                self.remove_span(start, start + comma + 1 + skip);
             }
-            _ => self.push(h.line_start as usize, h.line_end as usize, &[]),
+            _ => self.remove_span(h.line_start as usize, h.line_end as usize),
         }
         self
     }
@@ -195,10 +202,10 @@ impl<'m, 'a> Editor<'m, 'a> {
             }
             if removed < left {
                 // Every value of this line goes.
-                self.push(line_start, line_end, &[]);
+                self.remove_span(line_start, line_end);
                 left -= removed + 1;
             } else {
-                self.push(value_start, value_start + cut, &[]);
+                self.remove_span(value_start, value_start + cut);
                 left = 0;
             }
         }
@@ -218,12 +225,12 @@ impl<'m, 'a> Editor<'m, 'a> {
                 let start = h.value_start as usize;
                 let mut digits = [0u8; 3];
                 let text = u8_decimal(new, &mut digits);
-                self.push(start, start + h.raw_value.len(), &[text]);
+                self.push(start, start + h.raw_value.len(), [text]);
                 MaxForwards::Forward(new)
             }
             _ => {
                 let at = self.first_header_pos();
-                self.insert_line(at, "Max-Forwards", "70");
+                self.insert_line(at, "Max-Forwards", &["70"]);
                 MaxForwards::Forward(70)
             }
         }
@@ -239,7 +246,7 @@ impl<'m, 'a> Editor<'m, 'a> {
             .map(|h| h.line_range())
             .collect();
         for r in lines {
-            self.push(r.start, r.end, &[]);
+            self.remove_span(r.start, r.end);
         }
         self
     }
@@ -247,7 +254,7 @@ impl<'m, 'a> Editor<'m, 'a> {
     /// Appends `name: value` after the last header.
     pub fn append_header(&mut self, name: &str, value: &str) -> &mut Self {
         let at = self.msg.headers_end;
-        self.insert_line(at, name, value);
+        self.insert_line(at, name, &[value]);
         self
     }
 
@@ -268,10 +275,10 @@ impl<'m, 'a> Editor<'m, 'a> {
         self.push(
             first.start,
             first.end,
-            &[text.as_bytes(), b": ", value.as_bytes(), b"\r\n"],
+            [text.as_bytes(), b": ", value.as_bytes(), b"\r\n"],
         );
         for r in rest {
-            self.push(r.start, r.end, &[]);
+            self.remove_span(r.start, r.end);
         }
         self
     }

@@ -177,11 +177,8 @@ impl Proxy {
         if msg.method().is_some_and(creates_dialog) && no_to_tag {
             // Outgoing side first, then incoming: the callee's route set starts at our outer face,
             // the caller's (reversed) at our inner one.
-            ed.add_record_route(&format!(
-                "<sip:{};transport=tls;lr>",
-                self.settings.host(out_side)
-            ));
-            ed.add_record_route(&format!("<sip:{};transport=tls;lr>", self.settings.host(in_side)));
+            ed.add_record_route_parts(&["<sip:", host, ";transport=tls;lr>"]);
+            ed.add_record_route_parts(&["<sip:", self.settings.host(in_side), ";transport=tls;lr>"]);
         }
         let mut bytes = self.take_buf();
         ed.write_to(&mut bytes);

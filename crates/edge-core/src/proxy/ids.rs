@@ -44,7 +44,7 @@ pub(crate) struct TimerId(pub(crate) u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct TxnKey(u128);
 
-/// Makes [`TxnKey`]s: two independent per-process SipHash keys.
+/// Makes [`TxnKey`]s: two per-process keyed SipHash hashers (see [`TxnKey`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TxnKeys(std::hash::RandomState, std::hash::RandomState);
 

@@ -155,7 +155,7 @@ pub struct Proxy {
 }
 
 /// Spent buffers kept for reuse, at most (a few bursts' worth per worker: ~200 KB of ~1.5 KB
-/// messages).
+/// messages; 2 MiB if every one had grown to `KEPT_CAPACITY`).
 const KEPT_BUFFERS: usize = 128;
 /// A buffer grown larger than this (a big message) is freed rather than kept, and one smaller than
 /// the minimum (a keepalive's) is not worth keeping.

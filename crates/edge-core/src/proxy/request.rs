@@ -400,8 +400,9 @@ impl Proxy {
 
 impl Proxy {
     /// Server transaction key (RFC 3261 §17.2.3): the branch with the magic cookie, plus the sent-by
-    /// host and the method class (ACK and CANCEL look up their INVITE); for RFC 2543 peers, Call-ID
-    /// + CSeq number + sent-by. Hashed ([`super::ids::TxnKey`]): no string is kept or built.
+    /// host and the method class (ACK and CANCEL look up their INVITE); for RFC 2543 peers, the
+    /// Call-ID, CSeq number and sent-by. Hashed ([`super::ids::TxnKey`]): no string is kept, and none
+    /// is built but an RFC 2543 key's CSeq number.
     pub(crate) fn txn_key(&self, msg: &Message<'_>, method: &str) -> super::ids::TxnKey {
         let via = msg.top_via().ok();
         let class = if method == "ACK" { "INVITE" } else { method };

@@ -42,8 +42,8 @@ pub use pool::StaticHosts;
 pub use settings::{ShellLimits, ShellSettings, TlsIdentity};
 pub use shared::{CounterSnapshot, ShellCounters, WorkerSnapshot, PUBLISH_PERIOD};
 pub use tls::{
-    names_host_exactly, peer_identities, provider as crypto_provider, san_dns_names, OurCertificate,
-    TlsSetupError, PROVIDER_NAME as CRYPTO_PROVIDER,
+    names_host_exactly, peer_identities, provider as crypto_provider, san_dns_names, TlsSetupError,
+    PROVIDER_NAME as CRYPTO_PROVIDER,
 };
 
 use crate::dns::{DnsConfig, SharedCache};

@@ -2,8 +2,8 @@
 //! else ring; TLS 1.2 and 1.3 only): the server config of each listener
 //! (mutual TLS: the internal side trusts only the internal CA, the external side exactly the roots it is
 //! given — sipedge passes the operating system's trust store plus `external.ca_file`), the client config for links the edge opens, our certificate behind
-//! [`OurCertificate`] (one resolver for serving and for client authentication; a reload builds new
-//! configs rather than touching listeners), and what we read out of a peer's certificate: its identities and the
+//! rustls's `SingleCertAndKey` (one resolver for serving and for client authentication, fixed for
+//! the configs that hold it: a reload builds new configs, so no lock is taken on a handshake), and what we read out of a peer's certificate: its identities and the
 //! exact-name check for the host we dialled. `conn.rs` drives the rustls connections built from here.
 
 use std::sync::Arc;
@@ -12,8 +12,8 @@ use federation_policy::DomainName;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
-use rustls::sign::CertifiedKey;
+use rustls::server::{ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme,
     SupportedProtocolVersion,
@@ -86,43 +86,6 @@ pub const PROVIDER_NAME: &str = if cfg!(feature = "aws-lc-rs") {
     "ring"
 };
 
-/// Our certificate and key for one side. Serves as the server-certificate resolver of the listener
-/// and as the client-certificate resolver of outbound links. Fixed for the life of the TLS configs
-/// that hold it: a reload that changes it builds new configs (a `Runtime`), which later handshakes
-/// use, so no lock is taken on a handshake.
-#[derive(Debug)]
-pub struct OurCertificate {
-    current: Arc<CertifiedKey>,
-}
-
-impl OurCertificate {
-    pub fn new(side: Side, identity: &TlsIdentity) -> Result<OurCertificate, TlsSetupError> {
-        Ok(OurCertificate {
-            current: Arc::new(certified_key(side, identity)?),
-        })
-    }
-
-    fn current(&self) -> Arc<CertifiedKey> {
-        Arc::clone(&self.current)
-    }
-}
-
-impl ResolvesServerCert for OurCertificate {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current())
-    }
-}
-
-impl ResolvesClientCert for OurCertificate {
-    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
-        Some(self.current())
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
 /// The TLS configuration of one side.
 #[derive(Debug, Clone)]
 pub(crate) struct SideTls {
@@ -159,7 +122,7 @@ impl TlsConfigs {
 
 fn side_tls(side: Side, identity: &TlsIdentity, roots: RootCertStore) -> Result<SideTls, TlsSetupError> {
     let name = side.as_str();
-    let cert = Arc::new(OurCertificate::new(side, identity)?);
+    let cert = Arc::new(SingleCertAndKey::from(certified_key(side, identity)?));
     let roots = Arc::new(roots);
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots), provider())
         .build()
@@ -422,11 +385,11 @@ mod tests {
         let pki = Pki::new();
         let a = pki.leaf(&["a.example"]);
         let b = pki.leaf(&["b.example"]);
-        let ours = OurCertificate::new(Side::External, &a.identity()).unwrap();
+        let ours = SingleCertAndKey::from(certified_key(Side::External, &a.identity()).unwrap());
         let served = ResolvesClientCert::resolve(&ours, &[], &[]).unwrap();
         assert_eq!(served.cert.first(), Some(&a.der()));
         let mut bad = b.identity();
         bad.key = a.identity().key;
-        assert!(OurCertificate::new(Side::External, &bad).is_err());
+        assert!(certified_key(Side::External, &bad).is_err());
     }
 }

@@ -33,31 +33,8 @@ use super::shared::{bump, ConnCount, ConnSlot, ShellCounters, WorkerSnapshot, PU
 use super::timers::{earliest, sleep_until, Deadlines};
 use super::tls::TlsConfigs;
 use super::Core;
-use crate::proxy::io::{
-    ConnId, DeliveryFailure, Effect, Input, Level, LinkEnd, LogRecord, NextHop, Side, SrvResult, Token,
-};
+use crate::proxy::io::{ConnId, Effect, Input, Level, LogRecord, NextHop, Side, Token};
 
-/// A fact for the core that the shell learned while carrying out effects (a delivery, a failure, an
-/// SRV answer) or closing a connection, queued in `Worker::learned` and handed over as an [`Input`]
-/// once the running batch of effects is done.
-#[derive(Debug)]
-pub(super) enum Learned {
-    Delivered { token: Token, conn: ConnId },
-    DeliveryFailed { token: Token, failure: DeliveryFailure },
-    ConnClosed { conn: ConnId, reason: LinkEnd },
-    Srv { token: Token, result: SrvResult },
-}
-
-impl Learned {
-    fn input(self) -> Input<'static> {
-        match self {
-            Learned::Delivered { token, conn } => Input::Delivered { token, conn },
-            Learned::DeliveryFailed { token, failure } => Input::DeliveryFailed { token, failure },
-            Learned::ConnClosed { conn, reason } => Input::ConnClosed { conn, reason },
-            Learned::Srv { token, result } => Input::Srv { token, result },
-        }
-    }
-}
 use crate::Runtime;
 
 /// Wakes the loop for a [`Control`] message.
@@ -143,7 +120,7 @@ pub(crate) struct Worker<C> {
     /// What the shell learned while carrying out effects or closing a connection, for the core once
     /// the running batch is done (`run_effects`): the shell never calls into the core while it
     /// carries out the core's effects.
-    learned: Vec<Learned>,
+    learned: Vec<Input<'static>>,
     shutdown: Option<Instant>,
     last_refusal_log: HashMap<&'static str, Instant>,
     /// Links with messages queued this turn, flushed once at its end (`flush_dirty`).

@@ -199,14 +199,14 @@ impl<C: Core> Worker<C> {
         }
         self.log_close(id, side, entry.conn.remote(), &reason);
         if entry.announced {
-            self.learned.push(Learned::ConnClosed {
+            self.learned.push(Input::ConnClosed {
                 conn: id,
                 reason: reason.link_end(),
             });
         }
         for token in entry.conn.take_pending_tokens() {
             let failure = reason.delivery_failure();
-            self.learned.push(Learned::DeliveryFailed { token, failure });
+            self.learned.push(Input::DeliveryFailed { token, failure });
         }
         // The core hears of it with the next `run_effects` (every caller's turn ends in one).
     }

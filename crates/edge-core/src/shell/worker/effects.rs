@@ -2,14 +2,14 @@
 //! pool (reuse, queue on a link still connecting, or dial: resolve, connect, TLS), SRV lookups through
 //! the resolver, closes and log lines. Each `Send` to a hop ends in exactly one `Delivered` or
 //! `DeliveryFailed` for its token. What the shell learns on the way (a delivery, a failure, an SRV
-//! answer from the cache) is queued (`Learned`) and handed to the core after the batch, never by a
+//! answer from the cache) is queued as `Input`s (`Worker::learned`) and handed to the core after the batch, never by a
 //! call into the core while its effects run. The loop itself is in `worker.rs`, the choice of link
 //! in `pool.rs`.
 
 use std::time::Instant;
 
-use super::{Core, Learned, Worker};
-use crate::proxy::io::{DeliveryFailure, Destination, Effect, Level, NextHop, SrvResult, Token};
+use super::{Core, Worker};
+use crate::proxy::io::{DeliveryFailure, Destination, Effect, Input, Level, NextHop, SrvResult, Token};
 use crate::shell::conn::{CloseReason, Conn, Phase};
 use crate::shell::log::write_log;
 use crate::shell::pool::{choose, Choice, LinkView};
@@ -25,10 +25,10 @@ impl<C: Core> Worker<C> {
             for effect in batch.drain(..) {
                 self.apply(effect, now);
             }
-            // Nothing adds effects while a batch runs (the core is not called): the emptied vector
-            // takes the next ones.
-            let added = std::mem::replace(&mut self.effects, batch);
-            self.effects.extend(added);
+            // Nothing adds effects while a batch runs (the core is not called): the emptied vector,
+            // with its capacity, takes the next ones.
+            debug_assert!(self.effects.is_empty());
+            self.effects = batch;
             if self.learned.is_empty() {
                 if self.effects.is_empty() {
                     return;
@@ -37,7 +37,7 @@ impl<C: Core> Worker<C> {
             }
             let mut learned = std::mem::take(&mut self.learned);
             for fact in learned.drain(..) {
-                self.core.handle(fact.input(), now, &mut self.effects);
+                self.core.handle(fact, now, &mut self.effects);
             }
             self.learned = learned;
         }
@@ -71,7 +71,7 @@ impl<C: Core> Worker<C> {
             Effect::LookupSrv { name, token } => {
                 let t = self.lookup_token();
                 match self.resolver.srv(&name, t, now, self.parts.poll.registry()) {
-                    Lookup::Ready(result) => self.learned.push(Learned::Srv { token, result }),
+                    Lookup::Ready(result) => self.learned.push(Input::Srv { token, result }),
                     Lookup::Pending => {
                         self.srv_lookups.insert(t, token);
                     }
@@ -144,7 +144,7 @@ impl<C: Core> Worker<C> {
                 }
                 self.rearm(key);
                 if let (true, Some(token)) = (was_up, token) {
-                    self.learned.push(Learned::Delivered { token, conn: id });
+                    self.learned.push(Input::Delivered { token, conn: id });
                 }
             }
             // A link still connecting refuses a message that does not fit its queue before taking
@@ -215,7 +215,7 @@ impl<C: Core> Worker<C> {
         while let Some((t, answer)) = self.resolver.poll_answer() {
             if let Some(token) = self.srv_lookups.remove(&t) {
                 let result = SrvResult::from(answer);
-                self.learned.push(Learned::Srv { token, result });
+                self.learned.push(Input::Srv { token, result });
             } else if let Some(hop) = self.host_lookups.remove(&t) {
                 let waiting = self.resolving.remove(&hop).unwrap_or_default();
                 let answer = match host_result(answer, hop.fqdn.port(), &hop.fqdn) {
@@ -287,7 +287,7 @@ impl<C: Core> Worker<C> {
 
     fn fail(&mut self, token: Option<Token>, failure: DeliveryFailure) {
         if let Some(token) = token {
-            self.learned.push(Learned::DeliveryFailed { token, failure });
+            self.learned.push(Input::DeliveryFailed { token, failure });
         }
     }
 }
