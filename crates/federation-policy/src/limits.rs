@@ -71,16 +71,25 @@ impl DiscoveryLimiter {
 
     /// The `n` discovered partners seen most recently, newest first: (domain, distinct internal
     /// contacts in the current window, when last seen in the limiter's milliseconds). O(partners)
-    /// with a partial sort; the tracked set is bounded by `max_partners`.
+    /// to select the `n`, then a sort of those; the tracked set is bounded by `max_partners`.
     pub fn recent(&self, n: usize) -> Vec<(DomainName, usize, u64)> {
-        let mut all: Vec<(DomainName, usize, u64)> = self
-            .partners
-            .iter()
-            .map(|(d, p)| (d.clone(), p.contacts.len(), p.last_seen_ms))
-            .collect();
-        all.sort_unstable_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.as_str().cmp(b.0.as_str())));
-        all.truncate(n);
-        all
+        let newest_first =
+            |a: &(&DomainName, u64), b: &(&DomainName, u64)| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0));
+        // Only names and times are ordered (no clone per partner); the `n` newest are selected in
+        // linear time and only they are sorted and copied out.
+        let mut all: Vec<(&DomainName, u64)> =
+            self.partners.iter().map(|(d, p)| (d, p.last_seen_ms)).collect();
+        if n < all.len() {
+            all.select_nth_unstable_by(n, newest_first);
+            all.truncate(n);
+        }
+        all.sort_unstable_by(newest_first);
+        all.into_iter()
+            .filter_map(|(d, _)| {
+                let p = self.partners.get(d)?;
+                Some((d.clone(), p.contacts.len(), p.last_seen_ms))
+            })
+            .collect()
     }
 
     /// One message between `internal_contact` (our user) and the discovered `partner`, at `now_ms`.
