@@ -17,7 +17,7 @@
 mod core_txn;
 
 use std::alloc::System;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use edge_core::proxy::io::{Destination, Effect, Input};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -66,11 +66,7 @@ fn main() {
     let mut tally = [Tally::default(); 4];
     let mut timers: Vec<Effect> = Vec::with_capacity(16);
     for i in 1..=WARMUP + MEASURED {
-        if i % 1000 == 0 {
-            now += Duration::from_secs(40);
-            let mut t = Vec::new();
-            p.handle_timeout(now, &mut t);
-        }
+        core_txn::linger(&mut p, i, &mut now);
         let req = core_txn::request(i);
         out.clear();
         let r = Region::new(GLOBAL);

@@ -14,7 +14,7 @@
 mod core_txn;
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use core_txn::{proxy, transaction};
 use criterion::{criterion_group, Criterion, Throughput};
@@ -30,12 +30,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function(name, |b| {
             b.iter(|| {
                 i += 1;
-                if i % 1000 == 0 {
-                    // Let finished transactions linger out, as time passing would.
-                    now += Duration::from_secs(40);
-                    let mut t = Vec::new();
-                    p.handle_timeout(now, &mut t);
-                }
+                core_txn::linger(&mut p, i, &mut now);
                 black_box(transaction(&mut p, i, now, &mut out))
             })
         });
@@ -54,11 +49,7 @@ fn main() {
         let mut out = Vec::with_capacity(16);
         let mut now = Instant::now();
         for i in 1..=INSTRUCTION_RUN + INSTRUCTION_RUN / 10 {
-            if i % 1000 == 0 {
-                now += Duration::from_secs(40);
-                let mut t = Vec::new();
-                p.handle_timeout(now, &mut t);
-            }
+            core_txn::linger(&mut p, i, &mut now);
             black_box(transaction(&mut p, i, now, &mut out));
         }
         return;
