@@ -127,14 +127,24 @@ impl DefaultEdge {
         }
     }
 
-    /// The stderr record of `event` (the first one).
+    /// The stderr record of `event` (the first one), waited for (bounded): stderr is read by a
+    /// thread of its own, which may lag behind the stdout line that said the edge is up.
     fn event(&self, event: &str) -> serde_json::Value {
-        let lines = self.stderr.lock().unwrap().clone();
-        lines
-            .iter()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|e| e["event"] == event)
-            .unwrap_or_else(|| panic!("no {event} record in:\n{}", lines.join("\n")))
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let lines = self.stderr.lock().unwrap().clone();
+            let found = lines
+                .iter()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|e| e["event"] == event);
+            match found {
+                Some(e) => return e,
+                None if Instant::now() >= deadline => {
+                    panic!("no {event} record in:\n{}", lines.join("\n"))
+                }
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
     }
 
     /// SIGTERM, then the exit status and every stderr record.

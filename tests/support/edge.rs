@@ -159,6 +159,19 @@ impl Edge {
             }
         }
         // `metrics http <addr>` comes after the listener lines (docs/architecture.md, Logging).
+        // The edge writes its start-up records before those lines; stderr is read by a thread of
+        // its own, so wait (bounded) until it has caught up to the last of them, for tests that
+        // look at start-up records at once.
+        let caught_up = Instant::now() + START_TIMEOUT;
+        while !logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("\"event\":\"tls_provider\""))
+            && Instant::now() < caught_up
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         Edge {
             child,
             internal_addr: internal.unwrap(),
