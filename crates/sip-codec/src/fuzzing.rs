@@ -51,6 +51,20 @@ pub fn parse_target(data: &[u8]) {
         let _ = r.parsed_uri();
     }
     let _ = msg.option_tags(HeaderName::Supported).count();
+    // A kept message reads back exactly as parsed (a proxy answers stored requests from it).
+    let kept = crate::Kept::of(&msg, Vec::new());
+    let back = kept.message();
+    assert!(back.is_some(), "a kept message must read back");
+    if let Some(back) = back {
+        assert_eq!(back.as_bytes(), msg.as_bytes());
+        assert_eq!(back.start_line(), msg.start_line());
+        assert_eq!(back.headers(), msg.headers());
+        assert_eq!(
+            (back.body(), back.content_length(), back.cseq()),
+            (msg.body(), msg.content_length(), msg.cseq())
+        );
+        assert_eq!(back.check().is_ok(), msg.check().is_ok());
+    }
     if msg.is_request() {
         let resp = ResponseBuilder::new(&msg, 400, "Bad Request")
             .to_tag("fz")

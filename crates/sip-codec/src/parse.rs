@@ -48,6 +48,13 @@ pub fn parse_with<'a>(buf: &'a [u8], limits: &Limits) -> Result<Message<'a>, Par
 pub struct HeaderBuf(Vec<Header<'static>>);
 
 impl HeaderBuf {
+    /// The storage, emptied (the element type's lifetime shortens by covariance).
+    pub(crate) fn take<'a>(&mut self) -> Vec<Header<'a>> {
+        let mut headers = std::mem::take(&mut self.0);
+        headers.clear();
+        headers
+    }
+
     /// The storage of `headers`, emptied. The vector is collected in place (same element layout:
     /// only the lifetime differs), so its allocation is kept; `benches/allocs.rs` counts it.
     pub(crate) fn recycle(mut headers: Vec<Header<'_>>) -> HeaderBuf {

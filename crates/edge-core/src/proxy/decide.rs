@@ -5,12 +5,13 @@
 //! discovered-partner limits (`within_limits`) and the decision counters. `route.rs` has the pure
 //! helpers these apply; `forward.rs` sends what they decide.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use federation_policy::{
     DiagnosticId, DomainName, InboundVerdict, LimitVerdict, OutboundVerdict, Relationship, SrvAnswer,
 };
-use sip_codec::{parse, HeaderName, Message};
+use sip_codec::{HeaderName, Message};
 
 use super::ids::ServerId;
 use super::io::{Effect, NextHop, PeerInfo, Side, SrvResult, Token};
@@ -260,8 +261,10 @@ impl Proxy {
         if s.final_status.is_some() || s.orphaned {
             return; // cancelled or abandoned while the lookup ran
         }
-        let (raw, conn) = (s.request.clone(), s.conn);
-        let Ok(msg) = parse(&raw) else { return };
+        let (kept, conn) = (Arc::clone(&s.request), s.conn);
+        let Some(msg) = kept.message_reusing(&mut self.header_buf) else {
+            return;
+        };
         if inbound {
             let Some(peer) = self.peers.get(&conn).cloned() else {
                 return;
@@ -270,6 +273,7 @@ impl Proxy {
         } else {
             self.route_outbound(sid, &msg, answer, now, out);
         }
+        self.header_buf = msg.into_header_buf();
     }
 }
 

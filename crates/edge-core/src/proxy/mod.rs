@@ -150,6 +150,8 @@ pub struct Proxy {
     header_buf: sip_codec::HeaderBuf,
     edit_buf: sip_codec::EditBuf,
     bufs: Vec<Vec<u8>>,
+    /// Emptied stored requests (their header index kept, their bytes in `bufs`).
+    kept: Vec<Arc<sip_codec::Kept>>,
     /// The branch being written for a forwarded request.
     branch_buf: String,
 }
@@ -219,6 +221,7 @@ impl Proxy {
             header_buf: sip_codec::HeaderBuf::default(),
             edit_buf: sip_codec::EditBuf::default(),
             bufs: Vec::new(),
+            kept: Vec::new(),
             branch_buf: String::new(),
         }
     }
@@ -242,6 +245,30 @@ impl Proxy {
                 self.bufs.pop().unwrap_or_default()
             }
             _ => Vec::with_capacity(len),
+        }
+    }
+
+    /// `msg` kept for the later steps of its transaction: in a spent byte buffer about its size and
+    /// an emptied keep, when there are.
+    pub(crate) fn keep(&mut self, msg: &sip_codec::Message<'_>) -> Arc<sip_codec::Kept> {
+        let bytes = self.take_buf_for(msg.as_bytes().len());
+        let mut kept = self.kept.pop().unwrap_or_default();
+        match Arc::get_mut(&mut kept) {
+            Some(k) => {
+                k.fill_in(msg, bytes);
+            }
+            None => kept = Arc::new(sip_codec::Kept::of(msg, bytes)),
+        }
+        kept
+    }
+
+    /// A finished transaction's stored request back to the pools (unless a step still holds it).
+    pub(crate) fn recycle_kept(&mut self, mut kept: Arc<sip_codec::Kept>) {
+        let Some(k) = Arc::get_mut(&mut kept) else { return };
+        let bytes = k.take_bytes();
+        self.recycle(bytes);
+        if self.kept.len() < KEPT_BUFFERS {
+            self.kept.push(kept);
         }
     }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use federation_policy::{DiagnosticId, FilterVerdict, Refusal};
 use parking_lot::Mutex;
 use push_relay::{Admission, Attempt, Decision, Outcome as RelayOutcome, PushTarget, Relay};
-use sip_codec::{parse, HeaderName, Message, Uri};
+use sip_codec::{HeaderName, Message, Uri};
 
 use super::ids::ServerId;
 use super::io::{Effect, Level, NextHop, Side};
@@ -276,13 +276,15 @@ impl Proxy {
             return;
         }
         let Some(push) = s.push.clone() else { return };
-        let (raw, old) = (s.request.clone(), s.client);
+        let (kept, old) = (Arc::clone(&s.request), s.client);
         // The attempt that failed is over: forget it (a late answer to its branch is dropped).
         if let Some(c) = old.and_then(|cid| self.clients.remove(&cid)) {
             self.disarm(c.timer);
             self.client_branches.remove(&c.branch_key);
         }
-        let Ok(msg) = parse(&raw) else { return };
+        let Some(msg) = kept.message_reusing(&mut self.header_buf) else {
+            return;
+        };
         // The breaker admitted this push once; the policy never retries into a breaker that is not
         // closed, so a retry is not admitted again.
         if let Some(p) = self.servers.get_mut(&sid).and_then(|s| s.push.as_mut()) {
@@ -290,6 +292,7 @@ impl Proxy {
         }
         self.count(|st| st.push.retries += 1);
         self.forward_all(sid, &msg, push.hops.clone(), now, out);
+        self.header_buf = msg.into_header_buf();
     }
 
     /// A push whose last attempt timed out with no retry left: 504 saying so.

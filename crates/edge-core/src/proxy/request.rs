@@ -29,7 +29,7 @@ impl Proxy {
         match sip_codec::parse_reusing(bytes, &mut self.header_buf) {
             Ok(msg) => {
                 if msg.is_request() {
-                    self.on_request(conn, &peer, &msg, bytes, now, out);
+                    self.on_request(conn, &peer, &msg, now, out);
                 } else {
                     self.on_response(conn, &peer, &msg, now, out);
                 }
@@ -134,7 +134,6 @@ impl Proxy {
         conn: ConnId,
         peer: &PeerInfo,
         msg: &Message<'_>,
-        bytes: &[u8],
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
@@ -183,7 +182,7 @@ impl Proxy {
             return self.respond_stateless(conn, peer.side, msg, 503, &extra, out);
         }
         let is_invite = method == "INVITE";
-        let sid = self.new_server(conn, peer.side, key, is_invite, bytes);
+        let sid = self.new_server(conn, peer.side, key, is_invite, msg);
         if is_invite {
             self.respond_to(sid, msg, 100, Extra::default(), now, out);
         }

@@ -8,9 +8,10 @@
 //!
 //! However a client transaction ends, it ends in one place: `outcome.rs`, [`Proxy::conclude`].
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sip_codec::{parse, Message};
+use sip_codec::{Kept, Message};
 
 use super::ids::{ClientId, ServerId, SubscriptionId, TimerId};
 use super::io::{ConnId, DeliveryFailure, Effect, Level, NextHop, Side, Token};
@@ -24,8 +25,9 @@ pub(crate) struct ServerTxn {
     pub side: Side,
     pub is_invite: bool,
     pub key: super::ids::TxnKey,
-    /// The request as received (responses are generated from it).
-    pub request: Vec<u8>,
+    /// The request as received and parsed (responses are generated from it; a DNS answer or a
+    /// push retry routes it). Shared with the step that reads it, which may change the tables.
+    pub request: Arc<Kept>,
     pub final_status: Option<u16>,
     pub last_response: Option<Vec<u8>>,
     pub client: Option<ClientId>,
@@ -148,12 +150,11 @@ impl Proxy {
         side: Side,
         key: super::ids::TxnKey,
         is_invite: bool,
-        request: &[u8],
+        request: &Message<'_>,
     ) -> ServerId {
         let id = ServerId(self.next_id());
         self.server_keys.insert(key, id);
-        let mut stored = self.take_buf_for(request.len());
-        stored.extend_from_slice(request);
+        let stored = self.keep(request);
         self.servers.insert(
             id,
             ServerTxn {
@@ -181,12 +182,15 @@ impl Proxy {
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
-        // Later events (timers, failures) only have the stored request: parse a copy of it.
-        let Some(raw) = self.servers.get(&sid).map(|s| s.request.clone()) else {
+        // Later events (timers, failures) only have the stored request.
+        let Some(kept) = self.servers.get(&sid).map(|s| Arc::clone(&s.request)) else {
             return;
         };
-        let Ok(req) = parse(&raw) else { return };
+        let Some(req) = kept.message_reusing(&mut self.header_buf) else {
+            return;
+        };
         self.respond_to(sid, &req, status, extra, now, out);
+        self.header_buf = req.into_header_buf();
     }
 
     /// As [`Proxy::respond`], with the request already parsed (the request path has it at hand).
@@ -320,7 +324,7 @@ impl Proxy {
                         self.client_branches.remove(&c.branch_key);
                         self.recycle(c.bytes);
                     }
-                    self.recycle(s.request);
+                    self.recycle_kept(s.request);
                     if let Some(r) = s.last_response {
                         self.recycle(r);
                     }

@@ -336,9 +336,9 @@ impl Proxy {
             return;
         };
         let (side, conn) = (server.side, server.conn);
-        // A SUBSCRIBE's 2xx is rare next to the rest: a copy keeps `self` free to arm timers.
-        let request = server.request.clone();
-        let Ok(req) = sip_codec::parse(&request) else {
+        // Shared, not borrowed: `self` stays free to arm timers.
+        let kept = std::sync::Arc::clone(&server.request);
+        let Some(req) = kept.message() else {
             return;
         };
         let (Ok(call_id), Ok(from), Ok(to)) = (resp.call_id(), resp.from(), resp.to()) else {

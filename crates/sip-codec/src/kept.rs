@@ -1,0 +1,318 @@
+//! A message kept past its parse: a proxy stores each request it answers later (a generated final
+//! response, the route after a DNS answer, a retried push, a subscription's dialog) and reads it
+//! again then. [`Kept`] holds the bytes and the parse's result as offsets, so [`Kept::message`]
+//! gives the [`Message`] back without scanning the bytes a second time.
+
+use std::ops::Range;
+
+use crate::header::{Header, HeaderName};
+use crate::message::{Message, StartLine, Version};
+use crate::parse::HeaderBuf;
+
+/// A parsed message and its bytes, owned. Empty ([`Kept::default`]) until [`Kept::fill`]; its two
+/// buffers are kept across `fill`s, so a pool of `Kept`s allocates nothing once warm.
+#[derive(Debug, Default)]
+pub struct Kept {
+    bytes: Vec<u8>,
+    headers: Vec<HeaderAt>,
+    index: Option<Index>,
+}
+
+/// Where the parts of the message are in `Kept::bytes`.
+#[derive(Debug, Clone)]
+struct Index {
+    start_offset: usize,
+    start: StartAt,
+    headers_end: usize,
+    head_end: usize,
+    content_length: Option<usize>,
+    max_forwards: Option<u8>,
+    cseq: Option<(u32, Range<usize>)>,
+}
+
+#[derive(Debug, Clone)]
+enum StartAt {
+    Request {
+        method: Range<usize>,
+        uri: Range<usize>,
+        version: Version,
+    },
+    Response {
+        version: Version,
+        status: u16,
+        reason: Range<usize>,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct HeaderAt {
+    name: HeaderName,
+    raw_name: Range<usize>,
+    raw_value: Range<usize>,
+    line_start: u32,
+    line_end: u32,
+    value_start: u32,
+    folded: bool,
+}
+
+/// Where `part` lies in `buf` (every slice of a `Message` is a slice of its buffer; anything else
+/// maps to an empty range, which reads back as empty).
+fn at(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let base = buf.as_ptr() as usize;
+    let start = (part.as_ptr() as usize).wrapping_sub(base);
+    match start.checked_add(part.len()) {
+        Some(end) if end <= buf.len() => start..end,
+        _ => 0..0,
+    }
+}
+
+impl Kept {
+    /// Keeps `msg`: its bytes are copied into this `Kept`'s buffer and its parse recorded.
+    pub fn fill(&mut self, msg: &Message<'_>) {
+        // What follows the message in its input (a datagram's trailing bytes) is not kept.
+        let buf = msg.buf.get(..msg.end).unwrap_or(msg.buf);
+        self.bytes.clear();
+        self.bytes.extend_from_slice(buf);
+        self.headers.clear();
+        self.headers.extend(msg.headers.iter().map(|h| HeaderAt {
+            name: h.name,
+            raw_name: at(buf, h.raw_name),
+            raw_value: at(buf, h.raw_value),
+            line_start: h.line_start,
+            line_end: h.line_end,
+            value_start: h.value_start,
+            folded: h.folded,
+        }));
+        let start = match msg.start {
+            StartLine::Request { method, uri, version } => StartAt::Request {
+                method: at(buf, method.as_bytes()),
+                uri: at(buf, uri.as_bytes()),
+                version,
+            },
+            StartLine::Response {
+                version,
+                status,
+                reason,
+            } => StartAt::Response {
+                version,
+                status,
+                reason: at(buf, reason),
+            },
+        };
+        self.index = Some(Index {
+            start_offset: msg.start_offset,
+            start,
+            headers_end: msg.headers_end,
+            head_end: msg.head_end,
+            content_length: msg.content_length,
+            max_forwards: msg.max_forwards,
+            cseq: msg.cseq.map(|(n, m)| (n, at(buf, m.as_bytes()))),
+        });
+    }
+
+    /// A `Kept` of `msg`, with `bytes` as its buffer (its contents are replaced).
+    pub fn of(msg: &Message<'_>, bytes: Vec<u8>) -> Kept {
+        let mut kept = Kept {
+            bytes,
+            headers: Vec::new(),
+            index: None,
+        };
+        kept.fill(msg);
+        kept
+    }
+
+    /// Keeps `msg` in `bytes` (its contents replaced): a caller that pools byte buffers by size
+    /// chooses the buffer; the one this `Kept` had is returned.
+    pub fn fill_in(&mut self, msg: &Message<'_>, bytes: Vec<u8>) -> Vec<u8> {
+        let old = std::mem::replace(&mut self.bytes, bytes);
+        self.fill(msg);
+        old
+    }
+
+    /// Empties it and hands out its byte buffer (the header index's storage stays).
+    pub fn take_bytes(&mut self) -> Vec<u8> {
+        self.headers.clear();
+        self.index = None;
+        std::mem::take(&mut self.bytes)
+    }
+
+    /// Empties it, keeping both buffers for the next [`Kept::fill`].
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.headers.clear();
+        self.index = None;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_none()
+    }
+
+    /// The message's bytes (empty when nothing is kept).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Capacity of the byte buffer (what a pool decides on).
+    pub fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
+    /// The byte buffer, for reuse elsewhere.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// The message as it was parsed, its header table in a fresh vector; `None` when empty.
+    pub fn message(&self) -> Option<Message<'_>> {
+        self.message_reusing(&mut HeaderBuf::default())
+    }
+
+    /// As [`Kept::message`], the header table taken from `storage` (give it back with
+    /// [`Message::into_header_buf`]).
+    pub fn message_reusing(&self, storage: &mut HeaderBuf) -> Option<Message<'_>> {
+        let index = self.index.as_ref()?;
+        let buf = self.bytes.as_slice();
+        let bytes = |r: &Range<usize>| buf.get(r.clone()).unwrap_or(&[]);
+        // The ranges were cut at the boundaries of `&str`s of these same bytes.
+        let text = |r: &Range<usize>| std::str::from_utf8(bytes(r)).unwrap_or("");
+        let mut headers: Vec<Header<'_>> = storage.take();
+        headers.extend(self.headers.iter().map(|h| Header {
+            name: h.name,
+            raw_name: bytes(&h.raw_name),
+            raw_value: bytes(&h.raw_value),
+            line_start: h.line_start,
+            line_end: h.line_end,
+            value_start: h.value_start,
+            folded: h.folded,
+        }));
+        let start = match &index.start {
+            StartAt::Request { method, uri, version } => StartLine::Request {
+                method: text(method),
+                uri: text(uri),
+                version: *version,
+            },
+            StartAt::Response {
+                version,
+                status,
+                reason,
+            } => StartLine::Response {
+                version: *version,
+                status: *status,
+                reason: bytes(reason),
+            },
+        };
+        Some(Message {
+            buf,
+            start_offset: index.start_offset,
+            start,
+            headers,
+            headers_end: index.headers_end,
+            head_end: index.head_end,
+            end: buf.len(),
+            content_length: index.content_length,
+            max_forwards: index.max_forwards,
+            cseq: index.cseq.as_ref().map(|(n, m)| (*n, text(m))),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{parse, Editor};
+
+    const INVITE: &[u8] = b"\r\nINVITE sip:bob@partner.example SIP/2.0\r\n\
+        Via: SIP/2.0/TLS fe1.corp.example;branch=z9hG4bK-1\r\n\
+        Max-Forwards: 69\r\n\
+        From: <sip:alice@corp.example>;tag=a1\r\n\
+        To: <sip:bob@partner.example>\r\n\
+        Subject: folded\r\n  over two lines\r\n\
+        Call-ID: c1@corp.example\r\n\
+        CSeq: 7 INVITE\r\n\
+        Content-Length: 4\r\n\r\nbody";
+
+    /// Everything a later step reads of a message is the same from the keep as from a parse.
+    fn same(a: &Message<'_>, b: &Message<'_>) {
+        assert_eq!(a.as_bytes(), b.as_bytes());
+        assert_eq!(a.start_line(), b.start_line());
+        assert_eq!(a.headers(), b.headers());
+        assert_eq!(a.body(), b.body());
+        assert_eq!(a.content_length(), b.content_length());
+        assert_eq!(a.max_forwards(), b.max_forwards());
+        assert_eq!(a.cseq(), b.cseq());
+        assert_eq!(a.call_id(), b.call_id());
+        let branch = |m: &Message<'_>| m.top_via().ok().and_then(|v| v.branch().map(str::to_owned));
+        assert_eq!(branch(a), branch(b));
+    }
+
+    #[test]
+    fn a_kept_request_reads_back_as_parsed() {
+        let parsed = parse(INVITE).unwrap();
+        let kept = Kept::of(&parsed, Vec::new());
+        let back = kept.message().unwrap();
+        same(&parsed, &back);
+        assert_eq!(
+            back.header(HeaderName::Subject).unwrap().unfolded().as_ref(),
+            b"folded over two lines"
+        );
+        back.check().unwrap();
+    }
+
+    #[test]
+    fn a_kept_response_reads_back_as_parsed() {
+        let raw = b"SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/TLS a.example;branch=z9hG4bK-2\r\n\
+            From: <sip:a@a.example>;tag=1\r\nTo: <sip:b@b.example>;tag=2\r\nCall-ID: x\r\n\
+            CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let parsed = parse(raw).unwrap();
+        let kept = Kept::of(&parsed, Vec::new());
+        same(&parsed, &kept.message().unwrap());
+        assert_eq!(kept.message().unwrap().status(), Some(486));
+    }
+
+    #[test]
+    fn the_editor_works_on_a_kept_message_as_on_a_parsed_one() {
+        let parsed = parse(INVITE).unwrap();
+        let kept = Kept::of(&parsed, Vec::new());
+        let back = kept.message().unwrap();
+        let edit = |m: &Message<'_>| {
+            let mut e = Editor::new(m);
+            e.remove_top_via().decrement_max_forwards();
+            e.to_vec()
+        };
+        assert_eq!(edit(&parsed), edit(&back));
+    }
+
+    #[test]
+    fn refilled_it_keeps_its_buffers_and_forgets_the_old_message() {
+        let mut kept = Kept::default();
+        assert!(kept.is_empty() && kept.message().is_none());
+        kept.fill(&parse(INVITE).unwrap());
+        let short = b"OPTIONS sip:x.example SIP/2.0\r\nVia: SIP/2.0/TLS a;branch=z9hG4bK-3\r\n\
+            From: <sip:a@a>;tag=1\r\nTo: <sip:x.example>\r\nCall-ID: o\r\nCSeq: 1 OPTIONS\r\n\
+            Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+        let capacity = kept.capacity();
+        kept.fill(&parse(short).unwrap());
+        assert_eq!(kept.capacity(), capacity);
+        same(&parse(short).unwrap(), &kept.message().unwrap());
+        kept.clear();
+        assert!(kept.is_empty() && kept.bytes().is_empty());
+        let mine = Vec::with_capacity(4096);
+        let old = kept.fill_in(&parse(short).unwrap(), mine);
+        assert_eq!((old.capacity(), kept.capacity()), (capacity, 4096));
+        let bytes = kept.take_bytes();
+        assert_eq!(bytes, short);
+        assert!(kept.is_empty() && kept.message().is_none());
+    }
+
+    #[test]
+    fn reusing_a_header_table_gives_the_same_message() {
+        let parsed = parse(INVITE).unwrap();
+        let kept = Kept::of(&parsed, Vec::new());
+        let mut storage = HeaderBuf::default();
+        for _ in 0..3 {
+            let back = kept.message_reusing(&mut storage).unwrap();
+            same(&parsed, &back);
+            storage = back.into_header_buf();
+        }
+    }
+}
