@@ -9,6 +9,7 @@ use crate::names::DomainName;
 use crate::outbound::{srv_name, SrvAnswer, NOT_CONFIGURED};
 use crate::policy::{Policy, Relationship};
 use crate::verdict::{DiagnosticId, Refusal};
+use crate::RefusalReason;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InboundVerdict {
@@ -34,19 +35,19 @@ impl Policy {
         srv: SrvAnswer<'_>,
     ) -> InboundVerdict {
         let peer = peer_identities.first().copied().unwrap_or("");
-        let refuse = |id, reason: &str, metric, event: String| {
+        let refuse = |id, reason: &str, metric: RefusalReason, event: String| {
             InboundVerdict::Refuse(
                 Refusal::new(403, id, reason, metric)
                     .public_param("domain", from_domain.as_str())
                     .public_param("PeerServer", peer)
-                    .event(metric, event),
+                    .event(metric.as_str(), event),
             )
         };
         if self.is_our_domain(from_domain) {
             return refuse(
                 DiagnosticId::FROM_DOMAIN_OURS,
                 "From domain is one of this edge's own domains",
-                "from_own_domain",
+                RefusalReason::FromOwnDomain,
                 format!("peer [{peer}] sent a request From our own domain [{from_domain}]"),
             );
         }
@@ -54,7 +55,7 @@ impl Policy {
             return refuse(
                 DiagnosticId::FROM_DOMAIN_BLOCKED,
                 "From domain is blocked",
-                "from_blocked",
+                RefusalReason::FromBlocked,
                 format!("domain [{from_domain}] is on the blocked list (peer [{peer}])"),
             );
         }
@@ -72,7 +73,7 @@ impl Policy {
             refuse(
                 DiagnosticId::PEER_NOT_OF_DOMAIN,
                 "Peer certificate does not identify a server of the From domain",
-                "peer_mismatch",
+                RefusalReason::PeerMismatch,
                 format!("peer [{peer}] is not a server of domain [{from_domain}]: {detail}"),
             )
         };
@@ -89,7 +90,7 @@ impl Policy {
             return refuse(
                 DiagnosticId::CANNOT_ROUTE,
                 NOT_CONFIGURED,
-                "unknown_domain",
+                RefusalReason::UnknownDomain,
                 format!("domain [{from_domain}] is unknown and partner discovery is off (peer [{peer}])"),
             );
         }

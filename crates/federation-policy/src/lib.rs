@@ -19,6 +19,7 @@ mod limits;
 mod names;
 mod outbound;
 mod policy;
+mod reason;
 mod verdict;
 
 pub use im_filter::{FilterAction, FilterVerdict, ImFilter, LYNC_DEFAULT_PREFIXES};
@@ -30,4 +31,5 @@ pub use policy::{
     AllowedDomain, HostedProvider, KnownServer, Policy, PolicyBuilder, PolicyError, Relationship,
     VerificationLevel,
 };
+pub use reason::RefusalReason;
 pub use verdict::{DiagnosticId, LogEvent, Refusal};

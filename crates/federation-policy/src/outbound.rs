@@ -17,6 +17,7 @@
 use crate::names::{DomainName, Fqdn};
 use crate::policy::{Policy, Relationship};
 use crate::verdict::{DiagnosticId, Refusal};
+use crate::RefusalReason;
 
 /// The field text operators search for.
 pub const NOT_CONFIGURED: &str =
@@ -81,7 +82,7 @@ impl Policy {
                 403,
                 DiagnosticId::FROM_TO_COMBINATION,
                 "Cannot route From and To domains in this combination",
-                "own_domain",
+                RefusalReason::OwnDomain,
             )
             .param("domain", domain.as_str())
             .event(
@@ -95,7 +96,7 @@ impl Policy {
                 403,
                 DiagnosticId::CANNOT_ROUTE,
                 "Cannot route to destination domain",
-                "blocked",
+                RefusalReason::Blocked,
             )
             .param("domain", domain.as_str())
             .event(
@@ -119,7 +120,7 @@ impl Policy {
                     504,
                     DiagnosticId::NO_SRV,
                     "Unable to resolve DNS SRV record",
-                    "no_srv",
+                    RefusalReason::NoSrv,
                 )
                 .param("domain", domain.as_str())
                 .event("srv_no_record", format!("no DNS SRV record {}", srv_name(domain)));
@@ -130,7 +131,7 @@ impl Policy {
                     504,
                     DiagnosticId::NO_SRV,
                     "Unable to resolve DNS SRV record",
-                    "dns_error",
+                    RefusalReason::DnsError,
                 )
                 .param("domain", domain.as_str())
                 .param("dns-error", why)
@@ -182,7 +183,7 @@ impl Policy {
             .iter()
             .find_map(|r| self.enabled_provider_for_host(r.target.trim_end_matches('.')));
         let r = if allowed.is_some() {
-            Refusal::new(504, DiagnosticId::NO_SRV_MATCH, "No match for domain in DNS SRV results", "srv_no_match")
+            Refusal::new(504, DiagnosticId::NO_SRV_MATCH, "No match for domain in DNS SRV results", RefusalReason::SrvNoMatch)
                 .param("domain", domain.as_str())
                 .param("fqdn1", fqdn1)
                 .event(
@@ -195,10 +196,10 @@ impl Policy {
             // The event name says what happened; the text is the one the field searches for.
             let (metric, event) = match via_provider {
                 Some(_) => (
-                    "provider_not_allowed",
+                    RefusalReason::ProviderNotAllowed,
                     "domain_not_allowed_srv_is_hosted_provider",
                 ),
-                None => ("unknown_domain", "domain_unknown_srv_outside_domain"),
+                None => (RefusalReason::UnknownDomain, "domain_unknown_srv_outside_domain"),
             };
             Refusal::new(504, DiagnosticId::CANNOT_ROUTE, NOT_CONFIGURED, metric)
                 .param("domain", domain.as_str())

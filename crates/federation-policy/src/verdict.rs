@@ -19,6 +19,7 @@
 //! | 1910 | No push subscription for target device (RFC 8599 identity) | 480 |
 //! | 1911 | The push notification provider did not answer | 504 |
 
+use crate::RefusalReason;
 use std::fmt::Write;
 
 /// An MS-OCER diagnostic id.
@@ -86,12 +87,12 @@ pub struct Refusal {
     /// inside: a param is private unless named here.
     pub public: Vec<&'static str>,
     pub event: LogEvent,
-    /// Bounded label for the refusals metric.
-    pub metric_reason: &'static str,
+    /// Why, as a bounded label (metrics, log records, the status page).
+    pub metric_reason: RefusalReason,
 }
 
 impl Refusal {
-    pub(crate) fn new(status: u16, id: DiagnosticId, reason: &str, metric_reason: &'static str) -> Self {
+    pub(crate) fn new(status: u16, id: DiagnosticId, reason: &str, metric_reason: RefusalReason) -> Self {
         Refusal {
             status,
             id,
@@ -99,7 +100,7 @@ impl Refusal {
             params: Vec::new(),
             public: Vec::new(),
             event: LogEvent {
-                name: metric_reason,
+                name: metric_reason.as_str(),
                 text: reason.to_owned(),
             },
             metric_reason,
@@ -174,7 +175,7 @@ mod tests {
             504,
             DiagnosticId::NO_SRV,
             "Unable to resolve DNS SRV record",
-            "no_srv",
+            RefusalReason::NoSrv,
         )
         .public_param("domain", "partner.example")
         .param("note", "a \"quoted\" word");

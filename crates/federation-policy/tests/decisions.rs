@@ -88,7 +88,7 @@ fn check_outbound(p: &Policy, domain: &str, srv: SrvAnswer<'_>, want: Want) {
         }
         (Want::Refuse(status, id, metric), OutboundVerdict::Refuse(r)) => {
             assert_eq!(
-                (r.status, r.id.0, r.metric_reason),
+                (r.status, r.id.0, r.metric_reason.as_str()),
                 (*status, *id, *metric),
                 "{domain}: {r:?}"
             );
@@ -326,7 +326,7 @@ fn check_inbound(
         }
         (Err((id, metric)), InboundVerdict::Refuse(r)) => {
             assert_eq!(
-                (r.status, r.id.0, r.metric_reason),
+                (r.status, r.id.0, r.metric_reason.as_str()),
                 (403, *id, *metric),
                 "{from} {ids:?}: {r:?}"
             );
@@ -570,7 +570,7 @@ proptest! {
         let answer = if no_record { SrvAnswer::NoRecord } else { SrvAnswer::Records(&srv) };
         if let OutboundVerdict::Refuse(r) = p.decide_outbound(&d(&domain), answer) {
             prop_assert!(matches!(r.status, 403 | 503 | 504));
-            prop_assert!(!r.reason.is_empty() && !r.event.text.is_empty() && !r.metric_reason.is_empty());
+            prop_assert!(!r.reason.is_empty() && !r.event.text.is_empty() && !r.metric_reason.as_str().is_empty());
             prop_assert!(r.ms_diagnostics(p.edge_fqdn()).contains("source=\"edge.corp.example\""));
         }
         if let OutboundVerdict::RouteSrv { targets } = p.decide_outbound(&d(&domain), answer) {

@@ -58,9 +58,10 @@ pub const GENERATED_STATUSES: &[&str] = &[
     "503", "504", "505", "513", "487", OTHER,
 ];
 
-/// Refusal reasons (the `metric_reason` of edge-core's and federation-policy's refusals): why the edge
-/// answered a request itself; `none` for a generated answer that is no refusal (408 after Timer F,
-/// 483, 487 after CANCEL). Shared by generated responses and refusals.
+/// Refusal reasons: why the edge answered a request itself; `none` for a generated answer that is
+/// no refusal (408 after Timer F, 483, 487 after CANCEL). Shared by generated responses and
+/// refusals. The labels of `federation_policy::RefusalReason`, in its order (the binary's
+/// vocabulary test holds them equal).
 pub const REFUSAL_REASONS: &[&str] = &[
     "none",
     "shutting_down",

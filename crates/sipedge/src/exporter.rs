@@ -475,7 +475,7 @@ mod vocabulary_tests {
 
     /// The core counts in its own types; the metrics crate names the label values. Neither knows
     /// the other (the core knows no Prometheus), so the binary, which joins them, checks they are one
-    /// vocabulary: the same methods, classes, outcomes and causes in the same order, and the same
+    /// vocabulary: the same methods, classes, outcomes, causes and refusal reasons in the same order, and the same
     /// histogram bounds.
     #[test]
     fn the_cores_labels_and_the_metric_names_are_one_vocabulary() {
@@ -488,6 +488,13 @@ mod vocabulary_tests {
         assert_eq!(push, names::PUSH_OUTCOMES);
         let ends: Vec<&str> = SubscriptionEnd::ALL.iter().map(|e| e.as_str()).collect();
         assert_eq!(ends, names::SUBSCRIPTION_ENDS);
+        // Every refusal reason, `none` first, and the bound's own `other` last.
+        let mut reasons: Vec<&str> = federation_policy::RefusalReason::ALL
+            .iter()
+            .map(|r| r.as_str())
+            .collect();
+        reasons.push(names::OTHER);
+        assert_eq!(reasons, names::REFUSAL_REASONS);
         assert_eq!(stats::LATENCY_BOUNDS_MICROS, histogram::LATENCY_BOUNDS_MICROS);
         assert_eq!(stats::TURN_BOUNDS_MICROS, histogram::TURN_BOUNDS_MICROS);
     }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use federation_policy::{
-    DiagnosticId, DomainName, InboundVerdict, LimitVerdict, OutboundVerdict, Relationship, SrvAnswer,
+    DiagnosticId, DomainName, InboundVerdict, LimitVerdict, OutboundVerdict, RefusalReason, Relationship,
+    SrvAnswer,
 };
 use sip_codec::{HeaderName, Message};
 
@@ -36,7 +37,7 @@ impl Proxy {
                 403,
                 DiagnosticId::NOT_AUTHORIZED,
                 "From URI not authorized to communicate with federated partners",
-                "from_uri",
+                RefusalReason::FromUri,
                 vec![],
             );
             return self.refuse(sid, r, now, out);
@@ -44,7 +45,7 @@ impl Proxy {
         let ids: Vec<&str> = peer.identities.iter().map(String::as_str).collect();
         match self.policy.decide_inbound(&ids, &domain, srv) {
             InboundVerdict::Refuse(r) => {
-                self.count_decision(Side::External, &domain, "refuse", r.metric_reason);
+                self.count_decision(Side::External, &domain, "refuse", r.metric_reason.as_str());
                 self.refuse(sid, r, now, out);
             }
             InboundVerdict::LookupSrv { name } => self.lookup(name, Pending::InboundSrv { server: sid }, out),
@@ -90,7 +91,7 @@ impl Proxy {
                     403,
                     DiagnosticId::CANNOT_ROUTE,
                     "Cannot route to destination domain",
-                    "blocked",
+                    RefusalReason::Blocked,
                     vec![("domain", d.to_string())],
                 );
                 return self.refuse(sid, r, now, out);
@@ -100,7 +101,7 @@ impl Proxy {
                     404,
                     DiagnosticId::CANNOT_ROUTE,
                     "Cannot route to destination domain",
-                    "no_route",
+                    RefusalReason::NoRoute,
                     vec![],
                 );
                 return self.refuse(sid, r, now, out);
@@ -116,14 +117,14 @@ impl Proxy {
                 404,
                 DiagnosticId::CANNOT_ROUTE,
                 "Cannot route to destination domain",
-                "no_domain",
+                RefusalReason::NoDomain,
                 vec![],
             );
             return self.refuse(sid, r, now, out);
         };
         match self.policy.decide_outbound(&domain, srv) {
             OutboundVerdict::Refuse(r) => {
-                self.count_decision(Side::Internal, &domain, "refuse", r.metric_reason);
+                self.count_decision(Side::Internal, &domain, "refuse", r.metric_reason.as_str());
                 self.refuse(sid, r, now, out);
             }
             OutboundVerdict::LookupSrv { name } => {
@@ -221,7 +222,7 @@ impl Proxy {
                     503,
                     DiagnosticId::TEMPORARILY_CANNOT_ROUTE,
                     "Temporarily cannot route",
-                    "discovery_limit",
+                    RefusalReason::DiscoveryLimit,
                     vec![("domain", domain.to_string()), ("limit", what.to_owned())],
                 )
                 .with_public(&["domain", "limit"]);

@@ -246,7 +246,10 @@ fn past_the_bound_a_new_subscribe_gets_503_1913() {
     assert!(r.header(HeaderName::RetryAfter).is_some());
     // Counted: a generated 503 with its reason (sipedge_generated_responses_total, _refusals_total).
     assert_eq!(
-        h.proxy.stats().generated.get(&(503, "subscriptions_full")),
+        h.proxy
+            .stats()
+            .generated
+            .get(&(503, federation_policy::RefusalReason::SubscriptionsFull)),
         Some(&1)
     );
     // A refresh in the dialog is not a new subscription: it passes.

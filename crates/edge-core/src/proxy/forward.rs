@@ -313,7 +313,7 @@ impl Proxy {
                 status,
                 DiagnosticId::PEER_NO_DIAGNOSTIC,
                 "Previous hop federated peer did not report diagnostic information",
-                "peer_no_diagnostic",
+                federation_policy::RefusalReason::NoRefusal,
                 vec![("Domain", domain), ("PeerServer", peer_server)],
             );
             ed.append_header("ms-diagnostics", &r.ms_diagnostics(&self.settings.edge_fqdn));

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use federation_policy::{DiagnosticId, FilterVerdict, Refusal};
+use federation_policy::{DiagnosticId, FilterVerdict, Refusal, RefusalReason};
 use parking_lot::Mutex;
 use push_relay::{Admission, Attempt, Decision, Outcome as RelayOutcome, PushTarget, Relay};
 use sip_codec::{HeaderName, Message, Uri};
@@ -82,15 +82,20 @@ impl PushOutcome {
         }
     }
 
-    /// The outcome of a push answered by the edge itself, from its refusal's metric reason.
-    pub(crate) fn of_refusal(reason: &str) -> PushOutcome {
+    /// The outcome of a push answered by the edge itself, from its refusal's reason.
+    pub(crate) fn of_refusal(reason: RefusalReason) -> PushOutcome {
+        use RefusalReason as R;
         match reason {
-            "push_filtered" => PushOutcome::Filtered,
-            "no_push_subscription" => PushOutcome::NoSubscription,
-            "push_breaker_open" => PushOutcome::ShortCircuited,
-            "push_timeout" => PushOutcome::TimedOut,
-            "no_a_record" | "connect_failed" | "tls_failed" | "cert_mismatch" | "overloaded"
-            | "link_lost" => PushOutcome::Failed,
+            R::PushFiltered => PushOutcome::Filtered,
+            R::NoPushSubscription => PushOutcome::NoSubscription,
+            R::PushBreakerOpen => PushOutcome::ShortCircuited,
+            R::PushTimeout => PushOutcome::TimedOut,
+            R::NoARecord
+            | R::ConnectFailed
+            | R::TlsFailed
+            | R::CertMismatch
+            | R::Overloaded
+            | R::LinkLost => PushOutcome::Failed,
             _ => PushOutcome::Refused,
         }
     }
@@ -135,7 +140,7 @@ impl Proxy {
                     403,
                     DiagnosticId::PUSH_REJECTED,
                     "Push Notification request was rejected",
-                    "push_filtered",
+                    RefusalReason::PushFiltered,
                     vec![("prefix", prefix)],
                 ))
             }
@@ -154,7 +159,7 @@ impl Proxy {
                 480,
                 DiagnosticId::NO_PUSH_SUBSCRIPTION,
                 "No push subscription for target device",
-                "no_push_subscription",
+                RefusalReason::NoPushSubscription,
                 vec![
                     ("pn-provider", t.provider.unwrap_or("").to_owned()),
                     ("problem", problem.to_string()),
@@ -181,7 +186,7 @@ impl Proxy {
                 503,
                 DiagnosticId::TEMPORARILY_CANNOT_ROUTE,
                 "Temporarily cannot route",
-                "push_breaker_open",
+                RefusalReason::PushBreakerOpen,
                 vec![
                     ("provider", provider.clone()),
                     ("until", format!("{} s from now", left.as_millis().div_ceil(1000))),
@@ -305,7 +310,7 @@ impl Proxy {
             504,
             DiagnosticId::PUSH_PROVIDER_TIMEOUT,
             "The push notification provider did not answer",
-            "push_timeout",
+            RefusalReason::PushTimeout,
             vec![
                 ("provider", p.provider.clone()),
                 ("attempts", p.attempt.to_string()),

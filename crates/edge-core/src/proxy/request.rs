@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use federation_policy::{DiagnosticId, FilterVerdict, SrvAnswer};
+use federation_policy::{DiagnosticId, FilterVerdict, RefusalReason, SrvAnswer};
 use sip_codec::{parse, Message, Version};
 
 use super::ids::ServerId;
@@ -120,7 +120,10 @@ impl Proxy {
         let id = self.next_id();
         let tag = format!("se{:x}s{id:x}", self.worker);
         let bytes = respond::build(req, status, &tag, &self.settings.edge_fqdn, side, extra);
-        let reason = extra.refusal.as_ref().map_or("none", |r| r.metric_reason);
+        let reason = extra
+            .refusal
+            .as_ref()
+            .map_or(RefusalReason::NoRefusal, |r| r.metric_reason);
         self.count(|s| s.generated(status, reason));
         out.push(Effect::Send {
             dest: super::io::Destination::Conn(conn),
@@ -173,7 +176,7 @@ impl Proxy {
                     503,
                     DiagnosticId::TEMPORARILY_CANNOT_ROUTE,
                     "Temporarily cannot route",
-                    "shutting_down",
+                    RefusalReason::ShuttingDown,
                     vec![],
                 )),
                 retry_after: Some(5),
@@ -191,7 +194,7 @@ impl Proxy {
                 482,
                 DiagnosticId::LOOP_DETECTED,
                 "Request already passed through this edge",
-                "loop",
+                RefusalReason::Loop,
                 vec![],
             );
             return self.refuse(sid, r, now, out);
@@ -204,7 +207,7 @@ impl Proxy {
                 403,
                 DiagnosticId::METHOD_NOT_FEDERATED,
                 "Cannot route this type of SIP request to or from federated partners",
-                "method",
+                RefusalReason::Method,
                 vec![("method", method.to_owned())],
             )
             .with_public(&["method"]);
@@ -224,7 +227,7 @@ impl Proxy {
                         403,
                         DiagnosticId::IM_FILTER_BLOCKED,
                         "Instant message contains a URL prefix blocked by the IM filter",
-                        "im_filter",
+                        RefusalReason::ImFilter,
                         vec![("prefix", prefix)],
                     )
                     .with_public(&["prefix"]);
@@ -251,7 +254,7 @@ impl Proxy {
                 503,
                 DiagnosticId::SUBSCRIPTIONS_FULL,
                 "Temporarily cannot route: this edge tracks as many subscriptions as it may",
-                "subscriptions_full",
+                RefusalReason::SubscriptionsFull,
                 vec![("limit", self.settings.max_subscriptions.to_string())],
             );
             let extra = Extra {
@@ -297,7 +300,7 @@ impl Proxy {
                         403,
                         DiagnosticId::FROM_DOMAIN_NOT_OURS,
                         "From domain is not one of this edge's domains",
-                        "from_not_ours",
+                        RefusalReason::FromNotOurs,
                         vec![("domain", route::from_host(msg))],
                     )
                 })
@@ -318,7 +321,7 @@ impl Proxy {
                         403,
                         DiagnosticId::RELAY_REFUSED,
                         "Request-URI domain is not one of this edge's domains",
-                        "relay",
+                        RefusalReason::Relay,
                         vec![("domain", host)],
                     )
                     .with_public(&["domain"])

@@ -2,7 +2,7 @@
 //! `federation-policy` applied to SIP messages (which domain, which identities), and the mapping of
 //! delivery failures to statuses and MS-OCER diagnostics (1014, 1047, 1010, 1007, 1904).
 
-use federation_policy::{DiagnosticId, DomainName, Fqdn, LogEvent, Refusal};
+use federation_policy::{DiagnosticId, DomainName, Fqdn, LogEvent, Refusal, RefusalReason};
 use sip_codec::{HeaderName, Message, Uri};
 
 use super::io::DeliveryFailure;
@@ -125,7 +125,7 @@ fn refusal(
     status: u16,
     id: DiagnosticId,
     reason: &str,
-    metric: &'static str,
+    metric: RefusalReason,
     params: Vec<(&'static str, String)>,
     event: (&'static str, String),
 ) -> Refusal {
@@ -148,25 +148,25 @@ pub(crate) fn refusal_for_delivery(hop: &str, failure: &DeliveryFailure) -> (u16
     match failure {
         DeliveryFailure::Resolve(e) => (
             504,
-            refusal(504, DiagnosticId::NO_A_RECORD, "Unable to resolve DNS A record", "no_a_record",
+            refusal(504, DiagnosticId::NO_A_RECORD, "Unable to resolve DNS A record", RefusalReason::NoARecord,
                 vec![("fqdn", hop.to_owned()), ("error", e.clone())],
                 ("resolve_failed", format!("cannot resolve next hop {hop}: {e}"))),
         ),
         DeliveryFailure::Connect(e) => (
             504,
-            refusal(504, DiagnosticId::CONNECT_FAILED, "Cannot connect to the next hop", "connect_failed",
+            refusal(504, DiagnosticId::CONNECT_FAILED, "Cannot connect to the next hop", RefusalReason::ConnectFailed,
                 vec![("fqdn", hop.to_owned()), ("error", e.clone())],
                 ("connect_failed", format!("cannot connect to next hop {hop}: {e}"))),
         ),
         DeliveryFailure::Tls(e) => (
             504,
-            refusal(504, DiagnosticId::TLS_NEGOTIATION, "Failed to complete TLS negotiation with a federated peer server", "tls_failed",
+            refusal(504, DiagnosticId::TLS_NEGOTIATION, "Failed to complete TLS negotiation with a federated peer server", RefusalReason::TlsFailed,
                 vec![("fqdn1", hop.to_owned()), ("WinsockFailureDescription", e.clone())],
                 ("tls_failed", format!("TLS negotiation with {hop} failed: {e}"))),
         ),
         DeliveryFailure::CertificateMismatch { presented } => (
             504,
-            refusal(504, DiagnosticId::CERT_TRUST, "Certificate trust with another server could not be established", "cert_mismatch",
+            refusal(504, DiagnosticId::CERT_TRUST, "Certificate trust with another server could not be established", RefusalReason::CertMismatch,
                 vec![
                     ("ErrorType", "The peer certificate does not contain a matching FQDN".to_owned()),
                     ("tls-target", hop.to_owned()),
@@ -177,7 +177,7 @@ pub(crate) fn refusal_for_delivery(hop: &str, failure: &DeliveryFailure) -> (u16
         ),
         DeliveryFailure::Overloaded(e) => (
             503,
-            refusal(503, DiagnosticId::TEMPORARILY_CANNOT_ROUTE, "Temporarily cannot route", "overloaded",
+            refusal(503, DiagnosticId::TEMPORARILY_CANNOT_ROUTE, "Temporarily cannot route", RefusalReason::Overloaded,
                 vec![("fqdn", hop.to_owned()), ("error", e.clone())],
                 ("hop_overloaded", format!("next hop {hop} not usable now: {e}"))),
         ),
@@ -190,7 +190,7 @@ pub(crate) fn refusal_for_lost_link(hop: &str) -> Refusal {
         503,
         DiagnosticId::TEMPORARILY_CANNOT_ROUTE,
         "Temporarily cannot route",
-        "link_lost",
+        RefusalReason::LinkLost,
         vec![
             ("fqdn", hop.to_owned()),
             ("error", "connection closed before a final response".to_owned()),
@@ -207,11 +207,11 @@ pub(crate) fn simple_refusal(
     status: u16,
     id: DiagnosticId,
     reason: &str,
-    metric: &'static str,
+    metric: RefusalReason,
     params: Vec<(&'static str, String)>,
 ) -> Refusal {
     let text = reason.to_owned();
-    refusal(status, id, reason, metric, params, (metric, text))
+    refusal(status, id, reason, metric, params, (metric.as_str(), text))
 }
 
 /// The domain a response is about, for diagnostics: the To URI's host.

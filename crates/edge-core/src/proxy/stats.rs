@@ -11,6 +11,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use federation_policy::RefusalReason;
+
 use super::io::Side;
 
 /// The methods counted by name; everything else is `other`.
@@ -278,8 +280,8 @@ pub struct RecentRefusal {
     pub side: Side,
     pub method: String,
     pub status: u16,
-    /// The bounded metric reason (`no_srv`, `relay`, ...).
-    pub reason: &'static str,
+    /// Why (`no_srv`, `relay`, ...).
+    pub reason: RefusalReason,
     /// The `ms-diagnostics` value with every fact, e.g. `1008;reason="...";source="...";domain="..."`.
     pub diagnostic: String,
 }
@@ -293,8 +295,8 @@ pub struct CoreStats {
     pub requests_out: [[u64; MethodLabel::COUNT]; 2],
     /// Responses received from a next hop, by its side, CSeq method and status class.
     pub responses_in: [[[u64; 6]; MethodLabel::COUNT]; 2],
-    /// Responses the edge generated, by status and reason (`none` when not a refusal: 100, 483 ...).
-    pub generated: BTreeMap<(u16, &'static str), u64>,
+    /// Responses the edge generated, by status and reason (`NoRefusal` for 100, 483 ...).
+    pub generated: BTreeMap<(u16, RefusalReason), u64>,
     /// Federation decisions: (side the request came from, `accept` | `refuse`, relationship or
     /// reason).
     pub decisions: BTreeMap<(Side, &'static str, &'static str), u64>,
@@ -441,7 +443,7 @@ impl CoreStats {
         }
     }
 
-    pub fn generated(&mut self, status: u16, reason: &'static str) {
+    pub fn generated(&mut self, status: u16, reason: RefusalReason) {
         *self.generated.entry((status, reason)).or_default() += 1;
     }
 
@@ -472,7 +474,7 @@ impl CoreStats {
     }
 
     /// Generated responses with `reason` (any status): for tests and logs.
-    pub fn generated_for(&self, reason: &str) -> u64 {
+    pub fn generated_for(&self, reason: RefusalReason) -> u64 {
         self.generated
             .iter()
             .filter(|((_, r), _)| *r == reason)
@@ -550,7 +552,7 @@ mod tests {
         a.request_in(Side::External, MethodLabel::Message);
         a.response_in(Side::External, MethodLabel::Message, 202);
         a.response_in(Side::External, MethodLabel::Message, 999);
-        a.generated(403, "relay");
+        a.generated(403, RefusalReason::Relay);
         a.outcome(
             MethodLabel::Message,
             OutcomeLabel::Answered,
@@ -564,7 +566,7 @@ mod tests {
             sum.responses_in[1][MethodLabel::Message.index()],
             [0, 2, 0, 0, 2, 0]
         );
-        assert_eq!(sum.generated_for("relay"), 2);
+        assert_eq!(sum.generated_for(RefusalReason::Relay), 2);
         assert_eq!(sum.outcomes[MethodLabel::Message.index()][0], 2);
         let h = &sum.latency[MethodLabel::Message.index()];
         assert_eq!(h.count(), 2);

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use federation_policy::{DomainName, Fqdn, PolicyBuilder, SrvRecord};
+use federation_policy::{DomainName, Fqdn, PolicyBuilder, RefusalReason, SrvRecord};
 use sip_codec::{parse, HeaderName};
 
 use super::io::*;
@@ -844,7 +844,7 @@ fn outbound_from_a_foreign_domain_is_refused_1907() {
         parse(s[0].1.as_bytes()).unwrap().ms_diagnostics().unwrap().id,
         1907
     );
-    assert_eq!(h.proxy.stats().generated_for("from_not_ours"), 2);
+    assert_eq!(h.proxy.stats().generated_for(RefusalReason::FromNotOurs), 2);
     // Our own domain still goes out.
     let ok = sends(&h.msg(
         FE,
@@ -889,7 +889,7 @@ fn inbound_requests_for_foreign_domains_are_not_relayed_1908() {
         assert!(m.header(HeaderName::MsDiagnostics).is_none());
         assert!(!s[0].1.contains("source="), "{}", s[0].1);
     }
-    assert_eq!(h.proxy.stats().generated_for("relay"), 2);
+    assert_eq!(h.proxy.stats().generated_for(RefusalReason::Relay), 2);
     // In dialog (our Route first), to the front end's contact: forwarded.
     let bye = "BYE sip:alice@fe1.corp.example:5061;transport=tls SIP/2.0\nVia: SIP/2.0/TLS edge.partner.example;branch=z9hG4bKr3\nRoute: <sip:edge.corp.example:5061;transport=tls;lr>\nMax-Forwards: 70\nFrom: <sip:bob@partner.example>;tag=b1\nTo: <sip:alice@corp.example>;tag=a1\nCall-ID: dlg-1\nCSeq: 2 BYE\nContent-Length: 0\n\n";
     let s = sends(&h.msg(PARTNER_IN, bye));
@@ -972,9 +972,9 @@ fn every_client_outcome_is_counted_once() {
     assert_eq!(s.requests_in[0][MethodLabel::Message as usize], 2);
     assert_eq!(s.requests_out[1][MethodLabel::Message as usize], 2);
     assert_eq!(s.responses_in[1][MethodLabel::Message as usize][1], 2);
-    assert_eq!(s.generated.get(&(408, "none")), Some(&1));
-    assert_eq!(s.generated.get(&(504, "connect_failed")), Some(&1));
-    assert_eq!(s.generated.get(&(503, "link_lost")), Some(&1));
+    assert_eq!(s.generated.get(&(408, RefusalReason::NoRefusal)), Some(&1));
+    assert_eq!(s.generated.get(&(504, RefusalReason::ConnectFailed)), Some(&1));
+    assert_eq!(s.generated.get(&(503, RefusalReason::LinkLost)), Some(&1));
     assert_eq!(
         s.decisions.get(&(Side::Internal, "accept", "allowed_partner")),
         Some(&4)

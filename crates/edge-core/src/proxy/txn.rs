@@ -11,6 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use federation_policy::RefusalReason;
 use sip_codec::{Kept, Message};
 
 use super::ids::{ClientId, ServerId, SubscriptionId, TimerId};
@@ -215,7 +216,10 @@ impl Proxy {
         let to_tag = super::ids::to_tag(u64::from(self.worker), sid.0);
         let side = s.side;
         let bytes = respond::build(req, status, &to_tag, edge, side, &extra);
-        let reason = extra.refusal.as_ref().map_or("none", |r| r.metric_reason);
+        let reason = extra
+            .refusal
+            .as_ref()
+            .map_or(RefusalReason::NoRefusal, |r| r.metric_reason);
         if self.counting {
             self.stats.generated(status, reason);
         }
@@ -252,7 +256,7 @@ impl Proxy {
             // The facts of the diagnostic as fields of their own (domain, fqdn1, PeerServer, ...).
             let mut fields = vec![
                 ("status", status.to_string()),
-                ("reason", r.metric_reason.to_owned()),
+                ("reason", r.metric_reason.as_str().to_owned()),
                 ("diagnostic", r.id.0.to_string()),
             ];
             fields.extend(r.params.iter().map(|(k, v)| (*k, v.clone())));

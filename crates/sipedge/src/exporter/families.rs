@@ -2,6 +2,8 @@
 //! decisions, transactions, push, subscriptions, DNS — every label value present from the first
 //! scrape (names.rs in the metrics crate lists them).
 
+use federation_policy::RefusalReason;
+
 use super::*;
 
 impl EdgeMetrics {
@@ -30,20 +32,19 @@ impl EdgeMetrics {
         // Present from start: the pairs the edge writes, every refusal reason (names.rs module doc).
         let mut generated: std::collections::BTreeMap<(&str, &str), u64> =
             names::REASON_STATUSES.iter().map(|&pair| (pair, 0)).collect();
-        let mut refusals: std::collections::BTreeMap<&str, u64> = names::REFUSAL_REASONS
+        let mut refusals: std::collections::BTreeMap<&str, u64> = RefusalReason::ALL
             .iter()
-            .filter(|r| **r != "none")
-            .map(|&r| (r, 0))
+            .filter(|r| **r != RefusalReason::NoRefusal)
+            .map(|r| (r.as_str(), 0))
             .collect();
         for ((status, reason), n) in &core.generated {
             if *status < 200 {
                 continue; // 100 Trying is hop by hop, not an answer
             }
             let status = bounded(names::GENERATED_STATUSES, &status.to_string());
-            let reason = bounded(names::REFUSAL_REASONS, reason);
-            *generated.entry((status, reason)).or_default() += n;
-            if reason != "none" {
-                *refusals.entry(reason).or_default() += n;
+            *generated.entry((status, reason.as_str())).or_default() += n;
+            if *reason != RefusalReason::NoRefusal {
+                *refusals.entry(reason.as_str()).or_default() += n;
             }
         }
         let mut family = names::GENERATED_RESPONSES.family();

@@ -399,7 +399,7 @@ impl EdgeMetrics {
                 side: r.side.as_str(),
                 method: r.method.clone(),
                 status: r.status,
-                reason: r.reason,
+                reason: r.reason.as_str(),
                 diagnostic: r.diagnostic.clone(),
             })
             .collect();

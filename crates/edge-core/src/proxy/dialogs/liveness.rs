@@ -147,7 +147,7 @@ impl Proxy {
             200,
             DiagnosticId::SUBSCRIPTION_LINK_FAILED,
             "Subscription terminated: the federation link it depends on failed",
-            "link_failed",
+            federation_policy::RefusalReason::NoRefusal,
             vec![
                 ("link", link.name.clone()),
                 ("side", link.side.as_str().to_owned()),
