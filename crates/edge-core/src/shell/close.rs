@@ -1,13 +1,11 @@
-//! [`CloseReason`]: why a connection ended, and what follows from it — the counter it bumps, how loud
+//! [`CloseReason`]: why a connection ended, and what follows from it — the labels it is counted by
+//! (`shared.rs`, `WorkerSnapshot::closed`), how loud
 //! its log line is, and for messages still waiting on an outbound connection that never came up the
 //! [`DeliveryFailure`] the core is told (each failure maps to one generated response, `proxy/io.rs`).
 //! Connections end in `conn.rs`; the worker (`worker.rs`) acts on the reason.
 
-use std::sync::atomic::AtomicU64;
-
 use sip_codec::FrameError;
 
-use super::shared::ShellCounters;
 use crate::proxy::io::{DeliveryFailure, Level, LinkEnd};
 
 /// What a TLS failure was, for the handshake-failure metric: read from rustls's typed error
@@ -123,24 +121,6 @@ impl CloseReason {
                 DeliveryFailure::Overloaded("too much queued for the hop".to_owned())
             }
             other => DeliveryFailure::Connect(format!("connection to the hop closed ({})", other.as_str())),
-        }
-    }
-
-    /// The counter this close bumps, if any (orderly closes bump none).
-    pub fn counter<'c>(&self, c: &'c ShellCounters) -> Option<&'c AtomicU64> {
-        match self {
-            CloseReason::Tls(..) | CloseReason::HandshakeTimeout => Some(&c.handshake_failures),
-            CloseReason::CertificateMismatch(_) => Some(&c.certificate_mismatches),
-            CloseReason::Connect(_) | CloseReason::ConnectTimeout => Some(&c.connect_failures),
-            CloseReason::Framing(FrameError::NotSip(_)) => Some(&c.hostile_closes),
-            CloseReason::Framing(FrameError::Stalled(_)) => Some(&c.message_timeouts),
-            CloseReason::Framing(_) => Some(&c.framing_errors),
-            CloseReason::WriteOverflow => Some(&c.write_overflows),
-            CloseReason::KeepaliveDead => Some(&c.keepalive_failures),
-            CloseReason::IdleTimeout => Some(&c.idle_closes),
-            CloseReason::PeerClosed | CloseReason::Requested | CloseReason::Shutdown | CloseReason::Io(_) => {
-                None
-            }
         }
     }
 
@@ -266,15 +246,7 @@ mod tests {
     }
 
     #[test]
-    fn counters_and_log_levels() {
-        let c = ShellCounters::default();
-        assert!(std::ptr::eq(
-            CloseReason::Framing(FrameError::MissingContentLength)
-                .counter(&c)
-                .unwrap(),
-            &c.framing_errors
-        ));
-        assert!(CloseReason::PeerClosed.counter(&c).is_none());
+    fn log_levels() {
         assert_eq!(CloseReason::Requested.log_level().0, Level::Debug);
         assert_eq!(
             CloseReason::CertificateMismatch(vec![]).log_level().0,

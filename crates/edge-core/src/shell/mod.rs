@@ -40,7 +40,7 @@ use mio::{Interest, Poll, Waker};
 pub use listener::ensure_free as ensure_listen_address_free;
 pub use pool::StaticHosts;
 pub use settings::{ShellLimits, ShellSettings, TlsIdentity};
-pub use shared::{CounterSnapshot, ShellCounters, WorkerSnapshot, PUBLISH_PERIOD};
+pub use shared::{Published, WorkerSnapshot, PUBLISH_PERIOD};
 pub use tls::{
     names_host_exactly, peer_identities, provider as crypto_provider, san_dns_names, TlsSetupError,
     PROVIDER_NAME as CRYPTO_PROVIDER,
@@ -141,12 +141,12 @@ pub fn start<C: Core + 'static>(settings: ShellSettings, make_core: MakeCore<C>)
                 .register(l, listener_token(i), Interest::READABLE)?;
         }
         let (control, control_rx) = crossbeam_channel::unbounded();
-        let counters = Arc::new(ShellCounters::default());
+        let published = Arc::new(Published::default());
         // Alive from its creation: a health check before the thread's first turn must not fail it.
         let born = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        counters
+        published
             .heartbeat_unix_ms
             .store(born, std::sync::atomic::Ordering::Relaxed);
         let parts = WorkerParts {
@@ -158,7 +158,7 @@ pub fn start<C: Core + 'static>(settings: ShellSettings, make_core: MakeCore<C>)
             per_ip_limit: per_ip_share(settings.limits.max_connections_per_ip, workers),
             per_hop_limit: settings.limits.outgoing_tls_per_hop,
             conn_count: Arc::clone(&conn_count),
-            counters: Arc::clone(&counters),
+            published: Arc::clone(&published),
             control: control_rx,
             log_debug: settings.limits.log_debug,
             idle_hook: settings.idle_hook,
@@ -186,7 +186,7 @@ pub fn start<C: Core + 'static>(settings: ShellSettings, make_core: MakeCore<C>)
         handle.workers.push(WorkerHandle {
             control,
             waker,
-            counters,
+            published,
             thread,
         });
     }
@@ -202,21 +202,21 @@ fn per_ip_share(limit: usize, workers: usize) -> usize {
 struct WorkerHandle {
     control: Sender<Control>,
     waker: Arc<Waker>,
-    counters: Arc<ShellCounters>,
+    published: Arc<Published>,
     thread: JoinHandle<io::Result<()>>,
 }
 
 /// Read access to every worker's counters, from any thread (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct StatsHandle {
-    workers: Vec<Arc<ShellCounters>>,
+    workers: Vec<Arc<Published>>,
     conn_count: Arc<ConnCount>,
 }
 
 impl StatsHandle {
     /// Every worker's last published counters, in worker order.
     pub fn worker_snapshots(&self) -> Vec<WorkerSnapshot> {
-        self.workers.iter().map(|w| w.published.lock().clone()).collect()
+        self.workers.iter().map(|w| w.snapshot.lock().clone()).collect()
     }
 
     /// Every worker's last loop turn (UNIX milliseconds), in worker order.
@@ -225,15 +225,6 @@ impl StatsHandle {
             .iter()
             .map(|w| w.heartbeat_unix_ms.load(std::sync::atomic::Ordering::Relaxed))
             .collect()
-    }
-
-    /// The shell's event counters, summed over workers.
-    pub fn counters(&self) -> CounterSnapshot {
-        let mut sum = CounterSnapshot::default();
-        for w in &self.workers {
-            sum.add(w);
-        }
-        sum
     }
 
     /// Connections open now, all workers.
@@ -328,20 +319,11 @@ impl EdgeHandle {
         result
     }
 
-    /// The shell's counters, summed over workers.
-    pub fn counters(&self) -> CounterSnapshot {
-        let mut sum = CounterSnapshot::default();
-        for w in &self.workers {
-            sum.add(&w.counters);
-        }
-        sum
-    }
-
     /// A handle on the workers' counters for another thread (the metrics scrape): it outlives
     /// nothing and stops nothing.
     pub fn stats(&self) -> StatsHandle {
         StatsHandle {
-            workers: self.workers.iter().map(|w| Arc::clone(&w.counters)).collect(),
+            workers: self.workers.iter().map(|w| Arc::clone(&w.published)).collect(),
             conn_count: Arc::clone(&self.conn_count),
         }
     }

@@ -1,5 +1,5 @@
 //! The shell's cross-thread counting: the global connection count behind [`ConnSlot`] and each
-//! worker's [`ShellCounters`] (written by that worker only; its published [`WorkerSnapshot`] is what
+//! worker's [`Published`] heartbeat and counters (written by that worker only; its [`WorkerSnapshot`] is what
 //! the scrape reads). Connections, pool, timers and the core are owned by one worker (`worker.rs`);
 //! what else the workers share (the DNS cache, the TLS configs of a `Runtime`, the core's
 //! `EdgeShared`) is listed in docs/architecture.md, Threads.
@@ -11,6 +11,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use super::close::CloseReason;
+use crate::proxy::io::Side;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -64,32 +67,17 @@ impl Drop for ConnSlot {
     }
 }
 
-/// Events of one worker, bumped with relaxed atomics by the owning worker only: the heartbeat and
-/// the published snapshot are what the scrape reads; the event counters serve the shell's tests
-/// (the exported figures come from the snapshot's maps).
+/// What one worker shows other threads: its heartbeat, and its counters as of its last
+/// publication. The worker counts into its own [`WorkerSnapshot`] (plain integers, no atomics) and
+/// copies it here every [`PUBLISH_PERIOD`]; the scrape and the tests read the copy.
 #[derive(Debug, Default)]
-pub struct ShellCounters {
-    pub accepted: AtomicU64,
-    pub dialled: AtomicU64,
-    pub rejected_max_connections: AtomicU64,
-    pub rejected_per_ip: AtomicU64,
-    pub handshake_failures: AtomicU64,
-    pub certificate_mismatches: AtomicU64,
-    pub connect_failures: AtomicU64,
-    pub framing_errors: AtomicU64,
-    /// Connections closed at their first bytes: what arrived can never begin a SIP message.
-    pub hostile_closes: AtomicU64,
-    /// Messages that started and did not complete within `message_timeout`.
-    pub message_timeouts: AtomicU64,
-    pub write_overflows: AtomicU64,
-    pub keepalive_failures: AtomicU64,
-    pub idle_closes: AtomicU64,
+pub struct Published {
     /// Wall-clock milliseconds (UNIX) at the worker's last loop turn: `/healthz` fails for a worker
     /// that stopped turning. The loop turns at least every [`PUBLISH_PERIOD`] even when idle.
     pub heartbeat_unix_ms: AtomicU64,
-    /// The worker's last published counters (every [`PUBLISH_PERIOD`]): the one lock the scrape and
-    /// a worker share, taken by the worker twice a second, never on the per-message path.
-    pub published: Mutex<WorkerSnapshot>,
+    /// The worker's last published counters: the one lock the scrape and a worker share, taken by
+    /// the worker twice a second, never on the per-message path.
+    pub snapshot: Mutex<WorkerSnapshot>,
 }
 
 /// How often a worker publishes its counters (and, at the latest, turns its loop).
@@ -104,6 +92,10 @@ pub struct WorkerSnapshot {
     pub loop_turns: Histogram,
     /// Connections open on this worker now: `[internal, external]`.
     pub open_connections: [u64; 2],
+    /// Connections accepted (past the bounds, TLS not yet begun): `[internal, external]`.
+    pub accepted: [u64; 2],
+    /// Connections dialled (a socket connecting): `[internal, external]`.
+    pub dialled: [u64; 2],
     /// TLS handshakes completed: `[internal, external]`.
     pub handshakes_ok: [u64; 2],
     /// Connections ended, by (side, close reason) — reasons are `CloseReason::as_str` values.
@@ -132,12 +124,80 @@ pub fn framing_kind(e: &sip_codec::FrameError) -> &'static str {
     }
 }
 
+/// `[internal, external]` slot of a side.
+pub(crate) fn side_slot(side: Side) -> usize {
+    match side {
+        Side::Internal => 0,
+        Side::External => 1,
+    }
+}
+
+/// The one place each shell event is counted (so a close is counted once, into the maps the
+/// scrape exports).
+impl WorkerSnapshot {
+    pub(crate) fn accepted(&mut self, side: Side) {
+        if let Some(n) = self.accepted.get_mut(side_slot(side)) {
+            *n += 1;
+        }
+    }
+
+    pub(crate) fn dialled(&mut self, side: Side) {
+        if let Some(n) = self.dialled.get_mut(side_slot(side)) {
+            *n += 1;
+        }
+    }
+
+    pub(crate) fn handshake_ok(&mut self, side: Side) {
+        if let Some(n) = self.handshakes_ok.get_mut(side_slot(side)) {
+            *n += 1;
+        }
+    }
+
+    /// An incoming connection refused by `limit` (`max_connections`, `per_ip`).
+    pub(crate) fn refused(&mut self, side: Side, limit: &'static str) {
+        *self.refused.entry((side.as_str(), limit)).or_default() += 1;
+    }
+
+    /// A stream framing error (whether the connection closes on it or the core answers first).
+    pub(crate) fn framing_error(&mut self, side: Side, error: &sip_codec::FrameError) {
+        *self
+            .framing
+            .entry((side.as_str(), framing_kind(error)))
+            .or_default() += 1;
+    }
+
+    /// A connection ended: by reason, and as a handshake failure or a framing error when it is one.
+    pub(crate) fn closed(&mut self, side: Side, reason: &CloseReason) {
+        *self.closes.entry((side.as_str(), reason.as_str())).or_default() += 1;
+        if let Some(bucket) = reason.handshake_bucket() {
+            *self
+                .handshake_failures
+                .entry((side.as_str(), bucket))
+                .or_default() += 1;
+        }
+        if let CloseReason::Framing(e) = reason {
+            self.framing_error(side, e);
+        }
+    }
+
+    /// Closes with reason `reason` (`CloseReason::as_str`), both sides.
+    pub fn closes_with(&self, reason: &str) -> u64 {
+        self.closes
+            .iter()
+            .filter(|((_, r), _)| *r == reason)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
 impl Default for WorkerSnapshot {
     fn default() -> Self {
         WorkerSnapshot {
             core: None,
             loop_turns: Histogram::new(&crate::proxy::stats::TURN_BOUNDS_MICROS),
             open_connections: [0; 2],
+            accepted: [0; 2],
+            dialled: [0; 2],
             handshakes_ok: [0; 2],
             closes: BTreeMap::new(),
             handshake_failures: BTreeMap::new(),
@@ -145,48 +205,6 @@ impl Default for WorkerSnapshot {
             framing: BTreeMap::new(),
             dns: crate::dns::DnsStats::default(),
         }
-    }
-}
-
-/// A copy of the counters, summed over workers.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct CounterSnapshot {
-    pub accepted: u64,
-    pub dialled: u64,
-    pub rejected_max_connections: u64,
-    pub rejected_per_ip: u64,
-    pub handshake_failures: u64,
-    pub certificate_mismatches: u64,
-    pub connect_failures: u64,
-    pub framing_errors: u64,
-    pub hostile_closes: u64,
-    pub message_timeouts: u64,
-    pub write_overflows: u64,
-    pub keepalive_failures: u64,
-    pub idle_closes: u64,
-}
-
-pub(crate) fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
-}
-
-impl CounterSnapshot {
-    /// Adds one worker's counters.
-    pub fn add(&mut self, c: &ShellCounters) {
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        self.accepted += get(&c.accepted);
-        self.dialled += get(&c.dialled);
-        self.rejected_max_connections += get(&c.rejected_max_connections);
-        self.rejected_per_ip += get(&c.rejected_per_ip);
-        self.handshake_failures += get(&c.handshake_failures);
-        self.certificate_mismatches += get(&c.certificate_mismatches);
-        self.connect_failures += get(&c.connect_failures);
-        self.framing_errors += get(&c.framing_errors);
-        self.hostile_closes += get(&c.hostile_closes);
-        self.message_timeouts += get(&c.message_timeouts);
-        self.write_overflows += get(&c.write_overflows);
-        self.keepalive_failures += get(&c.keepalive_failures);
-        self.idle_closes += get(&c.idle_closes);
     }
 }
 
@@ -208,15 +226,44 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_sum_workers() {
-        let w1 = ShellCounters::default();
-        let w2 = ShellCounters::default();
-        bump(&w1.framing_errors);
-        bump(&w2.framing_errors);
-        bump(&w2.accepted);
-        let mut s = CounterSnapshot::default();
-        s.add(&w1);
-        s.add(&w2);
-        assert_eq!((s.framing_errors, s.accepted, s.dialled), (2, 1, 0));
+    fn a_close_is_counted_once_in_each_map_it_belongs_to() {
+        use super::super::close::TlsCause;
+        use sip_codec::FrameError;
+        let mut s = WorkerSnapshot::default();
+        s.closed(Side::External, &CloseReason::PeerClosed);
+        s.closed(
+            Side::External,
+            &CloseReason::Framing(FrameError::MissingContentLength),
+        );
+        s.closed(
+            Side::Internal,
+            &CloseReason::Tls(TlsCause::CertificateUntrusted, String::new()),
+        );
+        s.closed(Side::Internal, &CloseReason::CertificateMismatch(vec![]));
+        s.framing_error(Side::External, &FrameError::Stalled(5));
+        let sum = |m: &BTreeMap<(&'static str, &'static str), u64>| m.values().sum::<u64>();
+        assert_eq!(sum(&s.closes), 4);
+        assert_eq!(s.closes.get(&("external", "peer_closed")), Some(&1));
+        assert_eq!(s.closes_with("framing_error"), 1);
+        assert_eq!(s.closes_with("certificate_mismatch"), 1);
+        assert_eq!(
+            s.handshake_failures.keys().copied().collect::<Vec<_>>(),
+            [
+                ("internal", "certificate_mismatch"),
+                ("internal", "certificate_untrusted")
+            ]
+        );
+        assert_eq!(
+            s.framing.keys().copied().collect::<Vec<_>>(),
+            [
+                ("external", "bad_content_length"),
+                ("external", "message_timeout")
+            ]
+        );
+        s.accepted(Side::External);
+        s.dialled(Side::Internal);
+        s.refused(Side::External, "per_ip");
+        assert_eq!((s.accepted, s.dialled), ([0, 1], [1, 0]));
+        assert_eq!(s.refused.get(&("external", "per_ip")), Some(&1));
     }
 }

@@ -29,7 +29,7 @@ use super::listener;
 use super::log::write_log;
 use super::pool::Pool;
 use super::resolver::{self, Resolver};
-use super::shared::{bump, ConnCount, ConnSlot, ShellCounters, WorkerSnapshot, PUBLISH_PERIOD};
+use super::shared::{side_slot, ConnCount, ConnSlot, Published, WorkerSnapshot, PUBLISH_PERIOD};
 use super::timers::{earliest, sleep_until, Deadlines};
 use super::tls::TlsConfigs;
 use super::Core;
@@ -70,7 +70,7 @@ pub(crate) struct WorkerParts {
     pub per_ip_limit: usize,
     pub per_hop_limit: usize,
     pub conn_count: Arc<ConnCount>,
-    pub counters: Arc<ShellCounters>,
+    pub published: Arc<Published>,
     pub control: Receiver<Control>,
     pub log_debug: bool,
     /// `ShellSettings::idle_hook`.
@@ -184,7 +184,7 @@ impl<C: Core> Worker<C> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         self.parts
-            .counters
+            .published
             .heartbeat_unix_ms
             .store(unix_ms, std::sync::atomic::Ordering::Relaxed);
         if now < self.next_publish {
@@ -198,7 +198,7 @@ impl<C: Core> Worker<C> {
             }
         }
         self.stats.open_connections = open;
-        let mut slot = self.parts.counters.published.lock();
+        let mut slot = self.parts.published.snapshot.lock();
         slot.clone_from(&self.stats);
         slot.core = self.core.stats().cloned();
         slot.dns.clone_from(self.resolver.dns_stats());
@@ -380,13 +380,5 @@ impl<C: Core> Worker<C> {
                 },
             );
         }
-    }
-}
-
-/// `[internal, external]` index of a side in the published arrays.
-fn side_slot(side: Side) -> usize {
-    match side {
-        Side::Internal => 0,
-        Side::External => 1,
     }
 }

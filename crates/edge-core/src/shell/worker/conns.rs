@@ -24,12 +24,7 @@ impl<C: Core> Worker<C> {
                 }
             };
             let Some(slot) = ConnSlot::acquire(&self.parts.conn_count) else {
-                bump(&self.parts.counters.rejected_max_connections);
-                *self
-                    .stats
-                    .refused
-                    .entry((side.as_str(), "max_connections"))
-                    .or_default() += 1;
+                self.stats.refused(side, "max_connections");
                 self.refusal(
                     "max_connections",
                     format!("connection from {remote} refused: max_connections reached"),
@@ -40,8 +35,7 @@ impl<C: Core> Worker<C> {
             let ip = remote.ip();
             let from_ip = self.per_ip.get(&ip).copied().unwrap_or(0);
             if from_ip >= self.parts.per_ip_limit {
-                bump(&self.parts.counters.rejected_per_ip);
-                *self.stats.refused.entry((side.as_str(), "per_ip")).or_default() += 1;
+                self.stats.refused(side, "per_ip");
                 self.refusal(
                     "max_connections_per_ip",
                     format!("connection from {remote} refused: per-IP limit reached"),
@@ -56,7 +50,7 @@ impl<C: Core> Worker<C> {
                 Ok(conn) => {
                     if self.insert(conn, slot).is_some() {
                         self.per_ip.insert(ip, from_ip + 1);
-                        bump(&self.parts.counters.accepted);
+                        self.stats.accepted(side);
                     }
                 }
                 Err(reason) => self.log_close(id, side, remote, &reason),
@@ -116,9 +110,7 @@ impl<C: Core> Worker<C> {
             core: &mut self.core,
             effects: &mut self.effects,
             announced: &mut entry.announced,
-            counters: &self.parts.counters,
-            handshakes_ok: &mut self.stats.handshakes_ok,
-            framing: &mut self.stats.framing,
+            stats: &mut self.stats,
             side: entry.conn.side(),
         };
         let (conn, registry, token) = (&mut entry.conn, self.parts.poll.registry(), MioToken(key));
@@ -185,18 +177,8 @@ impl<C: Core> Worker<C> {
                 }
             }
         }
-        self.count_close(&reason);
         let side = entry.conn.side();
-        let s = &mut self.stats;
-        *s.closes.entry((side.as_str(), reason.as_str())).or_default() += 1;
-        if let Some(bucket) = reason.handshake_bucket() {
-            *s.handshake_failures.entry((side.as_str(), bucket)).or_default() += 1;
-        }
-        if let CloseReason::Framing(e) = &reason {
-            *s.framing
-                .entry((side.as_str(), crate::shell::shared::framing_kind(e)))
-                .or_default() += 1;
-        }
+        self.stats.closed(side, &reason);
         self.log_close(id, side, entry.conn.remote(), &reason);
         if entry.announced {
             self.learned.push(Input::ConnClosed {
@@ -209,12 +191,6 @@ impl<C: Core> Worker<C> {
             self.learned.push(Input::DeliveryFailed { token, failure });
         }
         // The core hears of it with the next `run_effects` (every caller's turn ends in one).
-    }
-
-    pub(super) fn count_close(&self, reason: &CloseReason) {
-        if let Some(counter) = reason.counter(&self.parts.counters) {
-            bump(counter);
-        }
     }
 
     pub(super) fn log_close(
@@ -274,9 +250,7 @@ pub(super) struct EventSink<'w, C: Core> {
     core: &'w mut C,
     effects: &'w mut Vec<Effect>,
     announced: &'w mut bool,
-    counters: &'w ShellCounters,
-    handshakes_ok: &'w mut [u64; 2],
-    framing: &'w mut std::collections::BTreeMap<(&'static str, &'static str), u64>,
+    stats: &'w mut WorkerSnapshot,
     side: Side,
 }
 
@@ -286,9 +260,7 @@ impl<C: Core> EventSink<'_, C> {
         match event {
             ConnEvent::Up(peer) => {
                 *self.announced = true;
-                if let Some(n) = self.handshakes_ok.get_mut(side_slot(peer.side)) {
-                    *n += 1;
-                }
+                self.stats.handshake_ok(peer.side);
                 self.core.handle(Input::ConnUp { conn, peer }, now, self.effects);
             }
             ConnEvent::Delivered(token) => {
@@ -301,12 +273,7 @@ impl<C: Core> EventSink<'_, C> {
             ConnEvent::Unframeable { head, error } => {
                 // Counted like any framing error (a stalled message as a message timeout); the core
                 // may still answer before the close.
-                match error {
-                    sip_codec::FrameError::Stalled(_) => bump(&self.counters.message_timeouts),
-                    _ => bump(&self.counters.framing_errors),
-                }
-                let key = (self.side.as_str(), crate::shell::shared::framing_kind(&error));
-                *self.framing.entry(key).or_default() += 1;
+                self.stats.framing_error(self.side, &error);
                 self.core
                     .handle(Input::Unframeable { conn, head, error }, now, self.effects)
             }

@@ -14,7 +14,7 @@ use crate::shell::conn::{CloseReason, Conn, Phase};
 use crate::shell::log::write_log;
 use crate::shell::pool::{choose, Choice, LinkView};
 use crate::shell::resolver::{host_result, Lookup};
-use crate::shell::shared::{bump, ConnSlot};
+use crate::shell::shared::ConnSlot;
 
 impl<C: Core> Worker<C> {
     /// Carries out the core's effects, then hands the core what was learned meanwhile, and again
@@ -257,7 +257,8 @@ impl<C: Core> Worker<C> {
         now: Instant,
     ) {
         let Some(slot) = ConnSlot::acquire(&self.parts.conn_count) else {
-            bump(&self.parts.counters.rejected_max_connections);
+            // Not a refused connection (that is an incoming one): the core counts the 503 it
+            // answers for the failed delivery.
             let failure = DeliveryFailure::Overloaded("max_connections reached".to_owned());
             return self.fail(token, failure);
         };
@@ -266,7 +267,7 @@ impl<C: Core> Worker<C> {
         let conn = match Conn::dial(id, hop.clone(), addrs, config, self.parts.limits, now) {
             Ok(conn) => conn,
             Err(reason) => {
-                self.count_close(&reason);
+                self.stats.closed(hop.side, &reason);
                 return self.fail(token, reason.delivery_failure());
             }
         };
@@ -274,7 +275,7 @@ impl<C: Core> Worker<C> {
             let failure = DeliveryFailure::Connect("cannot register the socket".to_owned());
             return self.fail(token, failure);
         };
-        bump(&self.parts.counters.dialled);
+        self.stats.dialled(hop.side);
         self.pool.insert(hop, key);
         if let Some(entry) = self.conns.get_mut(key) {
             let result = entry.conn.send(bytes, token);
