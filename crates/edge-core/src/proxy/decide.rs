@@ -263,7 +263,7 @@ impl Proxy {
             return; // cancelled or abandoned while the lookup ran
         }
         let (kept, conn) = (Arc::clone(&s.request), s.conn);
-        let Some(msg) = kept.message_reusing(&mut self.header_buf) else {
+        let Some(msg) = kept.message_reusing(&mut self.scratch.header_buf) else {
             return;
         };
         if inbound {
@@ -274,7 +274,7 @@ impl Proxy {
         } else {
             self.route_outbound(sid, &msg, answer, now, out);
         }
-        self.header_buf = msg.into_header_buf();
+        self.scratch.header_buf = msg.into_header_buf();
     }
 }
 

@@ -77,11 +77,11 @@ impl Proxy {
         let Some(s) = self.servers.get(&sid) else { return };
         let (in_side, is_invite, is_push) = (s.side, s.is_invite, s.push.is_some());
         let first_push_attempt = s.push.as_ref().is_some_and(|p| p.attempt <= 1);
-        let mut branch = std::mem::take(&mut self.branch_buf);
+        let mut branch = std::mem::take(&mut self.scratch.branch);
         self.write_new_branch(&mut branch);
         let branch_key = self.keys.of(&[&branch]);
         let edited = self.edit_request(msg, in_side, hop.side, &branch);
-        self.branch_buf = branch;
+        self.scratch.branch = branch;
         let Some(bytes) = edited else {
             return self.respond(sid, 483, Extra::default(), now, out);
         };
@@ -164,11 +164,11 @@ impl Proxy {
         out_side: Side,
         branch: &str,
     ) -> Option<Vec<u8>> {
-        let mut ed = Editor::with_buf(msg, std::mem::take(&mut self.edit_buf));
+        let mut ed = Editor::with_buf(msg, std::mem::take(&mut self.scratch.edit_buf));
         let ours = route::our_leading_routes(&self.settings, msg);
         ed.remove_values(HeaderName::Route, ours);
         if ed.decrement_max_forwards() == MaxForwards::Exhausted {
-            self.edit_buf = ed.into_buf();
+            self.scratch.edit_buf = ed.into_buf();
             return None;
         }
         let host = self.settings.host(out_side);
@@ -180,9 +180,9 @@ impl Proxy {
             ed.add_record_route_parts(&["<sip:", host, ";transport=tls;lr>"]);
             ed.add_record_route_parts(&["<sip:", self.settings.host(in_side), ";transport=tls;lr>"]);
         }
-        let mut bytes = self.take_buf();
+        let mut bytes = self.scratch.take_buf();
         ed.write_to(&mut bytes);
-        self.edit_buf = ed.into_buf();
+        self.scratch.edit_buf = ed.into_buf();
         Some(bytes)
     }
 
@@ -294,7 +294,7 @@ impl Proxy {
         if status >= 200 && hop.is_some() {
             self.dialog_response(sid, hop.as_ref(), msg, now);
         }
-        let mut ed = Editor::with_buf(msg, std::mem::take(&mut self.edit_buf));
+        let mut ed = Editor::with_buf(msg, std::mem::take(&mut self.scratch.edit_buf));
         ed.remove_top_via();
         let needs_diag = status >= 400
             && peer.side == Side::External
@@ -318,9 +318,9 @@ impl Proxy {
             );
             ed.append_header("ms-diagnostics", &r.ms_diagnostics(&self.settings.edge_fqdn));
         }
-        let mut bytes = self.take_buf();
+        let mut bytes = self.scratch.take_buf();
         ed.write_to(&mut bytes);
-        self.edit_buf = ed.into_buf();
+        self.scratch.edit_buf = ed.into_buf();
         if status >= 200 {
             if let Some(s) = self.servers.get_mut(&sid) {
                 if s.final_status.is_none() {

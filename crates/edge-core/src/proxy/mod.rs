@@ -30,11 +30,13 @@ pub mod push;
 mod request;
 mod respond;
 mod route;
+mod scratch;
 pub mod stats;
 pub use dialogs::{SubscriptionCount, SubscriptionEnd, CSEQ_MARGIN};
+mod timers;
 mod txn;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,9 +45,9 @@ pub use limits::SharedDiscoveryLimiter;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
-use ids::{ClientId, ServerId, TimerId};
+use ids::{ClientId, ServerId};
 use io::{ConnId, Effect, Input, Level, LogRecord, PeerInfo, Side, Token};
-use txn::{ClientTxn, Pending, ServerTxn, TimerKind};
+use txn::{ClientTxn, Pending, ServerTxn};
 
 /// Maps keyed by what the edge itself chose (its ids, tokens, its own random branches): foldhash,
 /// seeded per process, instead of SipHash — the profile put ~4 % of the CPU in SipHash.
@@ -129,9 +131,8 @@ pub struct Proxy {
     /// The keys of both tables.
     keys: ids::TxnKeys,
     pending: FastMap<Token, Pending>,
-    timers: BTreeSet<(Instant, TimerId)>,
-    /// Deadline and kind of every armed timer, by sequence number (the key of `timers` too).
-    timer_kinds: FastMap<TimerId, (Instant, TimerKind)>,
+    /// Every armed timer (`timers.rs`).
+    timers: timers::Timers,
     /// Edge-wide: shared by every worker's core (`limits.rs`).
     limiter: Arc<SharedDiscoveryLimiter>,
     /// Edge-wide: the push relay policy and its breakers (`push.rs`).
@@ -143,26 +144,10 @@ pub struct Proxy {
     /// Tokens of the edge's own NOTIFYs → their branch.
     local_tokens: FastMap<Token, String>,
     shutting_down: bool,
-    /// Storage kept between messages, so that the message path allocates nothing once warm: the
-    /// parser's header table, the editor's edit list and arena, and spent byte buffers (sent
-    /// messages the shell gave back with [`Proxy::recycle`], stored requests of finished
-    /// transactions). Counted by `benches/allocs.rs`.
-    header_buf: sip_codec::HeaderBuf,
-    edit_buf: sip_codec::EditBuf,
-    bufs: Vec<Vec<u8>>,
-    /// Emptied stored requests (their header index kept, their bytes in `bufs`).
-    kept: Vec<Arc<sip_codec::Kept>>,
-    /// The branch being written for a forwarded request.
-    branch_buf: String,
+    /// Storage kept between messages, so that the message path allocates nothing once warm
+    /// (`scratch.rs`).
+    scratch: scratch::Scratch,
 }
-
-/// Spent buffers kept for reuse, at most (a few bursts' worth per worker: ~200 KB of ~1.5 KB
-/// messages; 2 MiB if every one had grown to `KEPT_CAPACITY`).
-const KEPT_BUFFERS: usize = 128;
-/// A buffer grown larger than this (a big message) is freed rather than kept, and one smaller than
-/// the minimum (a keepalive's) is not worth keeping.
-const KEPT_CAPACITY: usize = 16 * 1024;
-const MIN_KEPT_CAPACITY: usize = 256;
 
 /// What the cores of one edge's workers share, made once ([`EdgeShared::new`]) and given to every
 /// core ([`Proxy::new`]): the discovered-partner limiter (`limits.rs`: a partner's limits hold
@@ -210,71 +195,21 @@ impl Proxy {
             client_branches: FastMap::default(),
             keys: ids::TxnKeys::default(),
             pending: FastMap::default(),
-            timers: BTreeSet::new(),
-            timer_kinds: FastMap::default(),
+            timers: timers::Timers::default(),
             limiter: Arc::clone(&shared.limiter),
             relay: Arc::clone(&shared.relay),
             dialogs: dialogs::Subscriptions::default(),
             subscription_count: Arc::clone(&shared.subscriptions),
             local_tokens: FastMap::default(),
             shutting_down: false,
-            header_buf: sip_codec::HeaderBuf::default(),
-            edit_buf: sip_codec::EditBuf::default(),
-            bufs: Vec::new(),
-            kept: Vec::new(),
-            branch_buf: String::new(),
+            scratch: scratch::Scratch::default(),
         }
     }
 
     /// Gives back a buffer whose bytes are written (the shell, once rustls took them), for the core
-    /// to fill again: at most 128 are kept, each of 256 B to 16 KiB (`KEPT_BUFFERS`,
-    /// `KEPT_CAPACITY`).
-    pub fn recycle(&mut self, mut buf: Vec<u8>) {
-        let size = buf.capacity();
-        if self.bufs.len() < KEPT_BUFFERS && (MIN_KEPT_CAPACITY..=KEPT_CAPACITY).contains(&size) {
-            buf.clear();
-            self.bufs.push(buf);
-        }
-    }
-
-    /// An empty buffer to keep `len` octets in for a while (a stored request): a spent one only if
-    /// it is not much larger, so a long-lived transaction holds about what it needs.
-    pub(crate) fn take_buf_for(&mut self, len: usize) -> Vec<u8> {
-        match self.bufs.last() {
-            Some(b) if b.capacity() >= len && b.capacity() <= 2 * len.max(MIN_KEPT_CAPACITY) => {
-                self.bufs.pop().unwrap_or_default()
-            }
-            _ => Vec::with_capacity(len),
-        }
-    }
-
-    /// `msg` kept for the later steps of its transaction: in a spent byte buffer about its size and
-    /// an emptied keep, when there are.
-    pub(crate) fn keep(&mut self, msg: &sip_codec::Message<'_>) -> Arc<sip_codec::Kept> {
-        let bytes = self.take_buf_for(msg.as_bytes().len());
-        let mut kept = self.kept.pop().unwrap_or_default();
-        match Arc::get_mut(&mut kept) {
-            Some(k) => {
-                k.fill_in(msg, bytes);
-            }
-            None => kept = Arc::new(sip_codec::Kept::of(msg, bytes)),
-        }
-        kept
-    }
-
-    /// A finished transaction's stored request back to the pools (unless a step still holds it).
-    pub(crate) fn recycle_kept(&mut self, mut kept: Arc<sip_codec::Kept>) {
-        let Some(k) = Arc::get_mut(&mut kept) else { return };
-        let bytes = k.take_bytes();
-        self.recycle(bytes);
-        if self.kept.len() < KEPT_BUFFERS {
-            self.kept.push(kept);
-        }
-    }
-
-    /// An empty buffer to write a message into: a spent one, else a new one.
-    pub(crate) fn take_buf(&mut self) -> Vec<u8> {
-        self.bufs.pop().unwrap_or_else(|| Vec::with_capacity(1024))
+    /// to fill again (`scratch.rs` keeps at most 128, each of 256 B to 16 KiB).
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        self.scratch.recycle(buf);
     }
 
     /// Replaces the OS-seeded generator (tests that want repeatable branches and SRV draws).
@@ -331,18 +266,12 @@ impl Proxy {
 
     /// The next instant at which [`Proxy::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.first().map(|(at, _)| *at)
+        self.timers.next_deadline()
     }
 
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Effect>) {
-        while let Some(&(at, seq)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.remove(&(at, seq));
-            if let Some((_, kind)) = self.timer_kinds.remove(&seq) {
-                self.on_timer(seq, kind, now, out);
-            }
+        while let Some((id, kind)) = self.timers.pop_due(now) {
+            self.on_timer(id, kind, now, out);
         }
     }
 

@@ -287,7 +287,7 @@ impl Proxy {
             self.disarm(c.timer);
             self.client_branches.remove(&c.branch_key);
         }
-        let Some(msg) = kept.message_reusing(&mut self.header_buf) else {
+        let Some(msg) = kept.message_reusing(&mut self.scratch.header_buf) else {
             return;
         };
         // The breaker admitted this push once; the policy never retries into a breaker that is not
@@ -297,7 +297,7 @@ impl Proxy {
         }
         self.count(|st| st.push.retries += 1);
         self.forward_all(sid, &msg, push.hops.clone(), now, out);
-        self.header_buf = msg.into_header_buf();
+        self.scratch.header_buf = msg.into_header_buf();
     }
 
     /// A push whose last attempt timed out with no retry left: 504 saying so.

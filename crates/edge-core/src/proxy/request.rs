@@ -26,7 +26,7 @@ impl Proxy {
             );
             return;
         };
-        match sip_codec::parse_reusing(bytes, &mut self.header_buf) {
+        match sip_codec::parse_reusing(bytes, &mut self.scratch.header_buf) {
             Ok(msg) => {
                 if msg.is_request() {
                     self.on_request(conn, &peer, &msg, now, out);
@@ -34,7 +34,7 @@ impl Proxy {
                     self.on_response(conn, &peer, &msg, now, out);
                 }
                 // The header table serves the next message.
-                self.header_buf = msg.into_header_buf();
+                self.scratch.header_buf = msg.into_header_buf();
             }
             Err(e) => match e.partial.as_deref() {
                 // The header section was readable: answer 400 saying what is wrong (not to an ACK).

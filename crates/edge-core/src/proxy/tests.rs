@@ -685,7 +685,7 @@ fn re_arming_timer_c_leaves_no_dead_timers_behind() {
         armed,
         "each 180 replaces Timer C, it does not add one"
     );
-    assert_eq!(h.proxy.timers.len(), h.proxy.timer_kinds.len());
+    assert_eq!(h.proxy.timers.len(), h.proxy.timers.kinds_len());
 }
 
 #[test]

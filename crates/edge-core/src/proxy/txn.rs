@@ -120,19 +120,15 @@ pub(crate) enum TimerKind {
 
 impl Proxy {
     pub(crate) fn arm(&mut self, at: Instant, kind: TimerKind) -> TimerId {
-        let seq = TimerId(self.next_id());
-        self.timers.insert((at, seq));
-        self.timer_kinds.insert(seq, (at, kind));
-        seq
+        let id = TimerId(self.next_id());
+        self.timers.arm(id, at, kind);
+        id
     }
 
     /// Removes a timer entirely: a peer that makes us re-arm often (a stream of provisional
     /// responses re-arms Timer C) must not leave dead entries behind until their deadlines.
     pub(crate) fn disarm(&mut self, seq: Option<TimerId>) {
-        let Some(seq) = seq else { return };
-        if let Some((at, _)) = self.timer_kinds.remove(&seq) {
-            self.timers.remove(&(at, seq));
-        }
+        self.timers.disarm(seq);
     }
 
     /// (Re)arms the client transaction's timeout `after` from now.
@@ -155,7 +151,7 @@ impl Proxy {
     ) -> ServerId {
         let id = ServerId(self.next_id());
         self.server_keys.insert(key, id);
-        let stored = self.keep(request);
+        let stored = self.scratch.keep(request);
         self.servers.insert(
             id,
             ServerTxn {
@@ -187,11 +183,11 @@ impl Proxy {
         let Some(kept) = self.servers.get(&sid).map(|s| Arc::clone(&s.request)) else {
             return;
         };
-        let Some(req) = kept.message_reusing(&mut self.header_buf) else {
+        let Some(req) = kept.message_reusing(&mut self.scratch.header_buf) else {
             return;
         };
         self.respond_to(sid, &req, status, extra, now, out);
-        self.header_buf = req.into_header_buf();
+        self.scratch.header_buf = req.into_header_buf();
     }
 
     /// As [`Proxy::respond`], with the request already parsed (the request path has it at hand).
@@ -328,7 +324,7 @@ impl Proxy {
                         self.client_branches.remove(&c.branch_key);
                         self.recycle(c.bytes);
                     }
-                    self.recycle_kept(s.request);
+                    self.scratch.recycle_kept(s.request);
                     if let Some(r) = s.last_response {
                         self.recycle(r);
                     }
