@@ -12,7 +12,7 @@ use edge_core::dns::{Answer, DnsClient, DnsConfig, Question, SharedCache, Transp
 use edge_core::proxy::io::SrvResult;
 
 use crate::config::Config;
-use crate::explain_route::Lookups;
+use crate::explain_route::{HostsError, Lookups};
 
 /// A lookup is abandoned after this (a DNS-over-TCP exchange in progress may add up to its own 2 s
 /// read timeouts before the check comes round).
@@ -131,12 +131,12 @@ impl Lookups for BlockingDns {
         SrvResult::from(self.ask(Question::Srv(name.to_owned())))
     }
 
-    fn hosts(&mut self, host: &str) -> Result<Vec<IpAddr>, String> {
+    fn hosts(&mut self, host: &str) -> Result<Vec<IpAddr>, HostsError> {
         match self.ask(Question::Host(host.to_owned())) {
             Answer::Hosts(ips) => Ok(ips),
             Answer::NoRecord => Ok(Vec::new()),
-            Answer::Srv(_) => Err("unexpected SRV answer".to_owned()),
-            Answer::Failed(e) => Err(e),
+            Answer::Srv(_) => Err(HostsError::UnexpectedSrv),
+            Answer::Failed(e) => Err(HostsError::Failed(e)),
         }
     }
 }

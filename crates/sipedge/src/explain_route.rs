@@ -17,7 +17,18 @@ use crate::config::Config;
 /// The lookups explain-route needs (real DNS in the binary, fixed answers in tests).
 pub trait Lookups {
     fn srv(&mut self, name: &str) -> SrvResult;
-    fn hosts(&mut self, host: &str) -> Result<Vec<IpAddr>, String>;
+    fn hosts(&mut self, host: &str) -> Result<Vec<IpAddr>, HostsError>;
+}
+
+/// Why a target's addresses could not be looked up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostsError {
+    /// The resolver answered an address question with SRV records.
+    #[error("unexpected SRV answer")]
+    UnexpectedSrv,
+    /// The lookup failed: the resolver's own reason (no answer in time, refused, SERVFAIL).
+    #[error("{0}")]
+    Failed(String),
 }
 
 pub fn run(domain: &str, config_path: &Path) -> ExitCode {
@@ -218,7 +229,7 @@ fn judge(policy: &Policy, domain: &DomainName, r: &SrvRecord) -> String {
     }
 }
 
-fn static_or_dns(config: &Config, dns: &mut dyn Lookups, host: &str) -> Result<Vec<IpAddr>, String> {
+fn static_or_dns(config: &Config, dns: &mut dyn Lookups, host: &str) -> Result<Vec<IpAddr>, HostsError> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![ip]);
     }
@@ -247,9 +258,18 @@ mod tests {
         fn srv(&mut self, _name: &str) -> SrvResult {
             self.0.clone()
         }
-        fn hosts(&mut self, _host: &str) -> Result<Vec<IpAddr>, String> {
+        fn hosts(&mut self, _host: &str) -> Result<Vec<IpAddr>, HostsError> {
             Ok(vec![IpAddr::from([127, 0, 0, 1])])
         }
+    }
+
+    #[test]
+    fn host_lookup_errors_print_the_resolver_reason() {
+        assert_eq!(HostsError::UnexpectedSrv.to_string(), "unexpected SRV answer");
+        assert_eq!(
+            HostsError::Failed("no answer within 5s".into()).to_string(),
+            "no answer within 5s"
+        );
     }
 
     fn sipfed() -> SrvResult {

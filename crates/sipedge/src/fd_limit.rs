@@ -39,9 +39,21 @@ pub fn headroom(workers: usize) -> u64 {
     PROCESS + METRICS + PER_WORKER * u64::try_from(workers.max(1)).unwrap_or(u64::MAX / PER_WORKER)
 }
 
+/// Why [`raise`] left the limit as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum FdLimitError {
+    /// `setrlimit(2)` refused the new soft limit (`None`: unlimited).
+    #[error("cannot raise the open-file soft limit from {} to {}: {source}", show(*.from), show(*.to))]
+    Raise {
+        from: Option<u64>,
+        to: Option<u64>,
+        source: rustix::io::Errno,
+    },
+}
+
 /// Raises the soft open-file limit to the hard one (to `fs.nr_open` when the hard one is
 /// unlimited). `Err`: the call failed; the limit is then what the process was started with.
-pub fn raise() -> Result<FdLimit, String> {
+pub fn raise() -> Result<FdLimit, FdLimitError> {
     let now = getrlimit(Resource::Nofile);
     let target = match now.maximum {
         Some(hard) => Some(hard),
@@ -67,12 +79,10 @@ pub fn raise() -> Result<FdLimit, String> {
             maximum: now.maximum,
         },
     )
-    .map_err(|e| {
-        format!(
-            "cannot raise the open-file soft limit from {} to {}: {e}",
-            show(before),
-            show(target)
-        )
+    .map_err(|source| FdLimitError::Raise {
+        from: before,
+        to: target,
+        source,
     })?;
     let after = getrlimit(Resource::Nofile);
     Ok(FdLimit {
@@ -164,6 +174,22 @@ mod tests {
         assert!(w.contains("about 9999 will"), "{w}");
         let unlimited_hard = shortfall_warning(10_000, 2, &limit(Some(1024), None)).unwrap();
         assert!(unlimited_hard.contains("(hard unlimited)"), "{unlimited_hard}");
+    }
+
+    #[test]
+    fn a_refused_raise_says_from_what_to_what() {
+        let e = FdLimitError::Raise {
+            from: Some(1024),
+            to: None,
+            source: rustix::io::Errno::PERM,
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot raise the open-file soft limit from 1024 to unlimited: {}",
+                rustix::io::Errno::PERM
+            )
+        );
     }
 
     #[test]

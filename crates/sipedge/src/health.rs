@@ -36,11 +36,20 @@ pub enum Unanswered {
     NoAnswer(String),
 }
 
+/// Why `--url` names nothing to ask.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HealthUrlError {
+    #[error("{url:?} is not an http:// URL (e.g. http://127.0.0.1:9464/healthz)")]
+    NotHttp { url: String },
+    #[error("{url:?} needs a host and a port (e.g. http://127.0.0.1:9464)")]
+    NoHostPort { url: String },
+}
+
 /// `http://host:port[/path]` → (host:port, path).
-pub fn parse_url(url: &str) -> Result<(String, String), String> {
+pub fn parse_url(url: &str) -> Result<(String, String), HealthUrlError> {
     let rest = url
         .strip_prefix("http://")
-        .ok_or_else(|| format!("{url:?} is not an http:// URL (e.g. http://127.0.0.1:9464/healthz)"))?;
+        .ok_or_else(|| HealthUrlError::NotHttp { url: url.to_owned() })?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (
             rest.get(..i).unwrap_or_default(),
@@ -49,9 +58,7 @@ pub fn parse_url(url: &str) -> Result<(String, String), String> {
         None => (rest, "/healthz"),
     };
     if authority.is_empty() || !authority.contains(':') {
-        return Err(format!(
-            "{url:?} needs a host and a port (e.g. http://127.0.0.1:9464)"
-        ));
+        return Err(HealthUrlError::NoHostPort { url: url.to_owned() });
     }
     Ok((authority.to_owned(), path.to_owned()))
 }
@@ -99,12 +106,13 @@ pub fn ask(target: &str, path: &str) -> Result<(u16, String), Unanswered> {
 /// Where to ask, from the flags or a configuration.
 fn target(args: &Args) -> Result<(String, String), Unanswered> {
     if let Some(url) = &args.url {
-        return parse_url(url).map_err(Unanswered::Setup);
+        return parse_url(url).map_err(|e| Unanswered::Setup(e.to_string()));
     }
     let config = match &args.config {
-        Some(p) => crate::send::load_config(p).map_err(Unanswered::Setup)?,
-        None => crate::send::embedded_default().map_err(Unanswered::Setup)?,
-    };
+        Some(p) => crate::send::load_config(p),
+        None => crate::send::embedded_default(),
+    }
+    .map_err(|e| Unanswered::Setup(e.to_string()))?;
     let listen = config.metrics().listen;
     let addr = crate::test_push::connectable(listen).ok_or_else(|| {
         Unanswered::Setup(format!(
@@ -154,5 +162,17 @@ mod tests {
         );
         assert_eq!(parse_answer(b"SIP/2.0 200 OK\r\n\r\n"), None);
         assert_eq!(parse_answer(b""), None);
+    }
+
+    #[test]
+    fn url_errors_quote_the_url_and_give_an_example() {
+        assert_eq!(
+            parse_url("https://x:1").map_err(|e| e.to_string()),
+            Err(r#""https://x:1" is not an http:// URL (e.g. http://127.0.0.1:9464/healthz)"#.to_owned())
+        );
+        assert_eq!(
+            parse_url("http://nohost/readyz").map_err(|e| e.to_string()),
+            Err(r#""http://nohost/readyz" needs a host and a port (e.g. http://127.0.0.1:9464)"#.to_owned())
+        );
     }
 }

@@ -174,7 +174,7 @@ fn setup(config: &Config) -> Result<Setup, Outcome> {
     let (tls, client_name) = identity.map_err(|e| {
         Outcome::setup_failure(
             &target_fqdn,
-            &e,
+            &e.to_string(),
             "the probe presents the edge's internal certificate and key as a known server: check \
              internal.cert_file and internal.key_file",
         )

@@ -290,7 +290,7 @@ pub fn runtime(config: &Config, local_pki: Option<&LocalPki>, generation: u64) -
         key: "tls".to_owned(),
         problem,
     };
-    let settings = crate::run::shell_settings(config, local_pki).map_err(tls_issue)?;
+    let settings = crate::run::shell_settings(config, local_pki).map_err(|e| tls_issue(e.to_string()))?;
     Runtime::build(
         &settings,
         Arc::clone(config.policy()),
@@ -341,14 +341,46 @@ fn log_record(record: serde_json::Value) {
     crate::log::emit(record);
 }
 
+/// Why `sipedge reload` refuses to signal a pid ([`running_edge`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotAnEdge {
+    /// `/proc/<pid>/cmdline` cannot be read.
+    #[error("no process {pid} is running; refusing to signal it")]
+    NoProcess { pid: i32 },
+    /// Another program, another sipedge command, or an edge that exited; `what` shows which.
+    #[error(
+        "process {pid} is not a running sipedge edge (it is `{what}`); refusing to signal it: give the pid of `sipedge run` (or the --pid-file it wrote)"
+    )]
+    Other { pid: i32, what: String },
+}
+
+/// Why `sipedge reload` sent no SIGHUP (printed after `sipedge reload: `, exit 1).
+#[derive(Debug, thiserror::Error)]
+pub enum SendHupError {
+    #[error("cannot read {}: {source}", .path.display())]
+    ReadPidFile { path: PathBuf, source: std::io::Error },
+    #[error("{} holds no pid: {source}", .path.display())]
+    NoPidInFile {
+        path: PathBuf,
+        source: std::num::ParseIntError,
+    },
+    #[error("give --pid PID or --pid-file FILE")]
+    NoPid,
+    #[error("{pid} is not a process id")]
+    NotAProcessId { pid: i32 },
+    #[error(transparent)]
+    NotAnEdge(#[from] NotAnEdge),
+    #[error("cannot signal process {pid}: {source}")]
+    Signal { pid: i32, source: rustix::io::Errno },
+}
+
 /// Whether process `pid` is a running `sipedge run` — its executable is named `sipedge` and its
 /// command line has the `run` subcommand — read from `proc` (`/proc`). SIGHUP ends a process that
 /// does not handle it: a wrong or stale pid (a pid file outliving its edge, the pid reused) must
 /// not kill whatever holds that number now, nor another sipedge command (`send`, `test-push`).
-fn running_edge(pid: i32, proc: &Path) -> Result<(), String> {
+fn running_edge(pid: i32, proc: &Path) -> Result<(), NotAnEdge> {
     let dir = proc.join(pid.to_string());
-    let cmdline = std::fs::read(dir.join("cmdline"))
-        .map_err(|_| format!("no process {pid} is running; refusing to signal it"))?;
+    let cmdline = std::fs::read(dir.join("cmdline")).map_err(|_| NotAnEdge::NoProcess { pid })?;
     let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
     // The executable: /proc/PID/exe where readable (another user's is not), else argv[0].
     let exe = std::fs::read_link(dir.join("exe"))
@@ -372,9 +404,7 @@ fn running_edge(pid: i32, proc: &Path) -> Result<(), String> {
         } else {
             shown_command(&args)
         };
-        return Err(format!(
-            "process {pid} is not a running sipedge edge (it is `{what}`); refusing to signal it: give the pid of `sipedge run` (or the --pid-file it wrote)"
-        ));
+        return Err(NotAnEdge::Other { pid, what });
     }
     Ok(())
 }
@@ -399,20 +429,26 @@ pub fn send_hup(pid: Option<i32>, pid_file: Option<&Path>) -> ExitCode {
     let pid = match (pid, pid_file) {
         (Some(p), _) => Ok(p),
         (None, Some(f)) => std::fs::read_to_string(f)
-            .map_err(|e| format!("cannot read {}: {e}", f.display()))
+            .map_err(|source| SendHupError::ReadPidFile {
+                path: f.to_path_buf(),
+                source,
+            })
             .and_then(|t| {
                 t.trim()
                     .parse::<i32>()
-                    .map_err(|e| format!("{} holds no pid: {e}", f.display()))
+                    .map_err(|source| SendHupError::NoPidInFile {
+                        path: f.to_path_buf(),
+                        source,
+                    })
             }),
-        (None, None) => Err("give --pid PID or --pid-file FILE".to_owned()),
+        (None, None) => Err(SendHupError::NoPid),
     };
     let sent = pid.and_then(|p| {
-        let target = rustix::process::Pid::from_raw(p).ok_or_else(|| format!("{p} is not a process id"))?;
+        let target = rustix::process::Pid::from_raw(p).ok_or(SendHupError::NotAProcessId { pid: p })?;
         running_edge(p, Path::new("/proc"))?;
         rustix::process::kill_process(target, rustix::process::Signal::HUP)
             .map(|()| p)
-            .map_err(|e| format!("cannot signal process {p}: {e}"))
+            .map_err(|source| SendHupError::Signal { pid: p, source })
     });
     match sent {
         Ok(p) => {
@@ -429,6 +465,11 @@ pub fn send_hup(pid: Option<i32>, pid_file: Option<&Path>) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The refusal as `sipedge reload` prints it (the texts these tests pin).
+    fn running_edge(pid: i32, proc: &Path) -> Result<(), String> {
+        super::running_edge(pid, proc).map_err(|e| e.to_string())
+    }
 
     /// A fake `/proc/<pid>` with its command line, executable link and state.
     fn fake(proc: &Path, pid: i32, args: &[&str], exe: Option<&str>, state: char) {
@@ -497,6 +538,38 @@ mod tests {
         assert!(running_edge(99, p)
             .unwrap_err()
             .contains("no process 99 is running"));
+    }
+
+    #[test]
+    fn refusals_to_signal_say_why() {
+        let p = Path::new("/run/sipedge.pid");
+        let read = SendHupError::ReadPidFile {
+            path: p.to_path_buf(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert!(
+            read.to_string().starts_with("cannot read /run/sipedge.pid: "),
+            "{read}"
+        );
+        let parse = "x1".parse::<i32>().unwrap_err();
+        let no_pid = SendHupError::NoPidInFile {
+            path: p.to_path_buf(),
+            source: parse.clone(),
+        };
+        assert_eq!(
+            no_pid.to_string(),
+            format!("/run/sipedge.pid holds no pid: {parse}")
+        );
+        assert_eq!(
+            SendHupError::NoPid.to_string(),
+            "give --pid PID or --pid-file FILE"
+        );
+        assert_eq!(
+            SendHupError::NotAProcessId { pid: -3 }.to_string(),
+            "-3 is not a process id"
+        );
+        let gone = SendHupError::from(NotAnEdge::NoProcess { pid: 7 });
+        assert_eq!(gone.to_string(), "no process 7 is running; refusing to signal it");
     }
 
     #[test]

@@ -23,6 +23,7 @@ use signal_hook::iterator::Signals;
 use crate::config::local_pki::LocalPki;
 use crate::config::{Config, TlsIdentity};
 use crate::exporter::{EdgeMetrics, EdgeState};
+use crate::fd_limit::{FdLimit, FdLimitError};
 use crate::reload::{Reloader, Trigger};
 use crate::watch::Watch;
 
@@ -69,7 +70,7 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> 
                 Some(pki)
             }
             Err(e) => {
-                log("error", "local_pki", &e);
+                log("error", "local_pki", &e.to_string());
                 return ExitCode::FAILURE;
             }
         },
@@ -96,7 +97,7 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> 
     let settings = match shell_settings(&config, local_pki.as_ref()) {
         Ok(s) => s,
         Err(e) => {
-            log("error", "tls_setup", &e);
+            log("error", "tls_setup", &e.to_string());
             return ExitCode::FAILURE;
         }
     };
@@ -184,7 +185,7 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> 
     if let Some(pki) = &local_pki {
         // Written first: once the line is out, clients find everything in the directory.
         if let Err(e) = pki.write_internal_addr(handle.internal_addr()) {
-            log("warn", "local_pki", &e);
+            log("warn", "local_pki", &e.to_string());
         }
         contract_line(&format!("local pki {}", pki.dir.display()));
     }
@@ -355,7 +356,7 @@ fn start_watch(
 
 /// The open-file limit as raised at start (`fd_limit` info), and the warning when
 /// `limits.max_connections` does not fit under it (`fd_limit` warn).
-fn log_fd_limit(limit: &Result<crate::fd_limit::FdLimit, String>, max_connections: usize, workers: usize) {
+fn log_fd_limit(limit: &Result<FdLimit, FdLimitError>, max_connections: usize, workers: usize) {
     use crate::fd_limit::{shortfall_warning, show};
     match limit {
         Ok(l) => {
@@ -374,7 +375,7 @@ fn log_fd_limit(limit: &Result<crate::fd_limit::FdLimit, String>, max_connection
                 log("warn", "fd_limit", &w);
             }
         }
-        Err(e) => log("warn", "fd_limit", e),
+        Err(e) => log("warn", "fd_limit", &e.to_string()),
     }
 }
 
@@ -390,17 +391,34 @@ fn log(level: &str, event: &str, text: &str) {
     crate::log::event(level, event, text);
 }
 
+/// Why the shell's TLS settings cannot be made from a configuration ([`shell_settings`]).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("no certificate: only the embedded default may omit cert_file")]
+    NoCertificate,
+    #[error("{what}: unreadable PEM: {source}")]
+    UnreadablePem {
+        what: &'static str,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("internal.ca_file is required")]
+    NoInternalCa,
+}
+
 /// The certificates of a PEM text (the embedded default's local PKI, kept as PEM files).
-fn pem_certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+fn pem_certs(pem: &[u8], what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
     CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{what}: unreadable PEM: {e}"))
+        .map_err(|source| TlsSetupError::UnreadablePem { what, source })
 }
 
 /// The shell's settings from `config`: the certificates, keys and roots exactly as the
 /// configuration parsed them (DER, read once per load: no PEM round trip).
-pub(crate) fn shell_settings(config: &Config, local_pki: Option<&LocalPki>) -> Result<ShellSettings, String> {
-    let identity = |tls: &TlsIdentity| -> Result<ShellIdentity, String> {
+pub(crate) fn shell_settings(
+    config: &Config,
+    local_pki: Option<&LocalPki>,
+) -> Result<ShellSettings, TlsSetupError> {
+    let identity = |tls: &TlsIdentity| -> Result<ShellIdentity, TlsSetupError> {
         match tls {
             // Exactly what check-config validated, not a second read of files that may have changed.
             TlsIdentity::Files(f) => Ok(ShellIdentity {
@@ -408,13 +426,15 @@ pub(crate) fn shell_settings(config: &Config, local_pki: Option<&LocalPki>) -> R
                 key: f.key.clone_key(),
             }),
             TlsIdentity::SelfSigned => {
-                let p = local_pki.ok_or_else(|| {
-                    "no certificate: only the embedded default may omit cert_file".to_owned()
-                })?;
+                let p = local_pki.ok_or(TlsSetupError::NoCertificate)?;
                 Ok(ShellIdentity {
                     chain: pem_certs(&p.edge_cert_pem, "the local PKI's edge certificate")?,
-                    key: PrivateKeyDer::from_pem_slice(&p.edge_key_pem)
-                        .map_err(|e| format!("the local PKI's edge key: unreadable PEM: {e}"))?,
+                    key: PrivateKeyDer::from_pem_slice(&p.edge_key_pem).map_err(|source| {
+                        TlsSetupError::UnreadablePem {
+                            what: "the local PKI's edge key",
+                            source,
+                        }
+                    })?,
                 })
             }
         }
@@ -427,7 +447,7 @@ pub(crate) fn shell_settings(config: &Config, local_pki: Option<&LocalPki>) -> R
     let internal_client_ca = match (&config.internal().client_ca, &local_ca) {
         (Some(ca), _) => ca.certs.clone(),
         (None, Some(ca)) => ca.clone(),
-        (None, None) => return Err("internal.ca_file is required".into()),
+        (None, None) => return Err(TlsSetupError::NoInternalCa),
     };
     // The partners' roots: the system's trust store (read by validation) plus external.ca_file.
     let mut external_roots = config.external().system_roots.clone();
@@ -477,4 +497,31 @@ pub(crate) fn dns_servers(config: &Config) -> Vec<std::net::SocketAddr> {
     std::fs::read_to_string("/etc/resolv.conf")
         .map(|t| edge_core::dns::nameservers(&t))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_setup_errors_keep_their_texts() {
+        assert_eq!(
+            TlsSetupError::NoCertificate.to_string(),
+            "no certificate: only the embedded default may omit cert_file"
+        );
+        assert_eq!(
+            TlsSetupError::NoInternalCa.to_string(),
+            "internal.ca_file is required"
+        );
+        let source = PrivateKeyDer::from_pem_slice(b"not pem").unwrap_err();
+        let shown = source.to_string();
+        let e = TlsSetupError::UnreadablePem {
+            what: "the local PKI's edge key",
+            source,
+        };
+        assert_eq!(
+            e.to_string(),
+            format!("the local PKI's edge key: unreadable PEM: {shown}")
+        );
+    }
 }

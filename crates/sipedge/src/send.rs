@@ -22,8 +22,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::config::local_pki::{self, LocalPki};
-use crate::config::Config;
-use crate::sip_client::{self, ClientError, Event, Request, Target};
+use crate::config::{Config, Issue};
+use crate::sip_client::{self, ClientConfigError, ClientError, Event, Request, Target};
+use crate::test_push::IdentityError;
 
 const NO_ANSWER: u8 = 2;
 
@@ -109,31 +110,81 @@ pub fn run(args: &Args) -> ExitCode {
     }
 }
 
+/// Why a client's configuration (`--config FILE`, or the embedded default) is unusable: every
+/// issue, on one line (`send`, `test-push` and `health` print it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("the embedded default configuration is invalid: {}", joined(.issues))]
+    EmbeddedDefault { issues: Vec<Issue> },
+    #[error("{} is not a valid configuration: {}", .path.display(), joined(.issues))]
+    Invalid { path: PathBuf, issues: Vec<Issue> },
+}
+
+/// Why `sipedge send` got no final response (printed after `sipedge send: `, exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// `--config FILE` did not validate.
+    #[error("{source} (sipedge check-config {})", .path.display())]
+    Config { path: PathBuf, source: ConfigError },
+    #[error(transparent)]
+    EmbeddedDefault(ConfigError),
+    /// `internal.listen` of `--config` cannot be dialled (port 0).
+    #[error("internal.listen is {listen}: no address to connect to; give --edge ADDR")]
+    NoInternalAddress { listen: SocketAddr },
+    #[error("no edge address: give --edge ADDR")]
+    NoEdgeAddress,
+    /// The edge's own internal identity (`--config` without `--cert`/`--key`/`--ca`).
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The client files given, or the local PKI's in the state directory (`chosen_by` its rule).
+    #[error(
+        "{source} (the local PKI is written by `sipedge run` without --config into {}, chosen by {chosen_by}; \
+         or give --cert, --key and --ca, or --config)",
+        .state_dir.display()
+    )]
+    ClientFiles {
+        source: ClientConfigError,
+        state_dir: PathBuf,
+        chosen_by: &'static str,
+    },
+    /// The edge closed without answering, as it does to a client certificate (`who`) that names no
+    /// known server.
+    #[error(
+        "{error}: the edge does that when the client certificate ({who}) names no known server — its log \
+         then says `internal_peer_not_known_server` — so add [[internal.known_servers]] fqdn = \"{who}\" \
+         to its configuration and reload (kill -HUP), or give --cert/--key of a known server"
+    )]
+    NoKnownServer { error: ClientError, who: String },
+    #[error("{0}")]
+    Transaction(ClientError),
+}
+
 /// The final status, or why there was none.
-fn send(args: &Args) -> Result<u16, String> {
+fn send(args: &Args) -> Result<u16, SendError> {
     let state = local_pki::state_dir();
     let files = LocalPki::client_paths(&state.path);
     let file_config = match &args.config {
-        Some(p) => Some(load_config(p).map_err(|e| format!("{e} (sipedge check-config {})", p.display()))?),
+        Some(p) => Some(load_config(p).map_err(|source| SendError::Config {
+            path: p.clone(),
+            source,
+        })?),
         None => None,
     };
     let needs_default = args.edge.is_none() || args.fqdn.is_none() || args.from.is_none();
     let default = match &file_config {
-        None if needs_default => Some(embedded_default()?),
+        None if needs_default => Some(embedded_default().map_err(SendError::EmbeddedDefault)?),
         _ => None,
     };
     let base = file_config.as_ref().or(default.as_ref());
     let edge = match (args.edge, &file_config) {
         (Some(a), _) => a,
-        (None, Some(c)) => crate::test_push::connectable(c.internal().listen).ok_or_else(|| {
-            format!(
-                "internal.listen is {}: no address to connect to; give --edge ADDR",
-                c.internal().listen
-            )
-        })?,
+        (None, Some(c)) => {
+            let listen = c.internal().listen;
+            crate::test_push::connectable(listen).ok_or(SendError::NoInternalAddress { listen })?
+        }
         (None, None) => local_pki::read_internal_addr(&state.path)
             .or(base.map(|c| c.internal().listen))
-            .ok_or("no edge address: give --edge ADDR")?,
+            .ok_or(SendError::NoEdgeAddress)?,
     };
     let server_name = match &args.fqdn {
         Some(n) => n.clone(),
@@ -154,14 +205,12 @@ fn send(args: &Args) -> Result<u16, String> {
             let cert = args.files.cert.clone().unwrap_or(files.cert);
             let key = args.files.key.clone().unwrap_or(files.key);
             let ca = args.files.ca.clone().unwrap_or(files.ca);
-            let tls = sip_client::client_config(&cert, &key, &ca).map_err(|e| {
-                format!(
-                    "{e} (the local PKI is written by `sipedge run` without --config into {}, chosen by {}; \
-                     or give --cert, --key and --ca, or --config)",
-                    state.path.display(),
-                    state.from
-                )
-            })?;
+            let tls =
+                sip_client::client_config(&cert, &key, &ca).map_err(|source| SendError::ClientFiles {
+                    source,
+                    state_dir: state.path.clone(),
+                    chosen_by: state.from,
+                })?;
             let who = sip_client::first_name(&cert).unwrap_or_else(|| cert.display().to_string());
             (tls, who)
         }
@@ -208,38 +257,26 @@ fn send(args: &Args) -> Result<u16, String> {
         );
     }
     result.map(|r| r.status).map_err(|e| match e {
-        ClientError::Closed | ClientError::Connection(_) => format!(
-            "{e}: the edge does that when the client certificate ({who}) names no known server — its log \
-             then says `internal_peer_not_known_server` — so add [[internal.known_servers]] fqdn = \"{who}\" \
-             to its configuration and reload (kill -HUP), or give --cert/--key of a known server"
-        ),
-        other => other.to_string(),
+        ClientError::Closed | ClientError::Connection(_) => SendError::NoKnownServer { error: e, who },
+        other => SendError::Transaction(other),
     })
 }
 
 /// The embedded default configuration (its addresses and names are the defaults of the clients).
-pub(crate) fn embedded_default() -> Result<Config, String> {
-    Config::embedded_default().map_err(|issues| {
-        format!(
-            "the embedded default configuration is invalid: {}",
-            joined(&issues)
-        )
-    })
+pub(crate) fn embedded_default() -> Result<Config, ConfigError> {
+    Config::embedded_default().map_err(|issues| ConfigError::EmbeddedDefault { issues })
 }
 
 /// The configuration file `path`, loaded and validated (the clients' `--config`); the error names
 /// the file and every issue.
-pub(crate) fn load_config(path: &std::path::Path) -> Result<Config, String> {
-    Config::load(path).map_err(|issues| {
-        format!(
-            "{} is not a valid configuration: {}",
-            path.display(),
-            joined(&issues)
-        )
+pub(crate) fn load_config(path: &std::path::Path) -> Result<Config, ConfigError> {
+    Config::load(path).map_err(|issues| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        issues,
     })
 }
 
-fn joined(issues: &[crate::config::Issue]) -> String {
+fn joined(issues: &[Issue]) -> String {
     let all: Vec<String> = issues.iter().map(ToString::to_string).collect();
     all.join("; ")
 }
@@ -249,4 +286,91 @@ pub(crate) fn first_domain(config: Option<&Config>) -> String {
     config
         .and_then(|c| c.edge().sip_domains.first())
         .map_or_else(|| "localhost".to_owned(), ToString::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issue(key: &str, problem: &str) -> Issue {
+        Issue {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+
+    #[test]
+    fn config_errors_name_the_file_and_every_issue() {
+        let path = PathBuf::from("/etc/sipedge.toml");
+        let issues = vec![
+            issue("edge.fqdn", "missing"),
+            issue("metrics.listen", "not an address"),
+        ];
+        let e = ConfigError::Invalid {
+            path: path.clone(),
+            issues: issues.clone(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "/etc/sipedge.toml is not a valid configuration: edge.fqdn: missing; metrics.listen: not an address"
+        );
+        let sent = SendError::Config {
+            path: path.clone(),
+            source: e.clone(),
+        };
+        assert_eq!(
+            sent.to_string(),
+            format!("{e} (sipedge check-config {})", path.display())
+        );
+        let embedded = SendError::EmbeddedDefault(ConfigError::EmbeddedDefault { issues });
+        assert_eq!(
+            embedded.to_string(),
+            "the embedded default configuration is invalid: edge.fqdn: missing; metrics.listen: not an address"
+        );
+    }
+
+    #[test]
+    fn send_errors_keep_their_texts() {
+        let closed = ClientError::Closed;
+        let who = "fe.local.test";
+        assert_eq!(
+            SendError::NoKnownServer {
+                error: closed.clone(),
+                who: who.into()
+            }
+            .to_string(),
+            format!(
+                "{closed}: the edge does that when the client certificate ({who}) names no known server — its log \
+                 then says `internal_peer_not_known_server` — so add [[internal.known_servers]] fqdn = \"{who}\" \
+                 to its configuration and reload (kill -HUP), or give --cert/--key of a known server"
+            )
+        );
+        assert_eq!(
+            SendError::Transaction(ClientError::Timeout(35_000)).to_string(),
+            "no final response within 35000 ms"
+        );
+        let listen: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        assert_eq!(
+            SendError::NoInternalAddress { listen }.to_string(),
+            "internal.listen is 0.0.0.0:0: no address to connect to; give --edge ADDR"
+        );
+        assert_eq!(
+            SendError::NoEdgeAddress.to_string(),
+            "no edge address: give --edge ADDR"
+        );
+        assert_eq!(
+            SendError::from(IdentityError::NoCertFile).to_string(),
+            "internal.cert_file is not set (the embedded default)"
+        );
+        let files = SendError::ClientFiles {
+            source: ClientConfigError::Setup("TLS setup: x".into()),
+            state_dir: PathBuf::from("/s"),
+            chosen_by: "$SIPEDGE_STATE_DIR",
+        };
+        assert_eq!(
+            files.to_string(),
+            "TLS setup: x (the local PKI is written by `sipedge run` without --config into /s, chosen by \
+             $SIPEDGE_STATE_DIR; or give --cert, --key and --ca, or --config)"
+        );
+    }
 }

@@ -12,12 +12,12 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use sip_codec::{Frame, Framer, HeaderName};
 
@@ -116,25 +116,61 @@ pub struct Request<'a> {
     pub user_agent: &'a str,
 }
 
+/// Why [`client_config`] cannot make a client identity from its files. The texts of rustls's
+/// refusals come as [`DerError`] has them.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientConfigError {
+    #[error("cannot read the client certificate {}: {source}", .path.display())]
+    Cert { path: PathBuf, source: pem::Error },
+    #[error("cannot read the client key {}: {source}", .path.display())]
+    Key { path: PathBuf, source: pem::Error },
+    #[error("cannot read the CA file {}: {source}", .path.display())]
+    Ca { path: PathBuf, source: pem::Error },
+    /// A certificate of the CA file is not a usable trust anchor ([`DerError::Root`]).
+    #[error("{}: not a usable CA: {error}", .ca.display())]
+    UnusableCa { ca: PathBuf, error: String },
+    /// The chain and key do not make a client identity ([`DerError::Identity`]).
+    #[error("{} and {} are not a usable certificate and key: {error}", .cert.display(), .key.display())]
+    UnusableIdentity {
+        cert: PathBuf,
+        key: PathBuf,
+        error: String,
+    },
+    /// [`DerError::Setup`].
+    #[error("{0}")]
+    Setup(String),
+}
+
 /// A client configuration from PEM files: the known server's chain and key, the CA(s) the edge's
 /// certificate must chain to.
-pub fn client_config(cert: &Path, key: &Path, ca: &Path) -> Result<Arc<ClientConfig>, String> {
+pub fn client_config(cert: &Path, key: &Path, ca: &Path) -> Result<Arc<ClientConfig>, ClientConfigError> {
     let chain = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot read the client certificate {}: {e}", cert.display()))?;
-    let key_der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| format!("cannot read the client key {}: {e}", key.display()))?;
+        .map_err(|source| ClientConfigError::Cert {
+            path: cert.to_path_buf(),
+            source,
+        })?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|source| ClientConfigError::Key {
+        path: key.to_path_buf(),
+        source,
+    })?;
     let cas = CertificateDer::pem_file_iter(ca)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("cannot read the CA file {}: {e}", ca.display()))?;
+        .map_err(|source| ClientConfigError::Ca {
+            path: ca.to_path_buf(),
+            source,
+        })?;
     client_config_der(chain, key_der, cas).map_err(|e| match e {
-        DerError::Root(e) => format!("{}: not a usable CA: {e}", ca.display()),
-        DerError::Identity(e) => format!(
-            "{} and {} are not a usable certificate and key: {e}",
-            cert.display(),
-            key.display()
-        ),
-        DerError::Setup(e) => e,
+        DerError::Root(error) => ClientConfigError::UnusableCa {
+            ca: ca.to_path_buf(),
+            error,
+        },
+        DerError::Identity(error) => ClientConfigError::UnusableIdentity {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            error,
+        },
+        DerError::Setup(e) => ClientConfigError::Setup(e),
     })
 }
 
@@ -373,6 +409,47 @@ fn response(bytes: &[u8], call_id: &str) -> Option<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unreadable_or_unusable_client_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, ca) = (
+            dir.path().join("client.pem"),
+            dir.path().join("client.key"),
+            dir.path().join("ca.pem"),
+        );
+        let e = client_config(&cert, &key, &ca).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "cannot read the client certificate {}: ",
+                cert.display()
+            )),
+            "{text}"
+        );
+        assert!(std::error::Error::source(&e).is_some(), "the pem error is kept");
+        let unusable = ClientConfigError::UnusableIdentity {
+            cert: cert.clone(),
+            key: key.clone(),
+            error: "bad".into(),
+        };
+        assert_eq!(
+            unusable.to_string(),
+            format!(
+                "{} and {} are not a usable certificate and key: bad",
+                cert.display(),
+                key.display()
+            )
+        );
+        let root = ClientConfigError::UnusableCa {
+            ca: ca.clone(),
+            error: "bad".into(),
+        };
+        assert_eq!(
+            root.to_string(),
+            format!("{}: not a usable CA: bad", ca.display())
+        );
+    }
 
     #[test]
     fn the_request_is_well_formed() {

@@ -40,7 +40,7 @@ use sip_codec::Diagnostic;
 
 use crate::config::local_pki::{self, LocalPki};
 use crate::config::{Config, TlsIdentity};
-use crate::sip_client::{self, ClientError, Event, Request, Target};
+use crate::sip_client::{self, ClientConfigError, ClientError, DerError, Event, Request, Target};
 
 /// The field text of the cmdlet for a push that timed out (diagnostics.md).
 pub const FIELD_504: &str =
@@ -293,11 +293,11 @@ fn setup_from_args(args: &Args) -> Result<Setup, Box<Outcome>> {
         Some(p) => crate::send::load_config(p).map_err(|e| {
             fail(
                 &unnamed,
-                e,
+                e.to_string(),
                 format!("fix the configuration (sipedge check-config {})", p.display()),
             )
         })?,
-        None => crate::send::embedded_default().map_err(|e| fail(&unnamed, e, String::new()))?,
+        None => crate::send::embedded_default().map_err(|e| fail(&unnamed, e.to_string(), String::new()))?,
     };
     let from_file = args.config.is_some();
     let target_fqdn = args
@@ -331,7 +331,7 @@ fn setup_from_args(args: &Args) -> Result<Setup, Box<Outcome>> {
             let (tls, name) = internal_identity(&config).map_err(|e| {
                 fail(
                     &target_fqdn,
-                    e,
+                    e.to_string(),
                     "give --cert, --key and --ca of a known server".into(),
                 )
             })?;
@@ -344,7 +344,7 @@ fn setup_from_args(args: &Args) -> Result<Setup, Box<Outcome>> {
             let tls = sip_client::client_config(&cert, &key, &ca).map_err(|e| {
                 fail(
                     &target_fqdn,
-                    e,
+                    e.to_string(),
                     format!(
                         "check --cert, --key and --ca (without them: the local PKI that `sipedge run` \
                          without --config writes into {}, chosen by {})",
@@ -414,28 +414,40 @@ pub fn connectable(listen: SocketAddr) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, listen.port()))
 }
 
+/// Why the edge's own identity ([`internal_identity`], [`local_identity`]) cannot be a client's.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("internal.cert_file is not set (the embedded default)")]
+    NoCertFile,
+    /// rustls refused the internal certificate, key or CAs (shown as [`DerError`]'s `Debug`).
+    #[error("the internal certificate {} is not usable as a client identity: {error:?}", .cert_file.display())]
+    Unusable { cert_file: PathBuf, error: DerError },
+    #[error(transparent)]
+    LocalPki(#[from] ClientConfigError),
+}
+
 /// The edge's internal certificate and key as a client identity, trusting `internal.ca_file` and
 /// the CAs of its own chain; the certificate's first name.
-pub fn internal_identity(config: &Config) -> Result<(Arc<ClientConfig>, Option<String>), String> {
+pub fn internal_identity(config: &Config) -> Result<(Arc<ClientConfig>, Option<String>), IdentityError> {
     let TlsIdentity::Files(f) = &config.internal().tls else {
-        return Err("internal.cert_file is not set (the embedded default)".into());
+        return Err(IdentityError::NoCertFile);
     };
     let mut roots: Vec<_> = f.chain.iter().skip(1).cloned().collect();
     if let Some(ca) = &config.internal().client_ca {
         roots.extend(ca.certs.iter().cloned());
     }
     let name = f.chain.first().and_then(sip_client::first_name_der);
-    let tls = sip_client::client_config_der(f.chain.clone(), f.key.clone_key(), roots).map_err(|e| {
-        format!(
-            "the internal certificate {} is not usable as a client identity: {e:?}",
-            f.cert_file.display()
-        )
+    let tls = sip_client::client_config_der(f.chain.clone(), f.key.clone_key(), roots).map_err(|error| {
+        IdentityError::Unusable {
+            cert_file: f.cert_file.clone(),
+            error,
+        }
     })?;
     Ok((tls, name))
 }
 
 /// The client identity for the embedded default: the local PKI's client files.
-pub fn local_identity(dir: &Path) -> Result<(Arc<ClientConfig>, Option<String>), String> {
+pub fn local_identity(dir: &Path) -> Result<(Arc<ClientConfig>, Option<String>), IdentityError> {
     let files = LocalPki::client_paths(dir);
     let tls = sip_client::client_config(&files.cert, &files.key, &files.ca)?;
     Ok((tls, sip_client::first_name(&files.cert)))

@@ -179,6 +179,13 @@ pub struct Watch {
     shared: Arc<Shared>,
 }
 
+/// Why [`Watch::start`] could not start the watch.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("cannot start the file watch thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
 /// A wake of the watch thread: `rewatch` asks it to add every directory watch again (a watched
 /// directory was removed or renamed: the kernel dropped its watch).
 type Wake = bool;
@@ -203,7 +210,7 @@ impl Watch {
         files: Vec<PathBuf>,
         baseline: Fingerprint,
         on_change: impl Fn(Vec<PathBuf>, SeenBy) + Send + 'static,
-    ) -> Result<Watch, String> {
+    ) -> Result<Watch, WatchError> {
         let (tx, rx) = mpsc::channel::<Wake>();
         let shared = Arc::new(Shared {
             files: Mutex::new((files, baseline)),
@@ -214,7 +221,7 @@ impl Watch {
         std::thread::Builder::new()
             .name("watch".to_owned())
             .spawn(move || watch_loop(&thread_shared, &rx, &on_change))
-            .map_err(|e| format!("cannot start the file watch thread: {e}"))?;
+            .map_err(WatchError::Thread)?;
         Ok(Watch { shared })
     }
 
@@ -387,6 +394,15 @@ fn log_watch(level: &str, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_that_cannot_start_is_named() {
+        let cause = || std::io::Error::from(std::io::ErrorKind::OutOfMemory);
+        assert_eq!(
+            WatchError::Thread(cause()).to_string(),
+            format!("cannot start the file watch thread: {}", cause())
+        );
+    }
 
     fn write(p: &Path, s: &str) {
         std::fs::write(p, s).unwrap();

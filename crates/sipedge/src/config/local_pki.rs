@@ -32,6 +32,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use time::{Duration, OffsetDateTime};
 
+pub use super::pki_error::{LocalPkiError, NotReused, PemProblem};
 use super::{Config, EMBEDDED_DEFAULT_WARNING};
 
 /// Overrides every other choice of state directory.
@@ -158,7 +159,7 @@ impl Names {
 
 impl LocalPki {
     /// The local PKI of the embedded default `config`, in the [`state_dir`].
-    pub fn for_embedded(config: &Config) -> Result<LocalPki, String> {
+    pub fn for_embedded(config: &Config) -> Result<LocalPki, LocalPkiError> {
         LocalPki::load_or_create(&state_dir().path, &Names::of(config))
     }
 
@@ -197,25 +198,35 @@ impl LocalPki {
 
     /// Reuses the PKI in `dir` when all of it is present and valid for `names`, otherwise generates
     /// and writes a new one (creating `dir`). Errors name the file and what failed.
-    pub fn load_or_create(dir: &Path, names: &Names) -> Result<LocalPki, String> {
+    pub fn load_or_create(dir: &Path, names: &Names) -> Result<LocalPki, LocalPkiError> {
         let dir_note = tighten(dir);
         let origin = match check(dir, names) {
             Ok(pki) => return Ok(LocalPki { dir_note, ..pki }),
             Err(_) if FILES.iter().all(|f| !dir.join(f).exists()) => Origin::Created,
-            Err(reason) => Origin::Regenerated { reason },
+            Err(reason) => Origin::Regenerated {
+                reason: reason.to_string(),
+            },
         };
         let pki = Self::create(dir, names, OffsetDateTime::now_utc(), origin)?;
         Ok(LocalPki { dir_note, ..pki })
     }
 
     /// Generates a PKI valid from `now` and writes it into `dir` (created 0700).
-    fn create(dir: &Path, names: &Names, now: OffsetDateTime, origin: Origin) -> Result<LocalPki, String> {
-        let files = generate(names, now).map_err(|e| format!("cannot generate the local PKI: {e}"))?;
+    fn create(
+        dir: &Path,
+        names: &Names,
+        now: OffsetDateTime,
+        origin: Origin,
+    ) -> Result<LocalPki, LocalPkiError> {
+        let files = generate(names, now).map_err(LocalPkiError::Generate)?;
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            .map_err(|source| LocalPkiError::CreateDir {
+                dir: dir.to_path_buf(),
+                source,
+            })?;
         for (name, text, mode) in [
             (CA_KEY, &files.ca_key, 0o600),
             (CA_CERT, &files.ca_cert, 0o644),
@@ -247,7 +258,7 @@ impl LocalPki {
     }
 
     /// Records the internal listener's bound address for the client commands.
-    pub fn write_internal_addr(&self, addr: SocketAddr) -> Result<(), String> {
+    pub fn write_internal_addr(&self, addr: SocketAddr) -> Result<(), LocalPkiError> {
         write_file(
             &self.dir.join(INTERNAL_ADDR),
             format!("{addr}\n").as_bytes(),
@@ -289,11 +300,14 @@ fn tighten(dir: &Path) -> Option<String> {
 }
 
 /// key never exists with a wider mode).
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), LocalPkiError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let err = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let err = |source: std::io::Error| LocalPkiError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     // A stale temporary file would keep its old mode.
     match std::fs::remove_file(&tmp) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
@@ -363,58 +377,56 @@ fn generate(names: &Names, now: OffsetDateTime) -> Result<Files, rcgen::Error> {
 }
 
 /// The PKI in `dir` if all of it can be reused; otherwise why not (the first problem found).
-fn check(dir: &Path, names: &Names) -> Result<LocalPki, String> {
-    let read = |name: &str| -> Result<Vec<u8>, String> {
-        std::fs::read(dir.join(name)).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => format!("{name} is missing"),
-            _ => format!("{name} cannot be read: {e}"),
+fn check(dir: &Path, names: &Names) -> Result<LocalPki, NotReused> {
+    let read = |file: &'static str| -> Result<Vec<u8>, NotReused> {
+        std::fs::read(dir.join(file)).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => NotReused::Missing { file },
+            _ => NotReused::Unreadable { file, source },
         })
     };
-    let pair = |cert: &str, key: &str| -> Result<(Vec<u8>, Vec<u8>), String> {
+    let pair = |cert: &'static str, key: &'static str| -> Result<(Vec<u8>, Vec<u8>), NotReused> {
         let (c, k) = (read(cert)?, read(key)?);
-        matching_pair(&c, &k).map_err(|e| format!("{cert} / {key}: {e}"))?;
+        matching_pair(&c, &k).map_err(|source| NotReused::Pair { cert, key, source })?;
         Ok((c, k))
     };
+    let in_file = |file: &'static str| move |source: PemProblem| NotReused::File { file, source };
     let (ca_pem, _) = pair(CA_CERT, CA_KEY)?;
     let (edge_cert_pem, edge_key_pem) = pair(EDGE_CERT, EDGE_KEY)?;
     let (client_pem, _) = pair(CLIENT_CERT, CLIENT_KEY)?;
-    let ca = first_cert(&ca_pem).map_err(|e| format!("{CA_CERT}: {e}"))?;
-    ca_valid(&ca).map_err(|e| format!("{CA_CERT}: {e}"))?;
+    let ca = first_cert(&ca_pem).map_err(in_file(CA_CERT))?;
+    ca_valid(&ca).map_err(in_file(CA_CERT))?;
     let mut roots = RootCertStore::empty();
-    roots
-        .add(ca)
-        .map_err(|e| format!("{CA_CERT} is not a usable CA: {e}"))?;
+    roots.add(ca).map_err(NotReused::CaRefused)?;
     let roots = Arc::new(roots);
     let provider = provider();
     let now = UnixTime::now();
     let servers = WebPkiServerVerifier::builder_with_provider(Arc::clone(&roots), Arc::clone(&provider))
         .build()
-        .map_err(|e| format!("{CA_CERT} is not a usable CA: {e}"))?;
+        .map_err(NotReused::CaVerifier)?;
     let clients = WebPkiClientVerifier::builder_with_provider(roots, provider)
         .build()
-        .map_err(|e| format!("{CA_CERT} is not a usable CA: {e}"))?;
-    let edge = first_cert(&edge_cert_pem).map_err(|e| format!("{EDGE_CERT}: {e}"))?;
+        .map_err(NotReused::CaVerifier)?;
+    let edge = first_cert(&edge_cert_pem).map_err(in_file(EDGE_CERT))?;
     for name in &names.edge {
-        let server_name = ServerName::try_from(name.as_str())
-            .map_err(|e| format!("{name:?} is not a certificate name: {e}"))?;
+        let server_name = cert_name(name)?;
         servers
             .verify_server_cert(&edge, &[], &server_name, &[], now)
-            .map_err(|e| format!("{EDGE_CERT} does not verify against {CA_CERT} for {name}: {e}"))?;
+            .map_err(|source| NotReused::EdgeNotVerified {
+                name: name.clone(),
+                source,
+            })?;
     }
-    let client = first_cert(&client_pem).map_err(|e| format!("{CLIENT_CERT}: {e}"))?;
+    let client = first_cert(&client_pem).map_err(in_file(CLIENT_CERT))?;
     clients
         .verify_client_cert(&client, &[], now)
-        .map_err(|e| format!("{CLIENT_CERT} does not verify against {CA_CERT}: {e}"))?;
+        .map_err(NotReused::ClientNotVerified)?;
     // The edge accepts the client by name: it must be the known server of the configuration.
-    let client_name = ServerName::try_from(names.client.as_str())
-        .map_err(|e| format!("{:?} is not a certificate name: {e}", names.client))?;
+    let client_name = cert_name(&names.client)?;
     servers
         .verify_server_cert(&client, &[], &client_name, &[], now)
-        .map_err(|e| {
-            format!(
-                "{CLIENT_CERT} does not name the known server {}: {e}",
-                names.client
-            )
+        .map_err(|source| NotReused::ClientNotNamed {
+            name: names.client.clone(),
+            source,
         })?;
     Ok(LocalPki {
         dir: dir.to_path_buf(),
@@ -427,40 +439,47 @@ fn check(dir: &Path, names: &Names) -> Result<LocalPki, String> {
     })
 }
 
+/// `name` as the name a certificate is verified for.
+fn cert_name(name: &str) -> Result<ServerName<'_>, NotReused> {
+    ServerName::try_from(name).map_err(|source| NotReused::NotAName {
+        name: name.to_owned(),
+        source,
+    })
+}
+
 fn provider() -> Arc<CryptoProvider> {
     edge_core::shell::crypto_provider()
 }
 
-fn first_cert(pem: &[u8]) -> Result<CertificateDer<'static>, String> {
-    CertificateDer::from_pem_slice(pem).map_err(|e| format!("no PEM certificate: {e}"))
+fn first_cert(pem: &[u8]) -> Result<CertificateDer<'static>, PemProblem> {
+    CertificateDer::from_pem_slice(pem).map_err(PemProblem::NoCertificate)
 }
 
 /// The certificate parses and `key` is its private key.
-fn matching_pair(cert_pem: &[u8], key_pem: &[u8]) -> Result<(), String> {
+fn matching_pair(cert_pem: &[u8], key_pem: &[u8]) -> Result<(), PemProblem> {
     let cert = first_cert(cert_pem)?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("no PEM private key: {e}"))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(PemProblem::NoPrivateKey)?;
     let signer = provider()
         .key_provider
         .load_private_key(key)
-        .map_err(|e| format!("unusable private key: {e}"))?;
+        .map_err(PemProblem::UnusableKey)?;
     CertifiedKey::new(vec![cert], signer)
         .keys_match()
-        .map_err(|e| format!("the key is not the certificate's: {e}"))
+        .map_err(PemProblem::KeyMismatch)
 }
 
 /// The CA's own validity (webpki does not check a trust anchor's dates; other TLS stacks do).
-fn ca_valid(ca: &CertificateDer<'_>) -> Result<(), String> {
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(ca.as_ref()).map_err(|e| format!("not valid X.509: {e}"))?;
+fn ca_valid(ca: &CertificateDer<'_>) -> Result<(), PemProblem> {
+    let (_, cert) = x509_parser::parse_x509_certificate(ca.as_ref()).map_err(PemProblem::NotX509)?;
     if !cert.is_ca() {
-        return Err("not a CA certificate".into());
+        return Err(PemProblem::NotCa);
     }
-    if !cert.validity().is_valid() {
-        return Err(format!(
-            "not valid now (valid {} to {})",
-            cert.validity().not_before,
-            cert.validity().not_after
-        ));
+    let validity = cert.validity();
+    if !validity.is_valid() {
+        return Err(PemProblem::NotValidNow {
+            not_before: validity.not_before,
+            not_after: validity.not_after,
+        });
     }
     Ok(())
 }

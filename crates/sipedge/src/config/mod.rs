@@ -10,7 +10,8 @@
 //! - `validate.rs`: the validation driver and the shared value checks; `sections.rs`: the sections.
 //! - `federation.rs`: the `federation_policy::PolicyBuilder` and its errors as key paths.
 //! - `tls.rs`: certificate chains, keys and CA bundles (PEM, X.509 SANs and expiry).
-//! - `local_pki.rs`: the embedded default's CA and certificates in the local state directory.
+//! - `local_pki.rs`: the embedded default's CA and certificates in the local state directory;
+//!   `pki_error.rs`: its errors.
 //! - `warnings.rs`: push routing, the IM filter and partner discovery checks.
 //! - `settings.rs`: the validated types.
 
@@ -18,6 +19,7 @@ mod federation;
 mod file;
 mod load;
 pub mod local_pki;
+mod pki_error;
 mod schema;
 mod sections;
 mod settings;
