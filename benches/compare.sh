@@ -3,6 +3,8 @@
 #   (a) generator -> sink directly (the ceiling; "proxy" CPU is then the sink's own),
 #   (b) generator -> sipedge (release build) -> sink,
 #   (c) generator -> Kamailio 5.6 (tm, record-route, tls, -x tlsf -X tlsf) -> sink,
+#   (d) with TARGETS containing `relay`: generator -> `sipedge-bench relay` (TLS terminated, plaintext
+#       copied both ways unparsed: the floor of any TLS proxy on this machine) -> sink,
 # over TLS (mutual, both legs) and plain TCP (sipedge has no plain-TCP listener: its TCP row is
 # absent), and prints one table with the date, nproc, the CPU model and the commit.
 #
@@ -127,6 +129,18 @@ for target in $TARGETS; do
         for tr in $TRANSPORTS; do
             scenarios direct "$tr" "${SINK[$tr]}" edge.partner.test "$P/partner-ca.pem" "${SINK_PID[$tr]}"
         done
+        ;;
+    relay)
+        # The floor of a TLS proxy: plaintext copied both ways, nothing parsed (relay.rs).
+        [[ " $TRANSPORTS " == *" tls "* ]] || continue
+        start relay "$BENCH" relay --listen 127.0.0.1:0 \
+            --cert "$P/edge-int.corp.test.crt" --key "$P/edge-int.corp.test.key" --ca "$P/internal-ca.pem" \
+            --to "${SINK[tls]}" --to-name edge.partner.test \
+            --to-cert "$P/edge.corp.test.crt" --to-key "$P/edge.corp.test.key" --to-ca "$P/partner-ca.pem"
+        relay_pid=$LAST_PID
+        addr=$(wait_line "$WORK/relay.out" '^listening sip\+tls ' | awk '{print $3}')
+        scenarios relay tls "$addr" edge-int.corp.test "$P/internal-ca.pem" "$relay_pid"
+        kill -TERM "$relay_pid" 2>/dev/null || true
         ;;
     sipedge | sipedge-before)
         [[ " $TRANSPORTS " == *" tls "* ]] || continue

@@ -4,6 +4,8 @@
 //! - `run`: the generator (`gen.rs`) against `--target`, then the report (`report.rs`) on stdout, as
 //!   text or `--json`;
 //! - `sink`: the 200-OK UAS (`sink.rs`) the proxy forwards to;
+//! - `relay`: a TLS relay that copies plaintext both ways without parsing (`relay.rs`): the floor
+//!   of a TLS-terminating proxy, measured beside the edge;
 //! - `pki`: the certificates of a run (`pki.rs`);
 //! - `table`: the side-by-side table of several `--json` reports (what `benches/compare.sh` prints);
 //! - `idle`, `handshakes`, `burst`: the connection scenarios (`conns.rs` over `pool.rs`), and
@@ -27,6 +29,7 @@ mod pki;
 mod pool;
 mod procstat;
 mod rate;
+mod relay;
 mod report;
 mod sink;
 mod sip;
@@ -58,6 +61,8 @@ enum Cmd {
     Run(RunArgs),
     /// Answer every request with 200 OK.
     Sink(SinkArgs),
+    /// Relay TLS to `--to`, copying plaintext both ways unparsed: the floor of a TLS proxy.
+    Relay(RelayArgs),
     /// Write the test certificates into a directory.
     Pki {
         #[arg(long)]
@@ -273,6 +278,49 @@ struct SinkArgs {
     tls: TlsArgs,
 }
 
+#[derive(Debug, Args)]
+struct RelayArgs {
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// The listener's certificate, key and the CA its clients' certificates must chain to.
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// Where to relay (the sink).
+    #[arg(long)]
+    to: SocketAddr,
+    /// The name the upstream's certificate must carry.
+    #[arg(long)]
+    to_name: String,
+    /// The relay's client certificate towards `--to`.
+    #[arg(long)]
+    to_cert: PathBuf,
+    #[arg(long)]
+    to_key: PathBuf,
+    /// The CA `--to`'s certificate must chain to.
+    #[arg(long)]
+    to_ca: PathBuf,
+}
+
+fn relay(a: RelayArgs) -> Result<()> {
+    let files = a
+        .tls
+        .files()
+        .context("relay: --cert, --key and --ca are required")?;
+    let server = tls::server(&files)?;
+    let upstream = relay::Upstream {
+        to: a.to,
+        tls: tls::client(&tls::TlsFiles {
+            cert: a.to_cert,
+            key: a.to_key,
+            ca: a.to_ca,
+        })?,
+        server_name: ServerName::try_from(a.to_name.clone())
+            .with_context(|| format!("--to-name {}", a.to_name))?,
+    };
+    let listener = sink::bind(a.listen, true)?;
+    relay::serve(listener, server, upstream)
+}
+
 fn secs(s: f64, flag: &str) -> Result<Duration> {
     Duration::try_from_secs_f64(s).with_context(|| format!("{flag} {s}: not a duration"))
 }
@@ -463,6 +511,7 @@ fn main() -> Result<()> {
             let listener = sink::bind(a.listen, cfg.is_some())?;
             sink::serve(listener, cfg)
         }
+        Cmd::Relay(a) => relay(a),
         Cmd::Pki { dir } => pki::generate(&dir),
         Cmd::Table { reports } => {
             print!("{}", report::table(&read_reports::<report::Report>(&reports)?));
