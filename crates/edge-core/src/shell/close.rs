@@ -52,6 +52,59 @@ impl TlsCause {
     }
 }
 
+/// An I/O failure, typed: its kind, and the OS's error number when the OS reported it. Shown (in
+/// the log, and in the diagnostic the inside sees for a failed delivery) with the OS's own text, as
+/// `io::Error` writes it: `Connection refused (os error 111)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IoCause {
+    kind: std::io::ErrorKind,
+    os: Option<i32>,
+}
+
+impl IoCause {
+    pub(crate) fn of(e: &std::io::Error) -> IoCause {
+        IoCause {
+            kind: e.kind(),
+            os: e.raw_os_error(),
+        }
+    }
+
+    pub(crate) fn kind(kind: std::io::ErrorKind) -> IoCause {
+        IoCause { kind, os: None }
+    }
+}
+
+impl std::fmt::Display for IoCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.os {
+            Some(code) => std::io::Error::from_raw_os_error(code).fmt(f),
+            None => self.kind.fmt(f),
+        }
+    }
+}
+
+/// Why an outbound TCP connect failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ConnectFailure {
+    /// Every resolved address was tried (or there was none).
+    NoAddress,
+    /// The connect to `addr` failed (`None`: registering the new socket failed).
+    Failed {
+        addr: Option<std::net::SocketAddr>,
+        cause: IoCause,
+    },
+}
+
+impl std::fmt::Display for ConnectFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectFailure::NoAddress => f.write_str("no address to connect to"),
+            ConnectFailure::Failed { addr: Some(a), cause } => write!(f, "{a}: {cause}"),
+            ConnectFailure::Failed { addr: None, cause } => cause.fmt(f),
+        }
+    }
+}
+
 /// Why a connection ended. Each maps to one counter and, for an outbound connection that never came
 /// up, to the [`DeliveryFailure`] of what was queued on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,10 +113,10 @@ pub(crate) enum CloseReason {
     /// The core asked (`Effect::Close`).
     Requested,
     Shutdown,
-    Io(String),
+    Io(IoCause),
     /// A TLS failure: its cause (typed) and rustls's description for the log and the core.
     Tls(TlsCause, String),
-    Connect(String),
+    Connect(ConnectFailure),
     ConnectTimeout,
     HandshakeTimeout,
     CertificateMismatch(Vec<String>),
@@ -109,7 +162,7 @@ impl CloseReason {
     /// What bytes still queued on a connection that never came up are reported as.
     pub fn delivery_failure(&self) -> DeliveryFailure {
         match self {
-            CloseReason::Connect(e) => DeliveryFailure::Connect(e.clone()),
+            CloseReason::Connect(e) => DeliveryFailure::Connect(e.to_string()),
             CloseReason::ConnectTimeout => DeliveryFailure::Connect("connect timed out".to_owned()),
             CloseReason::Tls(_, e) => DeliveryFailure::Tls(e.clone()),
             CloseReason::HandshakeTimeout => DeliveryFailure::Tls("TLS handshake timed out".to_owned()),
@@ -151,7 +204,9 @@ impl CloseReason {
             | CloseReason::Requested
             | CloseReason::Shutdown
             | CloseReason::IdleTimeout => (Level::Debug, String::new()),
-            CloseReason::Io(e) | CloseReason::Tls(_, e) | CloseReason::Connect(e) => (Level::Info, e.clone()),
+            CloseReason::Io(e) => (Level::Info, e.to_string()),
+            CloseReason::Connect(e) => (Level::Info, e.to_string()),
+            CloseReason::Tls(_, e) => (Level::Info, e.clone()),
             CloseReason::CertificateMismatch(p) => (Level::Warn, format!("certificate names {p:?}")),
             CloseReason::Framing(e) => (Level::Info, e.to_string()),
             other => (Level::Info, other.as_str().replace('_', " ")),
@@ -164,10 +219,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn io_causes_read_as_the_os_wrote_them() {
+        let refused = std::io::Error::from_raw_os_error(111);
+        let cause = IoCause::of(&refused);
+        assert_eq!(cause.to_string(), refused.to_string());
+        let addr: std::net::SocketAddr = "192.0.2.7:5061".parse().unwrap();
+        let failed = ConnectFailure::Failed {
+            addr: Some(addr),
+            cause,
+        };
+        assert_eq!(failed.to_string(), format!("192.0.2.7:5061: {refused}"));
+        assert_eq!(ConnectFailure::NoAddress.to_string(), "no address to connect to");
+        let reason = CloseReason::Connect(failed);
+        assert!(
+            matches!(reason.delivery_failure(), DeliveryFailure::Connect(t) if t == format!("192.0.2.7:5061: {refused}"))
+        );
+        assert_eq!(
+            CloseReason::Io(IoCause::kind(std::io::ErrorKind::WriteZero)).log_level(),
+            (Level::Info, "write zero".to_owned())
+        );
+    }
+
+    #[test]
     fn the_core_hears_whether_the_link_failed() {
         let failed = [
             CloseReason::PeerClosed,
-            CloseReason::Io("reset".into()),
+            CloseReason::Io(IoCause::kind(std::io::ErrorKind::ConnectionReset)),
             CloseReason::Tls(TlsCause::Protocol, "bad record".into()),
             CloseReason::KeepaliveDead,
             CloseReason::WriteOverflow,

@@ -25,7 +25,10 @@ impl Conn {
         };
         if let Some(e) = failed {
             self.deregister(registry);
-            let reason = CloseReason::Connect(format!("{}: {e}", self.remote));
+            let reason = CloseReason::Connect(ConnectFailure::Failed {
+                addr: Some(self.remote),
+                cause: IoCause::of(&e),
+            });
             self.connect_next(now, registry, token, reason)?;
             return Ok(false);
         }
@@ -54,8 +57,12 @@ impl Conn {
         self.stream = stream;
         self.remote = remote;
         self.phase_deadline = now + self.limits.connect_timeout;
-        self.register(registry, token)
-            .map_err(|e| CloseReason::Connect(e.to_string()))
+        self.register(registry, token).map_err(|e| {
+            CloseReason::Connect(ConnectFailure::Failed {
+                addr: None,
+                cause: IoCause::of(&e),
+            })
+        })
     }
 }
 
@@ -63,11 +70,16 @@ impl Conn {
 pub(super) fn connect_next(
     untried: &mut VecDeque<SocketAddr>,
 ) -> Result<(TcpStream, SocketAddr), CloseReason> {
-    let mut last = CloseReason::Connect("no address to connect to".to_owned());
+    let mut last = CloseReason::Connect(ConnectFailure::NoAddress);
     while let Some(addr) = untried.pop_front() {
         match TcpStream::connect(addr) {
             Ok(stream) => return Ok((stream, addr)),
-            Err(e) => last = CloseReason::Connect(format!("{addr}: {e}")),
+            Err(e) => {
+                last = CloseReason::Connect(ConnectFailure::Failed {
+                    addr: Some(addr),
+                    cause: IoCause::of(&e),
+                })
+            }
         }
     }
     Err(last)

@@ -23,7 +23,7 @@ use dial::connect_next;
 mod read;
 mod write;
 
-pub(crate) use super::close::{CloseReason, TlsCause};
+pub(crate) use super::close::{CloseReason, ConnectFailure, IoCause, TlsCause};
 use super::listener;
 use super::settings::ShellLimits;
 use super::timers::{earliest, Keepalive, KeepaliveStep};

@@ -40,7 +40,7 @@ impl Conn {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(CloseReason::Io(e.to_string())),
+                Err(e) => return Err(CloseReason::Io(IoCause::of(&e))),
             };
             if !eof {
                 self.last_rx = now;
@@ -152,7 +152,7 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // Closed without close_notify: frame what arrived, the read loop sees the EOF.
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
-                Err(e) => return Err(CloseReason::Io(e.to_string())),
+                Err(e) => return Err(CloseReason::Io(IoCause::of(&e))),
             }
         }
         let mut start = 0usize;

@@ -51,7 +51,7 @@ impl Conn {
             .tls
             .writer()
             .write_vectored(slices.get(..count).unwrap_or(&[]))
-            .map_err(|e| CloseReason::Io(e.to_string()))?;
+            .map_err(|e| CloseReason::Io(IoCause::of(&e)))?;
         // Drop what rustls took from the front of the queue.
         let mut left = n;
         while left > 0 {
@@ -92,11 +92,11 @@ impl Conn {
             }
             while self.tls.wants_write() {
                 match self.tls.write_tls(&mut self.stream) {
-                    Ok(0) => return Err(CloseReason::Io("socket accepted no bytes".to_owned())),
+                    Ok(0) => return Err(CloseReason::Io(IoCause::kind(io::ErrorKind::WriteZero))),
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(CloseReason::Io(e.to_string())),
+                    Err(e) => return Err(CloseReason::Io(IoCause::of(&e))),
                 }
             }
             if !matches!(self.phase, Phase::Up | Phase::Closing) || self.wq.is_empty() {
