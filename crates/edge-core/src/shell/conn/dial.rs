@@ -34,8 +34,9 @@ impl Conn {
         }
         // Best effort: a socket without these options still works.
         let _ = listener::tune(&self.stream);
-        self.phase = Phase::Handshaking;
-        self.phase_deadline = now + self.limits.handshake_timeout;
+        self.state = State::Handshaking {
+            deadline: now + self.limits.handshake_timeout,
+        };
         Ok(true)
     }
 
@@ -56,7 +57,9 @@ impl Conn {
         let (stream, remote) = connect_next(&mut dial.untried)?;
         self.stream = stream;
         self.remote = remote;
-        self.phase_deadline = now + self.limits.connect_timeout;
+        self.state = State::Connecting {
+            deadline: now + self.limits.connect_timeout,
+        };
         self.register(registry, token).map_err(|e| {
             CloseReason::Connect(ConnectFailure::Failed {
                 addr: None,

@@ -80,12 +80,46 @@ impl From<&ShellLimits> for ConnLimits {
     }
 }
 
+/// The stage of a connection's life, for the worker (which pools links by it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
     Connecting,
     Handshaking,
     Up,
     Closing,
+}
+
+/// A connection's stage with what only that stage has: the TCP connect and the TLS handshake each
+/// bounded by a deadline; once up, the keepalive of a link we dialled; closing, why, whether
+/// close_notify went out, bounded by the linger time. Connecting → Handshaking → Up → Closing, and
+/// from any stage to the end.
+#[derive(Debug)]
+enum State {
+    Connecting {
+        deadline: Instant,
+    },
+    Handshaking {
+        deadline: Instant,
+    },
+    Up {
+        keepalive: Option<Keepalive>,
+    },
+    Closing {
+        reason: CloseReason,
+        deadline: Instant,
+        close_notify_sent: bool,
+    },
+}
+
+impl State {
+    fn phase(&self) -> Phase {
+        match self {
+            State::Connecting { .. } => Phase::Connecting,
+            State::Handshaking { .. } => Phase::Handshaking,
+            State::Up { .. } => Phase::Up,
+            State::Closing { .. } => Phase::Closing,
+        }
+    }
 }
 
 /// An outbound connection's dial state.
@@ -105,11 +139,7 @@ pub(crate) struct Conn {
     remote: SocketAddr,
     stream: TcpStream,
     tls: rustls::Connection,
-    phase: Phase,
-    /// Connect, handshake or linger deadline, by phase.
-    phase_deadline: Instant,
-    closing: Option<CloseReason>,
-    close_notify_sent: bool,
+    state: State,
     dial: Option<Dial>,
     rbuf: Vec<u8>,
     /// When the bytes now waiting in `rbuf` (an incomplete message) began to arrive: the message
@@ -133,7 +163,6 @@ pub(crate) struct Conn {
     spent: Vec<Vec<u8>>,
     wq_bytes: usize,
     last_rx: Instant,
-    keepalive: Option<Keepalive>,
     limits: ConnLimits,
     /// The deadline armed in the worker's `Deadlines` (owned by the worker).
     pub armed: Option<Instant>,
@@ -158,7 +187,9 @@ impl Conn {
             stream,
             remote,
             tls.into(),
-            Phase::Handshaking,
+            State::Handshaking {
+                deadline: now + limits.handshake_timeout,
+            },
             None,
             limits,
             now,
@@ -190,19 +221,19 @@ impl Conn {
             untried,
             pending: Vec::new(),
         };
-        let mut conn = Conn::new(
+        Ok(Conn::new(
             id,
             side,
             stream,
             remote,
             tls.into(),
-            Phase::Connecting,
+            State::Connecting {
+                deadline: now + limits.connect_timeout,
+            },
             Some(dial),
             limits,
             now,
-        );
-        conn.phase_deadline = now + limits.connect_timeout;
-        Ok(conn)
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -212,7 +243,7 @@ impl Conn {
         stream: TcpStream,
         remote: SocketAddr,
         tls: rustls::Connection,
-        phase: Phase,
+        state: State,
         dial: Option<Dial>,
         limits: ConnLimits,
         now: Instant,
@@ -229,10 +260,7 @@ impl Conn {
             remote,
             stream,
             tls,
-            phase,
-            phase_deadline: now + limits.handshake_timeout,
-            closing: None,
-            close_notify_sent: false,
+            state,
             dial,
             rbuf: Vec::new(),
             message_started: None,
@@ -245,7 +273,6 @@ impl Conn {
             wq_head: 0,
             wq_bytes: 0,
             last_rx: now,
-            keepalive: None,
             limits,
             armed: None,
         }
@@ -273,7 +300,7 @@ impl Conn {
     }
 
     pub fn phase(&self) -> Phase {
-        self.phase
+        self.state.phase()
     }
 
     /// The hop of an outbound connection.
@@ -301,12 +328,14 @@ impl Conn {
 
     /// When [`Conn::on_timer`] next has something to do.
     pub fn deadline(&self) -> Option<Instant> {
-        match self.phase {
-            Phase::Connecting | Phase::Handshaking | Phase::Closing => Some(self.phase_deadline),
-            Phase::Up => earliest(
+        match &self.state {
+            State::Connecting { deadline }
+            | State::Handshaking { deadline }
+            | State::Closing { deadline, .. } => Some(*deadline),
+            State::Up { keepalive } => earliest(
                 earliest(
                     Some(self.last_rx + self.limits.idle_timeout),
-                    self.keepalive.as_ref().map(Keepalive::deadline),
+                    keepalive.as_ref().map(Keepalive::deadline),
                 ),
                 self.message_deadline(),
             ),
@@ -321,10 +350,10 @@ impl Conn {
         token: mio::Token,
         sink: &mut dyn FnMut(ConnEvent<'_>),
     ) -> Result<(), CloseReason> {
-        if self.phase == Phase::Connecting && !self.connect_finished(now, registry, token)? {
+        if self.phase() == Phase::Connecting && !self.connect_finished(now, registry, token)? {
             return Ok(());
         }
-        if self.phase == Phase::Closing {
+        if self.phase() == Phase::Closing {
             return self.flush_closing();
         }
         self.read(now, sink)?;
@@ -342,7 +371,7 @@ impl Conn {
         if !self.dirty {
             return Ok(());
         }
-        match self.phase {
+        match self.phase() {
             Phase::Closing => self.flush_closing(),
             _ => self.flush(),
         }
@@ -357,7 +386,7 @@ impl Conn {
     /// reported `Delivered` when it goes out; once up, `token` is the caller's to report. Nothing is
     /// written here: the worker calls [`Conn::flush_pending`] once per loop turn.
     pub fn send(&mut self, bytes: Vec<u8>, token: Option<Token>) -> Result<(), CloseReason> {
-        match self.phase {
+        match self.phase() {
             Phase::Up => {
                 self.enqueue(bytes)?;
                 self.dirty = true;
@@ -384,16 +413,18 @@ impl Conn {
     /// Starts an orderly close: close_notify and the queue are flushed, bounded by a linger time.
     /// `Err` carries the reason once the connection is done (at once when nothing is left to write).
     pub fn close(&mut self, now: Instant, reason: CloseReason) -> Result<(), CloseReason> {
-        match self.phase {
+        match self.phase() {
             Phase::Up => {}
             // Already closing: the first close's flush and linger stand (two unparseable messages
             // in one read make the core ask twice).
             Phase::Closing => return Ok(()),
             _ => return Err(reason),
         }
-        self.phase = Phase::Closing;
-        self.phase_deadline = now + LINGER;
-        self.closing = Some(reason);
+        self.state = State::Closing {
+            reason,
+            deadline: now + LINGER,
+            close_notify_sent: false,
+        };
         self.flush_closing()
     }
 
@@ -414,23 +445,24 @@ impl Conn {
         token: mio::Token,
         sink: &mut dyn FnMut(ConnEvent<'_>),
     ) -> Result<(), CloseReason> {
-        match self.phase {
-            Phase::Connecting if now >= self.phase_deadline => {
+        match &mut self.state {
+            State::Connecting { deadline } if now >= *deadline => {
                 self.deregister(registry);
                 self.connect_next(now, registry, token, CloseReason::ConnectTimeout)
             }
-            Phase::Handshaking if now >= self.phase_deadline => Err(CloseReason::HandshakeTimeout),
-            Phase::Closing if now >= self.phase_deadline => {
-                Err(self.closing.clone().unwrap_or(CloseReason::Requested))
-            }
-            Phase::Up => {
+            State::Handshaking { deadline } if now >= *deadline => Err(CloseReason::HandshakeTimeout),
+            State::Closing { deadline, reason, .. } if now >= *deadline => Err(reason.clone()),
+            State::Up { .. } => {
                 if self.message_deadline().is_some_and(|d| now >= d) {
                     return self.message_stalled(sink);
                 }
                 if now >= self.last_rx + self.limits.idle_timeout {
                     return Err(CloseReason::IdleTimeout);
                 }
-                let step = self.keepalive.as_mut().map(|k| k.on_timer(now));
+                let step = match &mut self.state {
+                    State::Up { keepalive: Some(k) } => Some(k.on_timer(now)),
+                    _ => None,
+                };
                 match step {
                     Some(KeepaliveStep::Dead) => Err(CloseReason::KeepaliveDead),
                     Some(KeepaliveStep::SendPing) => {

@@ -56,14 +56,14 @@ impl Conn {
                     });
                 }
             };
-            if self.phase == Phase::Handshaking && !self.tls.is_handshaking() {
+            if self.phase() == Phase::Handshaking && !self.tls.is_handshaking() {
                 self.handshake_done(now, sink)?;
             }
-            if self.phase == Phase::Up {
+            if self.phase() == Phase::Up {
                 self.read_plaintext(now, sink)?;
             }
             if eof || state.peer_has_closed() {
-                return Err(if self.phase == Phase::Handshaking {
+                return Err(if self.phase() == Phase::Handshaking {
                     CloseReason::Tls(
                         TlsCause::PeerClosed,
                         "peer closed during the TLS handshake".to_owned(),
@@ -108,11 +108,13 @@ impl Conn {
         // ExactNameVerifier): a mismatch never gets here.
         let leaf = self.tls.peer_certificates().and_then(|c| c.first());
         let identities = leaf.map(tls::peer_identities).unwrap_or_default();
-        self.phase = Phase::Up;
         self.last_rx = now;
-        if self.dial.is_some() {
-            self.keepalive = Keepalive::new(now, self.limits.keepalive_interval);
-        }
+        // On links we dial, we ping.
+        let keepalive = match self.dial {
+            Some(_) => Keepalive::new(now, self.limits.keepalive_interval),
+            None => None,
+        };
+        self.state = State::Up { keepalive };
         sink(ConnEvent::Up(PeerInfo {
             side: self.side,
             remote: self.remote,
@@ -185,7 +187,7 @@ impl Conn {
                 Frame::NeedMore => break,
                 Frame::Ping => self.enqueue(PONG.to_vec())?,
                 Frame::Pong => {
-                    if let Some(k) = self.keepalive.as_mut() {
+                    if let State::Up { keepalive: Some(k) } = &mut self.state {
                         k.on_pong();
                     }
                 }

@@ -76,16 +76,16 @@ impl Conn {
 
     /// `Ok(true)` when everything is written.
     pub(super) fn flush_inner(&mut self) -> Result<bool, CloseReason> {
-        if self.phase == Phase::Connecting {
+        if self.phase() == Phase::Connecting {
             return Ok(false);
         }
         loop {
-            if matches!(self.phase, Phase::Up | Phase::Closing) {
+            if matches!(self.phase(), Phase::Up | Phase::Closing) {
                 while self.feed_tls()? > 0 {}
             }
             if !self.tls.wants_write()
                 && !self.wq.is_empty()
-                && matches!(self.phase, Phase::Up | Phase::Closing)
+                && matches!(self.phase(), Phase::Up | Phase::Closing)
             {
                 // rustls takes nothing and has nothing to write: wait for the next readiness.
                 return Ok(false);
@@ -99,7 +99,7 @@ impl Conn {
                     Err(e) => return Err(CloseReason::Io(IoCause::of(&e))),
                 }
             }
-            if !matches!(self.phase, Phase::Up | Phase::Closing) || self.wq.is_empty() {
+            if !matches!(self.phase(), Phase::Up | Phase::Closing) || self.wq.is_empty() {
                 return Ok(true);
             }
         }
@@ -107,13 +107,20 @@ impl Conn {
 
     /// Closing: the queue, then close_notify, then a TCP half-close; `Err(reason)` when done.
     pub(super) fn flush_closing(&mut self) -> Result<(), CloseReason> {
-        let reason = self.closing.clone().unwrap_or(CloseReason::Requested);
+        let reason = match &self.state {
+            State::Closing { reason, .. } => reason.clone(),
+            _ => CloseReason::Requested,
+        };
         if !self.flush_inner()? {
             return Ok(());
         }
-        if !self.close_notify_sent {
+        if let State::Closing {
+            close_notify_sent: sent @ false,
+            ..
+        } = &mut self.state
+        {
+            *sent = true;
             self.tls.send_close_notify();
-            self.close_notify_sent = true;
             if !self.flush_inner()? {
                 return Ok(());
             }
