@@ -207,7 +207,7 @@ impl Proxy {
         out: &mut Vec<Effect>,
     ) -> bool {
         let contact = route::contact_key(msg, internal);
-        match self.limiter.check(domain, &contact, now) {
+        match self.shared.limiter.check(domain, &contact, now) {
             LimitVerdict::Allow => true,
             LimitVerdict::Throttle {
                 retry_after_secs,
@@ -244,12 +244,12 @@ impl Proxy {
 
     pub(super) fn lookup(&mut self, name: String, pending: Pending, out: &mut Vec<Effect>) {
         let token = Token(self.next_id());
-        self.pending.insert(token, pending);
+        self.txns.pending.insert(token, pending);
         out.push(Effect::LookupSrv { name, token });
     }
 
     pub(crate) fn on_srv(&mut self, token: Token, result: SrvResult, now: Instant, out: &mut Vec<Effect>) {
-        let Some(p) = self.pending.remove(&token) else {
+        let Some(p) = self.txns.pending.remove(&token) else {
             return;
         };
         let answer = result.as_answer();
@@ -258,7 +258,9 @@ impl Proxy {
             Pending::InboundSrv { server } => (server, true),
             _ => return,
         };
-        let Some(s) = self.servers.get(&sid) else { return };
+        let Some(s) = self.txns.servers.get(&sid) else {
+            return;
+        };
         if s.final_status.is_some() || s.orphaned {
             return; // cancelled or abandoned while the lookup ran
         }

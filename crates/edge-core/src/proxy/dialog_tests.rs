@@ -301,7 +301,7 @@ fn ten_thousand_subscriptions_hold_their_strings_and_nothing_else() {
     assert!(strings < 512, "{strings}");
     // Transactions are not what is left: the SUBSCRIBEs are done (removed at the end of the turn).
     h.advance(Duration::ZERO);
-    assert!(h.proxy.servers.is_empty() && h.proxy.clients.is_empty());
+    assert!(h.proxy.txns.servers.is_empty() && h.proxy.txns.clients.is_empty());
 }
 
 /// A NOTIFY carrying the dialog's tags from the subscriber's side (a front end replaying what it

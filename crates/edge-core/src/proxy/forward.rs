@@ -74,12 +74,14 @@ impl Proxy {
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
-        let Some(s) = self.servers.get(&sid) else { return };
+        let Some(s) = self.txns.servers.get(&sid) else {
+            return;
+        };
         let (in_side, is_invite, is_push) = (s.side, s.is_invite, s.push.is_some());
         let first_push_attempt = s.push.as_ref().is_some_and(|p| p.attempt <= 1);
         let mut branch = std::mem::take(&mut self.scratch.branch);
         self.write_new_branch(&mut branch);
-        let branch_key = self.keys.of(&[&branch]);
+        let branch_key = self.txns.keys.of(&[&branch]);
         let edited = self.edit_request(msg, in_side, hop.side, &branch);
         self.scratch.branch = branch;
         let Some(bytes) = edited else {
@@ -88,7 +90,7 @@ impl Proxy {
         let cid = ClientId(self.next_id());
         let method = MethodLabel::of(msg.method().unwrap_or(""));
         self.count(|s| s.request_out(hop.side, method));
-        self.clients.insert(
+        self.txns.clients.insert(
             cid,
             ClientTxn {
                 server: sid,
@@ -113,12 +115,12 @@ impl Proxy {
                 started: now,
             },
         );
-        self.client_branches.insert(branch_key, cid);
-        if let Some(s) = self.servers.get_mut(&sid) {
+        self.txns.client_branches.insert(branch_key, cid);
+        if let Some(s) = self.txns.servers.get_mut(&sid) {
             s.client = Some(cid);
         }
         let token = Token(self.next_id());
-        self.pending.insert(token, Pending::Delivery { client: cid });
+        self.txns.pending.insert(token, Pending::Delivery { client: cid });
         out.push(Effect::Send {
             dest: Destination::Hop(hop),
             bytes,
@@ -147,7 +149,7 @@ impl Proxy {
             let method = MethodLabel::of(msg.method().unwrap_or(""));
             self.count(|s| s.request_out(hop.side, method));
             let token = Token(self.next_id());
-            self.pending.insert(token, Pending::Stateless);
+            self.txns.pending.insert(token, Pending::Stateless);
             out.push(Effect::Send {
                 dest: Destination::Hop(hop),
                 bytes,
@@ -197,7 +199,7 @@ impl Proxy {
         let Some(branch) = msg.top_via().ok().and_then(|v| v.branch()) else {
             return;
         };
-        let Some(&cid) = self.client_branches.get(&self.keys.of(&[branch])) else {
+        let Some(&cid) = self.txns.client_branches.get(&self.txns.keys.of(&[branch])) else {
             // An answer to a request the edge originated (dialogs.rs) is absorbed there; looked
             // up only when no forwarded transaction has the branch, off the forwarding path.
             if self.local_response(branch, conn, msg.status().unwrap_or(0)) {
@@ -221,7 +223,7 @@ impl Proxy {
             return;
         }
         let status = msg.status().unwrap_or(0);
-        let Some(c) = self.clients.get_mut(&cid) else {
+        let Some(c) = self.txns.clients.get_mut(&cid) else {
             return;
         };
         // Only the connection the request went out on may answer it (RFC 3261 §18.2.2: responses
@@ -250,7 +252,7 @@ impl Proxy {
         let sid = c.server;
         // The dialog layer wants the hop of a SUBSCRIBE's answer and of any 481 (dialogs.rs).
         let hop = (cseq_method == Some("SUBSCRIBE") || status == 481).then(|| c.hop.clone());
-        // `c` borrows `self.clients`: count through the field, not `count()`, and look it up once.
+        // `c` borrows `self.txns.clients`: count through the field, not `count()`, and look it up once.
         if self.counting {
             self.stats.response_in(peer.side, c.method, status);
         }
@@ -284,7 +286,9 @@ impl Proxy {
                 return;
             }
         }
-        let Some(s) = self.servers.get(&sid) else { return };
+        let Some(s) = self.txns.servers.get(&sid) else {
+            return;
+        };
         if s.orphaned
             || (status >= 200 && s.final_status.is_some() && !(s.is_invite && (200..300).contains(&status)))
         {
@@ -322,7 +326,7 @@ impl Proxy {
         ed.write_to(&mut bytes);
         self.scratch.edit_buf = ed.into_buf();
         if status >= 200 {
-            if let Some(s) = self.servers.get_mut(&sid) {
+            if let Some(s) = self.txns.servers.get_mut(&sid) {
                 if s.final_status.is_none() {
                     s.final_status = Some(status);
                     // Only an INVITE outlives its final (Timer L) and can see a retransmission to
@@ -350,7 +354,7 @@ impl Proxy {
 
     /// CANCEL for client transaction `cid`, on the connection its INVITE went out on (§9.1, §16.10).
     pub(crate) fn send_cancel(&mut self, cid: ClientId, out: &mut Vec<Effect>) {
-        let Some(c) = self.clients.get_mut(&cid) else {
+        let Some(c) = self.txns.clients.get_mut(&cid) else {
             return;
         };
         if c.cancelled {
@@ -369,7 +373,9 @@ impl Proxy {
 
     /// ACK for a non-2xx final response to our INVITE: same branch, the response's To (§17.1.1.3).
     fn send_ack(&mut self, cid: ClientId, resp: &Message<'_>, out: &mut Vec<Effect>) {
-        let Some(c) = self.clients.get(&cid) else { return };
+        let Some(c) = self.txns.clients.get(&cid) else {
+            return;
+        };
         let Some(conn) = c.conn else { return };
         let Ok(inv) = parse(&c.bytes) else { return };
         let to = resp

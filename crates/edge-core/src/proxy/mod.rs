@@ -45,9 +45,7 @@ pub use limits::SharedDiscoveryLimiter;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
-use ids::{ClientId, ServerId};
 use io::{ConnId, Effect, Input, Level, LogRecord, PeerInfo, Side, Token};
-use txn::{ClientTxn, Pending, ServerTxn};
 
 /// Maps keyed by what the edge itself chose (its ids, tokens, its own random branches): foldhash,
 /// seeded per process, instead of SipHash — the profile put ~4 % of the CPU in SipHash.
@@ -120,27 +118,15 @@ pub struct Proxy {
     counting: bool,
     /// Shared so the per-message path takes a reference count, not a copy of the identities.
     peers: FastMap<ConnId, Arc<PeerInfo>>,
-    servers: FastMap<ServerId, ServerTxn>,
-    /// Keyed by the *sender's* branch, hashed with per-process random SipHash keys
-    /// ([`ids::TxnKey`]): a peer cannot choose branches that collide.
-    server_keys: FastMap<ids::TxnKey, ServerId>,
-    clients: FastMap<ClientId, ClientTxn>,
-    /// Keyed by branches this edge wrote (random, see `forward.rs`), hashed the same way: peers can
-    /// look up, not insert.
-    client_branches: FastMap<ids::TxnKey, ClientId>,
-    /// The keys of both tables.
-    keys: ids::TxnKeys,
-    pending: FastMap<Token, Pending>,
+    /// The transaction tables (`txn.rs`).
+    txns: txn::Transactions,
     /// Every armed timer (`timers.rs`).
     timers: timers::Timers,
-    /// Edge-wide: shared by every worker's core (`limits.rs`).
-    limiter: Arc<SharedDiscoveryLimiter>,
-    /// Edge-wide: the push relay policy and its breakers (`push.rs`).
-    relay: push::SharedRelay,
+    /// Edge-wide, shared by every worker's core: the discovered-partner limiter (`limits.rs`), the
+    /// push relay policy and its breakers (`push.rs`), the count of tracked subscriptions.
+    shared: EdgeShared,
     /// The SUBSCRIBE dialogs this worker record-routes and the links they depend on.
     dialogs: dialogs::Subscriptions,
-    /// Edge-wide: how many subscriptions every worker tracks together (the bound).
-    subscription_count: dialogs::SubscriptionCount,
     /// Tokens of the edge's own NOTIFYs → their branch.
     local_tokens: FastMap<Token, String>,
     shutting_down: bool,
@@ -189,17 +175,10 @@ impl Proxy {
             stats: stats::CoreStats::default(),
             counting: true,
             peers: FastMap::default(),
-            servers: FastMap::default(),
-            server_keys: FastMap::default(),
-            clients: FastMap::default(),
-            client_branches: FastMap::default(),
-            keys: ids::TxnKeys::default(),
-            pending: FastMap::default(),
+            txns: txn::Transactions::default(),
             timers: timers::Timers::default(),
-            limiter: Arc::clone(&shared.limiter),
-            relay: Arc::clone(&shared.relay),
+            shared: shared.clone(),
             dialogs: dialogs::Subscriptions::default(),
-            subscription_count: Arc::clone(&shared.subscriptions),
             local_tokens: FastMap::default(),
             shutting_down: false,
             scratch: scratch::Scratch::default(),
@@ -277,10 +256,7 @@ impl Proxy {
 
     /// Server transactions still waiting for their final response (graceful drain waits for 0).
     pub fn open_transactions(&self) -> usize {
-        self.servers
-            .values()
-            .filter(|s| s.final_status.is_none() && !s.orphaned)
-            .count()
+        self.txns.open()
     }
 
     /// From now on new requests are answered 503 with Retry-After; transactions in flight finish.

@@ -18,7 +18,8 @@ impl Proxy {
     /// The hop client transaction `cid` went to, as text (for a refusal's diagnostic only: the
     /// answered path builds no string).
     pub(super) fn hop_name(&self, cid: ClientId) -> String {
-        self.clients
+        self.txns
+            .clients
             .get(&cid)
             .map(|c| c.hop.fqdn.to_string())
             .unwrap_or_default()
@@ -33,7 +34,7 @@ impl Proxy {
         now: Instant,
         out: &mut Vec<Effect>,
     ) -> Concluded {
-        let Some(c) = self.clients.get_mut(&cid) else {
+        let Some(c) = self.txns.clients.get_mut(&cid) else {
             return Concluded::Done;
         };
         if c.final_status.is_some() {
@@ -56,7 +57,7 @@ impl Proxy {
                     vec![("failed", failed_hop), ("next", next.fqdn.to_string())],
                 );
                 let token = Token(self.next_id());
-                self.pending.insert(token, Pending::Delivery { client: cid });
+                self.txns.pending.insert(token, Pending::Delivery { client: cid });
                 self.count(|s| s.request_out(next.side, method));
                 out.push(Effect::Send {
                     dest: super::io::Destination::Hop(next),
@@ -159,6 +160,7 @@ impl Proxy {
         }
         // Client transactions that went out on this connection and have no final response: answer them.
         let lost: Vec<ClientId> = self
+            .txns
             .clients
             .iter()
             .filter(|(_, c)| c.conn == Some(conn) && c.final_status.is_none())
@@ -169,13 +171,14 @@ impl Proxy {
         }
         // Server transactions whose requester is gone: nothing to answer; abandon their INVITEs.
         let orphans: Vec<ServerId> = self
+            .txns
             .servers
             .iter()
             .filter(|(_, s)| s.conn == conn)
             .map(|(id, _)| *id)
             .collect();
         for sid in orphans {
-            let Some(s) = self.servers.get_mut(&sid) else {
+            let Some(s) = self.txns.servers.get_mut(&sid) else {
                 continue;
             };
             s.orphaned = true;
@@ -183,6 +186,7 @@ impl Proxy {
             if open {
                 if let Some(cid) = client {
                     if self
+                        .txns
                         .clients
                         .get(&cid)
                         .is_some_and(|c| c.is_invite && c.final_status.is_none())
@@ -196,9 +200,9 @@ impl Proxy {
     }
 
     pub(crate) fn on_delivered(&mut self, token: Token, conn: ConnId) {
-        match self.pending.remove(&token) {
+        match self.txns.pending.remove(&token) {
             Some(Pending::Delivery { client }) => {
-                if let Some(c) = self.clients.get_mut(&client) {
+                if let Some(c) = self.txns.clients.get_mut(&client) {
                     c.conn = Some(conn);
                 }
             }
@@ -214,13 +218,13 @@ impl Proxy {
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
-        let client = match self.pending.remove(&token) {
+        let client = match self.txns.pending.remove(&token) {
             Some(Pending::Delivery { client }) => client,
             Some(Pending::Local { token }) => return self.local_done(token),
             _ => return,
         };
         // A hop that cannot be reached: the subscriptions that depend on it end too.
-        if let Some(hop) = self.clients.get(&client).map(|c| c.hop.clone()) {
+        if let Some(hop) = self.txns.clients.get(&client).map(|c| c.hop.clone()) {
             let cause = match &failure {
                 DeliveryFailure::Resolve(_) => "resolve_failed",
                 DeliveryFailure::Connect(_) => "connect_failed",

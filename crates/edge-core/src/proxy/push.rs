@@ -179,7 +179,7 @@ impl Proxy {
         now: Instant,
         out: &mut Vec<Effect>,
     ) -> bool {
-        let admission = self.relay.lock().admit(&provider, now);
+        let admission = self.shared.relay.lock().admit(&provider, now);
         if let Admission::ShortCircuit { retry_after, until } = admission {
             let left = until.saturating_duration_since(now);
             let r = route::simple_refusal(
@@ -200,7 +200,7 @@ impl Proxy {
             self.respond(sid, 503, extra, now, out);
             return false;
         }
-        if let Some(p) = self.servers.get_mut(&sid).and_then(|s| s.push.as_mut()) {
+        if let Some(p) = self.txns.servers.get_mut(&sid).and_then(|s| s.push.as_mut()) {
             p.provider = provider;
             p.attempt = 1;
             p.hops = hops.to_vec();
@@ -219,7 +219,7 @@ impl Proxy {
         now: Instant,
     ) -> Option<Duration> {
         let (provider, attempt) = {
-            let p = self.servers.get(&sid)?.push.as_ref()?;
+            let p = self.txns.servers.get(&sid)?.push.as_ref()?;
             let attempt = Attempt {
                 number: p.attempt,
                 push_started: p.first_sent.unwrap_or(p.started),
@@ -241,7 +241,12 @@ impl Proxy {
             Outcome::TimedOut => RelayOutcome::NoResponse,
             Outcome::LinkLost | Outcome::DeliveryFailed(_) => RelayOutcome::DeliveryFailed,
         };
-        match self.relay.lock().decide(&provider, attempt, &relay_outcome, now) {
+        match self
+            .shared
+            .relay
+            .lock()
+            .decide(&provider, attempt, &relay_outcome, now)
+        {
             Decision::Retry { after } => Some(after),
             Decision::Forward | Decision::GiveUp => None,
         }
@@ -256,6 +261,7 @@ impl Proxy {
         out: &mut Vec<Effect>,
     ) {
         let attempt = self
+            .txns
             .servers
             .get(&sid)
             .and_then(|s| s.push.as_ref())
@@ -276,23 +282,25 @@ impl Proxy {
     /// `TimerKind::PushRetry`: the next attempt of push `sid`, with a new client transaction (new
     /// branch) to the same hops.
     pub(crate) fn push_retry(&mut self, sid: ServerId, now: Instant, out: &mut Vec<Effect>) {
-        let Some(s) = self.servers.get(&sid) else { return };
+        let Some(s) = self.txns.servers.get(&sid) else {
+            return;
+        };
         if s.final_status.is_some() || s.orphaned {
             return;
         }
         let Some(push) = s.push.clone() else { return };
         let (kept, old) = (Arc::clone(&s.request), s.client);
         // The attempt that failed is over: forget it (a late answer to its branch is dropped).
-        if let Some(c) = old.and_then(|cid| self.clients.remove(&cid)) {
+        if let Some(c) = old.and_then(|cid| self.txns.remove_client(cid)) {
             self.disarm(c.timer);
-            self.client_branches.remove(&c.branch_key);
+            self.recycle(c.bytes);
         }
         let Some(msg) = kept.message_reusing(&mut self.scratch.header_buf) else {
             return;
         };
         // The breaker admitted this push once; the policy never retries into a breaker that is not
         // closed, so a retry is not admitted again.
-        if let Some(p) = self.servers.get_mut(&sid).and_then(|s| s.push.as_mut()) {
+        if let Some(p) = self.txns.servers.get_mut(&sid).and_then(|s| s.push.as_mut()) {
             p.attempt = push.attempt + 1;
         }
         self.count(|st| st.push.retries += 1);
@@ -302,7 +310,7 @@ impl Proxy {
 
     /// A push whose last attempt timed out with no retry left: 504 saying so.
     pub(crate) fn push_timeout_refusal(&self, sid: ServerId) -> Option<Refusal> {
-        let p = self.servers.get(&sid)?.push.as_ref()?;
+        let p = self.txns.servers.get(&sid)?.push.as_ref()?;
         if p.provider.is_empty() {
             return None;
         }
@@ -322,6 +330,7 @@ impl Proxy {
     /// The final answer of a push server transaction went out: counted once, with its latency.
     pub(crate) fn push_finished(&mut self, sid: ServerId, status: u16, outcome: PushOutcome, now: Instant) {
         let Some(started) = self
+            .txns
             .servers
             .get(&sid)
             .and_then(|s| s.push.as_ref())

@@ -156,9 +156,9 @@ impl Proxy {
             return self.respond_stateless(conn, peer.side, msg, 505, &Extra::default(), out);
         }
         let key = self.txn_key(msg, method);
-        if let Some(&sid) = self.server_keys.get(&key) {
+        if let Some(&sid) = self.txns.server_keys.get(&key) {
             // A retransmission: repeat the final response if there is one (RFC 3261 §17.2).
-            if let Some(bytes) = self.servers.get(&sid).and_then(|s| s.last_response.clone()) {
+            if let Some(bytes) = self.txns.servers.get(&sid).and_then(|s| s.last_response.clone()) {
                 out.push(Effect::Send {
                     dest: super::io::Destination::Conn(conn),
                     bytes,
@@ -267,7 +267,7 @@ impl Proxy {
         // A NOTIFY in a tracked dialog: the notifier's CSeq, or the dialog's end.
         self.dialog_request(peer.side, msg);
         if is_push {
-            if let Some(s) = self.servers.get_mut(&sid) {
+            if let Some(s) = self.txns.servers.get_mut(&sid) {
                 s.push = Some(super::push::PushTxn {
                     provider: String::new(),
                     attempt: 0,
@@ -333,7 +333,7 @@ impl Proxy {
     /// ACK for a non-2xx final is absorbed by its INVITE transaction; ACK for a 2xx is end-to-end and
     /// forwarded statelessly along the route set.
     fn on_ack(&mut self, _conn: ConnId, peer: &PeerInfo, msg: &Message<'_>, out: &mut Vec<Effect>) {
-        if self.server_keys.contains_key(&self.txn_key(msg, "INVITE")) {
+        if self.txns.server_keys.contains_key(&self.txn_key(msg, "INVITE")) {
             return;
         }
         let hop = match peer.side {
@@ -367,20 +367,22 @@ impl Proxy {
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
-        let Some(&sid) = self.server_keys.get(&self.txn_key(msg, "INVITE")) else {
+        let Some(&sid) = self.txns.server_keys.get(&self.txn_key(msg, "INVITE")) else {
             return self.respond_stateless(conn, peer.side, msg, 481, &Extra::default(), out);
         };
         self.respond_stateless(conn, peer.side, msg, 200, &Extra::default(), out);
-        let Some(s) = self.servers.get(&sid) else { return };
+        let Some(s) = self.txns.servers.get(&sid) else {
+            return;
+        };
         if s.final_status.is_some() {
             return;
         }
         match s.client {
             Some(cid) => {
-                let provisional = self.clients.get(&cid).is_some_and(|c| c.provisional);
+                let provisional = self.txns.clients.get(&cid).is_some_and(|c| c.provisional);
                 if provisional {
                     self.send_cancel(cid, out);
-                } else if let Some(c) = self.clients.get_mut(&cid) {
+                } else if let Some(c) = self.txns.clients.get_mut(&cid) {
                     c.cancel_pending = true;
                 }
             }
@@ -393,7 +395,8 @@ impl Proxy {
 impl Proxy {
     /// Whether server transaction `sid` is a push not yet routed.
     pub(super) fn pushing(&self, sid: ServerId) -> bool {
-        self.servers
+        self.txns
+            .servers
             .get(&sid)
             .and_then(|s| s.push.as_ref())
             .is_some_and(|p| p.provider.is_empty())
@@ -413,11 +416,12 @@ impl Proxy {
             .as_ref()
             .and_then(|v| v.branch().filter(|_| v.is_rfc3261_branch()))
         {
-            Some(b) => self.keys.of(&[b, host, class]),
+            Some(b) => self.txns.keys.of(&[b, host, class]),
             None => {
                 let mut number = String::with_capacity(10);
                 super::ids::push_hex(&mut number, u64::from(msg.cseq().map_or(0, |c| c.number)));
-                self.keys
+                self.txns
+                    .keys
                     .of(&["2543", msg.call_id().unwrap_or(""), &number, host, class])
             }
         }

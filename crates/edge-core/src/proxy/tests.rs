@@ -200,8 +200,8 @@ fn message_out_and_its_200_back() {
     assert_eq!(r.top_via().unwrap().branch(), Some("z9hG4bKm1"));
     // The transaction lingers, then is gone; nothing else fires.
     assert!(sends(&h.advance(Duration::from_secs(40))).is_empty());
-    assert_eq!(h.proxy.servers.len(), 0);
-    assert_eq!(h.proxy.clients.len(), 0);
+    assert_eq!(h.proxy.txns.servers.len(), 0);
+    assert_eq!(h.proxy.txns.clients.len(), 0);
 }
 
 #[test]
@@ -598,7 +598,7 @@ fn retransmissions_and_partner_failures_without_diagnostics() {
     // A non-INVITE transaction keeps nothing after its final on a reliable transport (RFC 3261
     // Timer J = 0): gone at the end of the turn.
     h.advance(Duration::ZERO);
-    assert_eq!((h.proxy.servers.len(), h.proxy.clients.len()), (0, 0));
+    assert_eq!((h.proxy.txns.servers.len(), h.proxy.txns.clients.len()), (0, 0));
     // An INVITE lingers (Timer L): its retransmission gets the same final again, nothing forwarded.
     let inv = request("INVITE", "sip:bob@partner.example", "z9hG4bKr2", "");
     let eff = h.msg(FE, &inv);
@@ -619,7 +619,7 @@ fn retransmissions_and_partner_failures_without_diagnostics() {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].1, busy);
     h.advance(Duration::from_secs(32));
-    assert_eq!(h.proxy.servers.len(), 0, "gone after Timer L");
+    assert_eq!(h.proxy.txns.servers.len(), 0, "gone after Timer L");
 }
 
 #[test]
@@ -1025,9 +1025,9 @@ fn the_cores_of_one_edge_share_its_limiter_relay_and_subscription_count() {
     let shared = EdgeShared::new(&policy, Default::default());
     let one = Proxy::new(settings.clone(), Arc::clone(&policy), 0, &shared);
     let two = Proxy::new(settings, Arc::clone(&policy), 1, &shared.clone());
-    assert!(Arc::ptr_eq(&one.limiter, &two.limiter));
-    assert!(Arc::ptr_eq(&one.relay, &two.relay));
-    assert!(Arc::ptr_eq(&one.subscription_count, &two.subscription_count));
+    assert!(Arc::ptr_eq(&one.shared.limiter, &two.shared.limiter));
+    assert!(Arc::ptr_eq(&one.shared.relay, &two.shared.relay));
+    assert!(Arc::ptr_eq(&one.shared.subscriptions, &two.shared.subscriptions));
     let other = Proxy::new(
         one.settings.clone(),
         policy.clone(),
@@ -1035,7 +1035,7 @@ fn the_cores_of_one_edge_share_its_limiter_relay_and_subscription_count() {
         &EdgeShared::new(&policy, Default::default()),
     );
     assert!(
-        !Arc::ptr_eq(&one.limiter, &other.limiter),
+        !Arc::ptr_eq(&one.shared.limiter, &other.shared.limiter),
         "another edge shares nothing"
     );
 }

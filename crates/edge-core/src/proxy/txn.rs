@@ -18,7 +18,7 @@ use super::ids::{ClientId, ServerId, SubscriptionId, TimerId};
 use super::io::{ConnId, DeliveryFailure, Effect, Level, NextHop, Side, Token};
 use super::respond::{self, Extra};
 use super::stats::MethodLabel;
-use super::Proxy;
+use super::{FastMap, Proxy};
 
 #[derive(Debug)]
 pub(crate) struct ServerTxn {
@@ -36,6 +36,41 @@ pub(crate) struct ServerTxn {
     pub orphaned: bool,
     /// A push request (`push.rs`): its provider, attempts and route.
     pub push: Option<super::push::PushTxn>,
+}
+
+/// The transaction tables of one worker's core: server transactions by id and by the sender's
+/// branch, client transactions by id and by the branch this edge wrote, and what waits on the shell
+/// (a DNS answer, a delivery) by token.
+#[derive(Debug, Default)]
+pub(crate) struct Transactions {
+    pub servers: FastMap<ServerId, ServerTxn>,
+    /// Keyed by the *sender's* branch, hashed with per-process random SipHash keys
+    /// ([`super::ids::TxnKey`]): a peer cannot choose branches that collide.
+    pub server_keys: FastMap<super::ids::TxnKey, ServerId>,
+    pub clients: FastMap<ClientId, ClientTxn>,
+    /// Keyed by branches this edge wrote (random, see `forward.rs`), hashed the same way: peers can
+    /// look up, not insert.
+    pub client_branches: FastMap<super::ids::TxnKey, ClientId>,
+    /// The keys of both tables.
+    pub keys: super::ids::TxnKeys,
+    pub pending: FastMap<Token, Pending>,
+}
+
+impl Transactions {
+    /// Removes client transaction `cid` and its branch: a late answer to that branch is dropped.
+    pub fn remove_client(&mut self, cid: ClientId) -> Option<ClientTxn> {
+        let c = self.clients.remove(&cid)?;
+        self.client_branches.remove(&c.branch_key);
+        Some(c)
+    }
+
+    /// Server transactions still waiting for their final response.
+    pub fn open(&self) -> usize {
+        self.servers
+            .values()
+            .filter(|s| s.final_status.is_none() && !s.orphaned)
+            .count()
+    }
 }
 
 #[derive(Debug)]
@@ -133,10 +168,10 @@ impl Proxy {
 
     /// (Re)arms the client transaction's timeout `after` from now.
     pub(crate) fn arm_client(&mut self, id: ClientId, now: Instant, after: Duration) {
-        let old = self.clients.get(&id).and_then(|c| c.timer);
+        let old = self.txns.clients.get(&id).and_then(|c| c.timer);
         self.disarm(old);
         let seq = self.arm(now + after, TimerKind::ClientTimeout(id));
-        if let Some(c) = self.clients.get_mut(&id) {
+        if let Some(c) = self.txns.clients.get_mut(&id) {
             c.timer = Some(seq);
         }
     }
@@ -150,9 +185,9 @@ impl Proxy {
         request: &Message<'_>,
     ) -> ServerId {
         let id = ServerId(self.next_id());
-        self.server_keys.insert(key, id);
+        self.txns.server_keys.insert(key, id);
         let stored = self.scratch.keep(request);
-        self.servers.insert(
+        self.txns.servers.insert(
             id,
             ServerTxn {
                 conn,
@@ -180,7 +215,7 @@ impl Proxy {
         out: &mut Vec<Effect>,
     ) {
         // Later events (timers, failures) only have the stored request.
-        let Some(kept) = self.servers.get(&sid).map(|s| Arc::clone(&s.request)) else {
+        let Some(kept) = self.txns.servers.get(&sid).map(|s| Arc::clone(&s.request)) else {
             return;
         };
         let Some(req) = kept.message_reusing(&mut self.scratch.header_buf) else {
@@ -201,7 +236,7 @@ impl Proxy {
         out: &mut Vec<Effect>,
     ) {
         let edge = &self.settings.edge_fqdn;
-        let Some(s) = self.servers.get_mut(&sid) else {
+        let Some(s) = self.txns.servers.get_mut(&sid) else {
             return;
         };
         if s.final_status.is_some() && status >= 200 {
@@ -219,7 +254,7 @@ impl Proxy {
         if self.counting {
             self.stats.generated(status, reason);
         }
-        let Some(s) = self.servers.get_mut(&sid) else {
+        let Some(s) = self.txns.servers.get_mut(&sid) else {
             return;
         };
         if status >= 200 {
@@ -305,7 +340,7 @@ impl Proxy {
     /// RFC 6026 Timer L) to forward the further 2xx of a forked call and absorb the ACK of a
     /// non-2xx final. Memory therefore follows the work in flight, not the rate times 32 s.
     pub(crate) fn finish(&mut self, sid: ServerId, now: Instant) {
-        let is_invite = self.servers.get(&sid).is_some_and(|s| s.is_invite);
+        let is_invite = self.txns.servers.get(&sid).is_some_and(|s| s.is_invite);
         let at = if is_invite {
             now + self.settings.linger
         } else {
@@ -317,11 +352,10 @@ impl Proxy {
     pub(crate) fn on_timer(&mut self, seq: TimerId, kind: TimerKind, now: Instant, out: &mut Vec<Effect>) {
         match kind {
             TimerKind::Linger(sid) => {
-                if let Some(s) = self.servers.remove(&sid) {
-                    self.server_keys.remove(&s.key);
-                    if let Some(c) = s.client.and_then(|cid| self.clients.remove(&cid)) {
+                if let Some(s) = self.txns.servers.remove(&sid) {
+                    self.txns.server_keys.remove(&s.key);
+                    if let Some(c) = s.client.and_then(|cid| self.txns.remove_client(cid)) {
                         self.disarm(c.timer);
-                        self.client_branches.remove(&c.branch_key);
                         self.recycle(c.bytes);
                     }
                     self.scratch.recycle_kept(s.request);
@@ -335,11 +369,12 @@ impl Proxy {
             TimerKind::LocalTimeout(token) => self.local_done(token),
             TimerKind::ClientTimeout(cid) => {
                 let live = self
+                    .txns
                     .clients
                     .get(&cid)
                     .is_some_and(|c| c.timer == Some(seq) && c.final_status.is_none());
                 if live {
-                    if let Some(c) = self.clients.get_mut(&cid) {
+                    if let Some(c) = self.txns.clients.get_mut(&cid) {
                         c.timer = None;
                     }
                     self.conclude(cid, Outcome::TimedOut, now, out);

@@ -107,7 +107,7 @@ impl Proxy {
     ) -> Option<Subscription> {
         let s = self.dialogs.remove(id)?;
         self.disarm(s.timer);
-        self.subscription_count.fetch_sub(1, Ordering::Relaxed);
+        self.shared.subscriptions.fetch_sub(1, Ordering::Relaxed);
         self.count(|st| {
             if let Some(n) = st.subscriptions_ended.get_mut(why.index()) {
                 *n += 1;
@@ -186,7 +186,7 @@ impl Proxy {
             },
         );
         self.local_tokens.insert(token, branch);
-        self.pending.insert(token, Pending::Local { token });
+        self.txns.pending.insert(token, Pending::Local { token });
         self.count(|st| st.request_out(to_side, crate::proxy::stats::MethodLabel::of("NOTIFY")));
         out.push(Effect::Send {
             dest: Destination::Hop(dest),
@@ -261,7 +261,7 @@ impl Proxy {
 
     /// The bound on subscriptions: a new SUBSCRIBE past it is refused (counted by the caller).
     pub(crate) fn subscriptions_full(&self) -> bool {
-        self.subscription_count.load(Ordering::Relaxed) >= self.settings.max_subscriptions
+        self.shared.subscriptions.load(Ordering::Relaxed) >= self.settings.max_subscriptions
     }
 
     /// A request from `side` is about to be forwarded: a NOTIFY in a tracked dialog, from the
@@ -332,7 +332,7 @@ impl Proxy {
         if method != "SUBSCRIBE" || !(200..300).contains(&status) {
             return;
         }
-        let Some(server) = self.servers.get(&sid) else {
+        let Some(server) = self.txns.servers.get(&sid) else {
             return;
         };
         let (side, conn) = (server.side, server.conn);
@@ -427,7 +427,7 @@ impl Proxy {
             timer: Some(seq),
         };
         self.dialogs.insert(id, sub);
-        self.subscription_count.fetch_add(1, Ordering::Relaxed);
+        self.shared.subscriptions.fetch_add(1, Ordering::Relaxed);
         self.count(|st| *st.subscriptions_active.entry((side, partner)).or_default() += 1);
     }
 
