@@ -151,17 +151,8 @@ pub(crate) struct Conn {
     /// The last read stopped at its budget with input left: the worker must come back without
     /// waiting for a readiness event (mio is edge-triggered; none will come for data already there).
     input_pending: bool,
-    wq: VecDeque<Vec<u8>>,
-    /// Messages were queued since the last flush: the worker flushes once at the end of the loop
-    /// turn (`flush_pending`), so what a turn produced for this peer leaves in as few TLS records
-    /// and syscalls as the peer allows.
-    dirty: bool,
-    /// Octets of the front of `wq` already handed to rustls.
-    wq_head: usize,
-    /// Buffers rustls has taken every byte of, for the worker to give back to the core
-    /// ([`Conn::take_spent`]) so it writes the next messages into them instead of new ones.
-    spent: Vec<Vec<u8>>,
-    wq_bytes: usize,
+    /// What waits to be written (`write.rs`).
+    out: write::Outbox,
     last_rx: Instant,
     limits: ConnLimits,
     /// The deadline armed in the worker's `Deadlines` (owned by the worker).
@@ -267,11 +258,7 @@ impl Conn {
             framer,
             discarding: false,
             input_pending: false,
-            wq: VecDeque::new(),
-            spent: Vec::new(),
-            dirty: false,
-            wq_head: 0,
-            wq_bytes: 0,
+            out: write::Outbox::default(),
             last_rx: now,
             limits,
             armed: None,
@@ -310,12 +297,12 @@ impl Conn {
 
     /// Octets waiting to be written (or to go out once the connection is up).
     pub fn queued_bytes(&self) -> usize {
-        self.wq_bytes
+        self.out.bytes()
     }
 
     /// Something is still to be written (queued, waiting for the connection, or inside rustls).
     pub fn has_output(&self) -> bool {
-        self.wq_bytes > 0 || self.tls.wants_write()
+        self.out.bytes() > 0 || self.tls.wants_write()
     }
 
     /// Tokens of messages that never went out; for `DeliveryFailed` when the connection failed.
@@ -363,12 +350,12 @@ impl Conn {
 
     /// Whether messages were queued since the last flush (the worker keeps a list of such links).
     pub fn is_dirty(&self) -> bool {
-        self.dirty
+        self.out.dirty
     }
 
     /// The end of a loop turn: writes what was queued during it.
     pub fn flush_pending(&mut self) -> Result<(), CloseReason> {
-        if !self.dirty {
+        if !self.out.dirty {
             return Ok(());
         }
         match self.phase() {
@@ -389,20 +376,18 @@ impl Conn {
         match self.phase() {
             Phase::Up => {
                 self.enqueue(bytes)?;
-                self.dirty = true;
+                self.out.dirty = true;
                 Ok(())
             }
             Phase::Connecting | Phase::Handshaking => {
-                let len = bytes.len();
-                if self.wq_bytes + len > self.limits.write_bound {
-                    return Err(CloseReason::WriteOverflow);
-                }
+                let bound = self.limits.write_bound;
                 match self.dial.as_mut() {
                     Some(dial) => {
+                        self.out.reserve(bytes.len(), bound)?;
                         dial.pending.push((token, bytes));
-                        self.wq_bytes += len;
                         Ok(())
                     }
+                    None if self.out.bytes() + bytes.len() > bound => Err(CloseReason::WriteOverflow),
                     None => Ok(()),
                 }
             }

@@ -126,7 +126,7 @@ impl Conn {
             .as_mut()
             .map(|d| std::mem::take(&mut d.pending))
             .unwrap_or_default();
-        self.wq_bytes = 0;
+        self.out.forget_reserved();
         for (token, bytes) in pending {
             self.enqueue(bytes)?;
             if let Some(token) = token {

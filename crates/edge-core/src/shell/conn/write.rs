@@ -2,44 +2,72 @@
 //! writes, written to the socket in as few syscalls as it takes; the buffers rustls has taken whole
 //! kept for the worker to give back to the core; the flush of a closing connection.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 
 use super::*;
 
-impl Conn {
-    /// The buffers written out since the last call (see `spent`).
-    pub fn take_spent(&mut self) -> std::vec::Drain<'_, Vec<u8>> {
-        self.spent.drain(..)
-    }
+/// A connection's outbox: the whole messages waiting for rustls, in order, bounded by the write
+/// bound; handed over in vectored writes; the buffers rustls has taken whole kept for the worker to
+/// give back to the core (`Conn::take_spent`), so the next messages are written into them.
+#[derive(Debug, Default)]
+pub(super) struct Outbox {
+    queue: VecDeque<Vec<u8>>,
+    /// Octets of the front message already handed to rustls.
+    head: usize,
+    /// Octets waiting: queued here, and before the connection is up the messages held in its
+    /// `Dial::pending`. Counted against the write bound.
+    bytes: usize,
+    /// Messages were queued since the last flush: the worker flushes once at the end of the loop
+    /// turn (`Conn::flush_pending`), so what a turn produced for this peer leaves in as few TLS
+    /// records and syscalls as the peer allows.
+    pub dirty: bool,
+    spent: Vec<Vec<u8>>,
+}
 
-    pub(super) fn enqueue(&mut self, bytes: Vec<u8>) -> Result<(), CloseReason> {
-        if self.wq_bytes + bytes.len() > self.limits.write_bound {
+impl Outbox {
+    /// Counts `len` more octets waiting, unless that passes `bound`.
+    pub fn reserve(&mut self, len: usize, bound: usize) -> Result<(), CloseReason> {
+        if self.bytes + len > bound {
             return Err(CloseReason::WriteOverflow);
         }
-        self.wq_bytes += bytes.len();
-        self.wq.push_back(bytes);
+        self.bytes += len;
         Ok(())
     }
 
-    /// Writes until the socket would block or nothing is left. Queued messages are handed to rustls
-    /// (coalesced into records) until its own buffer is full (its limit,
-    /// 64 KiB by default, bounds it), then written with as few syscalls as the socket takes; what
-    /// still waits is counted in `wq_bytes` against the write bound.
-    pub(super) fn flush(&mut self) -> Result<(), CloseReason> {
-        self.dirty = false;
-        self.flush_inner().map(|_| ())
+    /// Queues one message (within `bound`).
+    pub fn push(&mut self, bytes: Vec<u8>, bound: usize) -> Result<(), CloseReason> {
+        self.reserve(bytes.len(), bound)?;
+        self.queue.push_back(bytes);
+        Ok(())
     }
 
-    /// Hands rustls the queued plaintext (up to `FEED_SLICES` messages in one vectored write, which
-    /// rustls packs into as few records as their size allows). The number of octets rustls took; 0
-    /// when its buffer is full or nothing waits.
-    pub(super) fn feed_tls(&mut self) -> Result<usize, CloseReason> {
-        // rustls's vectored write coalesces the slices into records itself: no copy of ours, and
-        // no buffer kept per connection.
+    /// Forgets what was counted for messages held elsewhere (they are pushed again).
+    pub fn forget_reserved(&mut self) {
+        self.bytes = self
+            .queue
+            .iter()
+            .map(Vec::len)
+            .sum::<usize>()
+            .saturating_sub(self.head);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Hands `to` the queued plaintext (up to `FEED_SLICES` messages in one vectored write, which
+    /// rustls packs into as few records as their size allows). The number of octets taken; 0 when
+    /// `to` is full or nothing waits.
+    pub fn feed(&mut self, to: &mut dyn Write) -> io::Result<usize> {
         let mut slices = [io::IoSlice::new(&[]); FEED_SLICES];
         let mut count = 0;
-        let mut head = self.wq_head;
-        for (slot, m) in slices.iter_mut().zip(self.wq.iter()) {
+        let mut head = self.head;
+        for (slot, m) in slices.iter_mut().zip(self.queue.iter()) {
             *slot = io::IoSlice::new(m.get(head..).unwrap_or(&[]));
             head = 0;
             count += 1;
@@ -47,31 +75,55 @@ impl Conn {
         if count == 0 {
             return Ok(0);
         }
-        let n = self
-            .tls
-            .writer()
-            .write_vectored(slices.get(..count).unwrap_or(&[]))
-            .map_err(|e| CloseReason::Io(IoCause::of(&e)))?;
-        // Drop what rustls took from the front of the queue.
+        let n = to.write_vectored(slices.get(..count).unwrap_or(&[]))?;
+        // Drop what was taken from the front of the queue.
         let mut left = n;
         while left > 0 {
-            let Some(front) = self.wq.front() else { break };
-            let rest = front.len().saturating_sub(self.wq_head);
+            let Some(front) = self.queue.front() else { break };
+            let rest = front.len().saturating_sub(self.head);
             if left >= rest {
                 left -= rest;
-                if let Some(done) = self.wq.pop_front() {
+                if let Some(done) = self.queue.pop_front() {
                     if self.spent.len() < SPENT_KEPT {
                         self.spent.push(done);
                     }
                 }
-                self.wq_head = 0;
+                self.head = 0;
             } else {
-                self.wq_head += left;
+                self.head += left;
                 left = 0;
             }
         }
-        self.wq_bytes = self.wq_bytes.saturating_sub(n);
+        self.bytes = self.bytes.saturating_sub(n);
         Ok(n)
+    }
+}
+
+impl Conn {
+    /// The buffers written out since the last call (see `Outbox`).
+    pub fn take_spent(&mut self) -> std::vec::Drain<'_, Vec<u8>> {
+        self.out.spent.drain(..)
+    }
+
+    pub(super) fn enqueue(&mut self, bytes: Vec<u8>) -> Result<(), CloseReason> {
+        self.out.push(bytes, self.limits.write_bound)
+    }
+
+    /// Writes until the socket would block or nothing is left. Queued messages are handed to rustls
+    /// (coalesced into records) until its own buffer is full (its limit, 64 KiB by default, bounds
+    /// it), then written with as few syscalls as the socket takes; what still waits is counted in
+    /// the outbox against the write bound.
+    pub(super) fn flush(&mut self) -> Result<(), CloseReason> {
+        self.out.dirty = false;
+        self.flush_inner().map(|_| ())
+    }
+
+    /// The outbox into rustls: the number of octets rustls took.
+    pub(super) fn feed_tls(&mut self) -> Result<usize, CloseReason> {
+        // rustls's vectored write coalesces the slices into records itself: no copy of ours.
+        self.out
+            .feed(&mut self.tls.writer())
+            .map_err(|e| CloseReason::Io(IoCause::of(&e)))
     }
 
     /// `Ok(true)` when everything is written.
@@ -84,7 +136,7 @@ impl Conn {
                 while self.feed_tls()? > 0 {}
             }
             if !self.tls.wants_write()
-                && !self.wq.is_empty()
+                && !self.out.is_empty()
                 && matches!(self.phase(), Phase::Up | Phase::Closing)
             {
                 // rustls takes nothing and has nothing to write: wait for the next readiness.
@@ -99,7 +151,7 @@ impl Conn {
                     Err(e) => return Err(CloseReason::Io(IoCause::of(&e))),
                 }
             }
-            if !matches!(self.phase(), Phase::Up | Phase::Closing) || self.wq.is_empty() {
+            if !matches!(self.phase(), Phase::Up | Phase::Closing) || self.out.is_empty() {
                 return Ok(true);
             }
         }
@@ -135,3 +187,76 @@ const FEED_SLICES: usize = 32;
 
 /// Written buffers a connection keeps for the worker between two `take_spent` calls, at most.
 const SPENT_KEPT: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `room` octets in all, across the slices of a vectored write
+    /// (as rustls's writer does).
+    struct Room {
+        room: usize,
+        got: Vec<u8>,
+    }
+
+    impl Write for Room {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+            let mut n = 0;
+            for b in bufs {
+                n += self.write(b)?;
+            }
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_outbox_hands_over_in_order_across_partial_writes_and_keeps_the_spent_buffers() {
+        let mut out = Outbox::default();
+        out.push(b"first ".to_vec(), 64).unwrap();
+        out.push(b"second ".to_vec(), 64).unwrap();
+        out.push(b"third".to_vec(), 64).unwrap();
+        assert_eq!(out.bytes(), 18);
+        assert!(matches!(
+            out.push(vec![0; 47], 64),
+            Err(CloseReason::WriteOverflow)
+        ));
+        let mut to = Room {
+            room: 9,
+            got: Vec::new(),
+        };
+        assert_eq!(out.feed(&mut to).unwrap(), 9);
+        assert_eq!(
+            (out.bytes(), out.spent.len()),
+            (9, 1),
+            "the first message is spent, the second begun"
+        );
+        to.room = 100;
+        assert_eq!(out.feed(&mut to).unwrap(), 9);
+        assert_eq!(to.got, b"first second third");
+        assert!(out.is_empty());
+        assert_eq!((out.bytes(), out.spent.len()), (0, 3));
+        assert_eq!(out.feed(&mut to).unwrap(), 0);
+    }
+
+    #[test]
+    fn octets_held_before_the_connection_is_up_count_until_they_are_queued() {
+        let mut out = Outbox::default();
+        out.reserve(40, 64).unwrap();
+        assert!(matches!(out.reserve(30, 64), Err(CloseReason::WriteOverflow)));
+        out.forget_reserved();
+        assert_eq!(out.bytes(), 0);
+        out.push(vec![1; 40], 64).unwrap();
+        assert_eq!(out.bytes(), 40);
+    }
+}
