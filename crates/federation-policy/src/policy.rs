@@ -280,6 +280,16 @@ impl Policy {
         self.our_domains.contains(d)
     }
 
+    /// [`Policy::is_our_domain`] of a host as written, without making a [`DomainName`] of it: the
+    /// same answer (our domains are valid names, so a host equal to one of them, ignoring case and
+    /// a trailing dot, is one), with no allocation.
+    pub fn is_our_host(&self, host: &str) -> bool {
+        let host = host.trim().trim_end_matches('.');
+        self.our_domains
+            .iter()
+            .any(|d| d.as_str().eq_ignore_ascii_case(host))
+    }
+
     /// Blocked: the domain itself or a parent domain is on the blocked list.
     pub fn is_blocked(&self, d: &DomainName) -> bool {
         self.blocked.iter().any(|b| d.is_within(b))
@@ -343,6 +353,33 @@ mod tests {
     }
     fn f(s: &str) -> Fqdn {
         Fqdn::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_host_is_ours_exactly_when_its_domain_name_is() {
+        let mut b = PolicyBuilder::new();
+        b.edge_fqdn("edge.corp.example")
+            .our_domain(d("corp.example"))
+            .our_domain(d("Sub.Corp.Example"));
+        let p = b.build().unwrap();
+        for host in [
+            "corp.example",
+            "CORP.example",
+            "corp.example.",
+            " corp.example ",
+            "sub.corp.example",
+            "x.corp.example",
+            "example",
+            "corp.example.org",
+            "corp..example",
+            "192.0.2.1",
+            "",
+            "*.corp.example",
+            "c\u{f6}rp.example",
+        ] {
+            let by_name = DomainName::parse(host).is_ok_and(|n| p.is_our_domain(&n));
+            assert_eq!(p.is_our_host(host), by_name, "{host:?}");
+        }
     }
 
     #[test]

@@ -293,7 +293,7 @@ impl Proxy {
     fn foreign_domain(&self, side: Side, msg: &Message<'_>) -> Option<federation_policy::Refusal> {
         match side {
             Side::Internal => {
-                let ours = route::from_domain(msg).is_some_and(|d| self.policy.is_our_domain(&d));
+                let ours = route::from_is_ours(&self.policy, msg);
                 // The host as written is only needed for the refusal's diagnostic.
                 (!ours).then(|| {
                     route::simple_refusal(

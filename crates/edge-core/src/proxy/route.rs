@@ -35,6 +35,16 @@ pub(crate) fn from_domain(msg: &Message<'_>) -> Option<DomainName> {
     DomainName::parse(u.host_str()).ok()
 }
 
+/// Whether the From URI's host is one of our domains (no `DomainName` is made: the
+/// from-the-inside check runs on every request).
+pub(crate) fn from_is_ours(policy: &federation_policy::Policy, msg: &Message<'_>) -> bool {
+    let Ok(from) = msg.from() else { return false };
+    let Ok(Uri::Sip(u)) = from.parsed_uri() else {
+        return false;
+    };
+    policy.is_our_host(u.host_str())
+}
+
 /// The host of the From URI as written (empty when there is none), for diagnostics.
 pub(crate) fn from_host(msg: &Message<'_>) -> String {
     msg.from()
@@ -107,6 +117,15 @@ pub(crate) fn in_dialog_hop(settings: &ProxySettings, msg: &Message<'_>) -> Opti
 
 /// Whether the request's Via list shows it passed through this edge already.
 pub(crate) fn is_loop(settings: &ProxySettings, msg: &Message<'_>) -> bool {
+    // Only a Via carrying a branch of ours can be ours: most requests have none, and are not parsed.
+    let prefix = super::forward::BRANCH_PREFIX.as_bytes();
+    let candidate = msg
+        .headers()
+        .iter()
+        .any(|h| h.name == HeaderName::Via && memchr::memmem::find(h.raw_value, prefix).is_some());
+    if !candidate {
+        return false;
+    }
     msg.vias().flatten().any(|v| {
         v.branch()
             .is_some_and(|b| b.starts_with(super::forward::BRANCH_PREFIX))
