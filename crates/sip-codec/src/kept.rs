@@ -212,6 +212,7 @@ impl Kept {
             content_length: index.content_length,
             max_forwards: index.max_forwards,
             cseq: index.cseq.as_ref().map(|(n, m)| (*n, text(m))),
+            memo: Default::default(),
         })
     }
 }

@@ -1,5 +1,6 @@
 //! [`Message`]: a parsed SIP message borrowing its buffer — start line, indexed header lines, body —
-//! and the typed accessors a proxy reads (each parses its header lazily, on first call, every call).
+//! and the typed accessors a proxy reads (each parses its header lazily, on first call; From, To and
+//! the Request-URI, which validation and routing both read, are parsed once and remembered).
 //! Two checks sit on top of parsing: [`Message::validate`] (strict syntax of every typed header) and
 //! [`Message::check_mandatory`] (RFC 3261 §8.1.1 presence and uniqueness), both naming the header.
 
@@ -58,6 +59,27 @@ pub enum DefectKind {
     ControlCharacter,
 }
 
+/// Typed values parsed once per message: validation and the proxy's routing read the same From,
+/// To and Request-URI (`Cell`: the message is read through `&self`; the values are `Copy`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Memo<'a> {
+    from: std::cell::Cell<Option<Result<NameAddr<'a>, ValueError>>>,
+    to: std::cell::Cell<Option<Result<NameAddr<'a>, ValueError>>>,
+    request_uri: std::cell::Cell<Option<Result<Uri<'a>, ValueError>>>,
+}
+
+/// `cell`'s value, computed by `f` the first time.
+fn memo<T: Copy>(cell: &std::cell::Cell<Option<T>>, f: impl FnOnce() -> T) -> T {
+    match cell.get() {
+        Some(v) => v,
+        None => {
+            let v = f();
+            cell.set(Some(v));
+            v
+        }
+    }
+}
+
 /// A parsed message. Cheap to keep: one `Vec` of header spans, everything else borrowed.
 #[derive(Debug, Clone)]
 pub struct Message<'a> {
@@ -74,6 +96,7 @@ pub struct Message<'a> {
     pub(crate) content_length: Option<usize>,
     pub(crate) max_forwards: Option<u8>,
     pub(crate) cseq: Option<(u32, &'a str)>,
+    pub(crate) memo: Memo<'a>,
 }
 
 impl<'a> Message<'a> {
@@ -175,11 +198,21 @@ impl<'a> Message<'a> {
     }
 
     pub fn from(&self) -> Result<NameAddr<'a>, ValueError> {
-        self.single(HeaderName::From).and_then(NameAddr::parse)
+        memo(&self.memo.from, || {
+            self.single(HeaderName::From).and_then(NameAddr::parse)
+        })
     }
 
     pub fn to(&self) -> Result<NameAddr<'a>, ValueError> {
-        self.single(HeaderName::To).and_then(NameAddr::parse)
+        memo(&self.memo.to, || {
+            self.single(HeaderName::To).and_then(NameAddr::parse)
+        })
+    }
+
+    /// A request's Request-URI, parsed (`None` for a response).
+    pub fn parsed_request_uri(&self) -> Option<Result<Uri<'a>, ValueError>> {
+        let uri = self.request_uri()?;
+        Some(memo(&self.memo.request_uri, || Uri::parse(uri)))
     }
 
     pub fn call_id(&self) -> Result<&'a str, ValueError> {
@@ -270,8 +303,8 @@ impl<'a> Message<'a> {
             header,
             problem: DefectKind::Value(e),
         };
-        if let StartLine::Request { uri, .. } = self.start {
-            match Uri::parse(uri).map_err(|e| defect("Request-URI", e))? {
+        if let Some(parsed) = self.parsed_request_uri() {
+            match parsed.map_err(|e| defect("Request-URI", e))? {
                 Uri::Sip(u) if u.headers.is_some() => {
                     return Err(defect(
                         "Request-URI",
@@ -304,8 +337,18 @@ impl<'a> Message<'a> {
                     f(text).map_err(|e| defect(label, e))
                 }
             };
+            // The first From and To are the ones `from()` and `to()` read: parsed once for both.
+            let first = |name| self.header(name).is_some_and(|f| std::ptr::eq(f, h));
             match h.name {
                 HeaderName::Via => each(&|v| Via::parse(v)?.validate())?,
+                HeaderName::From if first(HeaderName::From) => self
+                    .from()
+                    .and_then(|n| n.validate())
+                    .map_err(|e| defect(label, e))?,
+                HeaderName::To if first(HeaderName::To) => self
+                    .to()
+                    .and_then(|n| n.validate())
+                    .map_err(|e| defect(label, e))?,
                 HeaderName::From | HeaderName::To | HeaderName::Route | HeaderName::RecordRoute => {
                     each(&|v| NameAddr::parse(v)?.validate())?
                 }
@@ -394,5 +437,51 @@ impl<'a> Message<'a> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod memo_tests {
+    use crate::{parse, DefectKind, Uri};
+
+    const REQ: &[u8] = b"MESSAGE sip:bob@partner.example SIP/2.0\r\n\
+        Via: SIP/2.0/TLS fe1.corp.example;branch=z9hG4bK-m1\r\n\
+        From: <sip:alice@corp.example>;tag=a1\r\n\
+        To: Bob <sip:bob@partner.example>\r\n\
+        Call-ID: m1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
+
+    /// What validation parsed is what the accessors hand out, and asking twice gives the same.
+    #[test]
+    fn from_to_and_the_request_uri_are_parsed_once_and_read_alike() {
+        let m = parse(REQ).unwrap();
+        m.validate().unwrap();
+        assert_eq!(m.from().unwrap().tag(), Some("a1"));
+        assert_eq!(m.from(), m.from());
+        assert_eq!(m.to().unwrap().display, Some("Bob"));
+        let Some(Ok(Uri::Sip(u))) = m.parsed_request_uri() else {
+            panic!("Request-URI")
+        };
+        assert_eq!(u.host_str(), "partner.example");
+        let fresh = parse(REQ).unwrap();
+        assert_eq!(
+            (fresh.from(), fresh.to()),
+            (m.from(), m.to()),
+            "remembered equals parsed"
+        );
+    }
+
+    /// Only the first From is the remembered one: a second, malformed, is still checked.
+    #[test]
+    fn a_second_from_is_still_validated() {
+        let text = String::from_utf8(REQ.to_vec())
+            .unwrap()
+            .replace("Call-ID", "From: <sip:bad host>\r\nCall-ID");
+        let m = parse(text.as_bytes()).unwrap();
+        let d = m.validate().unwrap_err();
+        assert_eq!(d.header, "From");
+        assert!(matches!(d.problem, DefectKind::Value(_)), "{d:?}");
+        // A response has no Request-URI to parse.
+        let r = parse(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap();
+        assert!(r.parsed_request_uri().is_none());
     }
 }

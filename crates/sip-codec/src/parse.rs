@@ -160,6 +160,7 @@ fn parse_in<'a>(
         content_length: None,
         max_forwards: None,
         cseq: None,
+        memo: Default::default(),
     };
     if let Err(kind) = check_scalars(&mut msg, limits) {
         let offset = msg.head_end;

@@ -16,8 +16,7 @@ pub(crate) fn method_is_federated(method: &str) -> bool {
 
 /// The SIP domain a request is for: the Request-URI host (a domain, not an IP literal).
 pub(crate) fn target_domain(msg: &Message<'_>) -> Option<DomainName> {
-    let uri = msg.request_uri()?;
-    let Ok(Uri::Sip(u)) = Uri::parse(uri) else {
+    let Some(Ok(Uri::Sip(u))) = msg.parsed_request_uri() else {
         return None;
     };
     match u.host {
