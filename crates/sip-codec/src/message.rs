@@ -59,13 +59,15 @@ pub enum DefectKind {
     ControlCharacter,
 }
 
-/// Typed values parsed once per message: validation and the proxy's routing read the same From,
-/// To and Request-URI (`Cell`: the message is read through `&self`; the values are `Copy`).
+/// Typed values parsed once per message: validation and the proxy's routing read the same From
+/// (and its URI), To, Request-URI and top Via (`Cell`: the message is read through `&self`; the values are `Copy`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Memo<'a> {
     from: std::cell::Cell<Option<Result<NameAddr<'a>, ValueError>>>,
     to: std::cell::Cell<Option<Result<NameAddr<'a>, ValueError>>>,
     request_uri: std::cell::Cell<Option<Result<Uri<'a>, ValueError>>>,
+    from_uri: std::cell::Cell<Option<Result<Uri<'a>, ValueError>>>,
+    top_via: std::cell::Cell<Option<Result<Via<'a>, ValueError>>>,
 }
 
 /// `cell`'s value, computed by `f` the first time.
@@ -194,13 +196,20 @@ impl<'a> Message<'a> {
     }
 
     pub fn top_via(&self) -> Result<Via<'a>, ValueError> {
-        self.vias().next().unwrap_or(Err(ValueError::Missing))
+        memo(&self.memo.top_via, || {
+            self.vias().next().unwrap_or(Err(ValueError::Missing))
+        })
     }
 
     pub fn from(&self) -> Result<NameAddr<'a>, ValueError> {
         memo(&self.memo.from, || {
             self.single(HeaderName::From).and_then(NameAddr::parse)
         })
+    }
+
+    /// The From URI, parsed.
+    pub fn from_uri(&self) -> Result<Uri<'a>, ValueError> {
+        memo(&self.memo.from_uri, || self.from().and_then(|n| n.parsed_uri()))
     }
 
     pub fn to(&self) -> Result<NameAddr<'a>, ValueError> {
@@ -340,10 +349,19 @@ impl<'a> Message<'a> {
             // The first From and To are the ones `from()` and `to()` read: parsed once for both.
             let first = |name| self.header(name).is_some_and(|f| std::ptr::eq(f, h));
             match h.name {
+                // The top Via (the first value of the first Via) is the one `top_via()` reads.
+                HeaderName::Via if first(HeaderName::Via) => {
+                    let mut values = crate::typed::split_values(text);
+                    values.next();
+                    self.top_via()
+                        .and_then(|v| v.validate())
+                        .and_then(|()| values.try_for_each(|v| Via::parse(v)?.validate()))
+                        .map_err(|e| defect(label, e))?
+                }
                 HeaderName::Via => each(&|v| Via::parse(v)?.validate())?,
                 HeaderName::From if first(HeaderName::From) => self
                     .from()
-                    .and_then(|n| n.validate())
+                    .and_then(|n| n.validate_with(self.from_uri()))
                     .map_err(|e| defect(label, e))?,
                 HeaderName::To if first(HeaderName::To) => self
                     .to()
@@ -483,5 +501,46 @@ mod memo_tests {
         // A response has no Request-URI to parse.
         let r = parse(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap();
         assert!(r.parsed_request_uri().is_none());
+    }
+}
+
+#[cfg(test)]
+mod top_via_memo_tests {
+    use crate::parse;
+
+    const TOP: &str = "Via: SIP/2.0/TLS fe1.corp.example;branch=z9hG4bK-m1\r\n";
+
+    fn request(vias: &str) -> String {
+        format!(
+            "MESSAGE sip:bob@partner.example SIP/2.0\r\n{vias}\
+             From: <sip:alice@corp.example>;tag=a1\r\nTo: <sip:bob@partner.example>\r\n\
+             Call-ID: m1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    #[test]
+    fn the_top_via_and_the_from_uri_read_as_a_fresh_parse_does() {
+        let text = request(TOP);
+        let m = parse(text.as_bytes()).unwrap();
+        m.validate().unwrap();
+        let fresh = parse(text.as_bytes()).unwrap();
+        assert_eq!(m.top_via(), fresh.top_via());
+        assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bK-m1"));
+        assert_eq!(m.from_uri(), fresh.from_uri());
+        assert_eq!(m.from_uri().unwrap().as_sip().unwrap().host_str(), "corp.example");
+    }
+
+    /// Only the top Via is the remembered one: a malformed value after it, on the same line or on
+    /// the next, is still checked.
+    #[test]
+    fn the_vias_after_the_top_one_are_still_validated() {
+        let same_line = "Via: SIP/2.0/TLS fe1.corp.example;branch=z9hG4bK-m1, SIP/2.0/TLS bad host\r\n";
+        let next_line = format!("{TOP}Via: SIP/2.0/TLS bad host\r\n");
+        for vias in [same_line.to_owned(), next_line] {
+            let text = request(&vias);
+            let m = parse(text.as_bytes()).unwrap();
+            assert_eq!(m.validate().unwrap_err().header, "Via", "{text}");
+            assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bK-m1"));
+        }
     }
 }

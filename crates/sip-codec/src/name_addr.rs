@@ -114,6 +114,11 @@ impl<'a> NameAddr<'a> {
 
     /// Strict syntax check of the whole value, URI included.
     pub fn validate(&self) -> Result<(), ValueError> {
+        self.validate_with(self.parsed_uri())
+    }
+
+    /// [`NameAddr::validate`] with its URI already parsed (a message remembers its From's).
+    pub(crate) fn validate_with(&self, uri: Result<Uri<'a>, ValueError>) -> Result<(), ValueError> {
         if let Some(d) = self.display.filter(|d| !d.starts_with('"')) {
             let words_are_tokens = d
                 .split(|c: char| c.is_ascii() && scan::is_lws(c as u8))
@@ -122,7 +127,7 @@ impl<'a> NameAddr<'a> {
                 return Err(ValueError::Malformed("display name has non-token characters"));
             }
         }
-        self.parsed_uri()?;
+        uri?;
         self.params.validate()
     }
 }

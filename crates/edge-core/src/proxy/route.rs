@@ -27,8 +27,7 @@ pub(crate) fn target_domain(msg: &Message<'_>) -> Option<DomainName> {
 
 /// The domain of the From URI.
 pub(crate) fn from_domain(msg: &Message<'_>) -> Option<DomainName> {
-    let from = msg.from().ok()?;
-    let Ok(Uri::Sip(u)) = from.parsed_uri() else {
+    let Ok(Uri::Sip(u)) = msg.from_uri() else {
         return None;
     };
     DomainName::parse(u.host_str()).ok()
@@ -37,8 +36,7 @@ pub(crate) fn from_domain(msg: &Message<'_>) -> Option<DomainName> {
 /// Whether the From URI's host is one of our domains (no `DomainName` is made: the
 /// from-the-inside check runs on every request).
 pub(crate) fn from_is_ours(policy: &federation_policy::Policy, msg: &Message<'_>) -> bool {
-    let Ok(from) = msg.from() else { return false };
-    let Ok(Uri::Sip(u)) = from.parsed_uri() else {
+    let Ok(Uri::Sip(u)) = msg.from_uri() else {
         return false;
     };
     policy.is_our_host(u.host_str())
