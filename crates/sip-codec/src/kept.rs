@@ -9,8 +9,8 @@ use crate::header::{Header, HeaderName};
 use crate::message::{Message, StartLine, Version};
 use crate::parse::HeaderBuf;
 
-/// A parsed message and its bytes, owned. Empty ([`Kept::default`]) until [`Kept::fill`]; its two
-/// buffers are kept across `fill`s, so a pool of `Kept`s allocates nothing once warm.
+/// A parsed message and its bytes, owned. Empty ([`Kept::default`]) until [`Kept::refill`]; its header
+/// index is kept across refills, so a pool of `Kept`s allocates nothing once warm.
 #[derive(Debug, Default)]
 pub struct Kept {
     bytes: Vec<u8>,
@@ -55,6 +55,9 @@ struct HeaderAt {
     folded: bool,
 }
 
+/// Header index entries an emptied `Kept` keeps room for (a SIP request has 10–30 headers).
+const KEPT_HEADERS: usize = 32;
+
 /// Where `part` lies in `buf` (every slice of a `Message` is a slice of its buffer; anything else
 /// maps to an empty range, which reads back as empty).
 fn at(buf: &[u8], part: &[u8]) -> Range<usize> {
@@ -67,8 +70,37 @@ fn at(buf: &[u8], part: &[u8]) -> Range<usize> {
 }
 
 impl Kept {
+    /// A `Kept` of `msg`, its bytes copied into `bytes` (whose contents are replaced).
+    pub fn new(msg: &Message<'_>, bytes: Vec<u8>) -> Kept {
+        let mut kept = Kept {
+            bytes,
+            headers: Vec::new(),
+            index: None,
+        };
+        kept.fill(msg);
+        kept
+    }
+
+    /// Keeps `msg` instead of what was kept, in `bytes` (a caller that pools byte buffers by size
+    /// chooses the buffer; the one this `Kept` had is dropped: give it back first with
+    /// [`Kept::take_bytes`]).
+    pub fn refill(&mut self, msg: &Message<'_>, bytes: Vec<u8>) {
+        self.bytes = bytes;
+        self.fill(msg);
+    }
+
+    /// Empties it and hands out its byte buffer. The header index's storage stays for the next
+    /// message, up to [`KEPT_HEADERS`] entries: one request with hundreds of headers does not
+    /// leave a large index in a pool for good.
+    pub fn take_bytes(&mut self) -> Vec<u8> {
+        self.headers.clear();
+        self.headers.shrink_to(KEPT_HEADERS);
+        self.index = None;
+        std::mem::take(&mut self.bytes)
+    }
+
     /// Keeps `msg`: its bytes are copied into this `Kept`'s buffer and its parse recorded.
-    pub fn fill(&mut self, msg: &Message<'_>) {
+    fn fill(&mut self, msg: &Message<'_>) {
         // What follows the message in its input (a datagram's trailing bytes) is not kept.
         let buf = msg.buf.get(..msg.end).unwrap_or(msg.buf);
         self.bytes.clear();
@@ -108,58 +140,6 @@ impl Kept {
             max_forwards: msg.max_forwards,
             cseq: msg.cseq.map(|(n, m)| (n, at(buf, m.as_bytes()))),
         });
-    }
-
-    /// A `Kept` of `msg`, with `bytes` as its buffer (its contents are replaced).
-    pub fn of(msg: &Message<'_>, bytes: Vec<u8>) -> Kept {
-        let mut kept = Kept {
-            bytes,
-            headers: Vec::new(),
-            index: None,
-        };
-        kept.fill(msg);
-        kept
-    }
-
-    /// Keeps `msg` in `bytes` (its contents replaced): a caller that pools byte buffers by size
-    /// chooses the buffer; the one this `Kept` had is returned.
-    pub fn fill_in(&mut self, msg: &Message<'_>, bytes: Vec<u8>) -> Vec<u8> {
-        let old = std::mem::replace(&mut self.bytes, bytes);
-        self.fill(msg);
-        old
-    }
-
-    /// Empties it and hands out its byte buffer (the header index's storage stays).
-    pub fn take_bytes(&mut self) -> Vec<u8> {
-        self.headers.clear();
-        self.index = None;
-        std::mem::take(&mut self.bytes)
-    }
-
-    /// Empties it, keeping both buffers for the next [`Kept::fill`].
-    pub fn clear(&mut self) {
-        self.bytes.clear();
-        self.headers.clear();
-        self.index = None;
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.index.is_none()
-    }
-
-    /// The message's bytes (empty when nothing is kept).
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    /// Capacity of the byte buffer (what a pool decides on).
-    pub fn capacity(&self) -> usize {
-        self.bytes.capacity()
-    }
-
-    /// The byte buffer, for reuse elsewhere.
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.bytes
     }
 
     /// The message as it was parsed, its header table in a fresh vector; `None` when empty.
@@ -249,7 +229,7 @@ mod tests {
     #[test]
     fn a_kept_request_reads_back_as_parsed() {
         let parsed = parse(INVITE).unwrap();
-        let kept = Kept::of(&parsed, Vec::new());
+        let kept = Kept::new(&parsed, Vec::new());
         let back = kept.message().unwrap();
         same(&parsed, &back);
         assert_eq!(
@@ -265,7 +245,7 @@ mod tests {
             From: <sip:a@a.example>;tag=1\r\nTo: <sip:b@b.example>;tag=2\r\nCall-ID: x\r\n\
             CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
         let parsed = parse(raw).unwrap();
-        let kept = Kept::of(&parsed, Vec::new());
+        let kept = Kept::new(&parsed, Vec::new());
         same(&parsed, &kept.message().unwrap());
         assert_eq!(kept.message().unwrap().status(), Some(486));
     }
@@ -273,7 +253,7 @@ mod tests {
     #[test]
     fn the_editor_works_on_a_kept_message_as_on_a_parsed_one() {
         let parsed = parse(INVITE).unwrap();
-        let kept = Kept::of(&parsed, Vec::new());
+        let kept = Kept::new(&parsed, Vec::new());
         let back = kept.message().unwrap();
         let edit = |m: &Message<'_>| {
             let mut e = Editor::new(m);
@@ -284,31 +264,44 @@ mod tests {
     }
 
     #[test]
-    fn refilled_it_keeps_its_buffers_and_forgets_the_old_message() {
+    fn refilled_it_forgets_the_old_message_and_gives_its_bytes_back() {
         let mut kept = Kept::default();
-        assert!(kept.is_empty() && kept.message().is_none());
-        kept.fill(&parse(INVITE).unwrap());
+        assert!(kept.message().is_none());
+        kept.refill(&parse(INVITE).unwrap(), Vec::new());
+        same(&parse(INVITE).unwrap(), &kept.message().unwrap());
         let short = b"OPTIONS sip:x.example SIP/2.0\r\nVia: SIP/2.0/TLS a;branch=z9hG4bK-3\r\n\
             From: <sip:a@a>;tag=1\r\nTo: <sip:x.example>\r\nCall-ID: o\r\nCSeq: 1 OPTIONS\r\n\
             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
-        let capacity = kept.capacity();
-        kept.fill(&parse(short).unwrap());
-        assert_eq!(kept.capacity(), capacity);
+        kept.refill(&parse(short).unwrap(), Vec::with_capacity(4096));
         same(&parse(short).unwrap(), &kept.message().unwrap());
-        kept.clear();
-        assert!(kept.is_empty() && kept.bytes().is_empty());
-        let mine = Vec::with_capacity(4096);
-        let old = kept.fill_in(&parse(short).unwrap(), mine);
-        assert_eq!((old.capacity(), kept.capacity()), (capacity, 4096));
         let bytes = kept.take_bytes();
-        assert_eq!(bytes, short);
-        assert!(kept.is_empty() && kept.message().is_none());
+        assert_eq!((bytes.as_slice(), bytes.capacity()), (&short[..], 4096));
+        assert!(kept.message().is_none());
+    }
+
+    #[test]
+    fn an_emptied_keep_holds_a_bounded_index() {
+        let many: String = (0..90).map(|i| format!("X-H{i}: v\r\n")).collect();
+        let text =
+            String::from_utf8(INVITE.to_vec())
+                .unwrap()
+                .replacen("Call-ID", &format!("{many}Call-ID"), 1);
+        let mut kept = Kept::new(&parse(text.as_bytes()).unwrap(), Vec::new());
+        assert!(kept.headers.capacity() >= 90);
+        let _ = kept.take_bytes();
+        assert!(
+            kept.headers.capacity() <= KEPT_HEADERS,
+            "{}",
+            kept.headers.capacity()
+        );
+        kept.refill(&parse(INVITE).unwrap(), Vec::new());
+        same(&parse(INVITE).unwrap(), &kept.message().unwrap());
     }
 
     #[test]
     fn reusing_a_header_table_gives_the_same_message() {
         let parsed = parse(INVITE).unwrap();
-        let kept = Kept::of(&parsed, Vec::new());
+        let kept = Kept::new(&parsed, Vec::new());
         let mut storage = HeaderBuf::default();
         for _ in 0..3 {
             let back = kept.message_reusing(&mut storage).unwrap();

@@ -56,10 +56,9 @@ impl Scratch {
         let bytes = self.take_buf_for(msg.as_bytes().len());
         let mut kept = self.kept.pop().unwrap_or_default();
         match Arc::get_mut(&mut kept) {
-            Some(k) => {
-                k.fill_in(msg, bytes);
-            }
-            None => kept = Arc::new(Kept::of(msg, bytes)),
+            Some(k) => k.refill(msg, bytes),
+            // The pool holds only keeps nothing else shares; were one shared, a new one is made.
+            None => kept = Arc::new(Kept::new(msg, bytes)),
         }
         kept
     }
