@@ -62,6 +62,12 @@ impl DomainName {
         &self.0
     }
 
+    /// Whether `host` as written (surrounding spaces, a trailing dot and case ignored, as `parse`
+    /// ignores them) is this name. No `DomainName` is made of it: the edge asks on every request.
+    pub fn is_host(&self, host: &str) -> bool {
+        self.0.eq_ignore_ascii_case(host.trim().trim_end_matches('.'))
+    }
+
     /// `self` equals `parent` or is a subdomain of it (`a.b.example.com` is within `example.com`).
     pub fn is_within(&self, parent: &DomainName) -> bool {
         self.0 == parent.0
@@ -126,7 +132,7 @@ impl Fqdn {
 
     /// Whether a host name (an SRV target, a certificate SAN) names this server; ports are not compared.
     pub fn is_host(&self, name: &str) -> bool {
-        DomainName::parse(name).is_ok_and(|n| n == self.host)
+        self.host.is_host(name)
     }
 }
 

@@ -284,10 +284,7 @@ impl Policy {
     /// same answer (our domains are valid names, so a host equal to one of them, ignoring case and
     /// a trailing dot, is one), with no allocation.
     pub fn is_our_host(&self, host: &str) -> bool {
-        let host = host.trim().trim_end_matches('.');
-        self.our_domains
-            .iter()
-            .any(|d| d.as_str().eq_ignore_ascii_case(host))
+        self.our_domains.iter().any(|d| d.is_host(host))
     }
 
     /// Blocked: the domain itself or a parent domain is on the blocked list.

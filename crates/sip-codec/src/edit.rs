@@ -169,24 +169,14 @@ impl<'m, 'a> Editor<'m, 'a> {
     /// RFC 5658): whole lines when all their values go, else the leading values and their commas.
     pub fn remove_values(&mut self, name: HeaderName, n: usize) -> &mut Self {
         let mut left = n;
-        let lines: Vec<(usize, usize, usize, &'a [u8])> = self
-            .msg
-            .headers
-            .iter()
-            .filter(|h| h.name == name)
-            .map(|h| {
-                (
-                    h.line_start as usize,
-                    h.line_end as usize,
-                    h.value_start as usize,
-                    h.raw_value,
-                )
-            })
-            .collect();
-        for (line_start, line_end, value_start, value) in lines {
+        // The message is borrowed apart from `self`: its header table is walked as edits are made.
+        let msg = self.msg;
+        for h in msg.headers.iter().filter(|h| h.name == name) {
             if left == 0 {
                 break;
             }
+            let (line_start, line_end) = (h.line_start as usize, h.line_end as usize);
+            let (value_start, value) = (h.value_start as usize, h.raw_value);
             // Offsets (within the value) where each value after the first starts.
             let mut cut = 0;
             let mut removed = 0;
@@ -238,14 +228,13 @@ impl<'m, 'a> Editor<'m, 'a> {
 
     /// Removes every line of `name`.
     pub fn remove_header(&mut self, name: HeaderName) -> &mut Self {
-        let lines: Vec<Range<usize>> = self
-            .msg
+        let msg = self.msg;
+        for r in msg
             .headers
             .iter()
             .filter(|h| h.name == name)
             .map(|h| h.line_range())
-            .collect();
-        for r in lines {
+        {
             self.remove_span(r.start, r.end);
         }
         self

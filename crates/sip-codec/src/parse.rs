@@ -69,8 +69,7 @@ impl HeaderBuf {
 /// [`parse`] with the header table taken from `storage` (left empty; give it back with
 /// [`Message::into_header_buf`]).
 pub fn parse_reusing<'a>(buf: &'a [u8], storage: &mut HeaderBuf) -> Result<Message<'a>, ParseError<'a>> {
-    let headers: Vec<Header<'a>> = std::mem::take(&mut storage.0);
-    parse_in(buf, &Limits::default(), headers)
+    parse_in(buf, &Limits::default(), storage.take())
 }
 
 fn parse_in<'a>(

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use federation_policy::{DiagnosticId, FilterVerdict, Refusal, RefusalReason};
 use parking_lot::Mutex;
 use push_relay::{Admission, Attempt, Decision, Outcome as RelayOutcome, PushTarget, Relay};
-use sip_codec::{HeaderName, Message, Uri};
+use sip_codec::{HeaderName, Message};
 
 use super::ids::ServerId;
 use super::io::{Effect, Level, NextHop, Side};
@@ -104,7 +104,7 @@ impl PushOutcome {
 /// The RFC 8599 parameters of the push request: the Request-URI's (a retargeted request carries
 /// them there, RFC 8599 §4.1), else the first Contact's.
 fn target<'m>(msg: &'m Message<'_>) -> PushTarget<'m> {
-    let uri = msg.request_uri().and_then(|u| Uri::parse(u).ok());
+    let uri = msg.parsed_request_uri().and_then(Result::ok);
     if let Some(t) = uri
         .as_ref()
         .and_then(|u| u.as_sip().map(PushTarget::from_uri))

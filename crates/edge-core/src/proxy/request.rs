@@ -313,8 +313,8 @@ impl Proxy {
                 let ours = target.as_ref().is_some_and(|d| self.policy.is_our_domain(d));
                 (!ours).then(|| {
                     let host = msg
-                        .request_uri()
-                        .and_then(|u| sip_codec::Uri::parse(u).ok())
+                        .parsed_request_uri()
+                        .and_then(Result::ok)
                         .and_then(|u| u.as_sip().map(|s| s.host_str().to_owned()))
                         .unwrap_or_default();
                     route::simple_refusal(

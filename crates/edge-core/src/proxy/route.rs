@@ -44,9 +44,8 @@ pub(crate) fn from_is_ours(policy: &federation_policy::Policy, msg: &Message<'_>
 
 /// The host of the From URI as written (empty when there is none), for diagnostics.
 pub(crate) fn from_host(msg: &Message<'_>) -> String {
-    msg.from()
+    msg.from_uri()
         .ok()
-        .and_then(|f| f.parsed_uri().ok())
         .and_then(|u| u.as_sip().map(|s| s.host_str().to_owned()))
         .unwrap_or_default()
 }
@@ -54,12 +53,11 @@ pub(crate) fn from_host(msg: &Message<'_>) -> String {
 /// `user@host` of the From (outbound) or To (inbound) URI: the internal contact a discovered
 /// partner's limits count.
 pub(crate) fn contact_key(msg: &Message<'_>, header: HeaderName) -> String {
-    let na = match header {
-        HeaderName::To => msg.to(),
-        _ => msg.from(),
+    let uri = match header {
+        HeaderName::To => msg.to().and_then(|n| n.parsed_uri()),
+        _ => msg.from_uri(),
     };
-    na.ok()
-        .and_then(|n| n.parsed_uri().ok())
+    uri.ok()
         .and_then(|u| {
             u.as_sip()
                 .map(|s| format!("{}@{}", s.user.unwrap_or(""), s.host_str()))
