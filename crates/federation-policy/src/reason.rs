@@ -164,6 +164,51 @@ impl std::fmt::Display for RefusalReason {
 mod tests {
     use super::RefusalReason;
 
+    /// A variant added to the enum does not compile here until it is placed, and then must be in
+    /// `ALL` (which the metric labels follow).
+    #[test]
+    fn all_lists_every_variant() {
+        use RefusalReason as R;
+        let listed = |r: RefusalReason| match r {
+            R::NoRefusal
+            | R::ShuttingDown
+            | R::Loop
+            | R::Method
+            | R::ImFilter
+            | R::FromNotOurs
+            | R::FromUri
+            | R::Relay
+            | R::NoDomain
+            | R::NoRoute
+            | R::OwnDomain
+            | R::Blocked
+            | R::FromOwnDomain
+            | R::FromBlocked
+            | R::UnknownDomain
+            | R::PeerMismatch
+            | R::ProviderNotAllowed
+            | R::NoSrv
+            | R::SrvNoMatch
+            | R::DnsError
+            | R::NoARecord
+            | R::ConnectFailed
+            | R::TlsFailed
+            | R::CertMismatch
+            | R::Overloaded
+            | R::DiscoveryLimit
+            | R::LinkLost
+            | R::Timeout
+            | R::SubscriptionsFull
+            | R::PushFiltered
+            | R::NoPushSubscription
+            | R::PushBreakerOpen
+            | R::PushTimeout => RefusalReason::ALL.contains(&r),
+        };
+        for r in RefusalReason::ALL {
+            assert!(listed(r), "{r}");
+        }
+    }
+
     #[test]
     fn every_reason_is_listed_once_with_a_distinct_label() {
         let labels: std::collections::BTreeSet<&str> =

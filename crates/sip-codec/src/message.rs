@@ -460,7 +460,7 @@ impl<'a> Message<'a> {
 
 #[cfg(test)]
 mod memo_tests {
-    use crate::{parse, DefectKind, Uri};
+    use crate::{parse, DefectKind, HeaderName, NameAddr, Uri, Via};
 
     const REQ: &[u8] = b"MESSAGE sip:bob@partner.example SIP/2.0\r\n\
         Via: SIP/2.0/TLS fe1.corp.example;branch=z9hG4bK-m1\r\n\
@@ -468,23 +468,26 @@ mod memo_tests {
         To: Bob <sip:bob@partner.example>\r\n\
         Call-ID: m1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n";
 
-    /// What validation parsed is what the accessors hand out, and asking twice gives the same.
+    /// What validation parsed is what the accessors hand out: the same as the parsers give.
     #[test]
     fn from_to_and_the_request_uri_are_parsed_once_and_read_alike() {
         let m = parse(REQ).unwrap();
         m.validate().unwrap();
         assert_eq!(m.from().unwrap().tag(), Some("a1"));
-        assert_eq!(m.from(), m.from());
         assert_eq!(m.to().unwrap().display, Some("Bob"));
         let Some(Ok(Uri::Sip(u))) = m.parsed_request_uri() else {
             panic!("Request-URI")
         };
         assert_eq!(u.host_str(), "partner.example");
-        let fresh = parse(REQ).unwrap();
+        // Against the parsers themselves, on the header text: what is remembered is what they give.
+        let text = |name| m.header(name).and_then(|h| h.value_str()).unwrap();
+        assert_eq!(m.from(), NameAddr::parse(text(HeaderName::From)));
+        assert_eq!(m.to(), NameAddr::parse(text(HeaderName::To)));
+        assert_eq!(m.parsed_request_uri(), m.request_uri().map(Uri::parse));
+        assert_eq!(m.from_uri(), Uri::parse("sip:alice@corp.example"));
         assert_eq!(
-            (fresh.from(), fresh.to()),
-            (m.from(), m.to()),
-            "remembered equals parsed"
+            m.top_via(),
+            Via::parse("SIP/2.0/TLS fe1.corp.example;branch=z9hG4bK-m1")
         );
     }
 
@@ -519,14 +522,16 @@ mod top_via_memo_tests {
     }
 
     #[test]
-    fn the_top_via_and_the_from_uri_read_as_a_fresh_parse_does() {
+    fn the_top_via_and_the_from_uri_read_as_their_parsers_give_them() {
         let text = request(TOP);
         let m = parse(text.as_bytes()).unwrap();
         m.validate().unwrap();
-        let fresh = parse(text.as_bytes()).unwrap();
-        assert_eq!(m.top_via(), fresh.top_via());
+        assert_eq!(
+            m.top_via(),
+            crate::Via::parse("SIP/2.0/TLS fe1.corp.example;branch=z9hG4bK-m1")
+        );
         assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bK-m1"));
-        assert_eq!(m.from_uri(), fresh.from_uri());
+        assert_eq!(m.from_uri(), crate::Uri::parse("sip:alice@corp.example"));
         assert_eq!(m.from_uri().unwrap().as_sip().unwrap().host_str(), "corp.example");
     }
 
