@@ -157,6 +157,12 @@ impl Proxy {
         }
         let key = self.txn_key(msg, method);
         if let Some(&sid) = self.txns.server_keys.get(&key) {
+            // The same key on another connection is not a retransmission (over TLS there is none
+            // from elsewhere) but a copy of someone's Via: merged, answered 482 alone — the stored
+            // response, written for the transaction's own side, never goes to another peer.
+            if self.txns.servers.get(&sid).is_some_and(|s| s.conn != conn) {
+                return self.respond_stateless(conn, peer.side, msg, 482, &Extra::default(), out);
+            }
             // A retransmission: repeat the final response if there is one (RFC 3261 §17.2).
             if let Some(bytes) = self.txns.servers.get(&sid).and_then(|s| s.last_response.clone()) {
                 out.push(Effect::Send {

@@ -579,6 +579,41 @@ fn srv_routing_with_failover() {
     );
 }
 
+/// A partner that saw a front end's Via (it travels with the forwarded request) and sends a request
+/// with that branch on its own connection gets 482, never the response stored for the front end
+/// (which carries the inside's ms-diagnostics).
+#[test]
+fn a_copied_branch_from_another_connection_is_not_a_retransmission() {
+    let mut h = H::new();
+    let inv = request("INVITE", "sip:bob@partner.example", "z9hG4bKcopy", "");
+    let eff = h.msg(FE, &inv);
+    let (_, fwd, token) = sends(&eff)
+        .into_iter()
+        .find(|(d, _, _)| matches!(d, Destination::Hop(_)))
+        .unwrap();
+    h.delivered(token.unwrap());
+    let r = sends(&h.msg(ConnId(100), &answer(&fwd, 486, "Busy Here", Some("b"))));
+    let busy = r
+        .iter()
+        .find(|(d, _, _)| *d == Destination::Conn(FE))
+        .unwrap()
+        .1
+        .clone();
+    let copied = sends(&h.msg(PARTNER_IN, &inv));
+    assert_eq!(copied.len(), 1, "{copied:?}");
+    assert_eq!(copied[0].0, Destination::Conn(PARTNER_IN));
+    assert_ne!(copied[0].1, busy);
+    let m = parse(copied[0].1.as_bytes()).unwrap();
+    assert_eq!(m.status(), Some(482));
+    assert!(
+        m.ms_diagnostics().is_err(),
+        "nothing of the inside: {}",
+        copied[0].1
+    );
+    // The front end's own retransmission still gets its final.
+    assert_eq!(sends(&h.msg(FE, &inv))[0].1, busy);
+}
+
 #[test]
 fn retransmissions_and_partner_failures_without_diagnostics() {
     let mut h = H::new();
