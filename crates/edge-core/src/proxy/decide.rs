@@ -40,13 +40,13 @@ impl Proxy {
                 RefusalReason::FromUri,
                 vec![],
             );
-            return self.refuse(sid, r, now, out);
+            return self.refuse(sid, msg, r, now, out);
         };
         let ids: Vec<&str> = peer.identities.iter().map(String::as_str).collect();
         match self.policy.decide_inbound(&ids, &domain, srv) {
             InboundVerdict::Refuse(r) => {
                 self.count_decision(Side::External, &domain, "refuse", r.metric_reason.as_str());
-                self.refuse(sid, r, now, out);
+                self.refuse(sid, msg, r, now, out);
             }
             InboundVerdict::LookupSrv { name } => self.lookup(name, Pending::InboundSrv { server: sid }, out),
             InboundVerdict::Accept { relationship } => {
@@ -94,7 +94,7 @@ impl Proxy {
                     RefusalReason::Blocked,
                     vec![("domain", d.to_string())],
                 );
-                return self.refuse(sid, r, now, out);
+                return self.refuse(sid, msg, r, now, out);
             }
             let Some(fqdn) = route::in_dialog_hop(&self.settings, msg) else {
                 let r = route::simple_refusal(
@@ -104,7 +104,7 @@ impl Proxy {
                     RefusalReason::NoRoute,
                     vec![],
                 );
-                return self.refuse(sid, r, now, out);
+                return self.refuse(sid, msg, r, now, out);
             };
             let hop = NextHop {
                 fqdn,
@@ -120,12 +120,12 @@ impl Proxy {
                 RefusalReason::NoDomain,
                 vec![],
             );
-            return self.refuse(sid, r, now, out);
+            return self.refuse(sid, msg, r, now, out);
         };
         match self.policy.decide_outbound(&domain, srv) {
             OutboundVerdict::Refuse(r) => {
                 self.count_decision(Side::Internal, &domain, "refuse", r.metric_reason.as_str());
-                self.refuse(sid, r, now, out);
+                self.refuse(sid, msg, r, now, out);
             }
             OutboundVerdict::LookupSrv { name } => {
                 self.lookup(name, Pending::OutboundSrv { server: sid }, out)
@@ -265,16 +265,20 @@ impl Proxy {
             return; // cancelled or abandoned while the lookup ran
         }
         let (kept, conn) = (Arc::clone(&s.request), s.conn);
+        // An inbound decision needs the peer: its connection's identities.
+        let peer = match inbound {
+            true => match self.peers.get(&conn) {
+                Some(p) => Some(Arc::clone(p)),
+                None => return,
+            },
+            false => None,
+        };
         let Some(msg) = kept.message_reusing(&mut self.scratch.header_buf) else {
             return;
         };
-        if inbound {
-            let Some(peer) = self.peers.get(&conn).cloned() else {
-                return;
-            };
-            self.route_inbound(sid, &peer, &msg, answer, now, out);
-        } else {
-            self.route_outbound(sid, &msg, answer, now, out);
+        match peer {
+            Some(peer) => self.route_inbound(sid, &peer, &msg, answer, now, out),
+            None => self.route_outbound(sid, &msg, answer, now, out),
         }
         self.scratch.header_buf = msg.into_header_buf();
     }

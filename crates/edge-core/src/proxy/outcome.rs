@@ -130,7 +130,7 @@ impl Proxy {
                 );
                 match self.push_timeout_refusal(sid) {
                     // A push the provider never answered: 504, as the field knows it.
-                    Some(r) => self.refuse(sid, r, now, out),
+                    Some(r) => self.refuse_stored(sid, r, now, out),
                     None => self.respond(sid, 408, Extra::default(), now, out),
                 }
             }

@@ -203,7 +203,7 @@ impl Proxy {
                 RefusalReason::Loop,
                 vec![],
             );
-            return self.refuse(sid, r, now, out);
+            return self.refuse(sid, msg, r, now, out);
         }
         if msg.max_forwards() == Some(0) {
             return self.respond(sid, 483, Extra::default(), now, out);
@@ -217,7 +217,7 @@ impl Proxy {
                 vec![("method", method.to_owned())],
             )
             .with_public(&["method"]);
-            return self.refuse(sid, r, now, out);
+            return self.refuse(sid, msg, r, now, out);
         }
         // A push is answered as a push (its own filter check, 1909, below), whatever its body.
         let is_push = self.is_push(peer.side, msg);
@@ -237,7 +237,7 @@ impl Proxy {
                         vec![("prefix", prefix)],
                     )
                     .with_public(&["prefix"]);
-                    return self.refuse(sid, r, now, out);
+                    return self.refuse(sid, msg, r, now, out);
                 }
                 FilterVerdict::Warn { prefix } => {
                     self.log(
@@ -252,7 +252,7 @@ impl Proxy {
             }
         }
         if let Some(r) = self.foreign_domain(peer.side, msg) {
-            return self.refuse(sid, r, now, out);
+            return self.refuse(sid, msg, r, now, out);
         }
         if method == "SUBSCRIBE" && msg.to().ok().and_then(|t| t.tag()).is_none() && self.subscriptions_full()
         {
@@ -283,7 +283,7 @@ impl Proxy {
                 });
             }
             if let Some(r) = self.push_refusal(msg, out) {
-                return self.refuse(sid, r, now, out);
+                return self.refuse(sid, msg, r, now, out);
             }
         }
         match peer.side {

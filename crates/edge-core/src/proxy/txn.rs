@@ -316,21 +316,25 @@ impl Proxy {
     pub(crate) fn refuse(
         &mut self,
         sid: ServerId,
+        req: &Message<'_>,
         refusal: federation_policy::Refusal,
         now: Instant,
         out: &mut Vec<Effect>,
     ) {
-        let status = refusal.status;
-        self.respond(
-            sid,
-            status,
-            Extra {
-                refusal: Some(refusal),
-                ..Extra::default()
-            },
-            now,
-            out,
-        );
+        let (status, extra) = refusal_answer(refusal);
+        self.respond_to(sid, req, status, extra, now, out);
+    }
+
+    /// As [`Proxy::refuse`], for a later step (a timer) that has only the stored request.
+    pub(crate) fn refuse_stored(
+        &mut self,
+        sid: ServerId,
+        refusal: federation_policy::Refusal,
+        now: Instant,
+        out: &mut Vec<Effect>,
+    ) {
+        let (status, extra) = refusal_answer(refusal);
+        self.respond(sid, status, extra, now, out);
     }
 
     /// A server transaction has its final response: forget it once the RFC lets us. Every link of
@@ -382,4 +386,14 @@ impl Proxy {
             }
         }
     }
+}
+
+/// The status and the extras of the answer a refusal makes.
+fn refusal_answer(refusal: federation_policy::Refusal) -> (u16, Extra) {
+    let status = refusal.status;
+    let extra = Extra {
+        refusal: Some(refusal),
+        ..Extra::default()
+    };
+    (status, extra)
 }
