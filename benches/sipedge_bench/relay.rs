@@ -59,7 +59,15 @@ pub fn serve(mut listener: TcpListener, server: Arc<ServerConfig>, upstream: Ups
             if ev.token() == LISTENER {
                 while let Ok((sock, _)) = listener.accept() {
                     let slot = pairs.iter().position(Option::is_none).unwrap_or(pairs.len());
-                    let pair = open(sock, &server, &upstream, &poll, slot)?;
+                    // One connection that cannot be relayed (the upstream refuses, say) is dropped;
+                    // the relay goes on serving the others.
+                    let pair = match open(sock, &server, &upstream, &poll, slot) {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            eprintln!("relay: connection {slot} dropped: {e:#}");
+                            continue;
+                        }
+                    };
                     match pairs.get_mut(slot) {
                         Some(p) => *p = Some(pair),
                         None => pairs.push(Some(pair)),
