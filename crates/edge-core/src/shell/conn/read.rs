@@ -2,7 +2,7 @@
 //! (`ConnEvent::Up`, the exact-name check of a dialled host), plaintext framed into messages, pings
 //! answered, a message that stalls past its deadline reported.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead};
 
 use mio::net::TcpStream;
 use sip_codec::Frame;
@@ -141,21 +141,29 @@ impl Conn {
         now: Instant,
         sink: &mut dyn FnMut(ConnEvent<'_>),
     ) -> Result<(), CloseReason> {
-        let mut chunk = [0u8; CHUNK];
-        if self.discarding {
-            // Drain rustls so the connection can still flush and close; the bytes are dropped.
-            while matches!(self.tls.reader().read(&mut chunk), Ok(n) if n > 0) {}
-            return Ok(());
-        }
+        // Plaintext is appended from rustls's own buffer (`BufRead`): no stack chunk to zero and
+        // copy through on every readable event.
         loop {
-            match self.tls.reader().read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => self.rbuf.extend_from_slice(chunk.get(..n).unwrap_or(&[])),
+            let mut reader = self.tls.reader();
+            match reader.fill_buf() {
+                Ok([]) => break,
+                Ok(data) => {
+                    let n = data.len();
+                    if !self.discarding {
+                        self.rbuf.extend_from_slice(data);
+                    }
+                    // Draining while discarding lets the connection still flush and close.
+                    reader.consume(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 // Closed without close_notify: frame what arrived, the read loop sees the EOF.
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+                Err(_) if self.discarding => break,
                 Err(e) => return Err(CloseReason::Io(IoCause::of(&e))),
             }
+        }
+        if self.discarding {
+            return Ok(());
         }
         let mut start = 0usize;
         loop {
