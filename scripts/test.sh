@@ -15,9 +15,10 @@ log() { printf '== %s\n' "$*"; }
 # chromium (with a font), chromium-driver and python3-selenium: the real browser that renders the
 # status page in tests/status_page.rs, driven by Selenium (tests/support/browser.py).
 # podman + runc (its default crun fails here: "cgroups in hybrid mode not supported"): the image
-# built by scripts/image.sh and run in tests/container.rs.
+# built by scripts/image.sh and run in tests/container.rs. redis-server: the pool's shared state in
+# tests/pool.rs (two replicas, Redis killed and restarted mid-run).
 APT_PACKAGES=(ca-certificates dnsmasq kamailio kamailio-tls-modules sip-tester prometheus chromium
-  fonts-dejavu-core chromium-driver python3-selenium podman runc docker-compose)
+  fonts-dejavu-core chromium-driver python3-selenium podman runc docker-compose redis-server)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -10,6 +10,7 @@
 //! - `inbound.rs`: [`Policy::decide_inbound`] (partner → internal), certificate identity.
 //! - `verdict.rs`: [`Refusal`] and the diagnostic ids.
 //! - `limits.rs`: discovered-partner rate and distinct-contact limits, time passed in.
+//! - `pool.rs`: how the replicas of an edge pool divide those limits (demand measured, shares).
 //! - `im_filter.rs`: the IM URL filter.
 #![forbid(unsafe_code)]
 
@@ -19,12 +20,13 @@ mod limits;
 mod names;
 mod outbound;
 mod policy;
+pub mod pool;
 mod reason;
 mod verdict;
 
 pub use im_filter::{FilterAction, FilterVerdict, ImFilter, LYNC_DEFAULT_PREFIXES};
 pub use inbound::InboundVerdict;
-pub use limits::{DiscoveryLimiter, DiscoveryLimits, LimitVerdict};
+pub use limits::{DiscoveryLimiter, DiscoveryLimits, LimitVerdict, PoolMode, WHOLE_SHARE};
 pub use names::{DomainName, Fqdn, NameError, SIP_TLS_PORT};
 pub use outbound::{order_srv, OutboundVerdict, SrvAnswer, SrvRecord, SrvTarget};
 pub use policy::{

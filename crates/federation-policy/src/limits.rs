@@ -35,6 +35,26 @@ pub enum LimitVerdict {
         retry_after_secs: u32,
         rate: bool,
     },
+    /// The edge is one replica of a pool whose shared state is unreachable, and the pool is set to
+    /// refuse discovered partners then (`[pool] redis_down = "refuse"`): 503 with Retry-After.
+    PoolUnavailable {
+        retry_after_secs: u32,
+    },
+}
+
+/// One share of a limit, in millionths: a replica of a pool admits `share × limit`.
+pub const WHOLE_SHARE: u32 = 1_000_000;
+
+/// How this replica's limiter takes part in a pool ([`DiscoveryLimiter::set_pool`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolMode {
+    /// Standalone (no `[pool]`): the whole limit.
+    Alone,
+    /// In a pool: `default_share` for a partner the pool has told nothing about yet (limit ÷
+    /// replicas seen), or the share [`DiscoveryLimiter::set_shares`] gave it.
+    Shared { default_share: u32 },
+    /// In a pool whose shared state is unreachable and set to refuse discovered partners.
+    Refuse,
 }
 
 #[derive(Debug)]
@@ -45,6 +65,11 @@ struct PartnerState {
     window_start_ms: u64,
     contacts: HashSet<String>,
     last_seen_ms: u64,
+    /// Messages asked for since the last [`DiscoveryLimiter::take_demand`] (admitted or not): what
+    /// the pool divides the limit by.
+    demand: u64,
+    /// This replica's share of the limit as the pool last computed it (`None`: the default).
+    share: Option<u32>,
 }
 
 /// Per-worker limiter state for discovered partners.
@@ -53,6 +78,7 @@ pub struct DiscoveryLimiter {
     limits: DiscoveryLimits,
     max_partners: usize,
     partners: HashMap<DomainName, PartnerState>,
+    pool: PoolMode,
 }
 
 impl DiscoveryLimiter {
@@ -62,6 +88,43 @@ impl DiscoveryLimiter {
             limits,
             max_partners: max_partners.max(1),
             partners: HashMap::new(),
+            pool: PoolMode::Alone,
+        }
+    }
+
+    /// How this replica takes part in a pool (kept across the partners' states).
+    pub fn set_pool(&mut self, mode: PoolMode) {
+        self.pool = mode;
+    }
+
+    pub fn pool(&self) -> PoolMode {
+        self.pool
+    }
+
+    /// Each partner's messages asked for since the last call (partners with none left out), the
+    /// counts then reset: what this replica tells the pool.
+    pub fn take_demand(&mut self) -> Vec<(DomainName, u64)> {
+        self.partners
+            .iter_mut()
+            .filter(|(_, s)| s.demand > 0)
+            .map(|(d, s)| (d.clone(), std::mem::take(&mut s.demand)))
+            .collect()
+    }
+
+    /// Every partner back to the default share (the pool's division is no longer known).
+    pub fn reset_shares(&mut self) {
+        for s in self.partners.values_mut() {
+            s.share = None;
+        }
+    }
+
+    /// The pool's division of the limits: this replica's share of each listed partner's limit.
+    /// A partner not tracked here is ignored (its first message starts at the default share).
+    pub fn set_shares<'a>(&mut self, shares: impl IntoIterator<Item = (&'a DomainName, u32)>) {
+        for (d, share) in shares {
+            if let Some(s) = self.partners.get_mut(d) {
+                s.share = Some(share.min(WHOLE_SHARE));
+            }
         }
     }
 
@@ -93,8 +156,10 @@ impl DiscoveryLimiter {
     }
 
     /// One message between `internal_contact` (our user) and the discovered `partner`, at `now_ms`.
+    ///
+    /// In a pool the bucket refills at this replica's share of the rate and holds one second of it
+    /// (at least one message, so a replica whose share is still small can admit its first).
     pub fn check(&mut self, partner: &DomainName, internal_contact: &str, now_ms: u64) -> LimitVerdict {
-        let capacity = u64::from(self.limits.messages_per_second.max(1)) * 1000;
         let window_ms = self.limits.contact_window_secs.saturating_mul(1000);
         if !self.partners.contains_key(partner) && self.partners.len() >= self.max_partners {
             let oldest = self
@@ -106,19 +171,39 @@ impl DiscoveryLimiter {
                 self.partners.remove(&k);
             }
         }
+        let pool = self.pool;
+        let rate = u64::from(self.limits.messages_per_second.max(1));
+        let fresh_share = match pool {
+            PoolMode::Alone => u64::from(WHOLE_SHARE),
+            PoolMode::Shared { default_share } => u64::from(default_share),
+            PoolMode::Refuse => 0,
+        };
         let s = self
             .partners
             .entry(partner.clone())
             .or_insert_with(|| PartnerState {
-                milli_tokens: capacity,
+                milli_tokens: (rate * fresh_share / 1000).max(1000),
                 last_refill_ms: now_ms,
                 window_start_ms: now_ms,
                 contacts: HashSet::new(),
                 last_seen_ms: now_ms,
+                demand: 0,
+                share: None,
             });
         s.last_seen_ms = now_ms;
+        s.demand = s.demand.saturating_add(1);
+        let share = match pool {
+            PoolMode::Alone => u64::from(WHOLE_SHARE),
+            PoolMode::Shared { default_share } => u64::from(s.share.unwrap_or(default_share)),
+            PoolMode::Refuse => {
+                return LimitVerdict::PoolUnavailable { retry_after_secs: 5 };
+            }
+        };
+        // Tokens in thousandths: `rate × share` messages a second is `rate × share / 10⁶` tokens a
+        // millisecond, `rate × share / 10³` thousandths of one.
+        let capacity = (rate * share / 1000).max(1000);
         let elapsed = now_ms.saturating_sub(s.last_refill_ms);
-        let refill = elapsed.saturating_mul(u64::from(self.limits.messages_per_second));
+        let refill = elapsed.saturating_mul(rate * share) / u64::from(WHOLE_SHARE);
         s.milli_tokens = s.milli_tokens.saturating_add(refill).min(capacity);
         s.last_refill_ms = now_ms;
         if now_ms.saturating_sub(s.window_start_ms) >= window_ms {

@@ -229,6 +229,10 @@ pub const DROP_REASONS: &[&str] = &["wrong_connection", "unknown_branch"];
 pub const DNS_TYPES: &[&str] = &["SRV", "A", "AAAA"];
 pub const DNS_FAILURES: &[&str] = &["timeout", "servfail", "refused", "malformed", "io_error", OTHER];
 pub const RELOAD_RESULTS: &[&str] = &["success", "failure"];
+/// Results of a pool replica's sync with Redis.
+pub const POOL_SYNC_RESULTS: &[&str] = &["ok", "failed"];
+/// Where Redis went, seen from a pool replica.
+pub const POOL_TRANSITIONS: &[&str] = &["up", "down"];
 /// How a client transaction ended (the proxy core's one outcome path).
 pub const TRANSACTION_OUTCOMES: &[&str] = &["answered", "delivery_failed", "timed_out", "link_lost"];
 /// A push request's first transmission to its provider, or a retry.
@@ -416,6 +420,31 @@ pub const CONFIG_RELOADS: Desc = Desc::counter(
     "Reload attempts, by result.",
     &[fixed("result", RELOAD_RESULTS)],
 );
+pub const POOL_REDIS_UP: Desc = Desc::gauge(
+    "sipedge_pool_redis_up",
+    "Whether the last sync of this pool replica reached Redis (1) or not (0); 0 on a standalone edge.",
+    &[],
+);
+pub const POOL_REPLICAS: Desc = Desc::gauge(
+    "sipedge_pool_replicas",
+    "Live replicas of the pool at the last successful sync, this one included; 0 on a standalone edge.",
+    &[],
+);
+pub const POOL_SYNCS: Desc = Desc::counter(
+    "sipedge_pool_syncs_total",
+    "Syncs of this pool replica with Redis, by result.",
+    &[fixed("result", POOL_SYNC_RESULTS)],
+);
+pub const POOL_TRANSITIONS_TOTAL: Desc = Desc::counter(
+    "sipedge_pool_redis_transitions_total",
+    "Times Redis became reachable again (up) or unreachable (down) for this pool replica.",
+    &[fixed("to", POOL_TRANSITIONS)],
+);
+pub const POOL_REDIS_COMMANDS: Desc = Desc::counter(
+    "sipedge_pool_redis_commands_total",
+    "Redis commands this pool replica sent (each command of a pipeline counts).",
+    &[],
+);
 pub const LOG_LINES_DROPPED: Desc = Desc::counter(
     "sipedge_log_lines_dropped_total",
     "Log lines dropped because the log queue was full (the writer could not keep up); each drop is \
@@ -571,6 +600,11 @@ pub const ALL: &[Desc] = &[
     CONFIG_LAST_RELOAD_SUCCESS,
     CONFIG_RELOADS,
     CONFIG_WATCHED_FILES,
+    POOL_REDIS_UP,
+    POOL_REPLICAS,
+    POOL_SYNCS,
+    POOL_TRANSITIONS_TOTAL,
+    POOL_REDIS_COMMANDS,
     LOG_LINES_DROPPED,
     CERTIFICATE_EXPIRY,
     READY,
@@ -619,9 +653,9 @@ pub fn lines_per_series(desc: &Desc) -> usize {
 /// It is an upper bound: `status × reason` of generated responses and `verdict × reason` of decisions
 /// count pairs that never occur together. Today it comes to
 /// `BASE + workers · PER_WORKER + configured_partners · PER_PARTNER + certificates` with
-/// `BASE = 1 631`, `PER_WORKER = 15` (one turn histogram), `PER_PARTNER = 5` (accept and refuse; a provider's
+/// `BASE = 1 638`, `PER_WORKER = 15` (one turn histogram), `PER_PARTNER = 5` (accept and refuse; a provider's
 /// breaker state; active subscriptions on either side) —
-/// e.g. 4 workers, 20 partners and 2 certificates: 1 793 series (714 of the base are the `status × reason` pairs of generated responses, 39 of which the edge writes). The unit tests keep these numbers and
+/// e.g. 4 workers, 20 partners and 2 certificates: 1 800 series (714 of the base are the `status × reason` pairs of generated responses, 39 of which the edge writes). The unit tests keep these numbers and
 /// check the function against a rendered exposition of every possible series.
 pub fn max_series(workers: usize, configured_partners: usize, certificates: usize) -> usize {
     ALL.iter()
@@ -776,12 +810,12 @@ mod tests {
     #[test]
     fn max_series_is_base_plus_workers_partners_and_certificates() {
         let base = max_series(0, 0, 0);
-        assert_eq!(base, 1_631, "update the figures in max_series' doc");
+        assert_eq!(base, 1_638, "update the figures in max_series' doc");
         assert_eq!(max_series(1, 0, 0) - base, PER_WORKER_SERIES);
         assert_eq!(PER_WORKER_SERIES, 15);
         assert_eq!(max_series(0, 1, 0) - base, PER_PARTNER_SERIES);
         assert_eq!(max_series(0, 0, 1) - base, 1);
-        assert_eq!(max_series(4, 20, 2), 1_793);
+        assert_eq!(max_series(4, 20, 2), 1_800);
         assert_eq!(
             max_series(7, 13, 2),
             base + 7 * PER_WORKER_SERIES + 13 * PER_PARTNER_SERIES + 2,

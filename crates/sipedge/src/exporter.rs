@@ -163,6 +163,44 @@ pub struct EdgeMetrics {
     pub relay: edge_core::proxy::push::SharedRelay,
     /// The discovered-partner limiter (the status page lists the partners it tracks).
     pub limiter: Arc<edge_core::proxy::SharedDiscoveryLimiter>,
+    /// The pool's sync status (`[pool]`; `None` on a standalone edge).
+    pub pool: Option<Arc<crate::pool::PoolStatus>>,
+}
+
+impl EdgeMetrics {
+    /// The `sipedge_pool_*` families: zeros on a standalone edge (present from start).
+    fn pool_families(&self, out: &mut Vec<Family>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let get = |f: fn(&crate::pool::PoolStatus) -> u64| self.pool.as_deref().map_or(0.0, |p| f(p) as f64);
+        let none = Vec::<String>::new;
+        out.push(
+            names::POOL_REDIS_UP
+                .family()
+                .value(none(), get(|p| u64::from(p.up.load(Relaxed)))),
+        );
+        out.push(
+            names::POOL_REPLICAS
+                .family()
+                .value(none(), get(|p| p.replicas.load(Relaxed))),
+        );
+        out.push(
+            names::POOL_SYNCS
+                .family()
+                .value(["ok"], get(|p| p.syncs_ok.load(Relaxed)))
+                .value(["failed"], get(|p| p.syncs_failed.load(Relaxed))),
+        );
+        out.push(
+            names::POOL_TRANSITIONS_TOTAL
+                .family()
+                .value(["up"], get(|p| p.went_up.load(Relaxed)))
+                .value(["down"], get(|p| p.went_down.load(Relaxed))),
+        );
+        out.push(
+            names::POOL_REDIS_COMMANDS
+                .family()
+                .value(none(), get(|p| p.commands.load(Relaxed))),
+        );
+    }
 }
 
 /// The edge's core counters: every worker's published snapshot summed (a scrape's and the status
@@ -353,6 +391,7 @@ impl Source for EdgeMetrics {
                 .family()
                 .value(Vec::<String>::new(), reload.watched_files as f64),
         );
+        self.pool_families(&mut out);
         let mut certs = names::CERTIFICATE_EXPIRY.family();
         for (role, subject, not_after) in &facts.certificates {
             certs = certs.value([*role, subject.as_str()], *not_after as f64);

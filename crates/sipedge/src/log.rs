@@ -45,6 +45,9 @@ fn stamped(record: Value, at: SystemTime) -> Value {
         "ts".to_owned(),
         serde_json::json!(edge_core::shell::log_timestamp(at)),
     );
+    if let Some(r) = edge_core::shell::log::replica() {
+        obj.insert("replica".to_owned(), serde_json::json!(r));
+    }
     Value::Object(obj)
 }
 

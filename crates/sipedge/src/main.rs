@@ -11,6 +11,7 @@ mod fd_limit;
 mod health;
 mod known_servers;
 mod log;
+mod pool;
 mod push_probe;
 mod reload;
 mod reload_diff;

@@ -13,7 +13,7 @@ use federation_policy::{AllowedDomain, HostedProvider, Policy};
 use rustls_pki_types::CertificateDer;
 use serde_json::{json, Value};
 
-use crate::config::{date, CaBundle, Config, LimitSettings, StaticHost, TlsIdentity};
+use crate::config::{date, CaBundle, Config, LimitSettings, PoolSettings, StaticHost, TlsIdentity};
 
 /// A key whose new value needs a restart: refused, the rest of the reload applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,8 @@ pub struct Fixed {
     internal_fqdn: String,
     dns_servers: Vec<SocketAddr>,
     dns_hosts: Vec<StaticHost>,
+    /// `[pool]` (its `Debug` masks the password): the sync thread runs with what it started with.
+    pool: Option<PoolSettings>,
 }
 
 impl Fixed {
@@ -48,6 +50,7 @@ impl Fixed {
             internal_fqdn: c.internal().fqdn.to_string(),
             dns_servers: c.dns().servers.clone(),
             dns_hosts: c.dns().hosts.clone(),
+            pool: c.pool().cloned(),
         }
     }
 
@@ -89,7 +92,34 @@ impl Fixed {
             )
         };
         check("dns.hosts", hosts(&self.dns_hosts), hosts(&n.dns_hosts));
+        let (old_pool, new_pool) = (pool_text(self.pool.as_ref()), pool_text(n.pool.as_ref()));
+        let password = |p: &Option<PoolSettings>| p.as_ref().and_then(|p| p.password.clone());
+        if old_pool == new_pool && password(&self.pool) != password(&n.pool) {
+            // Said without either password.
+            check(
+                "pool.redis_password",
+                "(running)".to_owned(),
+                "(changed)".to_owned(),
+            );
+        }
+        check("pool", old_pool, new_pool);
         out
+    }
+}
+
+/// `[pool]` as the restart line quotes it (no password).
+fn pool_text(p: Option<&PoolSettings>) -> String {
+    match p {
+        None => "none (standalone)".to_owned(),
+        Some(p) => format!(
+            "{} as replica {} (redis_down {}{})",
+            p.redis,
+            p.replica,
+            p.redis_down.as_str(),
+            p.username
+                .as_ref()
+                .map_or(String::new(), |u| format!(", user {u}"))
+        ),
     }
 }
 

@@ -75,6 +75,10 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> 
             }
         },
     };
+    if let Some(p) = config.pool() {
+        // From here on every log line names this replica.
+        edge_core::shell::log::set_replica(&p.replica);
+    }
     log(
         "info",
         "config_loaded",
@@ -194,6 +198,23 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> 
             log("warn", "pid_file", &format!("cannot write {}: {e}", f.display()));
         }
     }
+    // `[pool]`: the sync thread that divides the discovered-partner limits with the other replicas.
+    let pool = match config.pool() {
+        Some(p) => match crate::pool::Pool::start(p, Arc::clone(&reload_limiter)) {
+            Ok(pool) => Some(pool),
+            Err(e) => {
+                log(
+                    "error",
+                    "pool",
+                    &format!("cannot start the pool's sync thread: {e}"),
+                );
+                handle.shutdown(Duration::ZERO);
+                handle.join();
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let state = Arc::new(EdgeState::default());
     state.probe.set_internal_addr(handle.internal_addr());
     if let Some(pki) = &local_pki {
@@ -211,6 +232,7 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> 
         reload: reloader.status(),
         relay,
         limiter: status_limiter,
+        pool: pool.as_ref().map(|p| Arc::clone(&p.status)),
     };
     let exporter = match sipedge_metrics::serve(metrics_listen, Arc::new(source)) {
         Ok(e) => e,
@@ -235,6 +257,9 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> 
     contract_line(&format!("metrics http {}", exporter.addr()));
     let code = wait_for_signals(handle, signals, reloader, &state, watch_baseline);
     exporter.stop();
+    if let Some(pool) = pool {
+        pool.stop();
+    }
     if let Some(f) = pid_file {
         let _ = std::fs::remove_file(f);
     }

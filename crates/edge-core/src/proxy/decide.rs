@@ -207,39 +207,39 @@ impl Proxy {
         out: &mut Vec<Effect>,
     ) -> bool {
         let contact = route::contact_key(msg, internal);
-        match self.shared.limiter.check(domain, &contact, now) {
-            LimitVerdict::Allow => true,
+        let (retry_after_secs, what) = match self.shared.limiter.check(domain, &contact, now) {
+            LimitVerdict::Allow => return true,
             LimitVerdict::Throttle {
                 retry_after_secs,
-                rate,
-            } => {
-                let what = if rate {
-                    "message rate"
-                } else {
-                    "distinct internal contacts"
-                };
-                let r = route::simple_refusal(
-                    503,
-                    DiagnosticId::TEMPORARILY_CANNOT_ROUTE,
-                    "Temporarily cannot route",
-                    RefusalReason::DiscoveryLimit,
-                    vec![("domain", domain.to_string()), ("limit", what.to_owned())],
-                )
-                .with_public(&["domain", "limit"]);
-                self.respond(
-                    sid,
-                    503,
-                    Extra {
-                        refusal: Some(r),
-                        retry_after: Some(retry_after_secs),
-                        ..Extra::default()
-                    },
-                    now,
-                    out,
-                );
-                false
+                rate: true,
+            } => (retry_after_secs, "message rate"),
+            LimitVerdict::Throttle { retry_after_secs, .. } => {
+                (retry_after_secs, "distinct internal contacts")
             }
-        }
+            LimitVerdict::PoolUnavailable { retry_after_secs } => {
+                (retry_after_secs, "pool state unavailable")
+            }
+        };
+        let r = route::simple_refusal(
+            503,
+            DiagnosticId::TEMPORARILY_CANNOT_ROUTE,
+            "Temporarily cannot route",
+            RefusalReason::DiscoveryLimit,
+            vec![("domain", domain.to_string()), ("limit", what.to_owned())],
+        )
+        .with_public(&["domain", "limit"]);
+        self.respond(
+            sid,
+            503,
+            Extra {
+                refusal: Some(r),
+                retry_after: Some(retry_after_secs),
+                ..Extra::default()
+            },
+            now,
+            out,
+        );
+        false
     }
 
     pub(super) fn lookup(&mut self, name: String, pending: Pending, out: &mut Vec<Effect>) {

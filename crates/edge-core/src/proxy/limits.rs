@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use federation_policy::{DiscoveryLimiter, DiscoveryLimits, DomainName, LimitVerdict};
+use federation_policy::{DiscoveryLimiter, DiscoveryLimits, DomainName, LimitVerdict, PoolMode};
 use parking_lot::Mutex;
 
 /// Partners tracked at most (least recently seen forgotten beyond it).
@@ -57,8 +57,38 @@ impl SharedDiscoveryLimiter {
             return false;
         }
         g.limits = limits;
+        let pool = g.limiter.pool();
         g.limiter = DiscoveryLimiter::new(limits, MAX_PARTNERS);
+        g.limiter.set_pool(pool);
         true
+    }
+
+    /// How the edge takes part in a pool (`[pool]`; the pool's sync thread sets it as Redis comes
+    /// and goes).
+    pub fn set_pool(&self, mode: PoolMode) {
+        self.inner.lock().limiter.set_pool(mode);
+    }
+
+    pub fn pool(&self) -> PoolMode {
+        self.inner.lock().limiter.pool()
+    }
+
+    /// Each partner's messages asked for since the last call: what the pool's sync publishes.
+    pub fn take_demand(&self) -> Vec<(DomainName, u64)> {
+        self.inner.lock().limiter.take_demand()
+    }
+
+    /// Every partner back to the default share (Redis went away).
+    pub fn reset_shares(&self) {
+        self.inner.lock().limiter.reset_shares();
+    }
+
+    /// This replica's shares of the partners' limits, as the pool's sync computed them.
+    pub fn set_shares(&self, shares: &[(DomainName, u32)]) {
+        self.inner
+            .lock()
+            .limiter
+            .set_shares(shares.iter().map(|(d, s)| (d, *s)));
     }
 
     /// The limits enforced now.

@@ -163,6 +163,20 @@ pub(crate) fn record(level: Level, event: &'static str, text: String) -> LogReco
     }
 }
 
+/// The replica name of an edge in a pool (`[pool] replica`), set once at start: every log line then
+/// carries it as `replica`, so the lines of a pool's replicas can be merged and still told apart.
+static REPLICA: OnceLock<String> = OnceLock::new();
+
+/// Names this process's replica in every later log line (the first call wins).
+pub fn set_replica(name: &str) {
+    let _ = REPLICA.set(name.to_owned());
+}
+
+/// The replica name every log line carries (`None`: a standalone edge).
+pub fn replica() -> Option<&'static str> {
+    REPLICA.get().map(String::as_str)
+}
+
 pub(crate) fn log_line(worker: usize, record: &LogRecord, at: SystemTime) -> String {
     let mut obj = serde_json::Map::new();
     for (k, v) in &record.fields {
@@ -180,6 +194,9 @@ pub(crate) fn log_line(worker: usize, record: &LogRecord, at: SystemTime) -> Str
     obj.insert("event".to_owned(), serde_json::json!(record.event));
     obj.insert("text".to_owned(), serde_json::json!(record.text));
     obj.insert("worker".to_owned(), serde_json::json!(worker));
+    if let Some(r) = replica() {
+        obj.insert("replica".to_owned(), serde_json::json!(r));
+    }
     serde_json::Value::Object(obj).to_string()
 }
 

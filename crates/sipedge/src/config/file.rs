@@ -74,6 +74,7 @@ pub struct FileConfig {
     pub dns: DnsFile,
     pub metrics: MetricsFile,
     pub limits: LimitsFile,
+    pub pool: Option<PoolFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,4 +216,15 @@ pub struct LimitsFile {
     pub transaction_timeout_ms: Option<i64>,
     pub invite_timeout_ms: Option<i64>,
     pub max_subscriptions: Option<i64>,
+}
+
+/// `[pool]`: present, the edge is one replica of a pool sharing its limits through Redis.
+#[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolFile {
+    pub redis: Option<String>,
+    pub replica: Option<String>,
+    pub redis_down: Option<String>,
+    pub redis_password_file: Option<String>,
 }

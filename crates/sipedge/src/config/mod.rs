@@ -13,6 +13,7 @@
 //! - `local_pki.rs`: the embedded default's CA and certificates in the local state directory;
 //!   `pki_error.rs`: its errors.
 //! - `warnings.rs`: push routing, the IM filter and partner discovery checks.
+//! - `pool.rs`: `[pool]` (Redis URL, password file, replica name, the Redis-down mode).
 //! - `settings.rs`: the validated types.
 
 mod federation;
@@ -20,6 +21,7 @@ mod file;
 mod load;
 pub mod local_pki;
 mod pki_error;
+mod pool;
 mod schema;
 mod sections;
 mod settings;
@@ -37,7 +39,9 @@ mod tests_warnings;
 use std::fmt;
 
 pub use load::EMBEDDED_DEFAULT_WARNING;
-pub use settings::{CaBundle, CertSummary, Config, LimitSettings, StaticHost, TlsIdentity};
+pub use settings::{
+    CaBundle, CertSummary, Config, LimitSettings, PoolSettings, RedisDown, StaticHost, TlsIdentity,
+};
 pub(crate) use tls::date;
 
 /// One configuration error or warning: the key path it is about and what is wrong.

@@ -106,6 +106,13 @@ const LIMITS: &[Field] = &[
     f("max_subscriptions", Kind::Int),
 ];
 
+const POOL: &[Field] = &[
+    f("redis", Kind::Str),
+    f("replica", Kind::Str),
+    f("redis_down", Kind::Str),
+    f("redis_password_file", Kind::Str),
+];
+
 /// The root of the file.
 pub const ROOT: &[Field] = &[
     f("edge", Kind::Table(EDGE)),
@@ -117,6 +124,7 @@ pub const ROOT: &[Field] = &[
     f("dns", Kind::Table(DNS)),
     f("metrics", Kind::Table(METRICS)),
     f("limits", Kind::Table(LIMITS)),
+    f("pool", Kind::Table(POOL)),
 ];
 
 /// The origin `config` gives values read from the environment.

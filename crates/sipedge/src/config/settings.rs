@@ -44,6 +44,7 @@ pub struct Config {
     pub(super) dns: DnsSettings,
     pub(super) metrics: MetricsSettings,
     pub(super) limits: LimitSettings,
+    pub(super) pool: Option<PoolSettings>,
     pub(super) policy: Arc<Policy>,
     pub(super) warnings: Vec<Issue>,
 }
@@ -72,6 +73,10 @@ impl Config {
     }
     pub fn limits(&self) -> &LimitSettings {
         &self.limits
+    }
+    /// `[pool]`: `None` for a standalone edge.
+    pub fn pool(&self) -> Option<&PoolSettings> {
+        self.pool.as_ref()
     }
     /// The federation policy snapshot (allowed, blocked, providers, discovery, known servers, IM filter).
     pub fn policy(&self) -> &Arc<Policy> {
@@ -259,5 +264,49 @@ pub(super) fn resolve_path(base: Option<&Path>, p: &str) -> PathBuf {
     match base {
         Some(dir) if path.is_relative() => dir.join(path),
         _ => path,
+    }
+}
+
+/// `[pool]`, validated (`config/pool.rs`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// `redis://host:port[/db]` or `rediss://…` (TLS), user and password removed (they are in
+    /// `username` and `password`).
+    pub redis: String,
+    pub username: Option<String>,
+    /// From the URL or `redis_password_file`; never logged, printed or compared in a reload diff.
+    pub password: Option<String>,
+    /// This replica's name in the pool (default: the host name).
+    pub replica: String,
+    pub redis_down: RedisDown,
+}
+
+impl std::fmt::Debug for PoolSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolSettings")
+            .field("redis", &self.redis)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .field("replica", &self.replica)
+            .field("redis_down", &self.redis_down)
+            .finish()
+    }
+}
+
+/// `[pool] redis_down`: what the replica does with discovered partners while Redis is away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisDown {
+    /// Each replica admits the limit ÷ the replicas seen at the last sync (the default).
+    Divide,
+    /// Discovered partners are refused with 503 + Retry-After.
+    Refuse,
+}
+
+impl RedisDown {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedisDown::Divide => "divide",
+            RedisDown::Refuse => "refuse",
+        }
     }
 }

@@ -378,6 +378,12 @@ fn schema_matches_the_file_structs() {
             invite_timeout_ms: Some(1),
             max_subscriptions: Some(1),
         },
+        pool: Some(PoolFile {
+            redis: s(),
+            replica: s(),
+            redis_down: s(),
+            redis_password_file: s(),
+        }),
     };
     fn paths(v: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
         match v {

@@ -35,6 +35,7 @@ struct Parts {
     push: Option<PushSettings>,
     dns: Option<DnsSettings>,
     limits: Option<LimitSettings>,
+    pool: Option<Option<PoolSettings>>,
     policy: Option<Policy>,
 }
 
@@ -67,6 +68,7 @@ impl Parts {
                 listen: self.metrics_listen?,
             },
             limits: self.limits?,
+            pool: self.pool?,
             policy: Arc::new(self.policy?),
             warnings: Vec::new(),
         })
@@ -177,6 +179,7 @@ pub(super) fn build(
     }
 
     let dns = sections::dns(&file.dns, i);
+    let pool = super::pool::validate(file.pool.as_ref(), base, i);
     let limits = sections::limits(&file.limits, i, &mut warns);
     let timer_f = limits.as_ref().map(|l| l.transaction_timeout);
     let push = sections::push(&file.push, timer_f, i, &mut warns);
@@ -201,6 +204,7 @@ pub(super) fn build(
         push,
         dns,
         limits,
+        pool,
         policy,
     };
     // The cross-section warnings come with the errors too: each needs only the sections it reads.

@@ -280,3 +280,35 @@ fn an_im_filter_change_is_logged_in_the_configurations_words() {
         filter[0]
     );
 }
+
+/// `[pool]` needs a restart (the sync thread and the replica's name are fixed at start): adding it,
+/// changing it, or changing only its password is refused, and no password is quoted.
+#[test]
+fn the_pool_needs_a_restart_and_its_password_is_never_quoted() {
+    let pki = Pki::with_edge_cert();
+    let old = pki.load(VALID_TOML, &[]).unwrap();
+    let pooled = |url: &str| {
+        let mut t = VALID_TOML.to_owned();
+        t.push_str(&format!("\n[pool]\nredis = \"{url}\"\nreplica = \"edge-a\"\n"));
+        pki.load(&t, &[]).unwrap()
+    };
+    let a = pooled("redis://u:first-secret@10.0.0.5:6379");
+    let refused = Fixed::of(&old).refused(&a);
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(refused[0].key, "pool");
+    assert_eq!(refused[0].old, "none (standalone)");
+    assert_eq!(
+        refused[0].new,
+        "redis://10.0.0.5:6379 as replica edge-a (redis_down divide, user u)"
+    );
+    let b = pooled("redis://u:second-secret@10.0.0.5:6379");
+    let refused = Fixed::of(&a).refused(&b);
+    let keys: Vec<&str> = refused.iter().map(|r| r.key).collect();
+    assert_eq!(keys, ["pool.redis_password"]);
+    let text = format!("{refused:?} {:?} {:?}", Fixed::of(&a), Fixed::of(&b));
+    assert!(!text.contains("secret"), "{text}");
+    assert_eq!(
+        Fixed::of(&b).refused(&pooled("redis://u:second-secret@10.0.0.5:6379")),
+        []
+    );
+}

@@ -82,6 +82,32 @@ th{background:#eef1f5}td{font-family:ui-monospace,monospace;font-size:12.5px}.ok
 .card b{display:block;font-size:1.3em}";
 
 /// The page: one self-contained HTML document.
+/// The pool card: this replica, Redis and the replicas seen, or "standalone".
+fn pool_card(p: Option<&super::PoolView>) -> String {
+    let Some(p) = p else {
+        return badge("none", "standalone");
+    };
+    let redis = if p.redis_up {
+        badge("ok", "Redis up")
+    } else {
+        let away = p.down_for_secs.map_or(String::new(), |s| format!(" for {s} s"));
+        badge(
+            "bad",
+            &format!(
+                "Redis down{away}: {} (discovered partners: {})",
+                p.redis_error.as_deref().unwrap_or("unknown"),
+                p.redis_down_mode
+            ),
+        )
+    };
+    format!(
+        "replica {} · {redis} · {} replicas · {}",
+        esc(&p.replica),
+        p.replicas,
+        esc(&p.redis)
+    )
+}
+
 pub fn html(s: &Status) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let _ = write!(
@@ -152,6 +178,7 @@ pub fn html(s: &Status) -> String {
                 s.subscriptions.internal, s.subscriptions.external, s.subscriptions.max
             )),
         ),
+        ("Pool", pool_card(s.pool.as_ref())),
         ("Push probe", probe.clone()),
         ("First certificate expiry", expiry),
     ];

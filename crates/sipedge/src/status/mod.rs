@@ -38,6 +38,8 @@ pub struct Status {
     pub config: ConfigView,
     pub partners: Table<PartnerView>,
     pub discovered: Table<DiscoveredView>,
+    /// `[pool]`: this replica and its sync with Redis (`None`: standalone).
+    pub pool: Option<PoolView>,
     pub providers: Table<ProviderView>,
     pub links: Table<LinkView>,
     pub push_probe: ProbeView,
@@ -95,6 +97,47 @@ pub struct ConfigView {
     pub reloads_refused: u64,
     /// Files `run --watch` follows; 0: reload by signal only.
     pub watched_files: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PoolView {
+    pub replica: String,
+    /// The Redis URL without its credentials.
+    pub redis: String,
+    pub redis_up: bool,
+    /// Live replicas at the last successful sync (this one included).
+    pub replicas: u64,
+    /// `divide` or `refuse`: what applies to discovered partners while Redis is away.
+    pub redis_down_mode: &'static str,
+    /// Why Redis is away and for how long (absent while up).
+    pub redis_error: Option<String>,
+    pub down_for_secs: Option<u64>,
+    pub syncs_ok: u64,
+    pub syncs_failed: u64,
+    /// Partners whose limit is divided by measured demand now.
+    pub partners_shared: u64,
+}
+
+impl PoolView {
+    fn of(p: &crate::pool::PoolStatus) -> PoolView {
+        use std::sync::atomic::Ordering::Relaxed;
+        let down = p.down.lock().clone();
+        PoolView {
+            replica: p.replica.clone(),
+            redis: p.redis.clone(),
+            redis_up: p.up.load(Relaxed),
+            replicas: p.replicas.load(Relaxed),
+            redis_down_mode: p.redis_down.as_str(),
+            down_for_secs: down
+                .as_ref()
+                .and_then(|(_, since)| since.elapsed().ok())
+                .map(|d| d.as_secs()),
+            redis_error: down.map(|(why, _)| why),
+            syncs_ok: p.syncs_ok.load(Relaxed),
+            syncs_failed: p.syncs_failed.load(Relaxed),
+            partners_shared: p.partners.load(Relaxed),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -411,6 +454,7 @@ impl EdgeMetrics {
                 total: self.limiter.tracked(),
                 rows: discovered,
             },
+            pool: self.pool.as_deref().map(PoolView::of),
             providers: Table::of(providers),
             links: Table::of(links),
             push_probe,

@@ -1,0 +1,392 @@
+//! Issue 20, black-box: edge pools. Two `sipedge run` replicas on loopback share one real Redis
+//! (Debian's `redis-server`, started by the test on a free port), a real DNS server (dnsmasq) gives
+//! the discovered partner `found.test` its SRV record, and the partner — presenting the certificate
+//! of that SRV target — sends MESSAGEs to both replicas' external listeners alternately, as a
+//! partner following two SRV records of equal priority spreads its load. Each replica's front end
+//! is the same UAS.
+//!
+//! What is measured: how many of the partner's messages the pool admits per second against the
+//! configured discovered-partner rate, with `[pool]` (the rate holds for the pool) and without it
+//! (each replica admits its own rate: the standalone behaviour); Redis killed and restarted mid-run
+//! in both `redis_down` modes. Every wait is bounded.
+
+// Test code: a panic is how a test fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+#[path = "support/dnsmasq.rs"]
+mod dnsmasq;
+#[path = "support/redis.rs"]
+mod redis;
+mod support;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use dnsmasq::{Dnsmasq, Record};
+use redis::RedisServer;
+use support::front_end::final_for;
+use support::sip::{self, p, reply};
+use support::{http, Edge, EdgeOpts, TestPki, TlsPeer, TlsUas};
+
+/// The discovered-partner rate of every test here (messages per second).
+const LIMIT: u64 = 20;
+/// The partner offers three times the limit, spread evenly over the two replicas.
+const OFFERED: u64 = 3 * LIMIT;
+/// The buckets start full (a second's worth): admissions are counted after this.
+const WARM_UP: Duration = Duration::from_secs(2);
+const WAIT: Duration = Duration::from_secs(5);
+
+struct World {
+    pki: TestPki,
+    _fe: TlsUas,
+    _dns: Dnsmasq,
+    edges: Vec<Edge>,
+}
+
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Two replicas (`edge-a`, `edge-b`), each with `pool` appended to its configuration (with
+/// `{replica}` replaced by its name; empty: standalone).
+fn world(pool: &str) -> World {
+    let pki = TestPki::new();
+    let fe = TlsUas::start(
+        &pki.fe,
+        &pki.internal_ca.cert,
+        |m: &sip_codec::Message<'_>| match m.method() {
+            Some("ACK") => vec![],
+            _ => vec![reply(m, 200, "OK", Some("fe-tag"))],
+        },
+    );
+    let dns = Dnsmasq::start(&[
+        Record::srv("found.test", "sip.found.test", closed_port(), 0, 0),
+        Record::a("sip.found.test"),
+    ]);
+    let edges = ["edge-a", "edge-b"]
+        .iter()
+        .map(|replica| {
+            let mut o = EdgeOpts::new(fe.port(), closed_port());
+            o.dns_servers = vec![dns.server()];
+            o.enable_partner_discovery = true;
+            o.discovery_messages_per_second = Some(LIMIT);
+            o.extra_toml = pool.replace("{replica}", replica);
+            Edge::start(&o.render(&pki), &pki)
+        })
+        .collect();
+    World {
+        pki,
+        _fe: fe,
+        _dns: dns,
+        edges,
+    }
+}
+
+fn pool_toml(redis: &RedisServer, extra: &str) -> String {
+    format!(
+        "[pool]\nredis = \"{}\"\nreplica = \"{{replica}}\"\n{extra}\n",
+        redis.url()
+    )
+}
+
+/// One message the partner sent: when (from the start of the run), its status, how long its
+/// final response took.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    at: Duration,
+    status: u16,
+    latency: Duration,
+}
+
+/// The partner `found.test` (certificate of its SRV target `sip.found.test`) on the external
+/// listener of `edge`.
+fn partner(w: &World, edge: &Edge) -> TlsPeer {
+    let id = w.pki.partner_leaf("sip.found.test");
+    TlsPeer::connect(edge.external_addr, &id, &w.pki.internal_ca.cert, "edge.corp.test")
+        .unwrap_or_else(|e| panic!("the partner cannot connect: {e}\n{}", edge.log_dump()))
+}
+
+/// A MESSAGE from carol@found.test to alice@corp.test on `peer`; its final response.
+fn partner_message(peer: &mut TlsPeer, edge: &Edge, branch: &str) -> String {
+    peer.send(&sip::message(
+        "sip:alice@corp.test",
+        "sip.found.test:5061",
+        branch,
+        "sip:carol@found.test",
+    ));
+    final_for(peer, edge, branch, WAIT)
+}
+
+/// The partner sends [`OFFERED`] messages a second in all for `secs`, half to each replica (one
+/// connection each, messages evenly spaced), each answered before the next; `during(elapsed)` runs
+/// between messages on the first replica's thread (to kill Redis mid-run).
+fn offer(w: &World, secs: u64, during: &(dyn Fn(Duration) + Sync)) -> Vec<Sent> {
+    let start = Instant::now();
+    let per_edge = OFFERED / 2;
+    let period = Duration::from_micros(1_000_000 / per_edge);
+    let mut all = Vec::new();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = w
+            .edges
+            .iter()
+            .enumerate()
+            .map(|(e, edge)| {
+                let mut peer = partner(w, edge);
+                s.spawn(move || {
+                    let mut sent = Vec::new();
+                    for i in 0..per_edge * secs {
+                        let due = start + period * u32::try_from(i).unwrap();
+                        if let Some(d) = due.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(d);
+                        }
+                        if e == 0 {
+                            during(start.elapsed());
+                        }
+                        let t = Instant::now();
+                        let r = partner_message(&mut peer, edge, &format!("z9hG4bKpool-{e}-{i}"));
+                        sent.push(Sent {
+                            at: t.duration_since(start),
+                            status: sip::status(&r),
+                            latency: t.elapsed(),
+                        });
+                        if sip::status(&r) == 503 {
+                            check_503(&r);
+                        }
+                    }
+                    sent
+                })
+            })
+            .collect();
+        for h in handles {
+            all.extend(h.join().unwrap());
+        }
+    });
+    all
+}
+
+/// A refusal of the pool's limits towards the partner: 503, Retry-After, the public diagnostic
+/// 1007 naming the partner, nothing internal.
+fn check_503(r: &str) {
+    assert!(sip::header(r, "Retry-After").is_some(), "no Retry-After:\n{r}");
+    assert!(
+        sip::header(r, "ms-diagnostics").is_none(),
+        "internal diagnostic to a partner:\n{r}"
+    );
+    let diag = p(r)
+        .ms_diagnostics_public()
+        .unwrap_or_else(|e| panic!("no diagnostic ({e:?}):\n{r}"));
+    assert_eq!(diag.id, 1007, "{r}");
+    assert_eq!(diag.param("domain"), Some("found.test"), "{r}");
+}
+
+/// Messages admitted (200) per second among those sent in `[from, to)`.
+fn admitted_rate(sent: &[Sent], from: Duration, to: Duration) -> f64 {
+    let n = sent
+        .iter()
+        .filter(|s| s.at >= from && s.at < to && s.status == 200)
+        .count();
+    n as f64 / (to - from).as_secs_f64()
+}
+
+fn statuses(sent: &[Sent]) -> String {
+    let ok = sent.iter().filter(|s| s.status == 200).count();
+    let refused = sent.iter().filter(|s| s.status == 503).count();
+    format!("{} sent, {ok} × 200, {refused} × 503", sent.len())
+}
+
+fn metric(edge: &Edge, series: &str) -> Option<f64> {
+    let (status, body) = http::get(edge.metrics_addr.unwrap(), "/metrics").unwrap();
+    assert_eq!(status, 200);
+    http::sample(&body, series)
+}
+
+/// Polls `series` on `edge` until `pred` holds (bounded).
+fn metric_until(edge: &Edge, series: &str, pred: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let v = metric(edge, series);
+        if let Some(v) = v.filter(|v| pred(*v)) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{series}: {v:?}\n{}", edge.log_dump());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The acceptance case: with `[pool]` the two replicas admit the configured rate ± 10 % between
+/// them; the Redis password (from `redis_password_file`) is used and never shown.
+#[test]
+fn two_replicas_admit_the_pool_rate_together() {
+    let redis = RedisServer::start(Some("pool-s3cret"));
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("redis-password");
+    std::fs::write(&pw, "pool-s3cret\n").unwrap();
+    let w = world(&pool_toml(
+        &redis,
+        &format!("redis_password_file = \"{}\"", pw.display()),
+    ));
+    for e in &w.edges {
+        metric_until(e, "sipedge_pool_replicas", |v| v == 2.0);
+    }
+    let secs = 8;
+    let sent = offer(&w, secs, &|_| {});
+    let rate = admitted_rate(&sent, WARM_UP, Duration::from_secs(secs));
+    let limit = LIMIT as f64;
+    assert!(
+        (0.9 * limit..=1.1 * limit).contains(&rate),
+        "the pool admitted {rate:.1}/s of a {LIMIT}/s limit ({})",
+        statuses(&sent)
+    );
+    assert!(
+        sent.iter().all(|s| s.status == 200 || s.status == 503),
+        "{}",
+        statuses(&sent)
+    );
+    for (e, name) in w.edges.iter().zip(["edge-a", "edge-b"]) {
+        let (status, json) = http::get(e.metrics_addr.unwrap(), "/status.json").unwrap();
+        assert_eq!(status, 200);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["pool"]["replica"], name, "{json}");
+        assert_eq!(v["pool"]["redis_up"], true, "{json}");
+        assert_eq!(v["pool"]["replicas"], 2, "{json}");
+        assert!(
+            !json.contains("pool-s3cret"),
+            "the password on the status page: {json}"
+        );
+        assert!(!e.log_dump().contains("pool-s3cret"), "the password in the log");
+        assert_eq!(e.events("pool_redis_up").len(), 1, "{}", e.log_dump());
+        let unnamed: Vec<String> = e
+            .logs()
+            .into_iter()
+            .filter(|l| !l.contains(&format!("\"replica\":\"{name}\"")))
+            .collect();
+        assert!(unnamed.is_empty(), "log lines without the replica: {unnamed:#?}");
+        assert!(e.events("pool_redis_down").is_empty(), "{}", e.log_dump());
+        assert!(metric(e, "sipedge_pool_redis_commands_total").unwrap() > 0.0);
+    }
+    eprintln!("pool: {rate:.1}/s admitted of {LIMIT}/s ({})", statuses(&sent));
+}
+
+/// Without `[pool]` each replica admits its own limit: the pool of two admits twice the rate
+/// (today's standalone behaviour, as the README says).
+#[test]
+fn without_a_pool_each_replica_admits_its_own_rate() {
+    let w = world("");
+    let secs = 6;
+    let sent = offer(&w, secs, &|_| {});
+    let rate = admitted_rate(&sent, WARM_UP, Duration::from_secs(secs));
+    let twice = 2.0 * LIMIT as f64;
+    assert!(
+        (0.9 * twice..=1.1 * twice).contains(&rate),
+        "standalone replicas admitted {rate:.1}/s; each {LIMIT}/s ({})",
+        statuses(&sent)
+    );
+    assert_eq!(metric(&w.edges[0], "sipedge_pool_replicas"), Some(0.0));
+    let (_, json) = http::get(w.edges[0].metrics_addr.unwrap(), "/status.json").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(v["pool"].is_null(), "{json}");
+    eprintln!("standalone: {rate:.1}/s admitted by two replicas of {LIMIT}/s each");
+}
+
+/// `redis_down = "divide"`: Redis killed mid-run, each replica admits the limit ÷ 2 (the replicas
+/// seen at the last sync), so the pool still admits about the limit; no message waits on Redis;
+/// the transition is logged once per replica and counted; Redis restarted, the sync resumes.
+#[test]
+fn redis_killed_divide_keeps_the_pool_rate_and_nothing_waits() {
+    let mut redis = RedisServer::start(None);
+    let w = world(&pool_toml(&redis, "redis_down = \"divide\""));
+    for e in &w.edges {
+        metric_until(e, "sipedge_pool_replicas", |v| v == 2.0);
+    }
+    let killed = std::sync::Mutex::new(None::<Duration>);
+    let kill_at = Duration::from_secs(1);
+    let secs = 8;
+    let redis_cell = std::sync::Mutex::new(&mut redis);
+    let sent = offer(&w, secs, &|t| {
+        let mut k = killed.lock().unwrap();
+        if k.is_none() && t >= kill_at {
+            redis_cell.lock().unwrap().kill();
+            *k = Some(t);
+        }
+    });
+    let killed_at = killed.lock().unwrap().expect("Redis was killed");
+    // From a second after the kill (the replicas notice within one sync) to the end.
+    let rate = admitted_rate(
+        &sent,
+        killed_at + Duration::from_secs(1),
+        Duration::from_secs(secs),
+    );
+    let limit = LIMIT as f64;
+    assert!(
+        (0.85 * limit..=1.15 * limit).contains(&rate),
+        "with Redis away the pool admitted {rate:.1}/s of {LIMIT}/s ({})",
+        statuses(&sent)
+    );
+    let slowest = sent.iter().map(|s| s.latency).max().unwrap();
+    assert!(
+        slowest < Duration::from_millis(250),
+        "a message waited {slowest:?} while Redis was away"
+    );
+    for e in &w.edges {
+        let down = e.wait_event("pool_redis_down", 1, WAIT);
+        assert_eq!(down["mode"], "divide", "{down}");
+        assert!(down["text"].as_str().unwrap().contains("÷ 2"), "{down}");
+        assert_eq!(metric(e, "sipedge_pool_redis_up"), Some(0.0));
+        assert_eq!(
+            metric(e, r#"sipedge_pool_redis_transitions_total{to="down"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            e.events("pool_redis_down").len(),
+            1,
+            "logged once: {}",
+            e.log_dump()
+        );
+    }
+    redis_cell.into_inner().unwrap().restart();
+    for e in &w.edges {
+        e.wait_event("pool_redis_up", 2, WAIT);
+        metric_until(e, "sipedge_pool_redis_up", |v| v == 1.0);
+        metric_until(e, "sipedge_pool_replicas", |v| v == 2.0);
+    }
+    eprintln!("Redis away, divide: {rate:.1}/s admitted of {LIMIT}/s; slowest answer {slowest:?}");
+}
+
+/// `redis_down = "refuse"`: Redis killed, discovered partners get 503 with Retry-After and a
+/// diagnostic that says why, at once; Redis back, they are admitted again.
+#[test]
+fn redis_killed_refuse_answers_503_until_redis_returns() {
+    let mut redis = RedisServer::start(None);
+    let w = world(&pool_toml(&redis, "redis_down = \"refuse\""));
+    for e in &w.edges {
+        metric_until(e, "sipedge_pool_redis_up", |v| v == 1.0);
+    }
+    let mut peer = partner(&w, &w.edges[0]);
+    let send = |peer: &mut TlsPeer, branch: &str| partner_message(peer, &w.edges[0], branch);
+    assert_eq!(sip::status(&send(&mut peer, "z9hG4bKref-0")), 200);
+    redis.kill();
+    w.edges[0].wait_event("pool_redis_down", 1, WAIT);
+    let t = Instant::now();
+    let r = send(&mut peer, "z9hG4bKref-1");
+    assert!(t.elapsed() < Duration::from_millis(250), "{:?}", t.elapsed());
+    assert_eq!(sip::status(&r), 503, "{r}");
+    check_503(&r);
+    let diag = p(&r).ms_diagnostics_public().unwrap();
+    assert_eq!(diag.param("limit"), Some("pool state unavailable"), "{r}");
+    redis.restart();
+    w.edges[0].wait_event("pool_redis_up", 2, WAIT);
+    let admitted = (0..20).any(|i| {
+        std::thread::sleep(Duration::from_millis(100));
+        sip::status(&send(&mut peer, &format!("z9hG4bKref-back{i}"))) == 200
+    });
+    assert!(admitted, "Redis back: admitted again\n{}", w.edges[0].log_dump());
+}
