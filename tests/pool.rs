@@ -25,11 +25,13 @@ mod redis;
 mod support;
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dnsmasq::{Dnsmasq, Record};
 use redis::RedisServer;
-use support::front_end::final_for;
+use support::front_end::{fe_client, final_for};
 use support::sip::{self, p, reply};
 use support::{http, Edge, EdgeOpts, TestPki, TlsPeer, TlsUas};
 
@@ -389,4 +391,119 @@ fn redis_killed_refuse_answers_503_until_redis_returns() {
         sip::status(&send(&mut peer, &format!("z9hG4bKref-back{i}"))) == 200
     });
     assert!(admitted, "Redis back: admitted again\n{}", w.edges[0].log_dump());
+}
+
+// ---- push breakers shared by the pool ---------------------------------------------------------
+
+const PUSH_URI: &str = "sip:push@push.lync.com";
+
+/// One push from the front end through `edge`; its final response.
+fn push(fe: &mut TlsPeer, edge: &Edge, branch: &str) -> String {
+    fe.send(&sip::message(
+        PUSH_URI,
+        "fe1.corp.test:5061",
+        branch,
+        "sip:mobility@corp.test",
+    ));
+    final_for(fe, edge, branch, WAIT + WAIT)
+}
+
+/// The acceptance case: LyncOnline failing behind two replicas. Three failures through `edge-a`
+/// open its breaker; within a second `edge-b`'s is open too (nothing more reaches the provider).
+/// The provider back and the cool-down over, a push to each replica at the same moment sends one
+/// probe, not two (`edge-a`'s: it opened the breaker); its success closes `edge-b`'s as well.
+#[test]
+fn a_breaker_opened_on_one_replica_opens_on_both_and_one_probes() {
+    let redis = RedisServer::start(None);
+    let pki = TestPki::new();
+    let back = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&back);
+    let provider = TlsUas::start_with(
+        &pki.partner_leaf("sipfed.online.lync.com"),
+        &pki.internal_ca.cert,
+        move |m: &sip_codec::Message<'_>| match (m.method(), flag.load(Ordering::SeqCst)) {
+            (Some("MESSAGE"), false) => vec![support::Reply::Now(reply(m, 503, "Down", Some("lo")))],
+            (Some("MESSAGE"), true) => vec![support::Reply::Now(reply(m, 200, "OK", Some("lo")))],
+            _ => vec![],
+        },
+    );
+    let fe = TlsUas::start(&pki.fe, &pki.internal_ca.cert, |m: &sip_codec::Message<'_>| {
+        vec![reply(m, 200, "OK", Some("fe"))]
+    });
+    let dns = Dnsmasq::lync_online(provider.port());
+    let edges: Vec<Edge> = ["edge-a", "edge-b"]
+        .iter()
+        .map(|replica| {
+            let mut o = EdgeOpts::new(fe.port(), closed_port());
+            o.dns_servers = vec![dns.server()];
+            o.lync_online();
+            o.allowed_srv.push("push.lync.com".into());
+            o.transaction_timeout_ms = 8000;
+            o.extra_toml = format!(
+                "[push]\nproxy_uri = \"{PUSH_URI}\"\ntimeout_ms = 1500\nmax_retries = 0\n\
+                 breaker_failures = 3\nbreaker_cooldown_ms = 2000\n\n{}",
+                pool_toml(&redis, "").replace("{replica}", replica)
+            );
+            Edge::start(&o.render(&pki), &pki)
+        })
+        .collect();
+    for e in &edges {
+        metric_until(e, "sipedge_pool_replicas", |v| v == 2.0);
+    }
+    let (a, b) = (&edges[0], &edges[1]);
+    let (mut fe_a, mut fe_b) = (fe_client(a, &pki), fe_client(b, &pki));
+    let seen = || {
+        provider
+            .requests()
+            .iter()
+            .filter(|r| sip::method(r) == "MESSAGE")
+            .count()
+    };
+    for i in 0..3 {
+        let r = push(&mut fe_a, a, &format!("z9hG4bKbrk-a{i}"));
+        assert_eq!(sip::status(&r), 503, "the provider's own 503: {r}");
+    }
+    let opened = Instant::now();
+    let series = r#"sipedge_push_breaker_state{partner="LyncOnline"}"#;
+    metric_until(a, series, |v| v == 2.0);
+    metric_until(b, series, |v| v == 2.0);
+    let took = opened.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "edge-b's breaker opened {took:?} after edge-a's"
+    );
+    let r = push(&mut fe_b, b, "z9hG4bKbrk-b-open");
+    assert_eq!(sip::status(&r), 503, "{r}");
+    assert!(
+        sip::header(&r, "Retry-After").is_some(),
+        "answered by the breaker: {r}"
+    );
+    assert_eq!(seen(), 3, "nothing reached the provider through edge-b");
+
+    back.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(2_100).saturating_sub(opened.elapsed()));
+    // One push to each replica at the same moment: one probe reaches the provider.
+    fe_a.send(&sip::message(
+        PUSH_URI,
+        "fe1.corp.test:5061",
+        "z9hG4bKbrk-pa",
+        "sip:mobility@corp.test",
+    ));
+    fe_b.send(&sip::message(
+        PUSH_URI,
+        "fe1.corp.test:5061",
+        "z9hG4bKbrk-pb",
+        "sip:mobility@corp.test",
+    ));
+    let ra = final_for(&mut fe_a, a, "z9hG4bKbrk-pa", WAIT);
+    let rb = final_for(&mut fe_b, b, "z9hG4bKbrk-pb", WAIT);
+    assert_eq!(sip::status(&ra), 200, "edge-a's probe: {ra}");
+    assert_eq!(sip::status(&rb), 503, "edge-b holds while edge-a probes: {rb}");
+    assert_eq!(seen(), 4, "one probe, not two");
+    // The probe closed edge-a's breaker; the pool closes edge-b's.
+    metric_until(b, series, |v| v == 0.0);
+    let r = push(&mut fe_b, b, "z9hG4bKbrk-b-after");
+    assert_eq!(sip::status(&r), 200, "{r}");
+    assert_eq!(seen(), 5);
+    eprintln!("breaker: edge-b open {took:?} after edge-a; one probe after the cool-down");
 }

@@ -77,5 +77,5 @@ mod relay;
 mod relay_tests;
 mod target;
 
-pub use relay::{Admission, Attempt, BreakerState, Decision, Outcome, Relay, RelaySettings};
+pub use relay::{Admission, Attempt, BreakerNews, BreakerState, Decision, Outcome, Relay, RelaySettings};
 pub use target::{check_target, is_push_uri, PushTarget, TargetProblem, REGISTERED_PROVIDERS};

@@ -159,10 +159,33 @@ pub enum BreakerState {
 /// What a breaker stores: `Open` keeps when it opened so a reload's new cool-down applies at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Breaker {
-    Closed { failures: u32 },
-    Open { since: Instant },
-    HalfOpen { probe_until: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        since: Instant,
+    },
+    HalfOpen {
+        probe_until: Instant,
+    },
+    /// Open because another replica of the pool opened it ([`Relay::hold`]): that replica sends
+    /// the probe; this one answers at once until `until`, then probes itself (the other is gone).
+    Held {
+        until: Instant,
+    },
 }
+
+/// A change of a breaker of this replica's own making, for the pool ([`Relay::take_news`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BreakerNews {
+    /// Opened here (failures, or a failed probe) until `until`: this replica will probe.
+    Opened { provider: String, until: Instant },
+    /// This replica's probe succeeded: the provider is back.
+    Closed { provider: String },
+}
+
+/// News kept at most between two pool syncs (one per provider transition; bounded all the same).
+const MAX_NEWS: usize = 256;
 
 /// The push relay's policy state: the settings and one breaker per provider name. Only configured
 /// hosted-provider names are ever passed in, so the map is bounded by the configuration; a reload
@@ -171,6 +194,8 @@ enum Breaker {
 pub struct Relay {
     settings: RelaySettings,
     breakers: BTreeMap<String, Breaker>,
+    /// In a pool ([`Relay::set_pooled`]): the breaker changes the pool has not heard of yet.
+    news: Option<Vec<BreakerNews>>,
 }
 
 impl Relay {
@@ -178,6 +203,51 @@ impl Relay {
         Relay {
             settings,
             breakers: BTreeMap::new(),
+            news: None,
+        }
+    }
+
+    /// Keeps the breaker changes of this replica for the pool (`[pool]`); off, nothing is kept.
+    pub fn set_pooled(&mut self, pooled: bool) {
+        self.news = pooled.then(Vec::new);
+    }
+
+    /// The breaker changes of this replica's own making since the last call.
+    pub fn take_news(&mut self) -> Vec<BreakerNews> {
+        self.news.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// The pool: another replica opened `provider`'s breaker and will probe it; this replica answers
+    /// at once until `until` (a breaker open here already keeps the later of the two ends, and
+    /// stays this replica's own if it ends later: then this replica probes).
+    pub fn hold(&mut self, provider: &str, until: Instant) {
+        let cooldown = self.settings.breaker_cooldown;
+        match self.breakers.get_mut(provider) {
+            Some(b @ Breaker::Closed { .. }) => *b = Breaker::Held { until },
+            Some(b @ Breaker::Open { .. }) => {
+                if let Breaker::Open { since } = *b {
+                    if since.checked_add(cooldown).is_none_or(|own| own <= until) {
+                        *b = Breaker::Held { until };
+                    }
+                }
+            }
+            Some(Breaker::Held { until: held }) => *held = (*held).max(until),
+            // A probe of ours is in flight: its outcome decides.
+            Some(Breaker::HalfOpen { .. }) => {}
+            None => {
+                self.breakers.insert(provider.to_owned(), Breaker::Held { until });
+            }
+        }
+    }
+
+    /// The pool: the breaker another replica opened is closed again (its probe succeeded), or no
+    /// replica holds it open any more: a breaker held here for the pool closes. `open` names the
+    /// providers still open in the pool.
+    pub fn release_except(&mut self, open: &[&str]) {
+        for (name, b) in &mut self.breakers {
+            if matches!(b, Breaker::Held { .. }) && !open.contains(&name.as_str()) {
+                *b = Breaker::Closed { failures: 0 };
+            }
         }
     }
 
@@ -219,8 +289,9 @@ impl Relay {
                     Admission::Probe
                 }
             }
+            Breaker::Held { until } if now < until => short_circuit(until, now),
             Breaker::HalfOpen { probe_until } if now < probe_until => short_circuit(probe_until, now),
-            Breaker::HalfOpen { .. } => {
+            Breaker::HalfOpen { .. } | Breaker::Held { .. } => {
                 *b = Breaker::HalfOpen {
                     probe_until: now.checked_add(probe_for).unwrap_or(now),
                 };
@@ -290,6 +361,7 @@ impl Relay {
                 until: since.checked_add(self.settings.breaker_cooldown).unwrap_or(since),
             },
             Breaker::HalfOpen { probe_until } => BreakerState::HalfOpen { probe_until },
+            Breaker::Held { until } => BreakerState::Open { until },
         }
     }
 
@@ -319,9 +391,26 @@ impl Relay {
                 }
             }
             (Breaker::HalfOpen { .. }, true) => Breaker::Open { since: now },
-            (open @ Breaker::Open { .. }, _) => open,
+            (open @ (Breaker::Open { .. } | Breaker::Held { .. }), _) => open,
+        };
+        let news = match (*b, next) {
+            (Breaker::Closed { .. } | Breaker::HalfOpen { .. }, Breaker::Open { since }) => {
+                Some(BreakerNews::Opened {
+                    provider: provider.to_owned(),
+                    until: since.checked_add(self.settings.breaker_cooldown).unwrap_or(since),
+                })
+            }
+            (Breaker::HalfOpen { .. }, Breaker::Closed { .. }) => Some(BreakerNews::Closed {
+                provider: provider.to_owned(),
+            }),
+            _ => None,
         };
         *b = next;
+        if let (Some(n), Some(list)) = (news, self.news.as_mut()) {
+            if list.len() < MAX_NEWS {
+                list.push(n);
+            }
+        }
         matches!(next, Breaker::Closed { .. })
     }
 }

@@ -510,3 +510,102 @@ fn set_settings_keeps_breaker_state() {
     );
     assert_eq!(relay.settings().breaker_failures, 10);
 }
+
+/// A pool of two replicas, `a` and `b`, as the pool's sync drives them: `a` opens its breaker and
+/// tells (news), `b` holds its own open until `a`'s probe is due; after the cool-down only `a`
+/// probes; `a`'s probe succeeds (news), `b` is released. A standalone relay keeps no news.
+#[test]
+fn a_pool_opens_together_and_probes_once() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = (Relay::new(settings()), Relay::new(settings()));
+    a.set_pooled(true);
+    b.set_pooled(true);
+    let push = attempt(1, t0);
+    for _ in 0..3 {
+        assert_eq!(a.admit(P, t0), Admission::Allow);
+        a.decide(P, push, &resp(503), t0);
+    }
+    let until = t0 + ms(30_000);
+    assert_eq!(
+        a.take_news(),
+        [crate::BreakerNews::Opened {
+            provider: P.to_owned(),
+            until
+        }]
+    );
+    assert_eq!(a.take_news(), [], "said once");
+    // The pool tells b, with a grace for a's probe to be heard of.
+    let held = until + ms(12_000);
+    b.hold(P, held);
+    assert!(matches!(b.admit(P, t0 + ms(1)), Admission::ShortCircuit { until, .. } if until == held));
+    assert_eq!(b.breaker(P), BreakerState::Open { until: held });
+    assert_eq!(b.take_news(), [], "held for the pool: not b's news");
+    // After the cool-down: a probes, b still answers at once.
+    let after = until + ms(1);
+    assert_eq!(a.admit(P, after), Admission::Probe);
+    assert!(matches!(b.admit(P, after), Admission::ShortCircuit { .. }));
+    // a's probe succeeds: closed, and news of it; the pool releases b.
+    a.decide(P, attempt(1, after), &resp(200), after + ms(5));
+    assert_eq!(
+        a.take_news(),
+        [crate::BreakerNews::Closed {
+            provider: P.to_owned()
+        }]
+    );
+    b.release_except(&[]);
+    assert_eq!(b.admit(P, after + ms(10)), Admission::Allow);
+    // Held past its end without news (the other replica is gone): b probes itself.
+    let mut c = Relay::new(settings());
+    c.hold(P, t0 + ms(100));
+    assert_eq!(c.admit(P, t0 + ms(100)), Admission::Probe);
+    // release_except keeps what is still open in the pool, and never touches a breaker of c's own.
+    let mut d = Relay::new(settings());
+    d.hold(P, t0 + ms(100));
+    d.hold("Other", t0 + ms(100));
+    d.release_except(&[P]);
+    assert!(matches!(d.admit(P, t0), Admission::ShortCircuit { .. }));
+    assert_eq!(d.admit("Other", t0), Admission::Allow);
+    for _ in 0..3 {
+        d.decide("Own", push, &resp(503), t0);
+    }
+    d.release_except(&[]);
+    assert!(
+        matches!(d.admit("Own", t0), Admission::ShortCircuit { .. }),
+        "its own stays open"
+    );
+    assert_eq!(d.take_news(), [], "not pooled: no news kept");
+}
+
+/// Both replicas opened: the one whose breaker ends later keeps its own (it probes); the other
+/// holds for it.
+#[test]
+fn of_two_open_breakers_the_later_one_probes() {
+    let t0 = Instant::now();
+    let mut a = Relay::new(settings());
+    for _ in 0..3 {
+        a.decide(P, attempt(1, t0), &resp(503), t0);
+    }
+    // b opened 2 s later: its end is later than a's, a holds for b.
+    a.hold(P, t0 + ms(32_000));
+    assert_eq!(
+        a.breaker(P),
+        BreakerState::Open {
+            until: t0 + ms(32_000)
+        }
+    );
+    assert!(matches!(
+        a.admit(P, t0 + ms(30_500)),
+        Admission::ShortCircuit { .. }
+    ));
+    // An earlier end from the pool leaves a's own breaker as it is.
+    let mut c = Relay::new(settings());
+    for _ in 0..3 {
+        c.decide(P, attempt(1, t0), &resp(503), t0);
+    }
+    c.hold(P, t0 + ms(1_000));
+    assert_eq!(
+        c.admit(P, t0 + ms(30_000)),
+        Admission::Probe,
+        "c's own breaker: c probes"
+    );
+}

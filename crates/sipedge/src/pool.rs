@@ -21,10 +21,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use edge_core::proxy::push::SharedRelay;
 use edge_core::proxy::SharedDiscoveryLimiter;
 use federation_policy::pool::{even_share, share, DemandMeter};
 use federation_policy::{DomainName, PoolMode};
 use parking_lot::Mutex;
+use push_relay::BreakerNews;
 
 use crate::config::{PoolSettings, RedisDown};
 
@@ -37,6 +39,8 @@ const REPLICA_TTL: Duration = Duration::from_secs(3);
 /// A replica's published demand for a partner expires after this (it left, or the demand ended).
 const DEMAND_TTL: Duration = Duration::from_secs(2);
 const REPLICAS_KEY: &str = "sipedge:pool:replicas";
+/// The providers whose breaker some replica opened (each has a `sipedge:pool:breaker:<provider>`).
+const BREAKERS_KEY: &str = "sipedge:pool:breakers";
 
 /// What the pool thread reports (metrics, status page).
 #[derive(Debug)]
@@ -68,8 +72,13 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts the sync thread for `settings`, dividing `limiter`'s limits with the pool.
-    pub fn start(settings: &PoolSettings, limiter: Arc<SharedDiscoveryLimiter>) -> std::io::Result<Pool> {
+    /// Starts the sync thread for `settings`, dividing `limiter`'s limits with the pool and
+    /// sharing `relay`'s push breakers.
+    pub fn start(
+        settings: &PoolSettings,
+        limiter: Arc<SharedDiscoveryLimiter>,
+        relay: SharedRelay,
+    ) -> std::io::Result<Pool> {
         let status = Arc::new(PoolStatus {
             replica: settings.replica.clone(),
             redis: settings.redis.clone(),
@@ -92,10 +101,13 @@ impl Pool {
                 edge_core::shell::crypto_provider().as_ref().clone(),
             );
         }
+        relay.lock().set_pooled(true);
         let stop = Arc::new(AtomicBool::new(false));
         let mut sync = Sync {
             settings: settings.clone(),
             limiter,
+            relay,
+            stale_breakers: Vec::new(),
             status: Arc::clone(&status),
             meter: DemandMeter::default(),
             conn: None,
@@ -141,6 +153,9 @@ fn fallback(mode: RedisDown, replicas: u64) -> PoolMode {
 struct Sync {
     settings: PoolSettings,
     limiter: Arc<SharedDiscoveryLimiter>,
+    relay: SharedRelay,
+    /// Providers in [`BREAKERS_KEY`] whose breaker key had expired at the last sync.
+    stale_breakers: Vec<String>,
     status: Arc<PoolStatus>,
     meter: DemandMeter,
     conn: Option<redis::Connection>,
@@ -259,7 +274,37 @@ impl Sync {
         let ttl = u64::try_from(REPLICA_TTL.as_millis()).unwrap_or(u64::MAX);
         let replica = &self.settings.replica;
         let partners: Vec<(DomainName, u64)> = self.meter.rates().map(|(d, r)| (d.clone(), r)).collect();
+        let (news, probe_budget) = {
+            let mut relay = self.relay.lock();
+            (relay.take_news(), relay.settings().budget())
+        };
         let mut pipe = redis::pipe();
+        let mut sent = 0u64;
+        for n in &news {
+            match n {
+                BreakerNews::Opened { provider, until } => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    let until_ms = now_ms.saturating_add(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+                    let ttl = left + probe_budget + 10 * SYNC;
+                    pipe.cmd("SET")
+                        .arg(breaker_key(provider))
+                        .arg(format!("{until_ms} {replica}"))
+                        .arg("PX")
+                        .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+                        .ignore();
+                    pipe.cmd("SADD").arg(BREAKERS_KEY).arg(provider).ignore();
+                }
+                BreakerNews::Closed { provider } => {
+                    pipe.cmd("DEL").arg(breaker_key(provider)).ignore();
+                    pipe.cmd("SREM").arg(BREAKERS_KEY).arg(provider).ignore();
+                }
+            }
+            sent += 2;
+        }
+        for p in std::mem::take(&mut self.stale_breakers) {
+            pipe.cmd("SREM").arg(BREAKERS_KEY).arg(p).ignore();
+            sent += 1;
+        }
         pipe.cmd("ZADD")
             .arg(REPLICAS_KEY)
             .arg(now_ms)
@@ -272,6 +317,7 @@ impl Sync {
             .ignore();
         pipe.cmd("PEXPIRE").arg(REPLICAS_KEY).arg(ttl * 10).ignore();
         pipe.cmd("ZRANGE").arg(REPLICAS_KEY).arg(0).arg(-1);
+        pipe.cmd("SMEMBERS").arg(BREAKERS_KEY);
         let demand_ttl = u64::try_from(DEMAND_TTL.as_millis()).unwrap_or(u64::MAX);
         for (d, rate) in &partners {
             pipe.cmd("SET")
@@ -281,29 +327,76 @@ impl Sync {
                 .arg(demand_ttl)
                 .ignore();
         }
-        let (mut live,): (Vec<String>,) = pipe.query(conn)?;
-        let mut sent = 4 + partners.len() as u64;
+        let (mut live, open_breakers): (Vec<String>, Vec<String>) = pipe.query(conn)?;
+        sent += 5 + partners.len() as u64;
         if !live.iter().any(|r| r == replica) {
             live.push(replica.clone());
         }
         let n = live.len();
         let mut shares = Vec::with_capacity(partners.len());
-        if !partners.is_empty() {
+        if !partners.is_empty() || !open_breakers.is_empty() {
             let mut pipe = redis::pipe();
             for (d, _) in &partners {
                 let keys: Vec<String> = live.iter().map(|r| demand_key(d, r)).collect();
                 pipe.cmd("MGET").arg(keys);
             }
-            let demands: Vec<Vec<Option<u64>>> = pipe.query(conn)?;
+            if !open_breakers.is_empty() {
+                // MGET answers a list even for one key (and refuses none).
+                let keys: Vec<String> = open_breakers.iter().map(|p| breaker_key(p)).collect();
+                pipe.cmd("MGET").arg(keys);
+                sent += 1;
+            }
+            let mut answers: Vec<redis::Value> = pipe.query(conn)?;
             sent += partners.len() as u64;
-            for ((d, own), all) in partners.into_iter().zip(demands) {
+            let breakers: Vec<Option<String>> = match answers.pop() {
+                Some(v) if !open_breakers.is_empty() => redis::from_redis_value(v)?,
+                Some(v) => {
+                    answers.push(v);
+                    Vec::new()
+                }
+                None => Vec::new(),
+            };
+            for ((d, own), all) in partners.into_iter().zip(answers) {
+                let all: Vec<Option<u64>> = redis::from_redis_value(all)?;
                 let pool: u64 = all.into_iter().flatten().fold(0, u64::saturating_add);
                 shares.push((d, share(own, pool, n)));
             }
+            self.apply_breakers(&open_breakers, &breakers, now_ms, probe_budget);
+        } else {
+            self.relay.lock().release_except(&[]);
         }
         self.status.commands.fetch_add(sent, Ordering::Relaxed);
         Ok((n as u64, shares))
     }
+
+    /// The pool's open breakers (`"<until unix ms> <replica>"` each, `None`: expired): another
+    /// replica's is held here until its end plus the time its probe may take (and two syncs to
+    /// hear of it); one no longer open anywhere is released.
+    fn apply_breakers(&mut self, names: &[String], values: &[Option<String>], now_ms: u64, probe: Duration) {
+        let mut open = Vec::new();
+        let mut relay = self.relay.lock();
+        for (name, value) in names.iter().zip(values) {
+            let Some((until_ms, owner)) = value.as_deref().and_then(|v| v.split_once(' ')) else {
+                self.stale_breakers.push(name.clone());
+                continue;
+            };
+            open.push(name.as_str());
+            let Ok(until_ms) = until_ms.parse::<u64>() else {
+                continue;
+            };
+            if owner == self.settings.replica {
+                continue;
+            }
+            let left = Duration::from_millis(until_ms.saturating_sub(now_ms));
+            relay.hold(name, Instant::now() + left + probe + 2 * SYNC);
+        }
+        relay.release_except(&open);
+    }
+}
+
+/// Where the replica that opened `provider`'s breaker says until when, and that it probes.
+fn breaker_key(provider: &str) -> String {
+    format!("sipedge:pool:breaker:{provider}")
 }
 
 /// Where `replica` publishes its demand for partner `d`.

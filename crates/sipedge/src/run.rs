@@ -200,7 +200,7 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> 
     }
     // `[pool]`: the sync thread that divides the discovered-partner limits with the other replicas.
     let pool = match config.pool() {
-        Some(p) => match crate::pool::Pool::start(p, Arc::clone(&reload_limiter)) {
+        Some(p) => match crate::pool::Pool::start(p, Arc::clone(&reload_limiter), Arc::clone(&relay)) {
             Ok(pool) => Some(pool),
             Err(e) => {
                 log(
