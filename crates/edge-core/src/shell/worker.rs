@@ -122,6 +122,10 @@ pub(crate) struct Worker<C> {
     /// carries out the core's effects.
     learned: Vec<Input<'static>>,
     shutdown: Option<Instant>,
+    /// The last input read from any connection: a draining worker closes its connections only once
+    /// they have been quiet for [`DRAIN_QUIET`] (so a request already on its way is answered 503,
+    /// which sends an RFC 3263 client to the next target, instead of meeting a closed connection).
+    last_input: Option<Instant>,
     last_refusal_log: HashMap<&'static str, Instant>,
     /// Links with messages queued this turn, flushed once at its end (`flush_dirty`).
     dirty: Vec<usize>,
@@ -131,6 +135,9 @@ pub(crate) struct Worker<C> {
     /// The last turn with I/O, while the idle hook is still due (`idle_check`).
     last_active: Option<Instant>,
 }
+
+/// How long a draining worker's connections must have been quiet before it closes them.
+const DRAIN_QUIET: Duration = Duration::from_millis(250);
 
 impl<C: Core> Worker<C> {
     pub fn new(parts: WorkerParts, core: C, resolver: Resolver) -> Worker<C> {
@@ -152,6 +159,7 @@ impl<C: Core> Worker<C> {
             effects: Vec::new(),
             learned: Vec::new(),
             shutdown: None,
+            last_input: None,
             last_refusal_log: HashMap::new(),
             dirty: Vec::new(),
             stats: WorkerSnapshot::default(),
@@ -211,9 +219,11 @@ impl<C: Core> Worker<C> {
         self.publish(Instant::now());
         loop {
             let now = Instant::now();
+            let quiet_at = self.last_input.map(|t| t + DRAIN_QUIET);
             if let Some(deadline) = self.shutdown {
                 let drained = self.core.open_transactions() == 0
-                    && self.conns.iter().all(|(_, e)| !e.conn.has_output());
+                    && self.conns.iter().all(|(_, e)| !e.conn.has_output())
+                    && quiet_at.is_none_or(|q| now >= q);
                 if drained || now >= deadline {
                     self.close_all(now);
                     return Ok(());
@@ -226,6 +236,8 @@ impl<C: Core> Worker<C> {
                 ),
                 self.shutdown,
             );
+            // Draining: also wake when the connections will have been quiet long enough.
+            let wake = earliest(wake, self.shutdown.and(quiet_at.filter(|q| *q > now)));
             // Answers a lookup call produced on the spot (from a failure, say) are collected here.
             if self.resolver.has_answers() {
                 self.dns_answers(now);
@@ -262,6 +274,9 @@ impl<C: Core> Worker<C> {
                     self.resolver.ready(token, now, self.parts.poll.registry());
                     self.dns_answers(now);
                 } else {
+                    if event.is_readable() {
+                        self.last_input = Some(now);
+                    }
                     self.conn_ready(token.0, now);
                 }
                 self.run_effects(now);
