@@ -24,7 +24,7 @@ mod dnsmasq;
 mod redis;
 mod support;
 
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -506,4 +506,256 @@ fn a_breaker_opened_on_one_replica_opens_on_both_and_one_probes() {
     assert_eq!(sip::status(&r), 200, "{r}");
     assert_eq!(seen(), 5);
     eprintln!("breaker: edge-b open {took:?} after edge-a; one probe after the cool-down");
+}
+
+// ---- drain and kill -9 under load ------------------------------------------------------------
+
+/// How a transaction of [`FollowingPartner`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Final(u16),
+    /// Sent, and the connection closed before a final response: in flight on a replica that died.
+    Lost,
+}
+
+/// A partner that follows `found.test`'s two SRV targets of equal priority (the two replicas):
+/// transactions alternate between them; a target that refuses the connection, closes it, or
+/// answers 503 (RFC 3263 §4.3: try the next target) is marked down and the request sent to the
+/// other.
+struct FollowingPartner<'w> {
+    w: &'w World,
+    conns: [Option<TlsPeer>; 2],
+    down: [bool; 2],
+    next: usize,
+}
+
+impl<'w> FollowingPartner<'w> {
+    fn new(w: &'w World) -> Self {
+        FollowingPartner {
+            w,
+            conns: [None, None],
+            down: [false, false],
+            next: 0,
+        }
+    }
+
+    fn transact(&mut self, branch: &str) -> Ended {
+        let mut last = Ended::Final(503);
+        for _ in 0..2 {
+            let t = match (self.down[self.next], self.down[1 - self.next]) {
+                (false, _) => self.next,
+                (true, false) => 1 - self.next,
+                (true, true) => return last,
+            };
+            self.next = 1 - t;
+            let edge = &self.w.edges[t];
+            if self.conns[t].is_none() {
+                let id = self.w.pki.partner_leaf("sip.found.test");
+                match TlsPeer::connect(
+                    edge.external_addr,
+                    &id,
+                    &self.w.pki.internal_ca.cert,
+                    "edge.corp.test",
+                ) {
+                    Ok(p) => self.conns[t] = Some(p),
+                    Err(_) => {
+                        self.down[t] = true;
+                        continue;
+                    }
+                }
+            }
+            let Some(peer) = self.conns[t].as_mut() else {
+                continue;
+            };
+            let msg = sip::message(
+                "sip:alice@corp.test",
+                "sip.found.test:5061",
+                branch,
+                "sip:carol@found.test",
+            );
+            if peer.try_send(&msg).is_err() {
+                // Not sent: safe to send to the other target.
+                self.conns[t] = None;
+                self.down[t] = true;
+                continue;
+            }
+            match peer.recv_matching(WAIT, |m| sip::status(m) >= 200 && sip::top_branch(m) == branch) {
+                Some(r) if sip::status(&r) == 503 => {
+                    self.down[t] = true;
+                    last = Ended::Final(503);
+                }
+                Some(r) => return Ended::Final(sip::status(&r)),
+                None => {
+                    self.conns[t] = None;
+                    self.down[t] = true;
+                    return Ended::Lost;
+                }
+            }
+        }
+        last
+    }
+}
+
+/// The replicas with `found.test` an allowed partner (no discovery limit in the way), a front
+/// end that answers a request whose Call-ID says `slow` after 600 ms (a transaction in flight when
+/// the replica is stopped), in a pool.
+fn failover_world(redis: &RedisServer) -> World {
+    let pki = TestPki::new();
+    let fe = TlsUas::start_with(&pki.fe, &pki.internal_ca.cert, |m: &sip_codec::Message<'_>| {
+        let r = reply(m, 200, "OK", Some("fe-tag"));
+        match m.method() {
+            Some("ACK") => vec![],
+            // The Call-ID carries the partner's branch (the top Via at the front end is the edge's).
+            _ if m.call_id().is_ok_and(|c| c.contains("slow")) => {
+                vec![support::Reply::After(Duration::from_millis(600), r)]
+            }
+            _ => vec![support::Reply::Now(r)],
+        }
+    });
+    let dns = Dnsmasq::start(&[
+        Record::srv("found.test", "sip.found.test", closed_port(), 0, 0),
+        Record::a("sip.found.test"),
+    ]);
+    let edges = ["edge-a", "edge-b"]
+        .iter()
+        .map(|replica| {
+            let mut o = EdgeOpts::new(fe.port(), closed_port());
+            o.dns_servers = vec![dns.server()];
+            o.allowed_srv.push("found.test".into());
+            o.extra_toml = pool_toml(redis, "").replace("{replica}", replica);
+            Edge::start(&o.render(&pki), &pki)
+        })
+        .collect();
+    World {
+        pki,
+        _fe: fe,
+        _dns: dns,
+        edges,
+    }
+}
+
+/// Runs the following partner for `secs` (a transaction every 10 ms) while `act` runs on this
+/// thread once the partner has run for one second; the outcomes by transaction.
+fn under_load(w: &World, secs: u64, act: impl FnOnce()) -> Vec<Ended> {
+    std::thread::scope(|s| {
+        let client = s.spawn(|| {
+            let mut partner = FollowingPartner::new(w);
+            let start = Instant::now();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while start.elapsed() < Duration::from_secs(secs) {
+                out.push(partner.transact(&format!("z9hG4bKsrv-{i}")));
+                i += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            out
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        act();
+        client.join().unwrap()
+    })
+}
+
+fn signal(edge: &Edge, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &edge.pid().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig}");
+}
+
+/// SIGTERM on one replica under load: its `/readyz` fails at once, the transaction it has in
+/// flight finishes (200), new connections to it are refused, and a partner that follows SRV sees
+/// no failed transaction — every one ends 200, on the other replica once this one drains.
+#[test]
+fn sigterm_drains_one_replica_and_a_following_partner_loses_nothing() {
+    let redis = RedisServer::start(None);
+    let mut w = failover_world(&redis);
+    for e in &w.edges {
+        metric_until(e, "sipedge_pool_replicas", |v| v == 2.0);
+    }
+    let mut slow = partner(&w, &w.edges[0]);
+    let mut drained = None;
+    let ended = under_load(&w, 3, || {
+        slow.send(&sip::message(
+            "sip:alice@corp.test",
+            "sip.found.test:5061",
+            "z9hG4bKslow-term",
+            "sip:carol@found.test",
+        ));
+        std::thread::sleep(Duration::from_millis(100));
+        signal(&w.edges[0], "-TERM");
+        std::thread::sleep(Duration::from_millis(100));
+        let ready = http::get(w.edges[0].metrics_addr.unwrap(), "/readyz");
+        let r = final_for(&mut slow, &w.edges[0], "z9hG4bKslow-term", WAIT);
+        drained = Some((ready.map(|(s, _)| s), sip::status(&r)));
+    });
+    let (ready, slow_status) = drained.unwrap();
+    assert_eq!(ready.ok(), Some(503), "/readyz fails while draining");
+    assert_eq!(slow_status, 200, "the transaction in flight at SIGTERM finished");
+    let failed: Vec<&Ended> = ended.iter().filter(|e| **e != Ended::Final(200)).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} transactions failed: {failed:?}",
+        failed.len(),
+        ended.len()
+    );
+    let status = w.edges[0].stop(Duration::from_secs(12));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the drained replica exits 0: {status:?}"
+    );
+    assert!(
+        TcpStream::connect(w.edges[0].external_addr).is_err(),
+        "the drained replica accepts nothing"
+    );
+    eprintln!(
+        "SIGTERM: {} transactions, 0 failed; in flight at SIGTERM: finished 200",
+        ended.len()
+    );
+    w.edges.truncate(1);
+}
+
+/// `kill -9` of one replica under load: what was in flight on it gets no final response (the
+/// partner's transaction on a dead connection: here the slow one, and at most the one the
+/// following partner had outstanding there), everything after goes to the other replica.
+#[test]
+fn kill_9_of_one_replica_loses_only_what_was_in_flight_on_it() {
+    let redis = RedisServer::start(None);
+    let w = failover_world(&redis);
+    for e in &w.edges {
+        metric_until(e, "sipedge_pool_replicas", |v| v == 2.0);
+    }
+    let mut slow = partner(&w, &w.edges[0]);
+    let mut slow_final = None;
+    let ended = under_load(&w, 3, || {
+        slow.send(&sip::message(
+            "sip:alice@corp.test",
+            "sip.found.test:5061",
+            "z9hG4bKslow-kill",
+            "sip:carol@found.test",
+        ));
+        std::thread::sleep(Duration::from_millis(100));
+        signal(&w.edges[0], "-KILL");
+        slow_final = slow.recv_matching(WAIT, |m| sip::status(m) >= 200);
+    });
+    assert!(
+        slow_final.is_none(),
+        "the transaction in flight on the killed replica got {slow_final:?}"
+    );
+    let lost = ended.iter().filter(|e| **e == Ended::Lost).count();
+    let other: Vec<&Ended> = ended
+        .iter()
+        .filter(|e| **e != Ended::Lost && **e != Ended::Final(200))
+        .collect();
+    assert!(other.is_empty(), "failed otherwise: {other:?}");
+    assert!(
+        lost <= 1,
+        "the partner had at most one transaction outstanding on the killed replica: {lost} lost"
+    );
+    eprintln!(
+        "kill -9: {} transactions of the following partner, {lost} without a final response, plus the slow one in flight",
+        ended.len()
+    );
 }
