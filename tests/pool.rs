@@ -759,3 +759,124 @@ fn kill_9_of_one_replica_loses_only_what_was_in_flight_on_it() {
         ended.len()
     );
 }
+
+// ---- in-dialog requests across replicas --------------------------------------------------------
+
+/// A dialog made through one replica continues through the other: the front end's SUBSCRIBE to
+/// bob@partner.test crosses `edge-a` (which record-routes it with the pool's names, at its own
+/// ports); the partner sends the NOTIFY to `edge-b`, whose listeners are on other ports; `edge-b`
+/// recognises the Route set as the pool's and forwards the NOTIFY to the front end from it — no
+/// state is needed on the replica that forwards an in-dialog request.
+#[test]
+fn an_in_dialog_request_crosses_the_replica_that_did_not_make_the_dialog() {
+    let redis = RedisServer::start(None);
+    let pki = TestPki::new();
+    let fe = TlsUas::start(&pki.fe, &pki.internal_ca.cert, |m: &sip_codec::Message<'_>| {
+        vec![reply(m, 200, "OK", None)]
+    });
+    let presentity = TlsUas::start(
+        &pki.partner,
+        &pki.internal_ca.cert,
+        |m: &sip_codec::Message<'_>| vec![sip::reply_with(m, 200, "OK", Some("n1"), "Expires: 3600\n")],
+    );
+    // The partner's remote target (its Contact), at its port.
+    let target = format!("sip:bob@edge.partner.test:{};transport=tls", presentity.port());
+    let edges: Vec<Edge> = ["edge-a", "edge-b"]
+        .iter()
+        .map(|replica| {
+            let mut o = EdgeOpts::new(fe.port(), presentity.port());
+            o.extra_toml = pool_toml(&redis, "").replace("{replica}", replica);
+            Edge::start(&o.render(&pki), &pki)
+        })
+        .collect();
+    let (a, b) = (&edges[0], &edges[1]);
+    assert_ne!(a.external_addr.port(), b.external_addr.port());
+    let mut fe_a = fe_client(a, &pki);
+    let fe_host = format!("fe1.corp.test:{}", fe.port());
+    fe_a.send(&format!(
+        "SUBSCRIBE sip:bob@partner.test SIP/2.0\r\nVia: SIP/2.0/TLS {fe_host};branch=z9hG4bKdlg1\r\n\
+         Record-Route: <sip:{fe_host};transport=tls;lr>\r\nMax-Forwards: 70\r\n\
+         From: <sip:alice@corp.test>;tag=w1\r\nTo: <sip:bob@partner.test>\r\nCall-ID: dialog-1\r\n\
+         CSeq: 1 SUBSCRIBE\r\nContact: <sip:alice@{fe_host};transport=tls>\r\nEvent: presence\r\n\
+         Expires: 3600\r\nContent-Length: 0\r\n\r\n"
+    ));
+    let ok = final_for(&mut fe_a, a, "z9hG4bKdlg1", WAIT);
+    assert_eq!(sip::status(&ok), 200, "{ok}");
+    let sub = presentity
+        .wait_request(WAIT, |r| sip::method(r) == "SUBSCRIBE")
+        .expect("the partner got the SUBSCRIBE");
+    let rr = sip::record_route_uris(&sub);
+    assert!(
+        rr.iter()
+            .any(|u| u.contains(&format!("edge.corp.test:{}", a.external_addr.port()))),
+        "edge-a record-routed it: {rr:?}"
+    );
+    // The NOTIFY, from the partner, to edge-b.
+    let routes: String = rr.iter().map(|u| format!("Route: <{u}>\r\n")).collect();
+    let mut partner_b = TlsPeer::connect(
+        b.external_addr,
+        &pki.partner,
+        &pki.internal_ca.cert,
+        "edge.corp.test",
+    )
+    .unwrap();
+    partner_b.send(&format!(
+        "NOTIFY sip:alice@{fe_host};transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS edge.partner.test:5061;branch=z9hG4bKdlgn1\r\n\
+         {routes}Max-Forwards: 70\r\nFrom: <sip:bob@partner.test>;tag=n1\r\nTo: <sip:alice@corp.test>;tag=w1\r\n\
+         Call-ID: dialog-1\r\nCSeq: 1 NOTIFY\r\nContact: <sip:bob@edge.partner.test;transport=tls>\r\n\
+         Event: presence\r\nSubscription-State: active;expires=3599\r\nContent-Length: 0\r\n\r\n"
+    ));
+    let r = final_for(&mut partner_b, b, "z9hG4bKdlgn1", WAIT);
+    assert_eq!(
+        sip::status(&r),
+        200,
+        "edge-b forwarded the NOTIFY: {r}\n{}",
+        b.log_dump()
+    );
+    let at_fe = fe
+        .wait_request(WAIT, |r| sip::method(r) == "NOTIFY")
+        .expect("the front end got the NOTIFY");
+    assert_eq!(
+        sip::top_sent_by(&at_fe),
+        format!("edge-int.corp.test:{}", b.internal_addr.port()),
+        "through edge-b: {at_fe}"
+    );
+    assert!(
+        sip::route_uris(&at_fe)
+            .iter()
+            .all(|u| !u.contains("edge.corp.test") && !u.contains("edge-int.corp.test")),
+        "edge-b consumed the pool's Route entries: {at_fe}"
+    );
+    // The other way: the front end refreshes the subscription in the dialog, through edge-b, with
+    // the route set edge-a made (the 200's Record-Route, reversed, without its own entry).
+    let route_set: String = sip::record_route_uris(&ok)
+        .iter()
+        .rev()
+        .filter(|u| !u.contains("fe1.corp.test"))
+        .map(|u| format!("Route: <{u}>\r\n"))
+        .collect();
+    let mut fe_b = fe_client(b, &pki);
+    fe_b.send(&format!(
+        "SUBSCRIBE {target} SIP/2.0\r\nVia: SIP/2.0/TLS {fe_host};branch=z9hG4bKdlg2\r\n\
+         {route_set}Max-Forwards: 70\r\nFrom: <sip:alice@corp.test>;tag=w1\r\nTo: <sip:bob@partner.test>;tag=n1\r\n\
+         Call-ID: dialog-1\r\nCSeq: 2 SUBSCRIBE\r\nContact: <sip:alice@{fe_host};transport=tls>\r\n\
+         Event: presence\r\nExpires: 3600\r\nContent-Length: 0\r\n\r\n"
+    ));
+    let ok2 = final_for(&mut fe_b, b, "z9hG4bKdlg2", WAIT);
+    assert_eq!(
+        sip::status(&ok2),
+        200,
+        "the refresh through edge-b: {ok2}\n{}",
+        b.log_dump()
+    );
+    let refresh = presentity
+        .wait_request(WAIT, |r| {
+            sip::method(r) == "SUBSCRIBE" && r.contains("CSeq: 2 SUBSCRIBE")
+        })
+        .expect("the partner got the refresh");
+    assert_eq!(
+        sip::top_sent_by(&refresh),
+        format!("edge.corp.test:{}", b.external_addr.port()),
+        "straight from edge-b to the partner: {refresh}"
+    );
+}

@@ -112,6 +112,7 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> 
     let limits = config.limits();
     let (timer_f, timer_c) = (limits.transaction_timeout, limits.invite_timeout);
     let max_subscriptions = limits.max_subscriptions;
+    let pooled = config.pool().is_some();
     // What the workers' cores share (the discovered-partner limiter, the push relay and its
     // breakers, the subscription count), made once here: every core gets these.
     let shared = EdgeShared::new(&policy, config.push().relay_settings());
@@ -131,6 +132,7 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> 
         s.push_uri = Some(push_uri.clone());
         s.push_timeout = push_timeout;
         s.max_subscriptions = max_subscriptions;
+        s.pool_routes = pooled;
         Proxy::new(
             s,
             Arc::clone(&policy),

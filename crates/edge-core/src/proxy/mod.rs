@@ -76,6 +76,11 @@ pub struct ProxySettings {
     pub push_timeout: Duration,
     /// `limits.max_subscriptions`: SUBSCRIBE dialogs tracked for liveness, edge-wide (`dialogs.rs`).
     pub max_subscriptions: usize,
+    /// One replica of a pool (`[pool]`): a Route naming this edge's internal or external host at
+    /// *any* port is the pool's, so an in-dialog request record-routed by another replica (the
+    /// same names, its own ports) is forwarded here from its route set (docs/architecture.md,
+    /// "Edge pools").
+    pub pool_routes: bool,
 }
 
 impl ProxySettings {
@@ -92,6 +97,7 @@ impl ProxySettings {
             push_uri: None,
             push_timeout: Duration::from_secs(10),
             max_subscriptions: 100_000,
+            pool_routes: false,
         }
     }
 

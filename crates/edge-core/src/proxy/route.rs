@@ -65,7 +65,8 @@ pub(crate) fn contact_key(msg: &Message<'_>, header: HeaderName) -> String {
         .unwrap_or_default()
 }
 
-/// Whether a Route/Record-Route URI points at this edge (either listener).
+/// Whether a Route/Record-Route URI points at this edge (either listener); in a pool, at any
+/// replica of it (the same host names, any port: [`ProxySettings::pool_routes`]).
 pub(crate) fn is_ours(settings: &ProxySettings, uri: &str) -> bool {
     let Ok(Uri::Sip(u)) = Uri::parse(uri) else {
         return false;
@@ -74,8 +75,10 @@ pub(crate) fn is_ours(settings: &ProxySettings, uri: &str) -> bool {
     [&settings.internal_host, &settings.external_host]
         .iter()
         .any(|h| {
-            Fqdn::parse(h)
-                .is_ok_and(|f| f.host().as_str().eq_ignore_ascii_case(u.host_str()) && f.port() == port)
+            Fqdn::parse(h).is_ok_and(|f| {
+                f.host().as_str().eq_ignore_ascii_case(u.host_str())
+                    && (settings.pool_routes || f.port() == port)
+            })
         })
 }
 
@@ -235,4 +238,40 @@ pub(crate) fn target_domain_of_response(msg: &Message<'_>) -> String {
         .and_then(|t| t.parsed_uri().ok())
         .and_then(|u| u.as_sip().map(|s| s.host_str().to_owned()))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pool: bool) -> ProxySettings {
+        let mut s = ProxySettings::new(
+            "edge.corp.test",
+            "edge-int.corp.test:5061",
+            "edge.corp.test:5062",
+            Fqdn::parse("fe1.corp.test").unwrap(),
+        );
+        s.pool_routes = pool;
+        s
+    }
+
+    /// Standalone, a Route is ours at our host *and* port; in a pool, at our host names on any port
+    /// (another replica's listener), never at another host.
+    #[test]
+    fn a_route_is_ours_by_host_and_port_or_in_a_pool_by_host() {
+        let cases = [
+            ("sip:edge.corp.test:5062;lr", true, true),
+            ("sip:EDGE.corp.test:5062;lr", true, true),
+            ("sip:edge-int.corp.test;lr", true, true),
+            ("sip:edge.corp.test:40001;lr", false, true),
+            ("sip:edge-int.corp.test:40002;transport=tls;lr", false, true),
+            ("sip:fe1.corp.test:5062;lr", false, false),
+            ("sip:edge.corp.test.evil.example:5062;lr", false, false),
+            ("tel:+15551234", false, false),
+        ];
+        for (uri, alone, pooled) in cases {
+            assert_eq!(is_ours(&settings(false), uri), alone, "standalone {uri}");
+            assert_eq!(is_ours(&settings(true), uri), pooled, "pool {uri}");
+        }
+    }
 }
