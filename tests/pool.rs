@@ -61,6 +61,10 @@ fn closed_port() -> u16 {
 /// Two replicas (`edge-a`, `edge-b`), each with `pool` appended to its configuration (with
 /// `{replica}` replaced by its name; empty: standalone).
 fn world(pool: &str) -> World {
+    world_with(pool, |_| {})
+}
+
+fn world_with(pool: &str, tweak: impl Fn(&mut EdgeOpts)) -> World {
     let pki = TestPki::new();
     let fe = TlsUas::start(
         &pki.fe,
@@ -82,6 +86,7 @@ fn world(pool: &str) -> World {
             o.enable_partner_discovery = true;
             o.discovery_messages_per_second = Some(LIMIT);
             o.extra_toml = pool.replace("{replica}", replica);
+            tweak(&mut o);
             Edge::start(&o.render(&pki), &pki)
         })
         .collect();
@@ -276,6 +281,63 @@ fn two_replicas_admit_the_pool_rate_together() {
         assert!(metric(e, "sipedge_pool_redis_commands_total").unwrap() > 0.0);
     }
     eprintln!("pool: {rate:.1}/s admitted of {LIMIT}/s ({})", statuses(&sent));
+}
+
+/// The distinct-internal-contacts limit holds for the pool too: with 6 contacts a window, the
+/// partner writing to 12 different users alternately through both replicas reaches 6 of them in
+/// all (standalone: 6 through each, 12).
+#[test]
+fn the_pool_counts_distinct_contacts_together() {
+    let redis = RedisServer::start(None);
+    for (pool, expected) in [(pool_toml(&redis, ""), 6), (String::new(), 12)] {
+        let w = world_with(&pool, |o| {
+            o.discovery_messages_per_second = Some(100);
+            o.discovery_contacts_per_hour = Some(6);
+        });
+        if !pool.is_empty() {
+            for e in &w.edges {
+                metric_until(e, "sipedge_pool_replicas", |v| v == 2.0);
+            }
+        }
+        let mut peers: Vec<TlsPeer> = w.edges.iter().map(|e| partner(&w, e)).collect();
+        let mut reached = 0;
+        for i in 0..12usize {
+            let (e, peer) = (i % 2, &mut peers[i % 2]);
+            let branch = format!("z9hG4bKct-{i}");
+            peer.send(&sip::message(
+                &format!("sip:user{i}@corp.test"),
+                "sip.found.test:5061",
+                &branch,
+                "sip:carol@found.test",
+            ));
+            let r = final_for(peer, &w.edges[e], &branch, WAIT);
+            match sip::status(&r) {
+                200 => reached += 1,
+                503 => {
+                    check_503(&r);
+                    let diag = p(&r).ms_diagnostics_public().unwrap();
+                    assert_eq!(diag.param("limit"), Some("distinct internal contacts"), "{r}");
+                }
+                other => panic!("{other}: {r}"),
+            }
+            // A sync (200 ms) between two messages: the count is the pool's, not a guess.
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        assert_eq!(reached, expected, "pool: {}", !pool.is_empty());
+        if !pool.is_empty() {
+            let members = redis
+                .command(&["SMEMBERS", "sipedge:pool:contacts:found.test"])
+                .unwrap();
+            assert!(
+                members.starts_with("*6\r\n"),
+                "six in the pool's set: {members:?}"
+            );
+            assert!(
+                !members.contains('@') && !members.contains("corp.test"),
+                "hashes only: {members:?}"
+            );
+        }
+    }
 }
 
 /// Without `[pool]` each replica admits its own limit: the pool of two admits twice the rate

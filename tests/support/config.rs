@@ -29,6 +29,8 @@ pub struct EdgeOpts {
     pub enable_partner_discovery: bool,
     /// `None`: the default (20).
     pub discovery_messages_per_second: Option<u64>,
+    /// `None`: the default (1000).
+    pub discovery_contacts_per_hour: Option<u64>,
     /// `None`: the default (5000).
     pub message_timeout_ms: Option<u64>,
     /// Appended as written (whole tables, e.g. `[push]` with its keys).
@@ -57,6 +59,7 @@ impl EdgeOpts {
             hosted_providers: Vec::new(),
             enable_partner_discovery: false,
             discovery_messages_per_second: None,
+            discovery_contacts_per_hour: None,
             dns_servers: Vec::new(),
             message_timeout_ms: None,
             extra_toml: String::new(),
@@ -115,7 +118,12 @@ proxy_fqdn = "edge.partner.test:{partner_port}"
             discovery_rate = self
                 .discovery_messages_per_second
                 .map(|n| format!("discovery_messages_per_second = {n}\n"))
-                .unwrap_or_default(),
+                .into_iter()
+                .chain(
+                    self.discovery_contacts_per_hour
+                        .map(|n| format!("discovery_contacts_per_hour = {n}\n")),
+                )
+                .collect::<String>(),
             fe_port = self.fe_port,
             partner_port = self.partner_port,
             int_cert = p(&pki.edge_internal.cert_file),

@@ -26,7 +26,7 @@ mod verdict;
 
 pub use im_filter::{FilterAction, FilterVerdict, ImFilter, LYNC_DEFAULT_PREFIXES};
 pub use inbound::InboundVerdict;
-pub use limits::{DiscoveryLimiter, DiscoveryLimits, LimitVerdict, PoolMode, WHOLE_SHARE};
+pub use limits::{contact_hash, DiscoveryLimiter, DiscoveryLimits, LimitVerdict, PoolMode, WHOLE_SHARE};
 pub use names::{DomainName, Fqdn, NameError, SIP_TLS_PORT};
 pub use outbound::{order_srv, OutboundVerdict, SrvAnswer, SrvRecord, SrvTarget};
 pub use policy::{

@@ -42,6 +42,18 @@ pub enum LimitVerdict {
     },
 }
 
+/// New contacts kept per partner between two pool syncs at most (more than any limit admits in
+/// 200 ms at the default 20 messages a second).
+const MAX_UNSYNCED: usize = 4096;
+
+/// A contact as the pool stores it: FNV-1a 64 of the lower-cased `user@host` — the same on every
+/// replica and every version, and no user's address in Redis.
+pub fn contact_hash(contact: &str) -> u64 {
+    contact.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// One share of a limit, in millionths: a replica of a pool admits `share × limit`.
 pub const WHOLE_SHARE: u32 = 1_000_000;
 
@@ -70,6 +82,10 @@ struct PartnerState {
     demand: u64,
     /// This replica's share of the limit as the pool last computed it (`None`: the default).
     share: Option<u32>,
+    /// New contacts of this window not yet handed to the pool ([`DiscoveryLimiter::take_new_contacts`]).
+    unsynced: Vec<u64>,
+    /// The pool's distinct contacts of this partner at the last sync (ours included).
+    pool_contacts: usize,
 }
 
 /// Per-worker limiter state for discovered partners.
@@ -109,6 +125,31 @@ impl DiscoveryLimiter {
             .filter(|(_, s)| s.demand > 0)
             .map(|(d, s)| (d.clone(), std::mem::take(&mut s.demand)))
             .collect()
+    }
+
+    /// Each partner's contacts new in its window since the last call (as [`contact_hash`]es, not
+    /// the addresses), with the time left in the window: what this replica adds to the pool's
+    /// distinct-contact sets. Only kept in a pool.
+    pub fn take_new_contacts(&mut self, now_ms: u64) -> Vec<(DomainName, Vec<u64>, u64)> {
+        let window_ms = self.limits.contact_window_secs.saturating_mul(1000);
+        self.partners
+            .iter_mut()
+            .filter(|(_, s)| !s.unsynced.is_empty())
+            .map(|(d, s)| {
+                let left = window_ms.saturating_sub(now_ms.saturating_sub(s.window_start_ms));
+                (d.clone(), std::mem::take(&mut s.unsynced), left.max(1))
+            })
+            .collect()
+    }
+
+    /// The pool's distinct-contact count of each listed partner (this replica's included), as the
+    /// pool's sync read it.
+    pub fn set_pool_contacts<'a>(&mut self, counts: impl IntoIterator<Item = (&'a DomainName, usize)>) {
+        for (d, n) in counts {
+            if let Some(s) = self.partners.get_mut(d) {
+                s.pool_contacts = n;
+            }
+        }
     }
 
     /// Every partner back to the default share (the pool's division is no longer known).
@@ -189,6 +230,8 @@ impl DiscoveryLimiter {
                 last_seen_ms: now_ms,
                 demand: 0,
                 share: None,
+                unsynced: Vec::new(),
+                pool_contacts: 0,
             });
         s.last_seen_ms = now_ms;
         s.demand = s.demand.saturating_add(1);
@@ -209,6 +252,8 @@ impl DiscoveryLimiter {
         if now_ms.saturating_sub(s.window_start_ms) >= window_ms {
             s.window_start_ms = now_ms;
             s.contacts.clear();
+            s.unsynced.clear();
+            s.pool_contacts = 0;
         }
         if s.milli_tokens < 1000 {
             return LimitVerdict::Throttle {
@@ -218,13 +263,24 @@ impl DiscoveryLimiter {
         }
         let contact = internal_contact.to_ascii_lowercase();
         if !s.contacts.contains(&contact) {
-            if s.contacts.len() >= self.limits.distinct_contacts as usize {
+            // In a pool: the pool's count at the last sync plus what is new here since.
+            let seen = match pool {
+                PoolMode::Alone => s.contacts.len(),
+                _ => s
+                    .contacts
+                    .len()
+                    .max(s.pool_contacts.saturating_add(s.unsynced.len())),
+            };
+            if seen >= self.limits.distinct_contacts as usize {
                 let left_ms = window_ms.saturating_sub(now_ms.saturating_sub(s.window_start_ms));
                 let secs = u32::try_from(left_ms.div_ceil(1000)).unwrap_or(u32::MAX).max(1);
                 return LimitVerdict::Throttle {
                     retry_after_secs: secs,
                     rate: false,
                 };
+            }
+            if pool != PoolMode::Alone && s.unsynced.len() < MAX_UNSYNCED {
+                s.unsynced.push(contact_hash(&contact));
             }
             s.contacts.insert(contact);
         }

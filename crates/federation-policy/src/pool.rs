@@ -78,7 +78,7 @@ pub fn even_share(replicas: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::{DiscoveryLimiter, DiscoveryLimits, LimitVerdict, PoolMode};
+    use crate::limits::{contact_hash, DiscoveryLimiter, DiscoveryLimits, LimitVerdict, PoolMode};
 
     fn d(s: &str) -> DomainName {
         DomainName::parse(s).unwrap()
@@ -174,6 +174,66 @@ mod tests {
                 "split {split:?}: {rate}/s admitted"
             );
         }
+    }
+
+    /// The distinct-contact limit holds for the pool: what one replica admitted counts on the
+    /// other once synced (the pool's set is the union of the hashes both handed over).
+    #[test]
+    fn distinct_contacts_are_counted_for_the_pool() {
+        let limits = DiscoveryLimits {
+            distinct_contacts: 3,
+            ..DiscoveryLimits::default()
+        };
+        let p = d("found.example");
+        let mut a = DiscoveryLimiter::new(limits, 10);
+        let mut b = DiscoveryLimiter::new(limits, 10);
+        for l in [&mut a, &mut b] {
+            l.set_pool(PoolMode::Shared {
+                default_share: WHOLE_SHARE,
+            });
+        }
+        assert_eq!(a.check(&p, "u1@corp.example", 0), LimitVerdict::Allow);
+        assert_eq!(a.check(&p, "U2@corp.example", 0), LimitVerdict::Allow);
+        assert_eq!(b.check(&p, "u1@corp.example", 0), LimitVerdict::Allow);
+        // A sync: the pool's set is the union of what each handed over.
+        let mut pool = std::collections::HashSet::new();
+        for l in [&mut a, &mut b] {
+            for (partner, hashes, left) in l.take_new_contacts(0) {
+                assert_eq!((partner, left), (p.clone(), 3_600_000));
+                pool.extend(hashes);
+            }
+        }
+        assert_eq!(pool.len(), 2, "u1 counted once, u2 (any case) once");
+        assert!(pool.contains(&contact_hash("u2@corp.example")));
+        for l in [&mut a, &mut b] {
+            l.set_pool_contacts([(&p, pool.len())]);
+        }
+        assert_eq!(
+            b.check(&p, "u3@corp.example", 10),
+            LimitVerdict::Allow,
+            "the third"
+        );
+        assert!(
+            matches!(
+                b.check(&p, "u4@corp.example", 10),
+                LimitVerdict::Throttle { rate: false, .. }
+            ),
+            "the fourth is over the pool's 3"
+        );
+        assert_eq!(
+            b.check(&p, "u1@corp.example", 10),
+            LimitVerdict::Allow,
+            "a known contact"
+        );
+        // Standalone, b alone would have admitted u4 (its own set holds u1 and u3).
+        let mut alone = DiscoveryLimiter::new(limits, 10);
+        for u in ["u1", "u3", "u4"] {
+            assert_eq!(
+                alone.check(&p, &format!("{u}@corp.example"), 0),
+                LimitVerdict::Allow
+            );
+        }
+        assert!(alone.take_new_contacts(0).is_empty(), "nothing kept for a pool");
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //! 1. `ZADD sipedge:pool:replicas <now ms> <replica>` (this replica is alive), drop the members not
 //!    seen for [`REPLICA_TTL`], `ZRANGE` the live ones; `SET sipedge:pool:demand:<partner>:<replica>
 //!    <rate> PX <DEMAND_TTL>` for each partner with a demand here;
-//! 2. `MGET` of each such partner's demand on every live replica; the shares follow.
+//! 2. `MGET` of each such partner's demand on every live replica (the shares follow) and `SCARD`
+//!    of its distinct-contact set, to which each replica `SADD`s the hashes of the contacts new
+//!    to it (`federation_policy::contact_hash`: no user's address in Redis), the set expiring
+//!    with the contact window. Open push breakers ride along (see [`Sync::apply_breakers`]).
 //!
 //! Redis unreachable (or a command failing): the limiter falls back to the configured mode —
 //! `divide` (each replica admits the limit ÷ the replicas seen at the last sync) or `refuse`
@@ -301,6 +304,17 @@ impl Sync {
             }
             sent += 2;
         }
+        for (d, hashes, left) in self.limiter.take_new_contacts(Instant::now()) {
+            let key = contacts_key(&d);
+            pipe.cmd("SADD").arg(&key).arg(hashes).ignore();
+            // The window's end as this replica counts it, unless another replica set one first.
+            pipe.cmd("PEXPIRE")
+                .arg(&key)
+                .arg(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
+                .arg("NX")
+                .ignore();
+            sent += 2;
+        }
         for p in std::mem::take(&mut self.stale_breakers) {
             pipe.cmd("SREM").arg(BREAKERS_KEY).arg(p).ignore();
             sent += 1;
@@ -339,6 +353,7 @@ impl Sync {
             for (d, _) in &partners {
                 let keys: Vec<String> = live.iter().map(|r| demand_key(d, r)).collect();
                 pipe.cmd("MGET").arg(keys);
+                pipe.cmd("SCARD").arg(contacts_key(d));
             }
             if !open_breakers.is_empty() {
                 // MGET answers a list even for one key (and refuses none).
@@ -347,7 +362,7 @@ impl Sync {
                 sent += 1;
             }
             let mut answers: Vec<redis::Value> = pipe.query(conn)?;
-            sent += partners.len() as u64;
+            sent += 2 * partners.len() as u64;
             let breakers: Vec<Option<String>> = match answers.pop() {
                 Some(v) if !open_breakers.is_empty() => redis::from_redis_value(v)?,
                 Some(v) => {
@@ -356,11 +371,19 @@ impl Sync {
                 }
                 None => Vec::new(),
             };
-            for ((d, own), all) in partners.into_iter().zip(answers) {
+            let mut contacts = Vec::with_capacity(partners.len());
+            let mut answers = answers.into_iter();
+            for (d, own) in partners {
+                let (Some(all), Some(count)) = (answers.next(), answers.next()) else {
+                    break;
+                };
                 let all: Vec<Option<u64>> = redis::from_redis_value(all)?;
                 let pool: u64 = all.into_iter().flatten().fold(0, u64::saturating_add);
-                shares.push((d, share(own, pool, n)));
+                let count: usize = redis::from_redis_value(count)?;
+                shares.push((d.clone(), share(own, pool, n)));
+                contacts.push((d, count));
             }
+            self.limiter.set_pool_contacts(&contacts);
             self.apply_breakers(&open_breakers, &breakers, now_ms, probe_budget);
         } else {
             self.relay.lock().release_except(&[]);
@@ -397,6 +420,11 @@ impl Sync {
 /// Where the replica that opened `provider`'s breaker says until when, and that it probes.
 fn breaker_key(provider: &str) -> String {
     format!("sipedge:pool:breaker:{provider}")
+}
+
+/// The pool's distinct internal contacts of partner `d` in its window (hashes, not addresses).
+fn contacts_key(d: &DomainName) -> String {
+    format!("sipedge:pool:contacts:{}", d.as_str())
 }
 
 /// Where `replica` publishes its demand for partner `d`.

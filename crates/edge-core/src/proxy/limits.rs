@@ -83,6 +83,29 @@ impl SharedDiscoveryLimiter {
         self.inner.lock().limiter.reset_shares();
     }
 
+    /// Each partner's contacts new in its window since the last call (hashes) and the window's
+    /// time left: what the pool's sync adds to the pool's sets.
+    pub fn take_new_contacts(&self, now: Instant) -> Vec<(DomainName, Vec<u64>, std::time::Duration)> {
+        let mut g = self.inner.lock();
+        let now_ms = g.epoch.map_or(0, |e| {
+            u64::try_from(now.saturating_duration_since(e).as_millis()).unwrap_or(u64::MAX)
+        });
+        let now_ms = now_ms.max(g.last_ms);
+        g.limiter
+            .take_new_contacts(now_ms)
+            .into_iter()
+            .map(|(d, h, left)| (d, h, std::time::Duration::from_millis(left)))
+            .collect()
+    }
+
+    /// The pool's distinct-contact counts, as the pool's sync read them.
+    pub fn set_pool_contacts(&self, counts: &[(DomainName, usize)]) {
+        self.inner
+            .lock()
+            .limiter
+            .set_pool_contacts(counts.iter().map(|(d, n)| (d, *n)));
+    }
+
     /// This replica's shares of the partners' limits, as the pool's sync computed them.
     pub fn set_shares(&self, shares: &[(DomainName, u32)]) {
         self.inner
