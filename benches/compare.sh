@@ -19,6 +19,8 @@
 #   EDGE_WORKERS=n (the edge's workers; default nproc, as Kamailio's children)
 #   EDGE_BEFORE=path (another sipedge binary, e.g. an earlier commit's: target sipedge-before, run
 #   right before sipedge, so a change is measured side by side in one run)
+#   TARGETS containing `sipedge-pool`: the same edge with [pool] on, against a redis-server of its
+#   own (issue 20: what the pool costs the message path, and Redis commands per second)
 #   KEEP=1 (keep the work directory: reports, configs, logs)
 #   KAM_SHM_MB=4096 (Kamailio's shared memory: tm keeps each transaction for its 5 s wait timer
 #   after the final response; at ~19,000/s 1024 MB ran out within 3 s, 256 within one)
@@ -142,15 +144,39 @@ for target in $TARGETS; do
         scenarios relay tls "$addr" edge-int.corp.test "$P/internal-ca.pem" "$relay_pid"
         kill -TERM "$relay_pid" 2>/dev/null || true
         ;;
-    sipedge | sipedge-before)
+    sipedge | sipedge-before | sipedge-pool)
         [[ " $TRANSPORTS " == *" tls "* ]] || continue
         bin=$EDGE
         [[ $target != sipedge-before ]] || bin=$EDGE_BEFORE
         edge_toml "$P" "$(echo "${SINK[tls]}" | port_of)" "$EDGE_WORKERS" >"$WORK/$target.toml"
+        redis_pid=""
+        if [[ $target == sipedge-pool ]]; then
+            # The same edge as one replica of a pool: a redis-server of its own, [pool] on.
+            if ! command -v redis-server >/dev/null; then
+                echo "compare.sh: redis-server is not installed (apt-get install redis-server): no sipedge-pool rows" >&2
+                continue
+            fi
+            rport=$(free_port)
+            start redis redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no
+            redis_pid=$LAST_PID
+            printf '\n[pool]\nredis = "redis://127.0.0.1:%s"\nreplica = "bench"\n' "$rport" >>"$WORK/$target.toml"
+        fi
         start "$target" "$bin" run --config "$WORK/$target.toml"
         edge_pid=$LAST_PID
+        started=$(date +%s.%N)
         addr=$(wait_line "$WORK/$target.out" '^listening internal sip\+tls ' | awk '{print $4}')
         scenarios "$target" tls "$addr" edge-int.corp.test "$P/internal-ca.pem" "$edge_pid"
+        if [[ -n $redis_pid ]]; then
+            # What the pool costs Redis, whatever the load: commands per second over the whole run.
+            maddr=$(wait_line "$WORK/$target.out" '^metrics http ' | awk '{print $3}')
+            exec 3<>"/dev/tcp/${maddr%:*}/${maddr##*:}"
+            printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3
+            cmds=$(awk '/^sipedge_pool_redis_commands_total /{print $2}' <&3)
+            exec 3<&-
+            awk -v c="$cmds" -v s="$started" -v e="$(date +%s.%N)" \
+                'BEGIN { printf "sipedge-pool: %d Redis commands in %.0f s, %.1f/s (the pool thread; nothing on the message path)\n", c, e - s, c / (e - s) }' >&2
+            kill -TERM "$redis_pid" 2>/dev/null || true
+        fi
         kill -TERM "$edge_pid" 2>/dev/null || true
         for _ in $(seq 50); do kill -0 "$edge_pid" 2>/dev/null || break; sleep 0.1; done
         ;;

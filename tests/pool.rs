@@ -245,7 +245,10 @@ fn two_replicas_admit_the_pool_rate_together() {
         metric_until(e, "sipedge_pool_replicas", |v| v == 2.0);
     }
     let secs = 8;
+    let commands = |e: &Edge| metric(e, "sipedge_pool_redis_commands_total").unwrap();
+    let before = (Instant::now(), commands(&w.edges[0]));
     let sent = offer(&w, secs, &|_| {});
+    let per_sec = (commands(&w.edges[0]) - before.1) / before.0.elapsed().as_secs_f64();
     let rate = admitted_rate(&sent, WARM_UP, Duration::from_secs(secs));
     let limit = LIMIT as f64;
     assert!(
@@ -253,6 +256,9 @@ fn two_replicas_admit_the_pool_rate_together() {
         "the pool admitted {rate:.1}/s of a {LIMIT}/s limit ({})",
         statuses(&sent)
     );
+    // Five syncs a second, a handful of commands each: bounded whatever the message rate.
+    assert!(per_sec < 100.0, "{per_sec:.1} Redis commands a second");
+    eprintln!("pool: {per_sec:.1} Redis commands/s on edge-a with one active discovered partner");
     assert!(
         sent.iter().all(|s| s.status == 200 || s.status == 503),
         "{}",

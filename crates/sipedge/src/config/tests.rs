@@ -825,3 +825,26 @@ fn a_push_whose_retries_outlast_timer_f_is_warned_about() {
     );
     assert_eq!(pki.load(&file, &[]).unwrap().warnings(), &[] as &[Issue]);
 }
+
+/// `[pool]` through the file and the environment: the Kubernetes Deployment names each replica by
+/// its pod (`SIPEDGE__POOL__REPLICA` from the Downward API); without the section the edge is
+/// standalone.
+#[test]
+fn the_pool_section_takes_its_replica_from_the_environment() {
+    let pki = Pki::with_edge_cert();
+    assert!(
+        pki.load(VALID_TOML, &[]).unwrap().pool().is_none(),
+        "standalone by default"
+    );
+    let text = format!("{VALID_TOML}\n[pool]\nredis = \"redis://10.0.0.5:6379\"\nreplica = \"from-file\"\n");
+    let c = pki
+        .load(&text, &[("SIPEDGE__POOL__REPLICA", "sipedge-7d9f-x2k")])
+        .unwrap();
+    let pool = c.pool().unwrap();
+    assert_eq!(pool.replica, "sipedge-7d9f-x2k");
+    assert_eq!(pool.redis, "redis://10.0.0.5:6379");
+    let errors = pki
+        .load(&format!("{VALID_TOML}\n[pool]\nreplica = \"a\"\n"), &[])
+        .unwrap_err();
+    assert!(errors.iter().any(|e| e.key == "pool.redis"), "{errors:?}");
+}
