@@ -346,6 +346,55 @@ fn the_pool_counts_distinct_contacts_together() {
     }
 }
 
+/// Redis over TLS (`rediss://`, the server's certificate checked against the trust store the
+/// edge is given with `SSL_CERT_FILE`) with an ACL user and password in the URL: both replicas sync
+/// as that user; the password appears nowhere the edge writes.
+#[test]
+fn the_pool_syncs_over_tls_as_an_acl_user() {
+    let pki = TestPki::new();
+    let cert = pki.internal_leaf("localhost");
+    let redis = RedisServer::start_tls(None, &cert.cert_file, &cert.key_file, &pki.internal_ca.file);
+    let acl = redis.command(&[
+        "ACL",
+        "SETUSER",
+        "edge",
+        "on",
+        ">acl-s3cret",
+        "~sipedge:*",
+        "+@all",
+    ]);
+    assert_eq!(acl.as_deref(), Some("+OK\r\n"));
+    let url = redis.tls_url().replace("rediss://", "rediss://edge:acl-s3cret@");
+    let fe = TlsUas::start(&pki.fe, &pki.internal_ca.cert, |m: &sip_codec::Message<'_>| {
+        vec![reply(m, 200, "OK", None)]
+    });
+    let ca = pki.internal_ca.file.display().to_string();
+    let edges: Vec<Edge> = ["edge-a", "edge-b"]
+        .iter()
+        .map(|replica| {
+            let mut o = EdgeOpts::new(fe.port(), closed_port());
+            o.extra_toml = format!("[pool]\nredis = \"{url}\"\nreplica = \"{replica}\"\n");
+            Edge::start_with_env(&o.render(&pki), &[("SSL_CERT_FILE", &ca)])
+        })
+        .collect();
+    for e in &edges {
+        metric_until(e, "sipedge_pool_replicas", |v| v == 2.0);
+        metric_until(e, "sipedge_pool_redis_up", |v| v == 1.0);
+        assert!(!e.log_dump().contains("acl-s3cret"), "the password in the log");
+        let (_, json) = http::get(e.metrics_addr.unwrap(), "/status.json").unwrap();
+        assert!(!json.contains("acl-s3cret"), "{json}");
+        assert!(
+            json.contains(&redis.tls_url()),
+            "the URL without credentials: {json}"
+        );
+    }
+    let clients = redis.command(&["CLIENT", "LIST"]).unwrap();
+    assert!(
+        clients.lines().filter(|l| l.contains("user=edge")).count() >= 2,
+        "both replicas connected as the ACL user: {clients}"
+    );
+}
+
 /// Without `[pool]` each replica admits its own limit: the pool of two admits twice the rate
 /// (today's standalone behaviour, as the README says).
 #[test]

@@ -50,13 +50,22 @@ impl Edge {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("sipedge.toml");
         std::fs::write(&config_path, config_toml).unwrap();
-        Edge::launch(config_path, dir, soft_nofile, &[])
+        Edge::launch(config_path, dir, soft_nofile, &[], &[])
+    }
+
+    /// [`Edge::start`] with environment variables set for the edge process (e.g. `SSL_CERT_FILE`,
+    /// the trust store a `rediss://` pool verifies its Redis with).
+    pub fn start_with_env(config_toml: &str, env: &[(&str, &str)]) -> Edge {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("sipedge.toml");
+        std::fs::write(&config_path, config_toml).unwrap();
+        Edge::launch(config_path, dir, None, &[], env)
     }
 
     /// `sipedge run --config <config_path> <args…>` on a file the caller laid out (e.g. a
     /// kubelet-style mount of symlinks); `dir` lives as long as the edge.
     pub fn start_at(config_path: &std::path::Path, dir: tempfile::TempDir, args: &[&str]) -> Edge {
-        Edge::launch(config_path.to_path_buf(), dir, None, args)
+        Edge::launch(config_path.to_path_buf(), dir, None, args, &[])
     }
 
     fn launch(
@@ -64,6 +73,7 @@ impl Edge {
         dir: tempfile::TempDir,
         soft_nofile: Option<u64>,
         args: &[&str],
+        env: &[(&str, &str)],
     ) -> Edge {
         let config_toml = std::fs::read_to_string(&config_path).unwrap_or_default();
         let bin = sipedge_tests::sipedge_bin();
@@ -93,6 +103,7 @@ impl Edge {
                 cmd.env_remove(name);
             }
         }
+        cmd.envs(env.iter().copied());
         let mut child = cmd.spawn().unwrap_or_else(|e| {
             panic!(
                 "cannot start {} ({e}); build it first: cargo build -p sipedge",

@@ -15,6 +15,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,24 +26,53 @@ pub struct RedisServer {
     pub port: u16,
     password: Option<String>,
     dir: tempfile::TempDir,
+    /// `--tls-port` with this certificate, key and CA (the plain port stays, for [`RedisServer::command`]).
+    tls: Option<Tls>,
+}
+
+struct Tls {
+    port: u16,
+    cert: String,
+    key: String,
+    ca: String,
 }
 
 impl RedisServer {
     /// Starts `redis-server` on a free loopback port and waits until it answers.
     pub fn start(password: Option<&str>) -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut r = RedisServer {
             child: None,
-            port,
+            port: free_port(),
             password: password.map(str::to_owned),
             dir: tempfile::tempdir().unwrap(),
+            tls: None,
         };
         r.restart();
         r
+    }
+
+    /// [`RedisServer::start`] also listening for TLS (`rediss://localhost:<tls_port>`) with `cert`
+    /// and `key` (a certificate for `localhost`); clients are not asked for a certificate.
+    pub fn start_tls(password: Option<&str>, cert: &Path, key: &Path, ca: &Path) -> RedisServer {
+        let mut r = RedisServer {
+            child: None,
+            port: free_port(),
+            password: password.map(str::to_owned),
+            dir: tempfile::tempdir().unwrap(),
+            tls: Some(Tls {
+                port: free_port(),
+                cert: cert.display().to_string(),
+                key: key.display().to_string(),
+                ca: ca.display().to_string(),
+            }),
+        };
+        r.restart();
+        r
+    }
+
+    /// `rediss://localhost:<tls port>` (panics without TLS).
+    pub fn tls_url(&self) -> String {
+        format!("rediss://localhost:{}", self.tls.as_ref().unwrap().port)
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -80,6 +110,20 @@ impl RedisServer {
         ]);
         if let Some(p) = &self.password {
             cmd.args(["--requirepass", p]);
+        }
+        if let Some(t) = &self.tls {
+            cmd.args([
+                "--tls-port",
+                &t.port.to_string(),
+                "--tls-cert-file",
+                &t.cert,
+                "--tls-key-file",
+                &t.key,
+                "--tls-ca-cert-file",
+                &t.ca,
+                "--tls-auth-clients",
+                "no",
+            ]);
         }
         let child = cmd
             .stdout(Stdio::null())
@@ -138,6 +182,14 @@ impl RedisServer {
             None => text,
         })
     }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Drop for RedisServer {
