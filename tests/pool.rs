@@ -326,8 +326,10 @@ fn the_pool_counts_distinct_contacts_together() {
                 }
                 other => panic!("{other}: {r}"),
             }
-            // A sync (200 ms) between two messages: the count is the pool's, not a guess.
-            std::thread::sleep(Duration::from_millis(300));
+            // Two syncs (200 ms each: the admitting replica's, then the other's) between two
+            // messages: the count each replica checks is the pool's. Closer together, a replica may
+            // admit one more than the pool's limit — the accuracy the README states.
+            std::thread::sleep(Duration::from_millis(500));
         }
         assert_eq!(reached, expected, "pool: {}", !pool.is_empty());
         if !pool.is_empty() {
