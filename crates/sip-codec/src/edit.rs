@@ -131,6 +131,15 @@ impl<'m, 'a> Editor<'m, 'a> {
         self
     }
 
+    /// Inserts `Via: <value>` above every other header, the value as raw bytes (a Via line of
+    /// another message of the same transaction, put back as it was). Calls at the same place come
+    /// out in the order made.
+    pub fn prepend_via_raw(&mut self, value: &[u8]) -> &mut Self {
+        let at = self.first_header_pos();
+        self.push(at, at, [b"Via: ".as_slice(), value, b"\r\n".as_slice()]);
+        self
+    }
+
     /// Inserts `Record-Route: <value>` above the existing Record-Route values (§16.6 step 4).
     pub fn add_record_route(&mut self, value: &str) -> &mut Self {
         self.add_record_route_parts(&[value])

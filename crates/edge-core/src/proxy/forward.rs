@@ -3,6 +3,7 @@
 //! transaction, and the way back — responses matched by our branch, our Via removed, forwarded to the
 //! requester; CANCEL and ACK towards the next hop built from the forwarded request.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use federation_policy::DiagnosticId;
@@ -167,15 +168,27 @@ impl Proxy {
         branch: &str,
     ) -> Option<Vec<u8>> {
         let mut ed = Editor::with_buf(msg, std::mem::take(&mut self.scratch.edit_buf));
-        let ours = route::our_leading_routes(&self.settings, msg);
-        ed.remove_values(HeaderName::Route, ours);
+        let no_to_tag = msg.to().ok().and_then(|t| t.tag()).is_none();
+        if in_side == Side::External && out_side == Side::Internal && no_to_tag {
+            // A partner's out-of-dialog request: a Route past our own would steer it to a host
+            // inside that the partner chose; the front-end pool routes it by its Request-URI.
+            // Stripped, not honoured (docs/topology.md).
+            ed.remove_header(HeaderName::Route);
+        } else {
+            let ours = route::our_leading_routes(&self.settings, msg);
+            ed.remove_values(HeaderName::Route, ours);
+        }
         if ed.decrement_max_forwards() == MaxForwards::Exhausted {
             self.scratch.edit_buf = ed.into_buf();
             return None;
         }
+        if in_side == Side::Internal && out_side == Side::External {
+            // Topology hiding: the Via headers of the inside (front ends, their proxies) stay
+            // inside; the response gets them back from the stored request (`on_response`).
+            ed.remove_header(HeaderName::Via);
+        }
         let host = self.settings.host(out_side);
         ed.prepend_via_parts(&["SIP/2.0/TLS ", host, ";branch=", branch]);
-        let no_to_tag = msg.to().ok().and_then(|t| t.tag()).is_none();
         if msg.method().is_some_and(creates_dialog) && no_to_tag {
             // Outgoing side first, then incoming: the callee's route set starts at our outer face,
             // the caller's (reversed) at our inner one.
@@ -298,8 +311,23 @@ impl Proxy {
         if status >= 200 && hop.is_some() {
             self.dialog_response(sid, hop.as_ref(), msg, now);
         }
+        // The request went from the inside out with its Via headers hidden (`edit_request`): the
+        // response gets exactly the stored request's back, whatever the partner put below ours.
+        let hidden = (to_side == Side::Internal && peer.side == Side::External)
+            .then(|| self.txns.servers.get(&sid).map(|s| Arc::clone(&s.request)))
+            .flatten();
         let mut ed = Editor::with_buf(msg, std::mem::take(&mut self.scratch.edit_buf));
-        ed.remove_top_via();
+        match &hidden {
+            Some(req) => {
+                ed.remove_header(HeaderName::Via);
+                for v in req.values(HeaderName::Via) {
+                    ed.prepend_via_raw(v);
+                }
+            }
+            None => {
+                ed.remove_top_via();
+            }
+        }
         let needs_diag = status >= 400
             && peer.side == Side::External
             && to_side == Side::Internal

@@ -383,3 +383,90 @@ fn the_internal_side_keeps_the_facts() {
     );
     assert_eq!(d.source(), Some("edge.corp.example"));
 }
+
+/// Relayed messages (issue 21, topology hiding): a front end's request leaves with the edge's Via
+/// alone — the Via headers of the inside (a front end and the proxy before it) never reach the
+/// partner — and its response comes back with exactly those Via headers, in order, whatever the
+/// partner put below the edge's own.
+#[test]
+fn the_insides_via_headers_stay_inside() {
+    let mut h = H::new();
+    let req = "MESSAGE sip:bob@partner.example SIP/2.0\nVia: SIP/2.0/TLS fe1.corp.example:5061;branch=z9hG4bKth1\nVia: SIP/2.0/TLS 10.1.2.3:5062;branch=z9hG4bKclient;received=10.1.2.3, SIP/2.0/TLS fe9.corp.example;branch=z9hG4bKc2\nMax-Forwards: 70\nFrom: <sip:alice@corp.example>;tag=a1\nTo: <sip:bob@partner.example>\nCall-ID: th-1\nCSeq: 1 MESSAGE\nContent-Length: 0\n\n";
+    let out = sends(&h.msg(FE, req));
+    let (dest, fwd, token) = out.first().cloned().expect("forwarded");
+    assert!(outward(&dest), "{dest:?}");
+    let mut seen = BTreeSet::new();
+    let eff = vec![Effect::Send {
+        dest: dest.clone(),
+        bytes: fwd.clone().into_bytes(),
+        token,
+    }];
+    assert_eq!(check_outward(&eff, &mut seen, "forwarded MESSAGE"), 1);
+    let m = parse(fwd.as_bytes()).unwrap();
+    assert_eq!(m.vias().count(), 1, "{fwd}");
+    h.delivered(token.unwrap());
+    // A partner that adds a Via of its own below ours cannot make it reach the front end.
+    let answer = answer(&fwd, 200, "OK", Some("b1")).replacen(
+        "\nFrom:",
+        "\nVia: SIP/2.0/TLS evil.partner.example;branch=z9hG4bKinject\nFrom:",
+        1,
+    );
+    let back = sends(&h.msg(ConnId(100), &answer));
+    let (dest, text, _) = back.first().cloned().expect("relayed");
+    assert_eq!(dest, Destination::Conn(FE));
+    let r = parse(text.as_bytes()).unwrap();
+    let vias: Vec<String> = r
+        .headers()
+        .iter()
+        .filter(|h| h.name == HeaderName::Via)
+        .map(|h| h.value_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        vias,
+        [
+            "SIP/2.0/TLS fe1.corp.example:5061;branch=z9hG4bKth1",
+            "SIP/2.0/TLS 10.1.2.3:5062;branch=z9hG4bKclient;received=10.1.2.3, SIP/2.0/TLS fe9.corp.example;branch=z9hG4bKc2",
+        ],
+        "{text}"
+    );
+}
+
+/// A partner's out-of-dialog request with a Route past the edge's own (a preloaded route naming a
+/// host inside): the Route is stripped, the front-end pool routes the request by its Request-URI.
+/// In a dialog, the route set is followed as before.
+#[test]
+fn a_partners_preloaded_route_is_not_followed_inside() {
+    let mut h = H::new();
+    let route = "Route: <sip:edge.corp.example:5061;transport=tls;lr>, <sip:fe9.corp.example:5062;lr>\n";
+    let req = inbound(
+        "MESSAGE",
+        "sip:bob@partner.example",
+        "sip:alice@corp.example",
+        "z9hG4bKpr1",
+        route,
+        "",
+    );
+    let out = sends(&h.msg(PARTNER_IN, &req));
+    let (dest, fwd, _) = out.first().cloned().expect("forwarded");
+    assert!(
+        matches!(&dest, Destination::Hop(NextHop { side: Side::Internal, fqdn }) if fqdn.host().as_str() == "pool.corp.example"),
+        "{dest:?}"
+    );
+    let m = parse(fwd.as_bytes()).unwrap();
+    assert_eq!(m.routes().count(), 0, "no Route reaches the inside:\n{fwd}");
+    // In a dialog (To tag): the entries past ours are the dialog's route set and stay.
+    let in_dialog = req
+        .replace(
+            "To: <sip:alice@corp.example>",
+            "To: <sip:alice@corp.example>;tag=a9",
+        )
+        .replace("z9hG4bKpr1", "z9hG4bKpr2");
+    let out = sends(&h.msg(PARTNER_IN, &in_dialog));
+    let (_, fwd, _) = out.first().cloned().expect("forwarded");
+    let routes: Vec<String> = parse(fwd.as_bytes())
+        .unwrap()
+        .routes()
+        .map(|r| r.unwrap().uri.to_owned())
+        .collect();
+    assert_eq!(routes, ["sip:fe9.corp.example:5062;lr"], "{fwd}");
+}
