@@ -127,18 +127,32 @@ impl World {
         assert_eq!(m.max_forwards(), Some(69), "{fwd}");
     }
 
-    /// Asserts the double Record-Route of a dialog-creating request: outer face first.
-    fn assert_double_record_route(&self, fwd: &str) -> Vec<String> {
+    /// Asserts the Record-Route of a dialog-creating request as the partner gets it: the edge's
+    /// external face alone, its internal face sealed in it (topology hiding, docs/topology.md).
+    fn assert_sealed_record_route(&self, fwd: &str) -> Vec<String> {
         let rr = sip::record_route_uris(fwd);
-        assert_eq!(
-            rr,
-            [
-                format!("sip:edge.corp.test:{};transport=tls;lr", self.ext_port()),
-                format!("sip:edge-int.corp.test:{};transport=tls;lr", self.int_port()),
-            ],
+        assert_eq!(rr.len(), 1, "{fwd}");
+        assert!(
+            rr[0].starts_with(&format!(
+                "sip:edge.corp.test:{};transport=tls;lr;sh=",
+                self.ext_port()
+            )),
             "{fwd}"
         );
+        assert!(
+            !fwd.contains("edge-int"),
+            "the internal face stays inside:\n{fwd}"
+        );
         rr
+    }
+
+    /// The Record-Route the front end gets back on the answer: the sealed face, then the
+    /// edge's internal face it sealed (the double Record-Route of RFC 5658, inside).
+    fn record_route_inside(&self, sealed: &[String]) -> Vec<String> {
+        vec![
+            sealed[0].clone(),
+            format!("sip:edge-int.corp.test:{};transport=tls;lr", self.int_port()),
+        ]
     }
 }
 
@@ -281,7 +295,7 @@ fn subscribe_to_partner_and_notify_back_through_the_record_route() {
         .wait_request(WAIT, |r| sip::method(r) == "SUBSCRIBE")
         .expect("the partner got the SUBSCRIBE");
     w.assert_forwarded_out(&fwd, branch);
-    let rr = w.assert_double_record_route(&fwd);
+    let rr = w.assert_sealed_record_route(&fwd);
     let ok = fe
         .recv_final(WAIT, "SUBSCRIBE")
         .expect("a final response to SUBSCRIBE");
@@ -289,18 +303,18 @@ fn subscribe_to_partner_and_notify_back_through_the_record_route() {
     assert_back_to_fe(&ok, branch);
     assert_eq!(
         sip::record_route_uris(&ok),
-        rr,
-        "Record-Route echoed to the FE:\n{ok}"
+        w.record_route_inside(&rr),
+        "Record-Route echoed to the FE, the sealed entry opened:\n{ok}"
     );
 
-    // The partner (notifier) sends NOTIFY in the dialog: Route = the Record-Route set as received,
-    // over a connection to the first entry (our external face).
+    // The partner (notifier) sends NOTIFY in the dialog: Route = the Record-Route set as received
+    // (our sealed external face), over a connection to it.
     let mut partner_out = w.partner_client(w.edge.external_addr);
     let call_id = sip::call_id(&fwd);
     let notify = format!(
         "NOTIFY sip:alice@fe1.corp.test:{fe_port};transport=tls SIP/2.0\n\
 Via: SIP/2.0/TLS edge.partner.test:{pport};branch=z9hG4bKpn1\n\
-Route: <{rr0}>, <{rr1}>\n\
+Route: <{rr0}>\n\
 Max-Forwards: 70\n\
 From: <sip:bob@partner.test>;tag=b1\n\
 To: <sip:alice@corp.test>;tag=a1\n\
@@ -313,7 +327,6 @@ Content-Length: 0\n\n",
         fe_port = w.fe_uas.port(),
         pport = w.partner().port(),
         rr0 = rr[0],
-        rr1 = rr[1],
     );
     partner_out.send(&notify);
     let at_fe = w
@@ -365,7 +378,7 @@ fn invite_ack_bye_with_the_route_set() {
         .wait_request(WAIT, |r| sip::method(r) == "INVITE")
         .expect("the partner got the INVITE");
     w.assert_forwarded_out(&fwd, branch);
-    let rr = w.assert_double_record_route(&fwd);
+    let rr = w.assert_sealed_record_route(&fwd);
     let trying = fe.recv_response(WAIT, 100, "INVITE").expect("100 Trying");
     assert_back_to_fe(&trying, branch);
     let ringing = fe.recv_response(WAIT, 180, "INVITE").expect("180 forwarded");
@@ -374,7 +387,7 @@ fn invite_ack_bye_with_the_route_set() {
     assert_eq!(sip::status(&ok), 200, "{ok}");
     assert_back_to_fe(&ok, branch);
     let rr_back = sip::record_route_uris(&ok);
-    assert_eq!(rr_back, rr);
+    assert_eq!(rr_back, w.record_route_inside(&rr));
     let remote_target = match p(&ok).contacts().next() {
         Some(Ok(ContactValue::Addr(c))) => c.addr.uri.to_owned(),
         other => panic!("no Contact in the 200 ({other:?}):\n{ok}"),

@@ -115,7 +115,12 @@ pub fn run(config_path: Option<&Path>, pid_file: Option<&Path>, watch: bool) -> 
     let pooled = config.pool().is_some();
     // What the workers' cores share (the discovered-partner limiter, the push relay and its
     // breakers, the subscription count), made once here: every core gets these.
-    let shared = EdgeShared::new(&policy, config.push().relay_settings());
+    let mut shared = EdgeShared::new(&policy, config.push().relay_settings());
+    if let TlsIdentity::Files(f) = &config.external().tls {
+        // Topology hiding's key from the external certificate's private key: every replica of a
+        // pool holds it, so each opens the route sets another sealed, and a restart keeps dialogs.
+        shared = shared.with_sealer(edge_core::proxy::Sealer::from_secret(f.key.secret_der()));
+    }
     let reload_limiter = Arc::clone(&shared.limiter);
     let relay = Arc::clone(&shared.relay);
     let (push_uri, push_timeout) = (config.push().proxy_uri.to_string(), config.push().timeout);

@@ -9,6 +9,7 @@ use std::time::Instant;
 use federation_policy::DiagnosticId;
 use sip_codec::{parse, Editor, HeaderName, MaxForwards, Message, RequestBuilder};
 
+use super::hiding;
 use super::ids;
 use super::ids::{ClientId, ServerId};
 use super::io::{ConnId, Destination, Effect, Level, NextHop, PeerInfo, Side, Token};
@@ -169,11 +170,29 @@ impl Proxy {
     ) -> Option<Vec<u8>> {
         let mut ed = Editor::with_buf(msg, std::mem::take(&mut self.scratch.edit_buf));
         let no_to_tag = msg.to().ok().and_then(|t| t.tag()).is_none();
-        if in_side == Side::External && out_side == Side::Internal && no_to_tag {
+        let outward = in_side == Side::Internal && out_side == Side::External;
+        let inward = in_side == Side::External && out_side == Side::Internal;
+        // A partner's in-dialog request whose Route carries a route set the edge sealed
+        // (`hiding.rs`): the inside's entries go back in place of the edge's own.
+        let unsealed = (inward && !no_to_tag && msg.header(HeaderName::Route).is_some())
+            .then(|| {
+                hiding::unsealed_route(
+                    &self.settings,
+                    &self.shared.sealer,
+                    &hiding::values_of(msg, HeaderName::Route),
+                )
+            })
+            .flatten();
+        if inward && no_to_tag {
             // A partner's out-of-dialog request: a Route past our own would steer it to a host
             // inside that the partner chose; the front-end pool routes it by its Request-URI.
             // Stripped, not honoured (docs/topology.md).
             ed.remove_header(HeaderName::Route);
+        } else if let Some(routes) = &unsealed {
+            ed.remove_header(HeaderName::Route);
+            if !routes.is_empty() {
+                ed.append_header("Route", &routes.join(", "));
+            }
         } else {
             let ours = route::our_leading_routes(&self.settings, msg);
             ed.remove_values(HeaderName::Route, ours);
@@ -189,7 +208,23 @@ impl Proxy {
         }
         let host = self.settings.host(out_side);
         ed.prepend_via_parts(&["SIP/2.0/TLS ", host, ";branch=", branch]);
-        if msg.method().is_some_and(creates_dialog) && no_to_tag {
+        let dialog_creating = msg.method().is_some_and(creates_dialog) && no_to_tag;
+        if outward {
+            // Topology hiding: the partner sees the edge's external face alone; the inside's
+            // entries and the edge's internal face ride sealed in it (`hiding.rs`) and come back
+            // on the response and the partner's in-dialog requests. A Record-Route on any other
+            // request from the inside means nothing to the partner and names the inside: removed.
+            let inside_rr = hiding::values_of(msg, HeaderName::RecordRoute);
+            ed.remove_header(HeaderName::RecordRoute);
+            if dialog_creating {
+                let inner = format!("<sip:{};transport=tls;lr>", self.settings.host(in_side));
+                let mut sealed: Vec<&str> = Vec::with_capacity(inside_rr.len() + 1);
+                sealed.push(&inner);
+                sealed.extend(inside_rr);
+                let face = hiding::sealed_face(&self.settings, &self.shared.sealer, &mut self.rng, &sealed);
+                ed.add_record_route(&face);
+            }
+        } else if dialog_creating {
             // Outgoing side first, then incoming: the callee's route set starts at our outer face,
             // the caller's (reversed) at our inner one.
             ed.add_record_route_parts(&["<sip:", host, ";transport=tls;lr>"]);
@@ -326,6 +361,26 @@ impl Proxy {
             }
             None => {
                 ed.remove_top_via();
+            }
+        }
+        // Record-Route (`hiding.rs`): out to a partner, the inside above the edge's external face
+        // is sealed into it; in from a partner, sealed entries are opened back into place.
+        if msg.header(HeaderName::RecordRoute).is_some() {
+            let values = hiding::values_of(msg, HeaderName::RecordRoute);
+            let rewritten = match to_side {
+                Side::External => Some(hiding::sealed_response_record_route(
+                    &self.settings,
+                    &self.shared.sealer,
+                    &mut self.rng,
+                    &values,
+                )),
+                Side::Internal => hiding::unsealed_record_route(&self.shared.sealer, &values),
+            };
+            if let Some(list) = rewritten {
+                ed.remove_header(HeaderName::RecordRoute);
+                if !list.is_empty() {
+                    ed.append_header("Record-Route", &list.join(", "));
+                }
             }
         }
         let needs_diag = status >= 400

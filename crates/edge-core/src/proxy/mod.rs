@@ -22,6 +22,7 @@
 mod decide;
 mod dialogs;
 mod forward;
+mod hiding;
 mod ids;
 pub mod io;
 mod limits;
@@ -41,6 +42,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use federation_policy::{DiscoveryLimits, Fqdn, Policy};
+pub use hiding::Sealer;
 pub use limits::SharedDiscoveryLimiter;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
@@ -151,6 +153,11 @@ pub struct EdgeShared {
     pub limiter: Arc<SharedDiscoveryLimiter>,
     pub relay: push::SharedRelay,
     pub subscriptions: SubscriptionCount,
+    /// The key that seals the inside's route set into the edge's external Record-Route
+    /// (`hiding.rs`): one for all workers, since a dialog's later messages land on any of them.
+    /// Random per process unless set ([`EdgeShared::with_sealer`]: the binary derives it from the
+    /// external certificate's key, so replicas of a pool and restarts agree).
+    pub sealer: Arc<Sealer>,
 }
 
 impl EdgeShared {
@@ -165,7 +172,14 @@ impl EdgeShared {
             limiter: SharedDiscoveryLimiter::new(limits),
             relay: Arc::new(parking_lot::Mutex::new(push_relay::Relay::new(relay))),
             subscriptions: SubscriptionCount::default(),
+            sealer: Arc::new(Sealer::from_secret(&rand::random::<[u8; 32]>())),
         }
+    }
+
+    /// The same, sealing route sets with `sealer` (shared by every core given this `EdgeShared`).
+    pub fn with_sealer(mut self, sealer: Sealer) -> EdgeShared {
+        self.sealer = Arc::new(sealer);
+        self
     }
 }
 

@@ -225,14 +225,15 @@ fn invite_dialog_with_record_route_forks_and_ack() {
     assert_eq!(status_of(&out[0].1), 100, "100 Trying at once");
     let (_, fwd, token) = &out[1];
     let m = parse(fwd.as_bytes()).unwrap();
+    // Towards the partner: the edge's external face alone, its internal face sealed in it
+    // (topology hiding, docs/topology.md).
     let rr: Vec<String> = m.record_routes().map(|r| r.unwrap().uri.to_owned()).collect();
-    assert_eq!(
-        rr,
-        [
-            "sip:edge.corp.example:5061;transport=tls;lr",
-            "sip:edge-int.corp.example:5061;transport=tls;lr"
-        ]
+    assert_eq!(rr.len(), 1, "{fwd}");
+    assert!(
+        rr[0].starts_with("sip:edge.corp.example:5061;transport=tls;lr;sh="),
+        "{fwd}"
     );
+    assert!(!fwd.contains("edge-int"), "{fwd}");
     h.delivered(token.unwrap());
     let ringing = sends(&h.msg(ConnId(100), &answer(fwd, 180, "Ringing", Some("b1"))));
     assert_eq!(status_of(&ringing[0].1), 180);
@@ -249,6 +250,15 @@ fn invite_dialog_with_record_route_forks_and_ack() {
         200,
         "a second 2xx from a fork is forwarded too"
     );
+    // Back inside, the 2xx's Record-Route has the sealed entries opened after the face.
+    let back: Vec<String> = parse(ok1[0].1.as_bytes())
+        .unwrap()
+        .record_routes()
+        .map(|r| r.unwrap().uri.to_owned())
+        .collect();
+    assert_eq!(back.len(), 2, "{}", ok1[0].1);
+    assert!(back[0].starts_with("sip:edge.corp.example:5061;transport=tls;lr;sh="));
+    assert_eq!(back[1], "sip:edge-int.corp.example:5061;transport=tls;lr");
     // The ACK for the 2xx comes with the route set (our two Record-Routes reversed) and goes out.
     let ack = "ACK sip:bob@10.9.9.9;transport=tls SIP/2.0\nVia: SIP/2.0/TLS fe1.corp.example:5061;branch=z9hG4bKack1\nRoute: <sip:edge-int.corp.example:5061;transport=tls;lr>\nRoute: <sip:edge.corp.example:5061;transport=tls;lr>, <sip:edge.partner.example;lr>\nMax-Forwards: 70\nFrom: <sip:alice@corp.example>;tag=a1\nTo: <sip:bob@partner.example>;tag=b1\nCall-ID: call-z9hG4bKi1\nCSeq: 1 ACK\nContent-Length: 0\n\n";
     let fwd_ack = sends(&h.msg(FE, ack));
@@ -1067,6 +1077,17 @@ fn the_cores_of_one_edge_share_its_limiter_relay_and_subscription_count() {
     assert!(Arc::ptr_eq(&one.shared.limiter, &two.shared.limiter));
     assert!(Arc::ptr_eq(&one.shared.relay, &two.shared.relay));
     assert!(Arc::ptr_eq(&one.shared.subscriptions, &two.shared.subscriptions));
+    // Topology hiding's key: what one worker seals, another opens (a dialog's later messages land
+    // on any worker); the found-in-the-field bug was a key per worker.
+    assert!(Arc::ptr_eq(&one.shared.sealer, &two.shared.sealer));
+    let token = one
+        .shared
+        .sealer
+        .seal(&mut rand::rng(), &["<sip:fe1.corp.example;lr>"]);
+    assert_eq!(
+        two.shared.sealer.open(&token).unwrap(),
+        ["<sip:fe1.corp.example;lr>"]
+    );
     let other = Proxy::new(
         one.settings.clone(),
         policy.clone(),

@@ -312,7 +312,7 @@ fn nothing_about_the_inside_reaches_a_partner() {
         conn: POOL,
     });
     let ok = answer(&fwd, 200, "OK", Some("w9")).replace("Content-Length", "Expires: 3600\nContent-Length");
-    // Relayed, not generated: its internal Record-Route entry is issue 21's topology hiding.
+    // Relayed, not generated: its Record-Route leaves sealed (topology hiding, see below).
     let back = sends(&h.msg(POOL, &ok));
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].0, Destination::Conn(PARTNER_IN));
@@ -469,4 +469,151 @@ fn a_partners_preloaded_route_is_not_followed_inside() {
         .map(|r| r.unwrap().uri.to_owned())
         .collect();
     assert_eq!(routes, ["sip:fe9.corp.example:5062;lr"], "{fwd}");
+}
+
+/// The dialog's route sets (issue 21, topology hiding): a front end's INVITE reaches the partner
+/// with the edge's external face alone in Record-Route — the front end's entry and the edge's
+/// internal face sealed in it, unreadable — the 2xx goes back inside with them opened in place,
+/// and the partner's in-dialog request comes in with the front end's entry back in its Route.
+/// A token the edge did not seal opens nothing.
+#[test]
+fn the_insides_record_route_reaches_a_partner_only_sealed() {
+    let mut h = H::new();
+    let invite = "INVITE sip:bob@partner.example SIP/2.0\nVia: SIP/2.0/TLS fe1.corp.example:5061;branch=z9hG4bKrr1\nRecord-Route: <sip:fe1.corp.example:5061;transport=tls;lr>\nMax-Forwards: 70\nFrom: <sip:alice@corp.example>;tag=a1\nTo: <sip:bob@partner.example>\nCall-ID: rr-1\nCSeq: 1 INVITE\nContact: <sip:alice@corp.example;gr=urn:uuid:1>\nContent-Length: 0\n\n";
+    let out = sends(&h.msg(FE, invite));
+    let (dest, fwd, token) = out
+        .iter()
+        .find(|(d, _, _)| outward(d))
+        .cloned()
+        .expect("forwarded");
+    let mut seen = BTreeSet::new();
+    let eff = vec![Effect::Send {
+        dest,
+        bytes: fwd.clone().into_bytes(),
+        token,
+    }];
+    assert_eq!(check_outward(&eff, &mut seen, "forwarded INVITE"), 1);
+    let rr: Vec<String> = parse(fwd.as_bytes())
+        .unwrap()
+        .headers()
+        .iter()
+        .filter(|h| h.name == HeaderName::RecordRoute)
+        .map(|h| h.value_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(rr.len(), 1, "{fwd}");
+    h.delivered(token.unwrap());
+    // The partner's 200, with a proxy of its own on top.
+    let ok = answer(&fwd, 200, "OK", Some("b1")).replacen(
+        "Record-Route: ",
+        "Record-Route: <sip:proxy.partner.example;lr>, ",
+        1,
+    );
+    let back = sends(&h.msg(ConnId(100), &ok));
+    let (_, text, _) = back.first().cloned().expect("relayed");
+    let rr_in: Vec<String> = parse(text.as_bytes())
+        .unwrap()
+        .record_routes()
+        .map(|r| r.unwrap().uri.to_owned())
+        .collect();
+    assert_eq!(rr_in.len(), 4, "{text}");
+    assert_eq!(rr_in[0], "sip:proxy.partner.example;lr");
+    assert!(rr_in[1].contains(";sh="));
+    assert_eq!(
+        rr_in[2..],
+        [
+            "sip:edge-int.corp.example:5061;transport=tls;lr",
+            "sip:fe1.corp.example:5061;transport=tls;lr"
+        ]
+    );
+    // The partner's BYE follows its route set (the Record-Route as it saw it).
+    let sealed = rr[0].clone();
+    let bye = format!(
+        "BYE sip:alice@corp.example;gr=urn:uuid:1 SIP/2.0\nVia: SIP/2.0/TLS edge.partner.example:5061;branch=z9hG4bKbye1\nRoute: {sealed}\nMax-Forwards: 70\nFrom: <sip:bob@partner.example>;tag=b1\nTo: <sip:alice@corp.example>;tag=a1\nCall-ID: rr-1\nCSeq: 1 BYE\nContent-Length: 0\n\n"
+    );
+    let inside = sends(&h.msg(PARTNER_IN, &bye));
+    let (_, fwd_bye, _) = inside.first().cloned().expect("forwarded inside");
+    let routes: Vec<String> = parse(fwd_bye.as_bytes())
+        .unwrap()
+        .routes()
+        .map(|r| r.unwrap().uri.to_owned())
+        .collect();
+    assert_eq!(
+        routes,
+        ["sip:fe1.corp.example:5061;transport=tls;lr"],
+        "{fwd_bye}"
+    );
+    // A token the edge did not seal (altered) opens nothing: only the edge's own entry goes.
+    let forged = sealed.replacen(";sh=", ";sh=AAAA", 1);
+    let inside = sends(&h.msg(PARTNER_IN, &bye.replace(&sealed, &forged).replace("bye1", "bye2")));
+    let (_, fwd_bye, _) = inside.first().cloned().expect("forwarded inside");
+    assert_eq!(
+        parse(fwd_bye.as_bytes()).unwrap().routes().count(),
+        0,
+        "{fwd_bye}"
+    );
+}
+
+/// A partner's SUBSCRIBE: the front end's 2xx leaves with the front end's Record-Route entry and
+/// the edge's internal face sealed into the edge's external face, the partner's own entry kept;
+/// the partner's refresh brings the front end's entry back.
+#[test]
+fn a_front_ends_answer_leaves_with_its_record_route_sealed() {
+    let mut h = H::new();
+    pool_up(&mut h);
+    let sub = inbound(
+        "SUBSCRIBE",
+        "sip:bob@partner.example",
+        "sip:alice@corp.example",
+        "z9hG4bKsub1",
+        "Record-Route: <sip:proxy.partner.example;lr>\nEvent: presence\nExpires: 3600\n",
+        "",
+    );
+    let out = sends(&h.msg(PARTNER_IN, &sub));
+    let (_, fwd, token) = out.first().cloned().expect("forwarded inside");
+    h.input(Input::Delivered {
+        token: token.expect("a token"),
+        conn: POOL,
+    });
+    // The front end answers, its own Record-Route on top of what it received.
+    let ok = answer(&fwd, 200, "OK", Some("a9")).replacen(
+        "Record-Route: ",
+        "Record-Route: <sip:fe9.corp.example:5062;transport=tls;lr>, ",
+        1,
+    );
+    let eff = h.msg(POOL, &ok);
+    let mut seen = BTreeSet::new();
+    assert_eq!(check_outward(&eff, &mut seen, "the front end's 200"), 1);
+    let (_, text, _) = sends(&eff).first().cloned().expect("relayed");
+    let rr: Vec<String> = parse(text.as_bytes())
+        .unwrap()
+        .record_routes()
+        .map(|r| r.unwrap().uri.to_owned())
+        .collect();
+    assert_eq!(rr.len(), 2, "{text}");
+    assert!(
+        rr[0].starts_with("sip:edge.corp.example:5061;transport=tls;lr;sh="),
+        "{text}"
+    );
+    assert_eq!(rr[1], "sip:proxy.partner.example;lr");
+    // The partner (the subscriber) refreshes along its route set: the reverse of the 2xx's.
+    let refresh = inbound(
+        "SUBSCRIBE",
+        "sip:bob@partner.example",
+        "sip:alice@corp.example",
+        "z9hG4bKsub2",
+        &format!("Route: <{}>\nEvent: presence\nExpires: 3600\n", rr[0]),
+        "",
+    )
+    .replace(
+        "To: <sip:alice@corp.example>",
+        "To: <sip:alice@corp.example>;tag=a9",
+    );
+    let out = sends(&h.msg(PARTNER_IN, &refresh));
+    let (_, fwd2, _) = out.first().cloned().expect("forwarded inside");
+    let routes: Vec<String> = parse(fwd2.as_bytes())
+        .unwrap()
+        .routes()
+        .map(|r| r.unwrap().uri.to_owned())
+        .collect();
+    assert_eq!(routes, ["sip:fe9.corp.example:5062;transport=tls;lr"], "{fwd2}");
 }
