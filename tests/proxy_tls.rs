@@ -748,18 +748,20 @@ fn mpop_message(uri: &str, via: &str, branch: &str, from: &str) -> String {
     ))
 }
 
-/// The headers of `msg` the edge never touches (all but Via, Max-Forwards, Route, Record-Route), as
-/// written, in order; and the body.
-fn untouched(msg: &str) -> (Vec<String>, Vec<u8>) {
+/// The headers of `msg` the edge never touches (all but Via, Max-Forwards, Route, Record-Route, and
+/// going out Contact — a host contact is sealed, docs/topology.md), as written, in order; and the
+/// body.
+fn untouched(msg: &str, outbound: bool) -> (Vec<String>, Vec<u8>) {
     let m = p(msg);
     let headers = m
         .headers()
         .iter()
         .filter(|h| {
-            !matches!(
+            let edited = matches!(
                 h.name,
                 HeaderName::Via | HeaderName::MaxForwards | HeaderName::Route | HeaderName::RecordRoute
-            )
+            ) || (outbound && h.name == HeaderName::Contact);
+            !edited
         })
         .map(|h| format!("{}: {}", h.name_str(), String::from_utf8_lossy(h.raw_value)))
         .collect();
@@ -782,7 +784,15 @@ fn an_mpop_message_crosses_unchanged_in_both_directions() {
         .partner()
         .wait_request(WAIT, |r| sip::method(r) == "MESSAGE")
         .expect("the partner got the MESSAGE");
-    assert_eq!(untouched(&fwd), untouched(&out), "outbound:\n{fwd}");
+    assert_eq!(untouched(&fwd, true), untouched(&out, true), "outbound:\n{fwd}");
+    // The endpoint's contact names a host: it leaves as the edge's face with the original sealed,
+    // its header parameters (the endpoint's instance id) as written.
+    let contact = sip::header(&fwd, "Contact").unwrap();
+    assert!(
+        contact.starts_with(&format!("<sip:edge.corp.test:{};transport=tls;sc=", w.ext_port()))
+            && contact.ends_with(">;+sip.instance=\"<urn:uuid:0f1e2d3c>\""),
+        "{contact}"
+    );
     assert_eq!(
         sip::status(&fe.recv_final(WAIT, "MESSAGE").expect("answered")),
         200
@@ -801,7 +811,11 @@ fn an_mpop_message_crosses_unchanged_in_both_directions() {
         .fe_uas
         .wait_request(WAIT, |r| sip::method(r) == "MESSAGE")
         .expect("the FE got the MESSAGE");
-    assert_eq!(untouched(&at_fe), untouched(&inbound), "inbound:\n{at_fe}");
+    assert_eq!(
+        untouched(&at_fe, false),
+        untouched(&inbound, false),
+        "inbound:\n{at_fe}"
+    );
     assert_eq!(
         sip::status(&partner.recv_final(WAIT, "MESSAGE").expect("answered")),
         200

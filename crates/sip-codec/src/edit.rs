@@ -140,6 +140,22 @@ impl<'m, 'a> Editor<'m, 'a> {
         self
     }
 
+    /// Replaces the Request-URI of a request (a proxy restoring a target it rewrote); a response
+    /// is left as it is.
+    pub fn set_request_uri(&mut self, uri: &str) -> &mut Self {
+        if let crate::message::StartLine::Request { uri: old, .. } = self.msg.start {
+            let base = self.msg.buf.as_ptr() as usize;
+            let start = (old.as_ptr() as usize).wrapping_sub(base);
+            if start
+                .checked_add(old.len())
+                .is_some_and(|end| end <= self.msg.buf.len())
+            {
+                self.push(start, start + old.len(), [uri.as_bytes()]);
+            }
+        }
+        self
+    }
+
     /// Inserts `Record-Route: <value>` above the existing Record-Route values (§16.6 step 4).
     pub fn add_record_route(&mut self, value: &str) -> &mut Self {
         self.add_record_route_parts(&[value])
@@ -361,6 +377,26 @@ fn u8_decimal(n: u8, buf: &mut [u8; 3]) -> &[u8] {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_request_uri_is_replaced_in_place() {
+        let req = b"BYE sip:alice@edge.example:5061;transport=tls;sc=xyz SIP/2.0\r\nVia: SIP/2.0/TLS p.example;branch=z9hG4bK1\r\n\
+            From: <sip:b@p.example>;tag=1\r\nTo: <sip:a@c.example>;tag=2\r\nCall-ID: r1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n";
+        let m = crate::parse(req).unwrap();
+        let mut ed = Editor::new(&m);
+        ed.set_request_uri("sip:alice@fe1.corp.example:5061;transport=tls");
+        let out = ed.to_vec();
+        let back = crate::parse(&out).unwrap();
+        assert_eq!(
+            back.request_uri(),
+            Some("sip:alice@fe1.corp.example:5061;transport=tls")
+        );
+        assert_eq!(back.headers().len(), m.headers().len());
+        let resp = crate::parse(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS p.example;branch=z9hG4bK1\r\nFrom: <sip:b@p.example>;tag=1\r\nTo: <sip:a@c.example>;tag=2\r\nCall-ID: r1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let mut ed = Editor::new(&resp);
+        ed.set_request_uri("sip:x@y");
+        assert_eq!(ed.to_vec(), resp.as_bytes(), "a response has no Request-URI");
+    }
+
     use super::*;
     use crate::parse;
 

@@ -160,6 +160,24 @@ impl Proxy {
         }
     }
 
+    /// A message leaving for a partner: each Contact naming a host that is not one of our domains
+    /// leaves as the edge's external face with the original sealed (`hiding.rs`).
+    fn seal_contacts(&mut self, msg: &Message<'_>, ed: &mut Editor<'_, '_>) {
+        if msg.header(HeaderName::Contact).is_none() {
+            return;
+        }
+        let policy = &self.policy;
+        if let Some(contacts) = hiding::sealed_contacts(
+            &self.settings,
+            &self.shared.sealer,
+            &mut self.rng,
+            |h| policy.is_our_host(h),
+            msg,
+        ) {
+            ed.set_header(HeaderName::Contact, &contacts);
+        }
+    }
+
     /// `None` when Max-Forwards is exhausted.
     fn edit_request(
         &mut self,
@@ -200,6 +218,17 @@ impl Proxy {
         if ed.decrement_max_forwards() == MaxForwards::Exhausted {
             self.scratch.edit_buf = ed.into_buf();
             return None;
+        }
+        if inward {
+            // A partner's request to a Contact the edge rewrote (`hiding.rs`): the original target.
+            if let Some(target) = msg
+                .request_uri()
+                .and_then(|r| hiding::unsealed_target(&self.settings, &self.shared.sealer, r))
+            {
+                ed.set_request_uri(&target);
+            }
+        } else if outward {
+            self.seal_contacts(msg, &mut ed);
         }
         if in_side == Side::Internal && out_side == Side::External {
             // Topology hiding: the Via headers of the inside (front ends, their proxies) stay
@@ -382,6 +411,9 @@ impl Proxy {
                     ed.append_header("Record-Route", &list.join(", "));
                 }
             }
+        }
+        if to_side == Side::External {
+            self.seal_contacts(msg, &mut ed);
         }
         let needs_diag = status >= 400
             && peer.side == Side::External

@@ -208,11 +208,91 @@ pub(crate) fn unsealed_route(
     Some(inside)
 }
 
-/// The `sh` token of a name-addr value (`<sip:…;sh=TOKEN>`), if it carries one.
-pub(crate) fn token_of(value: &str) -> Option<&str> {
+/// The URI parameter of a Contact the edge rewrote, carrying the original URI sealed.
+pub(crate) const CONTACT_PARAM: &str = "sc";
+
+/// A Contact value leaving for a partner: a URI naming a host that is not one of our domains
+/// (`ours`) is rewritten to the edge's external face, the original sealed in `;sc=`; the display
+/// name and the header parameters stay. `None`: kept as it is (a domain contact such as a Lync
+/// GRUU, `*`, or nothing that parses).
+pub(crate) fn sealed_contact(
+    settings: &ProxySettings,
+    sealer: &Sealer,
+    rng: &mut impl RngCore,
+    ours: impl Fn(&str) -> bool,
+    value: &str,
+) -> Option<String> {
+    let na = sip_codec::NameAddr::parse(value).ok()?;
+    let sip_codec::Uri::Sip(u) = sip_codec::Uri::parse(na.uri).ok()? else {
+        return None;
+    };
+    if ours(u.host_str()) || is_external_face(settings, &format!("<{}>", na.uri)) {
+        return None;
+    }
+    let base = value.as_ptr() as usize;
+    let start = (na.uri.as_ptr() as usize).checked_sub(base)?;
+    let end = start.checked_add(na.uri.len())?;
+    let token = sealer.seal(rng, &[na.uri]);
+    let user = u.user.map_or(String::new(), |user| format!("{user}@"));
+    let uri = format!(
+        "sip:{user}{};transport=tls;{CONTACT_PARAM}={token}",
+        settings.external_host
+    );
+    let (head, tail) = (value.get(..start)?, value.get(end..)?);
+    Some(if na.bracketed {
+        format!("{head}{uri}{tail}")
+    } else {
+        format!("{head}<{uri}>{tail}")
+    })
+}
+
+/// The Contact header of a message leaving for a partner, each value as [`sealed_contact`] has it;
+/// `None` when nothing changes.
+pub(crate) fn sealed_contacts(
+    settings: &ProxySettings,
+    sealer: &Sealer,
+    rng: &mut impl RngCore,
+    ours: impl Fn(&str) -> bool,
+    msg: &Message<'_>,
+) -> Option<String> {
+    let values = values_of(msg, HeaderName::Contact);
+    let mut any = false;
+    let out: Vec<String> = values
+        .iter()
+        .map(|v| match sealed_contact(settings, sealer, rng, &ours, v) {
+            Some(s) => {
+                any = true;
+                s
+            }
+            None => (*v).to_owned(),
+        })
+        .collect();
+    any.then(|| out.join(", "))
+}
+
+/// The Request-URI of a partner's request to a Contact the edge rewrote: the original, or `None`
+/// (not one of ours, or a token that does not open).
+pub(crate) fn unsealed_target(settings: &ProxySettings, sealer: &Sealer, ruri: &str) -> Option<String> {
+    if !is_external_face(settings, &format!("<{ruri}>")) {
+        return None;
+    }
+    let token = param_of(ruri, CONTACT_PARAM)?;
+    sealer.open(token)?.into_iter().next()
+}
+
+/// The value of URI parameter `name` of a name-addr or bare URI (header parameters after `>` are
+/// not the URI's).
+fn param_of<'v>(value: &'v str, name: &str) -> Option<&'v str> {
     let uri = value.split_once('<').map_or(value, |(_, rest)| rest);
     let uri = uri.split_once('>').map_or(uri, |(u, _)| u);
-    uri.split(';').find_map(|p| p.strip_prefix("sh="))
+    uri.split(';')
+        .skip(1)
+        .find_map(|p| p.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')))
+}
+
+/// The `sh` token of a name-addr value (`<sip:…;sh=TOKEN>`), if it carries one.
+pub(crate) fn token_of(value: &str) -> Option<&str> {
+    param_of(value, PARAM)
 }
 
 #[cfg(test)]

@@ -89,6 +89,24 @@ fn outward(dest: &Destination) -> bool {
     }
 }
 
+/// What the front end's `text` sends towards the partner, checked for the inside: the forwarded
+/// text and its delivery token.
+fn forwarded_out(h: &mut H, text: &str, case: &str) -> (String, Option<Token>) {
+    let out = sends(&h.msg(FE, text));
+    let (dest, fwd, token) = out
+        .iter()
+        .find(|(d, _, _)| outward(d))
+        .cloned()
+        .expect("forwarded");
+    let eff = vec![Effect::Send {
+        dest,
+        bytes: fwd.clone().into_bytes(),
+        token,
+    }];
+    assert_eq!(check_outward(&eff, &mut BTreeSet::new(), case), 1);
+    (fwd, token)
+}
+
 /// An inbound MESSAGE forwarded towards the pool: the token of its delivery.
 fn forwarded(h: &mut H, branch: &str) -> Token {
     let out = sends(&h.msg(PARTNER_IN, &partner_message(branch)));
@@ -480,19 +498,7 @@ fn a_partners_preloaded_route_is_not_followed_inside() {
 fn the_insides_record_route_reaches_a_partner_only_sealed() {
     let mut h = H::new();
     let invite = "INVITE sip:bob@partner.example SIP/2.0\nVia: SIP/2.0/TLS fe1.corp.example:5061;branch=z9hG4bKrr1\nRecord-Route: <sip:fe1.corp.example:5061;transport=tls;lr>\nMax-Forwards: 70\nFrom: <sip:alice@corp.example>;tag=a1\nTo: <sip:bob@partner.example>\nCall-ID: rr-1\nCSeq: 1 INVITE\nContact: <sip:alice@corp.example;gr=urn:uuid:1>\nContent-Length: 0\n\n";
-    let out = sends(&h.msg(FE, invite));
-    let (dest, fwd, token) = out
-        .iter()
-        .find(|(d, _, _)| outward(d))
-        .cloned()
-        .expect("forwarded");
-    let mut seen = BTreeSet::new();
-    let eff = vec![Effect::Send {
-        dest,
-        bytes: fwd.clone().into_bytes(),
-        token,
-    }];
-    assert_eq!(check_outward(&eff, &mut seen, "forwarded INVITE"), 1);
+    let (fwd, token) = forwarded_out(&mut h, invite, "forwarded INVITE");
     let rr: Vec<String> = parse(fwd.as_bytes())
         .unwrap()
         .headers()
@@ -616,4 +622,99 @@ fn a_front_ends_answer_leaves_with_its_record_route_sealed() {
         .map(|r| r.unwrap().uri.to_owned())
         .collect();
     assert_eq!(routes, ["sip:fe9.corp.example:5062;transport=tls;lr"], "{fwd2}");
+}
+
+/// Contact (issue 21): a front end's contact naming its own host reaches the partner as the edge's
+/// external face, the original sealed in `;sc=`, its header parameters kept; the partner's request
+/// to that target goes inside with the original Request-URI back. A contact naming one of our
+/// domains (a Lync GRUU) is left as it is; so is a front end's answer's contact, rewritten the same
+/// way when it names a host.
+#[test]
+fn an_inside_contact_reaches_a_partner_only_sealed() {
+    let mut h = H::new();
+    let invite = "INVITE sip:bob@partner.example SIP/2.0\nVia: SIP/2.0/TLS fe1.corp.example:5061;branch=z9hG4bKct1\nMax-Forwards: 70\nFrom: <sip:alice@corp.example>;tag=a1\nTo: <sip:bob@partner.example>\nCall-ID: ct-1\nCSeq: 1 INVITE\nContact: \"Alice\" <sip:alice@fe1.corp.example:5061;transport=tls>;+sip.instance=\"<urn:uuid:1>\"\nContent-Length: 0\n\n";
+    let (fwd, token) = forwarded_out(&mut h, invite, "INVITE with a host contact");
+    let mut seen = BTreeSet::new();
+    let m = parse(fwd.as_bytes()).unwrap();
+    let contact = m
+        .header(HeaderName::Contact)
+        .unwrap()
+        .value_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        contact.starts_with("\"Alice\" <sip:alice@edge.corp.example:5061;transport=tls;sc="),
+        "{contact}"
+    );
+    assert!(contact.ends_with(">;+sip.instance=\"<urn:uuid:1>\""), "{contact}");
+    let target = contact
+        .split_once('<')
+        .and_then(|(_, r)| r.split_once('>'))
+        .map(|(u, _)| u.to_owned())
+        .unwrap();
+    let rr = parse(fwd.as_bytes())
+        .unwrap()
+        .record_routes()
+        .next()
+        .unwrap()
+        .unwrap()
+        .uri
+        .to_owned();
+    h.delivered(token.unwrap());
+    h.msg(ConnId(100), &answer(&fwd, 200, "OK", Some("b1")));
+    // The partner's BYE to the remote target it was given.
+    let bye = format!(
+        "BYE {target} SIP/2.0\nVia: SIP/2.0/TLS edge.partner.example:5061;branch=z9hG4bKctb\nRoute: <{rr}>\nMax-Forwards: 70\nFrom: <sip:bob@partner.example>;tag=b1\nTo: <sip:alice@corp.example>;tag=a1\nCall-ID: ct-1\nCSeq: 1 BYE\nContent-Length: 0\n\n"
+    );
+    let inside = sends(&h.msg(PARTNER_IN, &bye));
+    let (_, fwd_bye, _) = inside.first().cloned().expect("forwarded inside");
+    assert_eq!(
+        parse(fwd_bye.as_bytes()).unwrap().request_uri(),
+        Some("sip:alice@fe1.corp.example:5061;transport=tls"),
+        "{fwd_bye}"
+    );
+    // A GRUU of our domain is no topology: kept.
+    let gruu = invite
+        .replace("z9hG4bKct1", "z9hG4bKct2")
+        .replace("ct-1", "ct-2")
+        .replace(
+            "sip:alice@fe1.corp.example:5061;transport=tls",
+            "sip:alice@corp.example;gr=urn:uuid:1",
+        );
+    let out = sends(&h.msg(FE, &gruu));
+    let (_, fwd, _) = out
+        .iter()
+        .find(|(d, _, _)| outward(d))
+        .cloned()
+        .expect("forwarded");
+    assert!(
+        fwd.contains("Contact: \"Alice\" <sip:alice@corp.example;gr=urn:uuid:1>"),
+        "{fwd}"
+    );
+    // The front end's answer to a partner's INVITE: its host contact leaves sealed too.
+    pool_up(&mut h);
+    let inv_in = inbound(
+        "INVITE",
+        "sip:bob@partner.example",
+        "sip:alice@corp.example",
+        "z9hG4bKctin",
+        "",
+        "",
+    );
+    let out = sends(&h.msg(PARTNER_IN, &inv_in));
+    let (_, fwd_in, token) = out.iter().find(|(d, _, _)| !outward(d)).cloned().expect("inside");
+    h.input(Input::Delivered {
+        token: token.expect("a token"),
+        conn: POOL,
+    });
+    let ok = answer(&fwd_in, 200, "OK", Some("a7")).replacen(
+        "Content-Length",
+        "Contact: <sip:alice@fe9.corp.example:5062;transport=tls>\nContent-Length",
+        1,
+    );
+    let eff = h.msg(POOL, &ok);
+    assert_eq!(
+        check_outward(&eff, &mut seen, "the front end's 200 with a host contact"),
+        1
+    );
 }
