@@ -22,6 +22,8 @@
 mod decide;
 mod dialogs;
 mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hiding;
 mod ids;
 pub mod io;
