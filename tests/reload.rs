@@ -597,6 +597,15 @@ fn sipedge_reload_refuses_a_pid_that_is_not_an_edge() {
     let bin = sipedge_tests::sipedge_bin();
     let mut sleep = Command::new("sleep").arg("100").spawn().unwrap();
     let pid = sleep.id().to_string();
+    // spawn returns once the child has left the parent's memory, which on Linux is before exec has
+    // set up the new program's arguments: /proc/<pid>/cmdline can read empty for a moment on a
+    // loaded machine (seen once in CI). Wait (bounded) until it names `sleep`.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read(format!("/proc/{pid}/cmdline")).map_or(true, |c| c.is_empty())
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("stale.pid");
     std::fs::write(&pid_file, format!("{pid}\n")).unwrap();
