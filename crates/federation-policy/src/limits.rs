@@ -54,6 +54,16 @@ pub fn contact_hash(contact: &str) -> u64 {
     })
 }
 
+/// A replica's share of a partner's limit in millionths under `pool`, the pool's word for that
+/// partner (`partner`) taking the place of the default; `None` while the pool refuses.
+fn share_in(pool: PoolMode, partner: Option<u32>) -> Option<u64> {
+    match pool {
+        PoolMode::Alone => Some(u64::from(WHOLE_SHARE)),
+        PoolMode::Shared { default_share } => Some(u64::from(partner.unwrap_or(default_share))),
+        PoolMode::Refuse => None,
+    }
+}
+
 /// One share of a limit, in millionths: a replica of a pool admits `share × limit`.
 pub const WHOLE_SHARE: u32 = 1_000_000;
 
@@ -214,11 +224,7 @@ impl DiscoveryLimiter {
         }
         let pool = self.pool;
         let rate = u64::from(self.limits.messages_per_second.max(1));
-        let fresh_share = match pool {
-            PoolMode::Alone => u64::from(WHOLE_SHARE),
-            PoolMode::Shared { default_share } => u64::from(default_share),
-            PoolMode::Refuse => 0,
-        };
+        let fresh_share = share_in(pool, None).unwrap_or(0);
         let s = self
             .partners
             .entry(partner.clone())
@@ -235,12 +241,8 @@ impl DiscoveryLimiter {
             });
         s.last_seen_ms = now_ms;
         s.demand = s.demand.saturating_add(1);
-        let share = match pool {
-            PoolMode::Alone => u64::from(WHOLE_SHARE),
-            PoolMode::Shared { default_share } => u64::from(s.share.unwrap_or(default_share)),
-            PoolMode::Refuse => {
-                return LimitVerdict::PoolUnavailable { retry_after_secs: 5 };
-            }
+        let Some(share) = share_in(pool, s.share) else {
+            return LimitVerdict::PoolUnavailable { retry_after_secs: 5 };
         };
         // Tokens in thousandths: `rate × share` messages a second is `rate × share / 10⁶` tokens a
         // millisecond, `rate × share / 10³` thousandths of one.

@@ -110,10 +110,12 @@ pub(crate) fn values_of<'a>(msg: &Message<'a>, name: HeaderName) -> Vec<&'a str>
 
 /// Whether `value` names this edge's external face (host and, unless in a pool, port).
 pub(crate) fn is_external_face(settings: &ProxySettings, value: &str) -> bool {
-    let Ok(na) = sip_codec::NameAddr::parse(value) else {
-        return false;
-    };
-    let Ok(sip_codec::Uri::Sip(u)) = sip_codec::Uri::parse(na.uri) else {
+    sip_codec::NameAddr::parse(value).is_ok_and(|na| uri_is_external_face(settings, na.uri))
+}
+
+/// [`is_external_face`] for a bare URI.
+fn uri_is_external_face(settings: &ProxySettings, uri: &str) -> bool {
+    let Ok(sip_codec::Uri::Sip(u)) = sip_codec::Uri::parse(uri) else {
         return false;
     };
     federation_policy::Fqdn::parse(&settings.external_host).is_ok_and(|f| {
@@ -226,7 +228,7 @@ pub(crate) fn sealed_contact(
     let sip_codec::Uri::Sip(u) = sip_codec::Uri::parse(na.uri).ok()? else {
         return None;
     };
-    if ours(u.host_str()) || is_external_face(settings, &format!("<{}>", na.uri)) {
+    if ours(u.host_str()) || uri_is_external_face(settings, na.uri) {
         return None;
     }
     let base = value.as_ptr() as usize;
@@ -273,10 +275,12 @@ pub(crate) fn sealed_contacts(
 /// The Request-URI of a partner's request to a Contact the edge rewrote: the original, or `None`
 /// (not one of ours, or a token that does not open).
 pub(crate) fn unsealed_target(settings: &ProxySettings, sealer: &Sealer, ruri: &str) -> Option<String> {
-    if !is_external_face(settings, &format!("<{ruri}>")) {
+    // Every partner request comes here: the parameter is looked for first (a scan), the URI
+    // parsed only when it carries one.
+    let token = param_of(ruri, CONTACT_PARAM)?;
+    if !uri_is_external_face(settings, ruri) {
         return None;
     }
-    let token = param_of(ruri, CONTACT_PARAM)?;
     sealer.open(token)?.into_iter().next()
 }
 
