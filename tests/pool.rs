@@ -122,14 +122,26 @@ fn partner(w: &World, edge: &Edge) -> TlsPeer {
         .unwrap_or_else(|e| panic!("the partner cannot connect: {e}\n{}", edge.log_dump()))
 }
 
-/// A MESSAGE from carol@found.test to alice@corp.test on `peer`; its final response.
-fn partner_message(peer: &mut TlsPeer, edge: &Edge, branch: &str) -> String {
+/// Waits (bounded) until every replica counts both in the pool.
+fn pool_formed(edges: &[Edge]) {
+    for e in edges {
+        metric_until(e, "sipedge_pool_replicas", |v| v == 2.0);
+    }
+}
+
+/// A MESSAGE from carol@found.test to alice@corp.test, sent on `peer`.
+fn partner_send(peer: &mut TlsPeer, branch: &str) {
     peer.send(&sip::message(
         "sip:alice@corp.test",
         "sip.found.test:5061",
         branch,
         "sip:carol@found.test",
     ));
+}
+
+/// [`partner_send`], then its final response.
+fn partner_message(peer: &mut TlsPeer, edge: &Edge, branch: &str) -> String {
+    partner_send(peer, branch);
     final_for(peer, edge, branch, WAIT)
 }
 
@@ -241,9 +253,7 @@ fn two_replicas_admit_the_pool_rate_together() {
         &redis,
         &format!("redis_password_file = \"{}\"", pw.display()),
     ));
-    for e in &w.edges {
-        metric_until(e, "sipedge_pool_replicas", |v| v == 2.0);
-    }
+    pool_formed(&w.edges);
     let secs = 8;
     let commands = |e: &Edge| metric(e, "sipedge_pool_redis_commands_total").unwrap();
     let before = (Instant::now(), commands(&w.edges[0]));
@@ -425,9 +435,7 @@ fn without_a_pool_each_replica_admits_its_own_rate() {
 fn redis_killed_divide_keeps_the_pool_rate_and_nothing_waits() {
     let mut redis = RedisServer::start(None);
     let w = world(&pool_toml(&redis, "redis_down = \"divide\""));
-    for e in &w.edges {
-        metric_until(e, "sipedge_pool_replicas", |v| v == 2.0);
-    }
+    pool_formed(&w.edges);
     let killed = std::sync::Mutex::new(None::<Duration>);
     let kill_at = Duration::from_secs(1);
     let secs = 8;
@@ -566,9 +574,7 @@ fn a_breaker_opened_on_one_replica_opens_on_both_and_one_probes() {
             Edge::start(&o.render(&pki), &pki)
         })
         .collect();
-    for e in &edges {
-        metric_until(e, "sipedge_pool_replicas", |v| v == 2.0);
-    }
+    pool_formed(&edges);
     let (a, b) = (&edges[0], &edges[1]);
     let (mut fe_a, mut fe_b) = (fe_client(a, &pki), fe_client(b, &pki));
     let seen = || {
@@ -791,18 +797,11 @@ fn signal(edge: &Edge, sig: &str) {
 fn sigterm_drains_one_replica_and_a_following_partner_loses_nothing() {
     let redis = RedisServer::start(None);
     let mut w = failover_world(&redis);
-    for e in &w.edges {
-        metric_until(e, "sipedge_pool_replicas", |v| v == 2.0);
-    }
+    pool_formed(&w.edges);
     let mut slow = partner(&w, &w.edges[0]);
     let mut drained = None;
     let ended = under_load(&w, 3, || {
-        slow.send(&sip::message(
-            "sip:alice@corp.test",
-            "sip.found.test:5061",
-            "z9hG4bKslow-term",
-            "sip:carol@found.test",
-        ));
+        partner_send(&mut slow, "z9hG4bKslow-term");
         std::thread::sleep(Duration::from_millis(100));
         signal(&w.edges[0], "-TERM");
         std::thread::sleep(Duration::from_millis(100));
@@ -843,18 +842,11 @@ fn sigterm_drains_one_replica_and_a_following_partner_loses_nothing() {
 fn kill_9_of_one_replica_loses_only_what_was_in_flight_on_it() {
     let redis = RedisServer::start(None);
     let w = failover_world(&redis);
-    for e in &w.edges {
-        metric_until(e, "sipedge_pool_replicas", |v| v == 2.0);
-    }
+    pool_formed(&w.edges);
     let mut slow = partner(&w, &w.edges[0]);
     let mut slow_final = None;
     let ended = under_load(&w, 3, || {
-        slow.send(&sip::message(
-            "sip:alice@corp.test",
-            "sip.found.test:5061",
-            "z9hG4bKslow-kill",
-            "sip:carol@found.test",
-        ));
+        partner_send(&mut slow, "z9hG4bKslow-kill");
         std::thread::sleep(Duration::from_millis(100));
         signal(&w.edges[0], "-KILL");
         slow_final = slow.recv_matching(WAIT, |m| sip::status(m) >= 200);
